@@ -1,0 +1,83 @@
+using ArcherIlgpu.Model.Gpt2;
+
+namespace ArcherIlgpu.Model.Training;
+
+/// <summary>Supervised fine-tuning settings.</summary>
+/// <param name="EvalEvery">evaluate the held-out loss every this many steps (and after the last).</param>
+public sealed record SftOptions(int Steps = 200, int BatchSize = 16, int MicroBatches = 1, float Lr = 1e-3f,
+    int WarmupSteps = 10, string Schedule = "cosine", AdamWOptions? AdamW = null, int EvalEvery = 50, int Seed = 1)
+{
+    public SftOptions Validate()
+    {
+        if (Steps < 1) throw new ArgumentException($"SFT Steps must be >= 1, got {Steps}");
+        if (BatchSize < 1) throw new ArgumentException($"SFT BatchSize must be >= 1, got {BatchSize}");
+        if (MicroBatches < 1 || MicroBatches > BatchSize) throw new ArgumentException($"SFT MicroBatches must be in [1, BatchSize = {BatchSize}], got {MicroBatches}");
+        if (EvalEvery < 1) throw new ArgumentException($"SFT EvalEvery must be >= 1, got {EvalEvery}");
+        return this;
+    }
+}
+
+/// <summary>One line of SFT progress; HeldOutLoss is NaN on steps without evaluation.</summary>
+public readonly record struct SftMetrics(int Step, double Loss, double HeldOutLoss, double GradNorm, float Lr, bool Skipped, int SkippedSteps);
+
+/// <summary>
+/// Trains on completions only (prompt tokens carry weight 0), shuffling the examples each epoch with
+/// a seeded RNG, and reports the held-out loss (masked mean over all held-out completion tokens).
+/// </summary>
+public sealed class SftTrainer : IDisposable
+{
+    public Gpt2Trainer Trainer { get; }
+    public SftOptions Options { get; }
+    readonly IReadOnlyList<SftExample> train;
+    readonly List<TrainingBatch> heldOut;
+    readonly int padToken;
+    readonly Random rng;
+    int[] order;
+    int cursor;
+
+    public SftTrainer(Gpt2Model model, IReadOnlyList<SftExample> train, IReadOnlyList<SftExample> heldOut, int padToken, SftOptions options)
+    {
+        Options = options.Validate();
+        if (train.Count == 0) throw new ArgumentException("the SFT training set is empty");
+        this.train = train; this.padToken = padToken;
+        this.heldOut = heldOut.Chunk(options.BatchSize).Select(c => SftData.MakeBatch(c, padToken)).ToList();
+        Trainer = new Gpt2Trainer(model, new LrSchedule(options.Lr, options.WarmupSteps, options.Steps, options.Schedule), options.AdamW);
+        rng = new Random(options.Seed);
+        order = Enumerable.Range(0, train.Count).ToArray();
+        rng.Shuffle(order);
+    }
+
+    /// <summary>Held-out masked mean loss (NaN without held-out data).</summary>
+    public double HeldOutLoss() => Trainer.Evaluate(heldOut);
+
+    /// <summary>Runs all steps; <paramref name="log"/> sees each one.</summary>
+    public List<SftMetrics> Run(Action<SftMetrics>? log = null)
+    {
+        var history = new List<SftMetrics>();
+        for (int s = 0; s < Options.Steps; s++)
+        {
+            var examples = NextExamples(Options.BatchSize);
+            int per = (examples.Count + Options.MicroBatches - 1) / Options.MicroBatches;
+            var micro = examples.Chunk(per).Select(c => SftData.MakeBatch(c, padToken)).ToList();
+            var r = Trainer.TrainStep(micro);
+            bool eval = r.Step % Options.EvalEvery == 0 || s == Options.Steps - 1;
+            var m = new SftMetrics(r.Step, r.Loss, eval ? HeldOutLoss() : double.NaN, r.GradNorm, r.Lr, r.Skipped, Trainer.Optimizer.SkippedSteps);
+            history.Add(m);
+            log?.Invoke(m);
+        }
+        return history;
+    }
+
+    List<SftExample> NextExamples(int count)
+    {
+        var list = new List<SftExample>(count);
+        while (list.Count < count)
+        {
+            if (cursor == order.Length) { rng.Shuffle(order); cursor = 0; }
+            list.Add(train[order[cursor++]]);
+        }
+        return list;
+    }
+
+    public void Dispose() => Trainer.Dispose();
+}
