@@ -1,0 +1,23 @@
+using System.CommandLine;
+using ArcherIlgpu.Kernels;
+
+namespace ArcherIlgpu.Cli;
+
+/// <summary>The <c>archer</c> command: one subcommand per job, each in its own file.</summary>
+public static class Program
+{
+    public static int Main(string[] args)
+    {
+        var root = new RootCommand("ArcherIlgpu: RL with verifiable rewards on small language models, in pure .NET");
+        root.Subcommands.Add(DevicesCommand.Create());
+        root.Subcommands.Add(SelfCheckCommand.Create());
+        return root.Parse(args).Invoke();
+    }
+
+    /// <summary>The --device option every command shares: auto (default), cpu, ilgpu-cpu, cuda, opencl.</summary>
+    public static Option<string> DeviceOption() => new("--device")
+    {
+        Description = $"device: {string.Join(", ", Devices.AllNames)} (default auto, or ${Devices.EnvironmentVariable})",
+        DefaultValueFactory = _ => "auto",
+    };
+}

@@ -1,0 +1,38 @@
+using System.CommandLine;
+using ArcherIlgpu.Kernels;
+
+namespace ArcherIlgpu.Cli;
+
+/// <summary>
+/// <c>archer selfcheck --device cuda</c>: every op forward and backward on the device against the
+/// managed cpu backend; exits 1 with a table of what differs.
+/// </summary>
+public static class SelfCheckCommand
+{
+    public static Command Create()
+    {
+        var device = Program.DeviceOption();
+        var quick = new Option<bool>("--quick") { Description = "small sizes only (for the ilgpu-cpu simulator)" };
+        var command = new Command("selfcheck", "Check every op on a device against the cpu backend") { device, quick };
+        command.SetAction(parse =>
+        {
+            string name = parse.GetValue(device)!;
+            using var backend = Devices.Create(name);
+            using var cpu = new CpuBackend();
+            bool isQuick = parse.GetValue(quick) || backend.Name == "ilgpu-cpu";
+            Console.WriteLine($"selfcheck: {backend.Name} ({backend.Description}) against cpu{(isQuick ? ", quick sizes" : "")}");
+            Console.WriteLine($"{"op",-16} {"shape",-22} {"output",-26} {"error",10} {"tolerance",10}  result");
+            var results = SelfCheck.Run(backend, cpu, isQuick, r =>
+                Console.WriteLine($"{r.Op,-16} {r.Shape,-22} {r.Output,-26} {r.Error,10:E2} {r.Tolerance,10:E1}  {(r.Passed ? "ok" : "FAIL")}"));
+            var failed = results.Where(r => !r.Passed).ToList();
+            Console.WriteLine($"{results.Count - failed.Count} passed, {failed.Count} failed");
+            if (failed.Count > 0)
+            {
+                Console.WriteLine("what differs:");
+                foreach (var r in failed) Console.WriteLine($"  {r.Op} {r.Shape} {r.Output}: error {r.Error:E2} > {r.Tolerance:E1}");
+            }
+            return failed.Count == 0 ? 0 : 1;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,264 @@
+namespace ArcherIlgpu.Kernels;
+
+/// <summary>
+/// Runs every op forward and backward on a device and on the <c>cpu</c> backend with the same inputs
+/// and compares the results. This is how a new GPU is verified where <c>dotnet test</c> cannot run
+/// (<c>archer selfcheck --device cuda</c>). Sizes include 1 and values that are not multiples of any
+/// tile, warp or vector width.
+/// </summary>
+public static class SelfCheck
+{
+    /// <summary>One compared output. Error = max |device - cpu| / max(1, max |cpu|).</summary>
+    public sealed record Result(string Op, string Shape, string Output, double Error, double Tolerance)
+    {
+        public bool Passed => Error <= Tolerance;   // false for NaN too
+    }
+
+    /// <summary>
+    /// Float32 results differ between backends only by summation order and fast-math intrinsics:
+    /// a few ulp per term, growing like sqrt(K) over a K-term sum. 2e-4 of the output scale covers
+    /// K up to a few thousand with a wide margin while still catching any indexing error.
+    /// </summary>
+    public const double DefaultTolerance = 2e-4;
+
+    public static List<Result> Run(Backend device, Backend cpu, bool quick, Action<Result>? progress = null)
+    {
+        var results = new List<Result>();
+        void Add(IEnumerable<Result> rs) { foreach (var r in rs) { results.Add(r); progress?.Invoke(r); } }
+
+        int[][] matmulShapes = quick
+            ? [[1, 1, 1], [7, 33, 5], [33, 17, 70]]
+            : [[1, 1, 1], [7, 33, 5], [70, 65, 129], [127, 768, 257], [512, 768, 2304], [1000, 3072, 768]];
+        foreach (var s in matmulShapes) Add(MatMul(device, cpu, s[0], s[1], s[2]));
+
+        int[][] attentionShapes = quick   // B, T, C, H
+            ? [[1, 1, 4, 2], [2, 7, 12, 3], [1, 33, 16, 2]]
+            : [[1, 1, 4, 2], [2, 7, 12, 3], [3, 33, 64, 4], [2, 127, 96, 3], [2, 257, 256, 4], [1, 300, 768, 12]];
+        foreach (var s in attentionShapes) Add(Attention(device, cpu, s[0], s[1], s[2], s[3]));
+
+        int[][] rowShapes = quick ? [[1, 1], [7, 33], [33, 70]] : [[1, 1], [7, 33], [127, 129], [1024, 768], [300, 3072]];
+        foreach (var s in rowShapes)
+        {
+            Add(LayerNorm(device, cpu, s[0], s[1]));
+            Add(Elementwise(device, cpu, s[0] * s[1]));
+            Add(Embedding(device, cpu, s[0], s[1], vocab: 37, maxT: 50));
+        }
+
+        int[][] headShapes = quick ? [[1, 2], [7, 33], [5, 300]] : [[1, 2], [7, 33], [33, 1000], [64, 50257], [300, 8192]];
+        foreach (var s in headShapes) Add(ClassifierHead(device, cpu, s[0], s[1]));
+        foreach (var s in headShapes) Add(Sampling(device, cpu, s[0], s[1]));
+
+        foreach (var n in quick ? new[] { 1, 1000 } : new[] { 1, 1000, 1 << 20 }) Add(Optimizer(device, cpu, n));
+        return results;
+    }
+
+    // ------------------------------------------------------------------ cases
+
+    static IEnumerable<Result> MatMul(Backend dev, Backend cpu, int n, int k, int oc)
+    {
+        string shape = $"N{n} K{k} OC{oc}";
+        var inp = Data(1, (long)n * k); var w = Data(2, (long)oc * k, 0.1); var b = Data(3, oc);
+        var dOut = Data(4, (long)n * oc); var dW0 = Data(5, (long)oc * k); var dB0 = Data(6, oc);
+        return Compare("matmul", shape, dev, cpu, be =>
+        {
+            var i = be.Upload<float>(inp); var W = be.Upload<float>(w); var B = be.Upload<float>(b);
+            var o = be.Allocate<float>((long)n * oc).All;
+            be.MatMulForward(i, W, B, n, k, oc, o);
+            var dO = be.Upload<float>(dOut); var dI = be.Allocate<float>((long)n * k).All;
+            var dW = be.Upload<float>(dW0); var dB = be.Upload<float>(dB0);
+            be.MatMulBackward(dO, i, W, n, k, oc, dI, dW, dB);
+            return [("out", be.ToArray(o)), ("dInput", be.ToArray(dI)), ("dWeight", be.ToArray(dW)), ("dBias", be.ToArray(dB))];
+        });
+    }
+
+    static IEnumerable<Result> Attention(Backend dev, Backend cpu, int B, int T, int C, int H)
+    {
+        string shape = $"B{B} T{T} C{C} H{H}";
+        var qkv = Data(7, (long)B * T * 3 * C); var dOut = Data(8, (long)B * T * C);
+        int maxT = T + 3;
+        var positions = new int[B];
+        for (int b = 0; b < B; b++) positions[b] = Math.Max(0, T - 1 - b);   // rows at different positions
+        return Compare("attention", shape, dev, cpu, be =>
+        {
+            var q = be.Upload<float>(qkv); var o = be.Allocate<float>((long)B * T * C).All;
+            var lse = be.Allocate<float>((long)B * H * T).All;
+            be.AttentionForward(q, B, T, C, H, o, lse);
+            var dO = be.Upload<float>(dOut); var dQ = be.Allocate<float>((long)B * T * 3 * C).All;
+            be.AttentionBackward(dO, q, o, lse, B, T, C, H, dQ);
+            // Prefill all T positions, then decode one more token per row at its own position.
+            int D = C / H;
+            var k = be.Allocate<float>((long)B * H * maxT * D).All; var v = be.Allocate<float>((long)B * H * maxT * D).All;
+            be.KvCacheWrite(q, B, T, C, H, maxT, k, v);
+            var step = be.Upload<float>(Data(9, (long)B * 3 * C)); var pos = be.Upload<int>(positions);
+            var dec = be.Allocate<float>((long)B * C).All;
+            be.AttentionDecode(step, pos, B, C, H, maxT, k, v, dec);
+            return [("out", be.ToArray(o)), ("logSumExp", be.ToArray(lse)), ("dQkv", be.ToArray(dQ)),
+                    ("decode", be.ToArray(dec)), ("kCache", be.ToArray(k))];
+        });
+    }
+
+    static IEnumerable<Result> LayerNorm(Backend dev, Backend cpu, int n, int c)
+    {
+        string shape = $"N{n} C{c}";
+        var x = Data(10, (long)n * c, 3); var w = Data(11, c); var bias = Data(12, c); var dOut = Data(13, (long)n * c);
+        var dIn0 = Data(14, (long)n * c);
+        return Compare("layernorm", shape, dev, cpu, be =>
+        {
+            var X = be.Upload<float>(x); var W = be.Upload<float>(w); var Bi = be.Upload<float>(bias);
+            var o = be.Allocate<float>((long)n * c).All; var mean = be.Allocate<float>(n).All; var rstd = be.Allocate<float>(n).All;
+            be.LayerNormForward(X, W, Bi, n, c, 1e-5f, o, mean, rstd);
+            var dO = be.Upload<float>(dOut); var dI = be.Upload<float>(dIn0);
+            var dW = be.Allocate<float>(c).All; var dB = be.Allocate<float>(c).All;
+            be.LayerNormBackward(dO, X, W, mean, rstd, n, c, dI, dW, dB);
+            return [("out", be.ToArray(o)), ("rstd", be.ToArray(rstd)), ("dInput", be.ToArray(dI)),
+                    ("dWeight", be.ToArray(dW)), ("dBias", be.ToArray(dB))];
+        });
+    }
+
+    static IEnumerable<Result> Elementwise(Backend dev, Backend cpu, int n)
+    {
+        var x = Data(15, n, 4); var y = Data(16, n); var dOut = Data(17, n);
+        return Compare("gelu+residual", $"n{n}", dev, cpu, be =>
+        {
+            var X = be.Upload<float>(x); var Y = be.Upload<float>(y); var dO = be.Upload<float>(dOut);
+            var g = be.Allocate<float>(n).All; var dX = be.Allocate<float>(n).All; var r = be.Allocate<float>(n).All;
+            be.GeluForward(X, n, g);
+            be.GeluBackward(dO, X, n, dX);
+            be.ResidualForward(X, Y, n, r);
+            be.ResidualBackward(dO, n, X, Y);
+            return [("gelu", be.ToArray(g)), ("dGelu", be.ToArray(dX)), ("residual", be.ToArray(r)), ("dA", be.ToArray(X))];
+        });
+    }
+
+    static IEnumerable<Result> Embedding(Backend dev, Backend cpu, int n, int c, int vocab, int maxT)
+    {
+        var tokens = Ints(18, n, vocab); var pos = Ints(19, n, maxT);
+        var wte = Data(20, (long)vocab * c); var wpe = Data(21, (long)maxT * c); var dOut = Data(22, (long)n * c);
+        return Compare("embedding", $"N{n} C{c} V{vocab}", dev, cpu, be =>
+        {
+            var t = be.Upload<int>(tokens); var p = be.Upload<int>(pos);
+            var Wte = be.Upload<float>(wte); var Wpe = be.Upload<float>(wpe);
+            var o = be.Allocate<float>((long)n * c).All;
+            be.EmbeddingForward(t, p, Wte, Wpe, n, c, o);
+            var dO = be.Upload<float>(dOut);
+            be.EmbeddingBackward(dO, t, p, n, c, Wte, Wpe);   // accumulates onto the tables
+            return [("out", be.ToArray(o)), ("dWte", be.ToArray(Wte)), ("dWpe", be.ToArray(Wpe))];
+        });
+    }
+
+    static IEnumerable<Result> ClassifierHead(Backend dev, Backend cpu, int n, int v)
+    {
+        var logits = Data(23, (long)n * v, 5); var targets = Ints(24, n, v);
+        var weights = Data(25, n); for (int i = 0; i < n; i += 3) weights[i] = 0;   // ignored positions
+        var dLp = Data(26, n);
+        return Compare("classifier-head", $"N{n} V{v}", dev, cpu, be =>
+        {
+            var z = be.Upload<float>(logits); var t = be.Upload<int>(targets); var w = be.Upload<float>(weights);
+            var losses = be.Allocate<float>(n).All; var dz = be.Allocate<float>((long)n * v).All;
+            be.CrossEntropyForwardBackward(z, t, w, n, v, losses, dz);
+            var lp = be.Allocate<float>(n).All; var ent = be.Allocate<float>(n).All;
+            be.TokenLogProbEntropy(z, t, n, v, 0.7f, lp, ent);
+            var dzLp = be.Allocate<float>((long)n * v).All;
+            be.TokenLogProbBackward(z, t, be.Upload<float>(dLp), n, v, 0.7f, dzLp);
+            return [("losses", be.ToArray(losses)), ("dLogits", be.ToArray(dz)), ("logProbs", be.ToArray(lp)),
+                    ("entropies", be.ToArray(ent)), ("dLogitsLogProb", be.ToArray(dzLp))];
+        });
+    }
+
+    static IEnumerable<Result> Sampling(Backend dev, Backend cpu, int n, int v)
+    {
+        var logits = Data(27, (long)n * v, 3);
+        var rows = new int[n]; var pos = new int[n];
+        for (int i = 0; i < n; i++) { rows[i] = i; pos[i] = 5 + i % 3; }
+        // Tokens are compared as floats: any different draw is an error of at least 1.
+        return Compare("sampling", $"N{n} V{v}", dev, cpu, be =>
+        {
+            var z = be.Upload<float>(logits); var r = be.Upload<int>(rows); var p = be.Upload<int>(pos);
+            var outputs = new List<(string, float[])>();
+            foreach (var (temp, k, top) in new[] { (0f, 0, 1f), (1f, 0, 1f), (0.8f, 5, 1f), (1.2f, 0, 0.9f) })
+            {
+                var tok = be.Allocate<int>(n).All; var lp = be.Allocate<float>(n).All;
+                be.Sample(z, r, p, n, v, temp, k, top, 1234UL, tok, lp);
+                outputs.Add(($"tokens T{temp} k{k} p{top}", Array.ConvertAll(be.ToArray(tok), x => (float)x)));
+                outputs.Add(($"logProbs T{temp} k{k} p{top}", be.ToArray(lp)));
+            }
+            return outputs.ToArray();
+        });
+    }
+
+    static IEnumerable<Result> Optimizer(Backend dev, Backend cpu, int n)
+    {
+        var p0 = Data(28, n); var g = Data(29, n); var m0 = Data(30, n, 0.1); var v0 = Array.ConvertAll(Data(31, n, 0.01), x => x * x);
+        return Compare("adamw", $"n{n}", dev, cpu, be =>
+        {
+            var P = be.Upload<float>(p0); var G = be.Upload<float>(g); var M = be.Upload<float>(m0); var V = be.Upload<float>(v0);
+            var norm = be.Allocate<float>(1).All;
+            be.SumOfSquares(G, norm);
+            be.AdamW(P, G, M, V, norm, 1.0f, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3);
+            return [("normSquared", be.ToArray(norm)), ("params", be.ToArray(P)), ("m", be.ToArray(M)), ("v", be.ToArray(V))];
+        });
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    static IEnumerable<Result> Compare(string op, string shape, Backend dev, Backend cpu, Func<Backend, (string Name, float[] Data)[]> run)
+    {
+        (string, float[])[] expected, actual;
+        try
+        {
+            expected = run(cpu);
+            actual = run(dev);
+        }
+        catch (Exception e)
+        {
+            return [new Result(op, shape, $"threw {e.GetType().Name}: {e.Message}", double.NaN, DefaultTolerance)];
+        }
+        var results = new List<Result>();
+        for (int i = 0; i < expected.Length; i++)
+        {
+            // Sampled token ids must match exactly: any mismatch fails, whatever the id values.
+            bool exact = expected[i].Item1.StartsWith("tokens", StringComparison.Ordinal);
+            double error = exact ? Mismatches(expected[i].Item2, actual[i].Item2) : Error(expected[i].Item2, actual[i].Item2);
+            results.Add(new Result(op, shape, expected[i].Item1, error, exact ? 0 : DefaultTolerance));
+        }
+        return results;
+    }
+
+    static double Error(float[] expected, float[] actual)
+    {
+        if (expected.Length != actual.Length) return double.PositiveInfinity;
+        double scale = 1, err = 0;
+        foreach (var e in expected) scale = Math.Max(scale, Math.Abs(e));
+        for (int i = 0; i < expected.Length; i++)
+        {
+            double d = Math.Abs((double)actual[i] - expected[i]);
+            if (double.IsNaN(d)) return double.NaN;
+            err = Math.Max(err, d);
+        }
+        return err / scale;
+    }
+
+    static double Mismatches(float[] expected, float[] actual)
+    {
+        if (expected.Length != actual.Length) return double.PositiveInfinity;
+        int bad = 0;
+        for (int i = 0; i < expected.Length; i++) if (expected[i] != actual[i]) bad++;
+        return bad;
+    }
+
+    static float[] Data(int seed, long n, double scale = 1.0)
+    {
+        var rng = new Random(seed);
+        var x = new float[n];
+        for (long i = 0; i < n; i++) x[i] = (float)((rng.NextDouble() * 2 - 1) * scale);
+        return x;
+    }
+
+    static int[] Ints(int seed, int n, int max)
+    {
+        var rng = new Random(seed);
+        var x = new int[n];
+        for (int i = 0; i < n; i++) x[i] = rng.Next(max);
+        return x;
+    }
+}
