@@ -243,6 +243,17 @@ public sealed class Gpt2Model : IDisposable
         return sum;
     }
 
+    /// <summary>Full forward over inputs [B, T]; returns the logits [B*T, V] (waits for the device).</summary>
+    public float[] ForwardLogits(int B, int T, ReadOnlySpan<int> inputs)
+    {
+        var a = TrainingActivations(B, T);
+        CheckTokens(inputs, a.N, nameof(inputs));
+        Backend.Upload(a.Tokens, inputs);
+        Forward(a);
+        lastLogProbTemperature = float.NaN; // a following BackwardFromLogProbs would not match this forward
+        return Backend.ToArray(a.Logits);
+    }
+
     // ================================================================ RL: token log-probs
 
     /// <summary>
