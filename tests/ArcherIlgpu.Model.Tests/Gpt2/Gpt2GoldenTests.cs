@@ -66,7 +66,8 @@ public class Gpt2GoldenTests
         }
     }
 
-    [SkippableTheory, MemberData(nameof(ModelBackends.Names), MemberType = typeof(ModelBackends))]
+    /// <summary>cpu and cuda; ilgpu-cpu runs the same kernels against the reference in Gpt2ModelTests at a size it can afford.</summary>
+    [SkippableTheory, InlineData("cpu"), InlineData("cuda")]
     public void ModelMatchesHuggingFace(string backendName)
     {
         var g = Read();
@@ -74,8 +75,8 @@ public class Gpt2GoldenTests
         var batch = new TrainingBatch(g.B, g.T, g.Inputs, g.Targets, Enumerable.Repeat(1f, g.B * g.T).ToArray());
         model.ZeroGradients();
         double loss = model.ForwardBackward(batch, batch.WeightSum);
-        // float32 end to end vs float64 (weights of scale 0.3 and LayerNorm gains near 1): ~1e-5 relative.
-        Assert.True(Math.Abs(loss - g.Loss) <= 2e-5 * g.Loss, $"{backendName} loss {loss}, Hugging Face {g.Loss}");
+        // float32 end to end vs float64 with float32 logits: measured 1.7e-7 relative; 2e-6 allows other devices' orders.
+        Assert.True(Math.Abs(loss - g.Loss) <= 2e-6 * g.Loss, $"{backendName} loss {loss}, Hugging Face {g.Loss}");
         foreach (var (name, ours) in InFileLayout(model.Layout, model.DownloadGradients()))
         {
             // As in Gpt2ModelTests: float32 rounding relative to each tensor's scale.
