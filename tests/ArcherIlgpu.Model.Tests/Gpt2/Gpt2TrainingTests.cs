@@ -36,8 +36,13 @@ public sealed class Gpt2TrainingTests : IDisposable
         // Same gradient summed in another order: float32 rounding, 1e-5 relative.
         Assert.Equal(r1.Loss, r2.Loss, 1e-5);
         Assert.Equal(r1.GradNorm, r2.GradNorm, 1e-5);
-        // Adam's update is ~lr * sign(g) per element, so parameters agree to ~1e-6 beyond rounding of g ~ 0.
-        Close.All(Array.ConvertAll(m1.DownloadParameters(), v => (double)v), m2.DownloadParameters(), 1e-5, 1e-5, "parameters");
+        // The accumulated gradients (still in the buffer after the step) are the full batch's, to float32 rounding
+        // relative to the largest entry. Parameters are not compared: Adam maps a gradient that is zero in
+        // exact arithmetic (e.g. the key bias, which softmax ignores) but rounding noise in float32 to a full
+        // +-lr step, so they can legitimately differ there.
+        var g1 = m1.DownloadGradients(); var g2 = m2.DownloadGradients();
+        double max = g1.Max(Math.Abs);
+        Close.All(Array.ConvertAll(g1, v => (double)v), g2, 1e-5 * max, 1e-4, "accumulated gradients");
         Assert.False(r1.Skipped);
         Assert.Equal(1, t1.Optimizer.Step);
     }
