@@ -46,7 +46,7 @@ public sealed class CharTokenizer : ITokenizer
     /// <summary>
     /// The alphabet for the arithmetic tasks: digits, a space and a newline, the operators <c>+ - * / = % ^</c>,
     /// brackets <c>( )</c>, <c>#</c> (answer marker), the punctuation <c>. , : ; ? ! &lt; &gt;</c> and the lowercase
-    /// letters a–z for words in prompts ("what is 3+4?"). 49 ids with end-of-text. The order is fixed forever: ids
+    /// letters a–z for words in prompts ("what is 3+4?"). 57 ids with end-of-text. The order is fixed forever: ids
     /// are baked into trained weights (a saved tokenizer stores its alphabet, but code that calls this factory must keep getting the same ids).
     /// </summary>
     public static CharTokenizer ForArithmetic() => new(ArithmeticAlphabet);

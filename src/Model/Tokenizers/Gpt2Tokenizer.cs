@@ -164,6 +164,15 @@ public sealed class Gpt2Tokenizer : ITokenizer
 
     private static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
 
+    /// <summary>long's own hash is <c>high ^ low</c>, i.e. <c>left ^ right</c> here, which piles thousands of merge
+    /// pairs into the same buckets; a multiplicative hash spreads them.</summary>
+    private sealed class PairComparer : IEqualityComparer<long>
+    {
+        public static readonly PairComparer Instance = new();
+        public bool Equals(long x, long y) => x == y;
+        public int GetHashCode(long key) => (int)((ulong)(key * unchecked((long)0x9E3779B97F4A7C15)) >> 32);
+    }
+
     // ---------------------------------------------------------------- decoding
 
     /// <summary>Joins the tokens' bytes and reads them as UTF-8; bytes that do not form valid UTF-8 (a sequence cut
@@ -246,7 +255,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
     private static Dictionary<long, (int, int)> ReadMerges(string path, Dictionary<string, int> vocab)
     {
         string[] lines = Encoding.UTF8.GetString(ReadFile(path)).Split('\n');
-        var merges = new Dictionary<long, (int, int)>(lines.Length);
+        var merges = new Dictionary<long, (int, int)>(lines.Length, PairComparer.Instance);
         for (int n = 0; n < lines.Length; n++)
         {
             string line = lines[n].TrimEnd('\r');

@@ -123,7 +123,8 @@ public class SafeTensorsCorruptionTests
         }
         // Both outcomes must occur, or the fuzzer is not exercising anything (flips in the data section load).
         Assert.True(loaded > 0 && rejected > 0, $"loaded {loaded}, rejected {rejected}");
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(20), $"fuzzing took {clock.Elapsed}");
+        // About a second on an idle machine; the bound catches a hang, with room for a shared CI machine.
+        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), $"fuzzing took {clock.Elapsed}");
     }
 
     private static byte[] Truncate(byte[] original, Random random) => original[..random.Next(original.Length)];
