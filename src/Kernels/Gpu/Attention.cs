@@ -14,6 +14,9 @@ namespace ArcherIlgpu.Kernels;
 /// The dK/dV kernel swaps the roles: each warp owns one key and streams query tiles.
 /// Rows in shared memory use the odd stride 129, so a warp reading one column of 32 rows touches 32
 /// different banks whatever D is.
+/// A tile's 32 per-lane scores and probabilities are passed between lanes through a small per-warp
+/// shared "exchange" array and one warp barrier, not 32 shuffles: on a GPU a broadcast read costs the
+/// same as a shuffle, and on the CPU simulator every shuffle is an OS-thread barrier.
 /// </summary>
 public sealed partial class IlgpuBackend
 {
@@ -23,6 +26,7 @@ public sealed partial class IlgpuBackend
     const int AttnMaxWarps = 8;
     const int AttnTileFloats = AttnTile * AttnStride;
     const int AttnRowFloats = AttnMaxWarps * AttnMaxHeadSize;
+    const int AttnExchangeFloats = AttnMaxWarps * 2 * AttnTile;   // per warp: 32 scores + 32 probabilities
     const float AttnMasked = -1e30f;            // finite "minus infinity": exp of it is exactly 0, no inf - inf
 
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? attnForwardKernel;
@@ -69,12 +73,14 @@ public sealed partial class IlgpuBackend
         var kTile = SharedMemory.Allocate<float>(AttnTileFloats);
         var vTile = SharedMemory.Allocate<float>(AttnTileFloats);
         var qRows = SharedMemory.Allocate<float>(AttnRowFloats);
+        var exchange = SharedMemory.Allocate<float>(AttnExchangeFloats);
 
         int warps = Group.DimX / AttnTile, warp = Group.IdxX / AttnTile, lane = Group.IdxX % AttnTile;
         int bh = Grid.IdxX / qTiles, t0 = (Grid.IdxX % qTiles) * warps;
         int b = bh / H, h = bh % H, D = C / H, C3 = 3 * C;
         int t = t0 + warp;
         int seqBase = b * T * C3 + h * D;
+        int scores = warp * 2 * AttnTile, probs = scores + AttnTile;
 
         for (int d = lane; d < D; d += AttnTile)
             qRows[warp * AttnMaxHeadSize + d] = t < T ? qkv[seqBase + t * C3 + d] * scale : 0f;
@@ -89,18 +95,20 @@ public sealed partial class IlgpuBackend
             Group.Barrier();
             if (t >= T || s0 > t) continue;   // uniform per warp
 
-            int key = s0 + lane;
-            float score = key <= t ? RowDot(qRows, warp * AttnMaxHeadSize, kTile, lane * AttnStride, D) : AttnMasked;
-            float newMax = XMath.Max(runMax, WarpMax(score));
-            float p = key <= t ? XMath.Exp(score - newMax) : 0f;
+            int key = s0 + lane, keys = Math.Min(AttnTile, t - s0 + 1);
+            exchange[scores + lane] = key <= t ? RowDot(qRows, warp * AttnMaxHeadSize, kTile, lane * AttnStride, D) : AttnMasked;
+            Warp.Barrier();
+            float newMax = XMath.Max(runMax, ExchangeMax(exchange, scores, keys));
+            exchange[probs + lane] = key <= t ? XMath.Exp(exchange[scores + lane] - newMax) : 0f;
+            Warp.Barrier();
             float correction = XMath.Exp(runMax - newMax);
-            runSum = runSum * correction + WarpSum(p);
             runMax = newMax;
+            runSum *= correction;
             o0 *= correction; o1 *= correction; o2 *= correction; o3 *= correction;
-            int keys = Math.Min(AttnTile, t - s0 + 1);
             for (int j = 0; j < keys; j++)
             {
-                float pj = Warp.Shuffle(p, j);
+                float pj = exchange[probs + j];
+                runSum += pj;
                 int row = j * AttnStride + lane;
                 o0 += pj * vTile[row];
                 if (D > 32) o1 += pj * vTile[row + 32];
@@ -157,6 +165,7 @@ public sealed partial class IlgpuBackend
         var vTile = SharedMemory.Allocate<float>(AttnTileFloats);
         var qRows = SharedMemory.Allocate<float>(AttnRowFloats);
         var dORows = SharedMemory.Allocate<float>(AttnRowFloats);
+        var exchange = SharedMemory.Allocate<float>(AttnExchangeFloats);
 
         int warps = Group.DimX / AttnTile, warp = Group.IdxX / AttnTile, lane = Group.IdxX % AttnTile;
         int bh = Grid.IdxX / qTiles, t0 = (Grid.IdxX % qTiles) * warps;
@@ -196,10 +205,13 @@ public sealed partial class IlgpuBackend
                 float dp = RowDot(dORows, rowBase, vTile, lane * AttnStride, D);
                 dScore = p * (dp - rowDelta);
             }
+            int dScores = warp * 2 * AttnTile;
+            exchange[dScores + lane] = dScore;
+            Warp.Barrier();
             int keys = Math.Min(AttnTile, t - s0 + 1);
             for (int j = 0; j < keys; j++)
             {
-                float dsj = Warp.Shuffle(dScore, j);
+                float dsj = exchange[dScores + j];
                 int row = j * AttnStride + lane;
                 g0 += dsj * kTile[row];
                 if (D > 32) g1 += dsj * kTile[row + 32];
@@ -226,6 +238,7 @@ public sealed partial class IlgpuBackend
         var vRows = SharedMemory.Allocate<float>(AttnRowFloats);
         var lseTile = SharedMemory.Allocate<float>(AttnTile);
         var deltaTile = SharedMemory.Allocate<float>(AttnTile);
+        var exchange = SharedMemory.Allocate<float>(AttnExchangeFloats);
 
         int warps = Group.DimX / AttnTile, warp = Group.IdxX / AttnTile, lane = Group.IdxX % AttnTile;
         int bh = Grid.IdxX / kTiles, k0 = (Grid.IdxX % kTiles) * warps;
@@ -264,11 +277,15 @@ public sealed partial class IlgpuBackend
                 float dp = RowDot(vRows, rowBase, dOTile, lane * AttnStride, D);
                 dScore = p * (dp - deltaTile[lane]);
             }
+            int probs = warp * 2 * AttnTile, dScores = probs + AttnTile;
+            exchange[probs + lane] = p;
+            exchange[dScores + lane] = dScore;
+            Warp.Barrier();
             int queries = Math.Min(AttnTile, T - q0);
             for (int i = 0; i < queries; i++)
             {
-                float pi = Warp.Shuffle(p, i);
-                float dsi = Warp.Shuffle(dScore, i);
+                float pi = exchange[probs + i];
+                float dsi = exchange[dScores + i];
                 int row = i * AttnStride + lane;
                 v0Grad += pi * dOTile[row]; k0Grad += dsi * qTile[row];
                 if (D > 32) { v1Grad += pi * dOTile[row + 32]; k1Grad += dsi * qTile[row + 32]; }
@@ -332,9 +349,11 @@ public sealed partial class IlgpuBackend
         var warpMax = SharedMemory.Allocate<float>(AttnMaxWarps);
         var warpSum = SharedMemory.Allocate<float>(AttnMaxWarps);
         var warpOut = SharedMemory.Allocate<float>(AttnRowFloats);
+        var exchange = SharedMemory.Allocate<float>(AttnExchangeFloats);
 
         int warps = Group.DimX / AttnTile, warp = Group.IdxX / AttnTile, lane = Group.IdxX % AttnTile;
         int bh = Grid.IdxX, b = bh / H, h = bh % H, D = C / H;
+        int scores = warp * 2 * AttnTile, probs = scores + AttnTile;
         int pos = positions[b];
         if (pos < 0 || pos >= maxT) return;   // uniform per group: nothing to attend to
         int cacheBase = bh * maxT * D;
@@ -351,7 +370,7 @@ public sealed partial class IlgpuBackend
         float runMax = AttnMasked, runSum = 0f, o0 = 0f, o1 = 0f, o2 = 0f, o3 = 0f;
         for (int s0 = warp * AttnTile; s0 <= pos; s0 += warps * AttnTile)
         {
-            int key = s0 + lane;
+            int key = s0 + lane, keys = Math.Min(AttnTile, pos - s0 + 1);
             float score = AttnMasked;
             if (key <= pos)
             {
@@ -359,22 +378,26 @@ public sealed partial class IlgpuBackend
                 int kRow = cacheBase + key * D;
                 for (int d = 0; d < D; d++) score += qRow[d] * kCache[kRow + d];
             }
-            float newMax = XMath.Max(runMax, WarpMax(score));
-            float p = key <= pos ? XMath.Exp(score - newMax) : 0f;
+            exchange[scores + lane] = score;
+            Warp.Barrier();
+            float newMax = XMath.Max(runMax, ExchangeMax(exchange, scores, keys));
+            exchange[probs + lane] = key <= pos ? XMath.Exp(score - newMax) : 0f;
+            Warp.Barrier();
             float correction = XMath.Exp(runMax - newMax);
-            runSum = runSum * correction + WarpSum(p);
             runMax = newMax;
+            runSum *= correction;
             o0 *= correction; o1 *= correction; o2 *= correction; o3 *= correction;
-            int keys = Math.Min(AttnTile, pos - s0 + 1);
             for (int j = 0; j < keys; j++)
             {
-                float pj = Warp.Shuffle(p, j);
+                float pj = exchange[probs + j];
+                runSum += pj;
                 int vRow = cacheBase + (s0 + j) * D + lane;
                 if (lane < D) o0 += pj * vCache[vRow];
                 if (lane + 32 < D) o1 += pj * vCache[vRow + 32];
                 if (lane + 64 < D) o2 += pj * vCache[vRow + 64];
                 if (lane + 96 < D) o3 += pj * vCache[vRow + 96];
             }
+            Warp.Barrier();   // every lane has read this tile's exchange slots before the next tile writes them
         }
 
         if (lane == 0) { warpMax[warp] = runMax; warpSum[warp] = runSum; }
@@ -430,10 +453,12 @@ public sealed partial class IlgpuBackend
         if (lane + 96 < D) dst[baseIndex + lane + 96] = c3;
     }
 
-    static float WarpMax(float v)
+    /// <summary>max of exchange[start .. start+n): every lane reads the same slots (shared-memory broadcast).</summary>
+    static float ExchangeMax(ArrayView<float> exchange, int start, int n)
     {
-        for (int offset = AttnTile / 2; offset > 0; offset /= 2) v = XMath.Max(v, Warp.ShuffleXor(v, offset));
-        return v;
+        float max = AttnMasked;
+        for (int j = 0; j < n; j++) max = XMath.Max(max, exchange[start + j]);
+        return max;
     }
 
     static float WarpSum(float v)
