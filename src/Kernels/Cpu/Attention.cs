@@ -93,17 +93,13 @@ public sealed unsafe partial class CpuBackend
                     int valid = Math.Min(n, t - s0 + 1);
                     float* q = seq + (long)t * C3 + h * D;
                     ScoresAgainstBlock(q, kt, D, scale, scores);
-                    var sc = new Span<float>(scores, valid);
-                    float newMax = MathF.Max(runMax[i], TensorPrimitives.Max(sc));
+                    float newMax = MathF.Max(runMax[i], BlockMax(scores, valid));
                     float correction = MathF.Exp(runMax[i] - newMax);   // exp(-inf) = 0 on the first block
-                    TensorPrimitives.Subtract(sc, newMax, sc);
-                    TensorPrimitives.Exp(sc, sc);
-                    runSum[i] = runSum[i] * correction + TensorPrimitives.Sum(sc);
+                    runSum[i] = runSum[i] * correction + ExpInPlace(scores, valid, newMax);
                     runMax[i] = newMax;
                     float* o = acc + i * D;
-                    if (correction != 1f) TensorPrimitives.Multiply(new Span<float>(o, D), correction, new Span<float>(o, D));
-                    float* v = seq + (long)s0 * C3 + 2 * C + h * D;
-                    for (int j = 0; j < valid; j++) Axpy(scores[j], v + (long)j * C3, o, D);
+                    if (correction != 1f) Scale(o, D, correction);
+                    WeightedRowSum(scores, valid, seq + (long)s0 * C3 + 2 * C + h * D, C3, o, D);
                 }
             }
 
@@ -177,17 +173,14 @@ public sealed unsafe partial class CpuBackend
                     float* dOt = dO + (long)t * C;
                     ScoresAgainstBlock(q, kt, D, scale, p);
                     ScoresAgainstBlock(dOt, vt, D, 1f, dp);
-                    var pRow = new Span<float>(p, valid);
-                    TensorPrimitives.Subtract(pRow, lse[t], pRow);
-                    TensorPrimitives.Exp(pRow, pRow);
-                    float* dq = dSeq + (long)t * C3 + h * D;
+                    ExpInPlace(p, valid, lse[t]);
                     for (int j = 0; j < valid; j++)
                     {
-                        float dScore = p[j] * (dp[j] - delta[t]) * scale;
                         Axpy(p[j], dOt, dV + j * D, D);
-                        Axpy(dScore, q, dK + j * D, D);
-                        Axpy(dScore, kRows + (long)j * C3, dq, D);
+                        dp[j] = p[j] * (dp[j] - delta[t]) * scale;   // now the scaled score gradient
+                        Axpy(dp[j], q, dK + j * D, D);
                     }
+                    WeightedRowSum(dp, valid, kRows, C3, dSeq + (long)t * C3 + h * D, D);
                 }
                 for (int j = 0; j < n; j++)
                 {
@@ -262,10 +255,10 @@ public sealed unsafe partial class CpuBackend
             float max = TensorPrimitives.Max(sc);
             TensorPrimitives.Subtract(sc, max, sc);
             TensorPrimitives.Exp(sc, sc);
-            float inv = 1f / TensorPrimitives.Sum(sc);
+            TensorPrimitives.Multiply(sc, 1f / TensorPrimitives.Sum(sc), sc);
             float* o = output + (long)b * C + h * D;
             new Span<float>(o, D).Clear();
-            for (int j = 0; j < n; j++) Axpy(scores[j] * inv, v + (long)j * D, o, D);
+            WeightedRowSum(scores, n, v, D, o, D);
         }
     }
 
@@ -289,6 +282,7 @@ public sealed unsafe partial class CpuBackend
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void ScoresAgainstBlock(float* x, float* keysT, int D, float scale, float* dst)
     {
+        if (Vector512.IsHardwareAccelerated) { ScoresAgainstBlock512(x, keysT, D, scale, dst); return; }
         Vector256<float> a0 = default, a1 = default, a2 = default, a3 = default;
         Vector256<float> b0 = default, b1 = default, b2 = default, b3 = default;
         int d = 0;
@@ -320,6 +314,141 @@ public sealed unsafe partial class CpuBackend
         ((a1 + b1) * sc).Store(dst + 8);
         ((a2 + b2) * sc).Store(dst + 16);
         ((a3 + b3) * sc).Store(dst + 24);
+    }
+
+    /// <summary>
+    /// acc[0..D) += sum_j w[j] * rows[j * stride + (0..D)]: the accumulator chunk stays in registers
+    /// across all n rows (64 channels at a time), so each row costs loads and FMAs only.
+    /// </summary>
+    static void WeightedRowSum(float* w, int n, float* rows, int stride, float* acc, int D)
+    {
+        int d = 0;
+        if (Vector512.IsHardwareAccelerated)
+        {
+            for (; d + 64 <= D; d += 64)
+            {
+                float* a = acc + d;
+                var s0 = Vector512.Load(a); var s1 = Vector512.Load(a + 16);
+                var s2 = Vector512.Load(a + 32); var s3 = Vector512.Load(a + 48);
+                for (int j = 0; j < n; j++)
+                {
+                    float* r = rows + (long)j * stride + d;
+                    var wj = Vector512.Create(w[j]);
+                    s0 = Vector512.FusedMultiplyAdd(wj, Vector512.Load(r), s0);
+                    s1 = Vector512.FusedMultiplyAdd(wj, Vector512.Load(r + 16), s1);
+                    s2 = Vector512.FusedMultiplyAdd(wj, Vector512.Load(r + 32), s2);
+                    s3 = Vector512.FusedMultiplyAdd(wj, Vector512.Load(r + 48), s3);
+                }
+                s0.Store(a); s1.Store(a + 16); s2.Store(a + 32); s3.Store(a + 48);
+            }
+            for (; d + 16 <= D; d += 16)
+            {
+                var s0 = Vector512.Load(acc + d);
+                for (int j = 0; j < n; j++) s0 = Vector512.FusedMultiplyAdd(Vector512.Create(w[j]), Vector512.Load(rows + (long)j * stride + d), s0);
+                s0.Store(acc + d);
+            }
+        }
+        for (; d + 32 <= D; d += 32)
+        {
+            float* a = acc + d;
+            var s0 = Vector256.Load(a); var s1 = Vector256.Load(a + 8);
+            var s2 = Vector256.Load(a + 16); var s3 = Vector256.Load(a + 24);
+            for (int j = 0; j < n; j++)
+            {
+                float* r = rows + (long)j * stride + d;
+                var wj = Vector256.Create(w[j]);
+                s0 = Vector256.FusedMultiplyAdd(wj, Vector256.Load(r), s0);
+                s1 = Vector256.FusedMultiplyAdd(wj, Vector256.Load(r + 8), s1);
+                s2 = Vector256.FusedMultiplyAdd(wj, Vector256.Load(r + 16), s2);
+                s3 = Vector256.FusedMultiplyAdd(wj, Vector256.Load(r + 24), s3);
+            }
+            s0.Store(a); s1.Store(a + 8); s2.Store(a + 16); s3.Store(a + 24);
+        }
+        for (; d + 8 <= D; d += 8)
+        {
+            var s0 = Vector256.Load(acc + d);
+            for (int j = 0; j < n; j++) s0 = Vector256.FusedMultiplyAdd(Vector256.Create(w[j]), Vector256.Load(rows + (long)j * stride + d), s0);
+            s0.Store(acc + d);
+        }
+        for (; d < D; d++)
+        {
+            float sum = acc[d];
+            for (int j = 0; j < n; j++) sum = MathF.FusedMultiplyAdd(w[j], rows[(long)j * stride + d], sum);
+            acc[d] = sum;
+        }
+    }
+
+    /// <summary>The same with 512-bit vectors: two per key block, four d phases in flight.</summary>
+    static void ScoresAgainstBlock512(float* x, float* keysT, int D, float scale, float* dst)
+    {
+        Vector512<float> a0 = default, a1 = default, b0 = default, b1 = default;
+        Vector512<float> c0 = default, c1 = default, e0 = default, e1 = default;
+        int d = 0;
+        for (; d + 3 < D; d += 4)
+        {
+            float* k = keysT + d * AttnKeyBlock;
+            var x0 = Vector512.Create(x[d]); var x1 = Vector512.Create(x[d + 1]);
+            var x2 = Vector512.Create(x[d + 2]); var x3 = Vector512.Create(x[d + 3]);
+            a0 = Vector512.FusedMultiplyAdd(x0, Vector512.Load(k), a0);
+            a1 = Vector512.FusedMultiplyAdd(x0, Vector512.Load(k + 16), a1);
+            b0 = Vector512.FusedMultiplyAdd(x1, Vector512.Load(k + 32), b0);
+            b1 = Vector512.FusedMultiplyAdd(x1, Vector512.Load(k + 48), b1);
+            c0 = Vector512.FusedMultiplyAdd(x2, Vector512.Load(k + 64), c0);
+            c1 = Vector512.FusedMultiplyAdd(x2, Vector512.Load(k + 80), c1);
+            e0 = Vector512.FusedMultiplyAdd(x3, Vector512.Load(k + 96), e0);
+            e1 = Vector512.FusedMultiplyAdd(x3, Vector512.Load(k + 112), e1);
+        }
+        for (; d < D; d++)
+        {
+            float* k = keysT + d * AttnKeyBlock;
+            var x0 = Vector512.Create(x[d]);
+            a0 = Vector512.FusedMultiplyAdd(x0, Vector512.Load(k), a0);
+            a1 = Vector512.FusedMultiplyAdd(x0, Vector512.Load(k + 16), a1);
+        }
+        var sc = Vector512.Create(scale);
+        (((a0 + b0) + (c0 + e0)) * sc).Store(dst);
+        (((a1 + b1) + (c1 + e1)) * sc).Store(dst + 16);
+    }
+
+    /// <summary>max of x[0..n) for a 32-wide block; n ≥ 1.</summary>
+    static float BlockMax(float* x, int n)
+    {
+        if (n == AttnKeyBlock)
+        {
+            var m = Vector256.Max(Vector256.Max(Vector256.Load(x), Vector256.Load(x + 8)),
+                                  Vector256.Max(Vector256.Load(x + 16), Vector256.Load(x + 24)));
+            float lanes = m[0];
+            for (int k = 1; k < 8; k++) lanes = MathF.Max(lanes, m[k]);
+            return lanes;
+        }
+        float max = x[0];
+        for (int j = 1; j < n; j++) max = MathF.Max(max, x[j]);
+        return max;
+    }
+
+    /// <summary>x[j] = exp(x[j] - shift) for j &lt; n (a 32-wide block), returning their sum.</summary>
+    static float ExpInPlace(float* x, int n, float shift)
+    {
+        if (n == AttnKeyBlock)
+        {
+            var sh = Vector256.Create(shift);
+            var e0 = Vector256.Exp(Vector256.Load(x) - sh); var e1 = Vector256.Exp(Vector256.Load(x + 8) - sh);
+            var e2 = Vector256.Exp(Vector256.Load(x + 16) - sh); var e3 = Vector256.Exp(Vector256.Load(x + 24) - sh);
+            e0.Store(x); e1.Store(x + 8); e2.Store(x + 16); e3.Store(x + 24);
+            return Vector256.Sum((e0 + e1) + (e2 + e3));
+        }
+        var row = new Span<float>(x, n);
+        TensorPrimitives.Subtract(row, shift, row);
+        TensorPrimitives.Exp(row, row);
+        return TensorPrimitives.Sum(row);
+    }
+
+    static void Scale(float* x, int n, float factor)
+    {
+        int d = 0;
+        var f = Vector256.Create(factor);
+        for (; d + 8 <= n; d += 8) (Vector256.Load(x + d) * f).Store(x + d);
+        for (; d < n; d++) x[d] *= factor;
     }
 
     /// <summary>y[0..n) += a * x[0..n).</summary>
