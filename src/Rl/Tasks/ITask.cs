@@ -11,7 +11,19 @@ namespace ArcherIlgpu.Rl.Tasks;
 /// <param name="Solution">A completion that the verifier accepts, or null if none is known.</param>
 /// <param name="Data">Extra ground truth by key, or null.</param>
 public sealed record TaskExample(string Prompt, string Answer, string? Solution = null,
-    IReadOnlyDictionary<string, string>? Data = null);
+    IReadOnlyDictionary<string, string>? Data = null)
+{
+    /// <summary>Value equality including the contents of <see cref="Data"/> (not its reference).</summary>
+    public bool Equals(TaskExample? other)
+    {
+        if (other is null) return false;
+        if (Prompt != other.Prompt || Answer != other.Answer || Solution != other.Solution) return false;
+        if (Data is null || other.Data is null) return Data is null && other.Data is null;
+        return Data.Count == other.Data.Count && Data.All(kv => other.Data.TryGetValue(kv.Key, out var v) && v == kv.Value);
+    }
+
+    public override int GetHashCode() => HashCode.Combine(Prompt, Answer, Solution, Data?.Count ?? -1);
+}
 
 /// <summary>
 /// A task with an exact verifier and a binary reward. Implementations must be deterministic:
