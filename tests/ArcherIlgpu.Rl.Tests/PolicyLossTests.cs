@@ -147,6 +147,40 @@ public class PolicyLossTests
         Assert.Equal(0f, g2);
     }
 
+    [Theory]
+    [InlineData(KlEstimator.K1)]
+    [InlineData(KlEstimator.K2)]
+    [InlineData(KlEstimator.K3)]
+    public void KlEstimatorsMatchTheirDefinitionsAndDerivatives(KlEstimator estimator)
+    {
+        double Value(double lp, double rf) => estimator switch
+        {
+            KlEstimator.K1 => lp - rf,
+            KlEstimator.K2 => 0.5 * (lp - rf) * (lp - rf),
+            _ => Math.Exp(rf - lp) - (rf - lp) - 1,
+        };
+        foreach (var (lp, rf) in new[] { (-1.0, -1.5), (-0.2, -2.0), (-3.0, -0.5), (-1.0, -1.0) })
+        {
+            var (v, g) = PolicyLoss.Kl(estimator, (float)lp, (float)rf, 20, 10);
+            Assert.Equal(Value(lp, rf), v, 1e-5);
+            double fd = (Value(lp + 1e-6, rf) - Value(lp - 1e-6, rf)) / 2e-6;
+            // Central differences in float64 (~1e-9) vs float32 exp (~1e-7 relative on values ≤ e^2.5).
+            Assert.Equal(fd, g, 1e-5);
+        }
+    }
+
+    [Fact]
+    public void MetricsUseArcherNames()
+    {
+        var (res, _) = One(MathF.Log(1.5f), 0f, 1f, TokenClass.Low, refLogp: -0.5f);
+        var m = res.ToMetrics();
+        Assert.Equal(1.0, m["actor/pg_clipfrac"]);
+        Assert.Equal(1.0, m["actor/clipfrac_low_entropy_upper"]);
+        Assert.Equal(0.0, m["actor/pg_clipfrac_lower"]);
+        Assert.Equal(-Math.Log(1.5), m["actor/ppo_kl"], 1e-6);
+        Assert.Equal(res.KlLow, m["actor/low_entropy_kl_loss"]);
+    }
+
     [Fact]
     public void KlOffMeansNoKlTerm()
     {

@@ -127,6 +127,28 @@ public sealed record PolicyLossResult(
 {
     /// <summary>KL (unweighted) = KlLow + KlHigh under <see cref="KlAggregation.PerClassMean"/>, else the aggregated KL.</summary>
     public double Kl => KlLow + KlHigh;
+
+    /// <summary>
+    /// Metrics under ArcherCodeR's names (archer-spec.md §7) plus the per-class ones it does not log:
+    /// actor/pg_loss, pg_clipfrac, pg_clipfrac_lower (dual clip), ppo_kl, kl_loss, low_entropy_kl_loss,
+    /// high_entropy_kl_loss, loss, high_entropy_share, and clipfrac_{low,high}_entropy_{lower,upper}.
+    /// </summary>
+    public IReadOnlyDictionary<string, double> ToMetrics(string prefix = "actor/") => new Dictionary<string, double>
+    {
+        [prefix + "loss"] = Loss,
+        [prefix + "pg_loss"] = PolicyTerm,
+        [prefix + "pg_clipfrac"] = Clips.ClipFraction,
+        [prefix + "pg_clipfrac_lower"] = Clips.DualClipFraction,
+        [prefix + "ppo_kl"] = PpoKl,
+        [prefix + "kl_loss"] = Kl,
+        [prefix + "low_entropy_kl_loss"] = KlLow,
+        [prefix + "high_entropy_kl_loss"] = KlHigh,
+        [prefix + "high_entropy_share"] = Clips.HighEntropyShare,
+        [prefix + "clipfrac_low_entropy_lower"] = Clips.ClipFractionLow(0),
+        [prefix + "clipfrac_low_entropy_upper"] = Clips.ClipFractionHigh(0),
+        [prefix + "clipfrac_high_entropy_lower"] = Clips.ClipFractionLow(1),
+        [prefix + "clipfrac_high_entropy_upper"] = Clips.ClipFractionHigh(1),
+    };
 }
 
 /// <summary>
