@@ -85,7 +85,7 @@ public class EmbeddingTests
     {
         // Racing writers or an order that depends on scheduling would show up as differing last bits.
         var backend = TestBackends.Get(device);
-        int N = device == "cpu" ? 1000 : 70, C = device == "cpu" ? 300 : 40;
+        int N = device == "cpu" ? 1000 : 40, C = device == "cpu" ? 300 : 20;
         var tokens = TestData.Ints(11, N, 3); var positions = TestData.Ints(12, N, 2);
         var dy = backend.Upload<float>(TestData.Floats(13, N * C));
         float[] Run()
@@ -95,7 +95,7 @@ public class EmbeddingTests
             return [.. backend.ToArray(dWte), .. backend.ToArray(dWpe)];
         }
         var first = Run();
-        for (int i = 0; i < 3; i++) Assert.Equal(first, Run());
+        for (int i = 0; i < 2; i++) Assert.Equal(first, Run());
     }
 
     [Fact]

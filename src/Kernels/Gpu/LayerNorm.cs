@@ -71,11 +71,19 @@ public sealed partial class IlgpuBackend
 
     // ------------------------------------------------------------------ kernels
 
-    /// <summary>Sum over the group; every thread gets the same value (warps are added in a fixed order).</summary>
-    static float GroupSum(float value, ArrayView<float> warpSums)
+    /// <summary>Sum over a warp; every lane gets the same value (a butterfly adds the same pairs on both sides).</summary>
+    static float WarpSum(float value)
     {
         for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2)
             value += Warp.ShuffleXor(value, offset);
+        return value;
+    }
+
+    /// <summary>Sum over the group; every thread gets the same value (warps are added in a fixed order).</summary>
+    static float GroupSum(float value, ArrayView<float> warpSums)
+    {
+        value = WarpSum(value);
+        if (Group.DimX == Warp.WarpSize) return value;   // single-warp rows need no shared memory or barrier
         if (Warp.LaneIdx == 0) warpSums[Group.IdxX / Warp.WarpSize] = value;
         Group.Barrier();
         float total = 0f;
@@ -83,6 +91,20 @@ public sealed partial class IlgpuBackend
         for (int w = 0; w < warps; w++) total += warpSums[w];
         Group.Barrier();   // warpSums may be written again by the next call
         return total;
+    }
+
+    /// <summary>Two group sums for the price of one pair of barriers; warpSums holds 2 x <see cref="WarpSlots"/>.</summary>
+    static void GroupSum2(ref float a, ref float b, ArrayView<float> warpSums)
+    {
+        a = WarpSum(a); b = WarpSum(b);
+        if (Group.DimX == Warp.WarpSize) return;
+        int warp = Group.IdxX / Warp.WarpSize;
+        if (Warp.LaneIdx == 0) { warpSums[warp] = a; warpSums[WarpSlots + warp] = b; }
+        Group.Barrier();
+        a = 0f; b = 0f;
+        int warps = Group.DimX / Warp.WarpSize;
+        for (int w = 0; w < warps; w++) { a += warpSums[w]; b += warpSums[WarpSlots + w]; }
+        Group.Barrier();
     }
 
     /// <summary>One group per row: mean, then the variance from squared deviations (two passes over an L1-resident row).</summary>
@@ -113,7 +135,7 @@ public sealed partial class IlgpuBackend
     static void LayerNormInputGradKernel(ArrayView<float> dOutput, ArrayView<float> input, ArrayView<float> weight,
         ArrayView<float> mean, ArrayView<float> rstd, int C, ArrayView<float> dInput)
     {
-        var warpSums = SharedMemory.Allocate<float>(WarpSlots);
+        var warpSums = SharedMemory.Allocate<float>(2 * WarpSlots);
         int row = Grid.IdxX;
         long rowStart = (long)row * C;
         int tid = Group.IdxX, size = Group.DimX;
@@ -126,8 +148,8 @@ public sealed partial class IlgpuBackend
             sumG += g;
             sumGN += g * (input[rowStart + c] - m) * r;
         }
-        float meanG = GroupSum(sumG, warpSums) / C;
-        float meanGN = GroupSum(sumGN, warpSums) / C;
+        GroupSum2(ref sumG, ref sumGN, warpSums);
+        float meanG = sumG / C, meanGN = sumGN / C;
 
         for (int c = tid; c < C; c += size)
         {
