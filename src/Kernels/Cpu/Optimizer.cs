@@ -17,7 +17,7 @@ public sealed partial class CpuBackend
 
     public override void SumOfSquares(Buf<float> grads, Buf<float> normSquared)
     {
-        RequireElements(normSquared, 1);
+        RequireElements(normSquared, 1); RequireElements(grads, 0);
         var g = grads.Buffer.Host!; int go = (int)grads.Offset; int n = (int)grads.Length;
         int blocks = (n + SquaresBlock - 1) / SquaresBlock;
         if (squaresPartials.Length < blocks) squaresPartials = new double[blocks];
