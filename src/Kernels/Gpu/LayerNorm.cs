@@ -8,7 +8,7 @@ namespace ArcherIlgpu.Kernels;
 public sealed partial class IlgpuBackend
 {
     // One slot per warp of a group: groups are at most 256 threads and warps at least 8 lanes.
-    const int WarpSlots = 32;
+    const int LayerNormWarpSlots = 32;
 
     // dWeight/dBias are summed over blocks of this many rows into partials [blocks, 2, C], then the
     // blocks are added in order by one thread per column: deterministic, no float atomics, and
@@ -72,7 +72,7 @@ public sealed partial class IlgpuBackend
     // ------------------------------------------------------------------ kernels
 
     /// <summary>Sum over a warp; every lane gets the same value (a butterfly adds the same pairs on both sides).</summary>
-    static float WarpSum(float value)
+    static float LayerNormWarpSum(float value)
     {
         for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2)
             value += Warp.ShuffleXor(value, offset);
@@ -80,9 +80,9 @@ public sealed partial class IlgpuBackend
     }
 
     /// <summary>Sum over the group; every thread gets the same value (warps are added in a fixed order).</summary>
-    static float GroupSum(float value, ArrayView<float> warpSums)
+    static float LayerNormGroupSum(float value, ArrayView<float> warpSums)
     {
-        value = WarpSum(value);
+        value = LayerNormWarpSum(value);
         if (Group.DimX == Warp.WarpSize) return value;   // single-warp rows need no shared memory or barrier
         if (Warp.LaneIdx == 0) warpSums[Group.IdxX / Warp.WarpSize] = value;
         Group.Barrier();
@@ -93,17 +93,17 @@ public sealed partial class IlgpuBackend
         return total;
     }
 
-    /// <summary>Two group sums for the price of one pair of barriers; warpSums holds 2 x <see cref="WarpSlots"/>.</summary>
-    static void GroupSum2(ref float a, ref float b, ArrayView<float> warpSums)
+    /// <summary>Two group sums for the price of one pair of barriers; warpSums holds 2 x <see cref="LayerNormWarpSlots"/>.</summary>
+    static void LayerNormGroupSum2(ref float a, ref float b, ArrayView<float> warpSums)
     {
-        a = WarpSum(a); b = WarpSum(b);
+        a = LayerNormWarpSum(a); b = LayerNormWarpSum(b);
         if (Group.DimX == Warp.WarpSize) return;
         int warp = Group.IdxX / Warp.WarpSize;
-        if (Warp.LaneIdx == 0) { warpSums[warp] = a; warpSums[WarpSlots + warp] = b; }
+        if (Warp.LaneIdx == 0) { warpSums[warp] = a; warpSums[LayerNormWarpSlots + warp] = b; }
         Group.Barrier();
         a = 0f; b = 0f;
         int warps = Group.DimX / Warp.WarpSize;
-        for (int w = 0; w < warps; w++) { a += warpSums[w]; b += warpSums[WarpSlots + w]; }
+        for (int w = 0; w < warps; w++) { a += warpSums[w]; b += warpSums[LayerNormWarpSlots + w]; }
         Group.Barrier();
     }
 
@@ -111,17 +111,17 @@ public sealed partial class IlgpuBackend
     static void LayerNormForwardKernel(ArrayView<float> input, ArrayView<float> weight, ArrayView<float> bias, int C, float eps,
         ArrayView<float> output, ArrayView<float> mean, ArrayView<float> rstd)
     {
-        var warpSums = SharedMemory.Allocate<float>(WarpSlots);
+        var warpSums = SharedMemory.Allocate<float>(LayerNormWarpSlots);
         long rowStart = (long)Grid.IdxX * C;
         int tid = Group.IdxX, size = Group.DimX;
 
         float sum = 0f;
         for (int c = tid; c < C; c += size) sum += input[rowStart + c];
-        float m = GroupSum(sum, warpSums) / C;
+        float m = LayerNormGroupSum(sum, warpSums) / C;
 
         float squares = 0f;
         for (int c = tid; c < C; c += size) { float d = input[rowStart + c] - m; squares += d * d; }
-        float r = XMath.Rsqrt(GroupSum(squares, warpSums) / C + eps);
+        float r = XMath.Rsqrt(LayerNormGroupSum(squares, warpSums) / C + eps);
 
         for (int c = tid; c < C; c += size)
             output[rowStart + c] = (input[rowStart + c] - m) * r * weight[c] + bias[c];
@@ -135,7 +135,7 @@ public sealed partial class IlgpuBackend
     static void LayerNormInputGradKernel(ArrayView<float> dOutput, ArrayView<float> input, ArrayView<float> weight,
         ArrayView<float> mean, ArrayView<float> rstd, int C, ArrayView<float> dInput)
     {
-        var warpSums = SharedMemory.Allocate<float>(2 * WarpSlots);
+        var warpSums = SharedMemory.Allocate<float>(2 * LayerNormWarpSlots);
         int row = Grid.IdxX;
         long rowStart = (long)row * C;
         int tid = Group.IdxX, size = Group.DimX;
@@ -148,7 +148,7 @@ public sealed partial class IlgpuBackend
             sumG += g;
             sumGN += g * (input[rowStart + c] - m) * r;
         }
-        GroupSum2(ref sumG, ref sumGN, warpSums);
+        LayerNormGroupSum2(ref sumG, ref sumGN, warpSums);
         float meanG = sumG / C, meanGN = sumGN / C;
 
         for (int c = tid; c < C; c += size)

@@ -62,7 +62,7 @@ public sealed partial class IlgpuBackend
     // ------------------------------------------------------------------ kernels
 
     /// <summary>Fixed-order tree over shared memory: thread 0 ends with the group's sum.</summary>
-    static double GroupSumDouble(double value, ArrayView<double> scratch)
+    static double SquaresGroupSum(double value, ArrayView<double> scratch)
     {
         int tid = Group.IdxX;
         scratch[tid] = value;
@@ -85,7 +85,7 @@ public sealed partial class IlgpuBackend
             double g = grads[i];
             sum += g * g;
         }
-        double total = GroupSumDouble(sum, scratch);
+        double total = SquaresGroupSum(sum, scratch);
         if (Group.IdxX == 0) partials[Grid.IdxX] = total;
     }
 
@@ -94,7 +94,7 @@ public sealed partial class IlgpuBackend
         var scratch = SharedMemory.Allocate<double>(SquaresGroupSize);
         double sum = 0.0;
         for (int i = Group.IdxX; i < count; i += Group.DimX) sum += partials[i];
-        double total = GroupSumDouble(sum, scratch);
+        double total = SquaresGroupSum(sum, scratch);
         if (Group.IdxX == 0) normSquared[0] = (float)total;
     }
 
