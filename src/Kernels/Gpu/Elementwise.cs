@@ -1,17 +1,90 @@
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+using static ArcherIlgpu.Kernels.BufChecks;
+
 namespace ArcherIlgpu.Kernels;
 
-// TODO(owner of Elementwise): replace these placeholders with the real Elementwise ops.
 public sealed partial class IlgpuBackend
 {
+    Action<KernelConfig, ArrayView<float>, int, ArrayView<float>>? geluForwardKernel;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, ArrayView<float>>? geluBackwardKernel;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, ArrayView<float>>? residualForwardKernel;
+    Action<KernelConfig, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>? residualBackwardKernel;
+
     public override void GeluForward(Buf<float> input, int n, Buf<float> output)
-        => throw new NotImplementedException("Elementwise is not implemented on Gpu yet");
+    {
+        RequireElements(input, n); RequireElements(output, n);
+        if (n == 0) return;
+        geluForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, int, ArrayView<float>>(GeluForwardKernel);
+        geluForwardKernel(Linear(n), input.View, n, output.View);
+    }
 
     public override void GeluBackward(Buf<float> dOutput, Buf<float> input, int n, Buf<float> dInput)
-        => throw new NotImplementedException("Elementwise is not implemented on Gpu yet");
+    {
+        RequireElements(dOutput, n); RequireElements(input, n); RequireElements(dInput, n);
+        if (n == 0) return;
+        geluBackwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(GeluBackwardKernel);
+        geluBackwardKernel(Linear(n), dOutput.View, input.View, n, dInput.View);
+    }
 
     public override void ResidualForward(Buf<float> a, Buf<float> b, int n, Buf<float> output)
-        => throw new NotImplementedException("Elementwise is not implemented on Gpu yet");
+    {
+        RequireElements(a, n); RequireElements(b, n); RequireElements(output, n);
+        if (n == 0) return;
+        residualForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(ResidualForwardKernel);
+        residualForwardKernel(Linear(n), a.View, b.View, n, output.View);
+    }
 
     public override void ResidualBackward(Buf<float> dOutput, int n, Buf<float> dA, Buf<float> dB)
-        => throw new NotImplementedException("Elementwise is not implemented on Gpu yet");
+    {
+        RequireElements(dOutput, n); RequireElements(dA, n); RequireElements(dB, n);
+        if (n == 0) return;
+        residualBackwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, int, ArrayView<float>, ArrayView<float>>(ResidualBackwardKernel);
+        residualBackwardKernel(Linear(n), dOutput.View, n, dA.View, dB.View);
+    }
+
+    // ------------------------------------------------------------------ kernels (one thread per element)
+
+    /// <summary>
+    /// tanh(k (x + a x³)) as 1 - 2 / (exp(2u) + 1): under fast math exp is ex2.approx (a few ulp) where
+    /// tanh would be tanh.approx (about 2^-11 relative), and it saturates to ±1 cleanly at large |u|.
+    /// </summary>
+    static float GeluTanh(float x)
+    {
+        float u = CpuBackend.GeluScale * (x + CpuBackend.GeluCubic * x * x * x);
+        return 1f - 2f / (XMath.Exp(2f * u) + 1f);
+    }
+
+    static void GeluForwardKernel(ArrayView<float> input, int n, ArrayView<float> output)
+    {
+        int i = Grid.GlobalIndex.X;
+        if (i >= n) return;
+        float x = input[i];
+        output[i] = 0.5f * x * (1f + GeluTanh(x));
+    }
+
+    static void GeluBackwardKernel(ArrayView<float> dOutput, ArrayView<float> input, int n, ArrayView<float> dInput)
+    {
+        int i = Grid.GlobalIndex.X;
+        if (i >= n) return;
+        float x = input[i], t = GeluTanh(x);
+        float grad = 0.5f * (1f + t) + 0.5f * x * (1f - t * t) * CpuBackend.GeluScale * (1f + 3f * CpuBackend.GeluCubic * x * x);
+        dInput[i] = dOutput[i] * grad;
+    }
+
+    static void ResidualForwardKernel(ArrayView<float> a, ArrayView<float> b, int n, ArrayView<float> output)
+    {
+        int i = Grid.GlobalIndex.X;
+        if (i < n) output[i] = a[i] + b[i];
+    }
+
+    static void ResidualBackwardKernel(ArrayView<float> dOutput, int n, ArrayView<float> dA, ArrayView<float> dB)
+    {
+        int i = Grid.GlobalIndex.X;
+        if (i >= n) return;
+        float g = dOutput[i];
+        dA[i] += g;
+        dB[i] += g;
+    }
 }

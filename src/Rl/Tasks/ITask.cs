@@ -1,0 +1,68 @@
+namespace ArcherIlgpu.Rl.Tasks;
+
+/// <summary>
+/// One problem: what the model is shown, the ground truth the verifier checks against, and optionally a
+/// worked solution (a correct completion, used as an SFT target). <paramref name="Data"/> carries any
+/// further ground truth a verifier needs (Countdown's numbers); it is plain strings so that examples can
+/// be written to sample files and read back.
+/// </summary>
+/// <param name="Prompt">The text the policy continues.</param>
+/// <param name="Answer">The ground-truth answer (for Countdown: the target).</param>
+/// <param name="Solution">A completion that the verifier accepts, or null if none is known.</param>
+/// <param name="Data">Extra ground truth by key, or null.</param>
+public sealed record TaskExample(string Prompt, string Answer, string? Solution = null,
+    IReadOnlyDictionary<string, string>? Data = null)
+{
+    /// <summary>Value equality including the contents of <see cref="Data"/> (not its reference).</summary>
+    public bool Equals(TaskExample? other)
+    {
+        if (other is null) return false;
+        if (Prompt != other.Prompt || Answer != other.Answer || Solution != other.Solution) return false;
+        if (Data is null || other.Data is null) return Data is null && other.Data is null;
+        return Data.Count == other.Data.Count && Data.All(kv => other.Data.TryGetValue(kv.Key, out var v) && v == kv.Value);
+    }
+
+    public override int GetHashCode() => HashCode.Combine(Prompt, Answer, Solution, Data?.Count ?? -1);
+}
+
+/// <summary>
+/// A task with an exact verifier and a binary reward. Implementations must be deterministic:
+/// <see cref="Generate"/> depends only on (seed, index), so a data cursor in a checkpoint reproduces
+/// the same problems, and <see cref="Reward"/> depends only on its arguments.
+/// </summary>
+public interface ITask
+{
+    /// <summary>The registry name, e.g. "countdown".</summary>
+    string Name { get; }
+
+    /// <summary>
+    /// Number of distinct examples if the task is a fixed dataset (Generate then wraps around:
+    /// index modulo Count); null for procedurally generated tasks.
+    /// </summary>
+    long? Count { get; }
+
+    /// <summary>The example at <paramref name="index"/> of the stream chosen by <paramref name="seed"/>.</summary>
+    TaskExample Generate(long seed, long index);
+
+    /// <summary>1.0 if the completion solves the example, else 0.0. Never throws on malformed completions.</summary>
+    double Reward(TaskExample example, string completion);
+}
+
+/// <summary>Thrown for bad task data: an unreadable dataset line, an empty dataset, a bad option.</summary>
+public sealed class TaskDataException(string message) : Exception(message);
+
+/// <summary>
+/// Mixes a seed and an index into an independent <see cref="Random"/>, so example i does not depend
+/// on how many random numbers example i-1 drew (SplitMix64 finaliser).
+/// </summary>
+public static class TaskRandom
+{
+    public static Random For(long seed, long index)
+    {
+        ulong z = unchecked((ulong)seed * 0x9E3779B97F4A7C15UL + (ulong)index * 0xD1B54A32D192ED03UL + 0x632BE59BD9B4E019UL);
+        z = unchecked((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL);
+        z = unchecked((z ^ (z >> 27)) * 0x94D049BB133111EBUL);
+        z ^= z >> 31;
+        return new Random(unchecked((int)z ^ (int)(z >> 32)));
+    }
+}
