@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace ArcherIlgpu.Kernels;
 
@@ -17,9 +18,11 @@ internal readonly unsafe struct StridedMatrix(float* ptr, int rowStride, int col
 
 /// <summary>
 /// Single-precision GEMM, C[M, N] = A[M, K] · B[K, N] (+ C) (+ bias[N] broadcast over rows), in the
-/// Goto/BLIS style: for each KC-deep slice of K the caller's thread-owned buffers receive A as
-/// MR-row panels and B as NR-column panels (both zero-padded, so the micro-kernel never branches on
-/// edges), then the C tiles are computed in parallel by an MR×NR register-blocked FMA micro-kernel.
+/// Goto/BLIS style. For each KC-deep slice of K, B is packed once into NR-column panels (shared,
+/// packed in parallel); then each task packs a row block of A into MR-row panels in its own buffer
+/// (which stays in its core's L2) and sweeps the B panels past it with an MR×NR register-blocked FMA
+/// micro-kernel. Panels are zero-padded, so the micro-kernel never branches on edges. Strided
+/// operands are packed with 8×8 register transposes or contiguous vector copies, never gathers.
 /// Vector512 (8×32, 16 zmm accumulators) where AVX-512 is fast, Vector256 (6×16, 12 ymm) otherwise.
 /// </summary>
 internal static unsafe class Gemm
@@ -29,9 +32,14 @@ internal static unsafe class Gemm
     /// Vector256 kernel to the reference on this AVX-512 machine too.
     /// </summary>
     internal static bool UseVector512 { get; set; } = Vector512.IsHardwareAccelerated;
-    /// <summary>Depth of one packed slice: an MR×KC A panel (8 KiB) stays in L1 while B streams from L2.</summary>
-    internal const int KC = 256;
+    /// <summary>
+    /// Depth of one packed slice. 384 measured best of 256/384/512 here: a 128-row packed A block
+    /// (192 KiB) stays in L2, a B micro-panel (48 KiB) streams through L1, and K = 768 is two slices.
+    /// </summary>
+    internal const int KC = 384;
     const int MaxMicroTile = 8 * 32;
+    /// <summary>Rows of A packed per task: 128×KC floats stay in L2.</summary>
+    const int BlockRows = 128;
 
     /// <summary>Below this many multiply-adds the Parallel.For hand-off costs more than it saves.</summary>
     const long SerialWork = 1L << 18;
@@ -76,19 +84,20 @@ internal static unsafe class Gemm
         int pc, kc;
         bool firstSlice;
 
-        // Partition.
-        int mPanels, nPanels, packChunk, packTasks;
-        int tileRows, tileCols, tilesAcrossN, tileTasks;
+        // Partition: C is cut into row blocks of blockPanels A panels times column parts of partPanels B panels.
+        int mPanels, nPanels, blockPanels, rowBlocks, partPanels, columnParts, packChunk, packTasks;
 
-        float[]? packABuffer, packBBuffer;
-        float* packA, packB;
+        float[]? packBBuffer;
+        float* packB;
+        /// <summary>Each worker packs its row block of A into its own buffer, which then stays in its L2.</summary>
+        [ThreadStatic] static float[]? packABuffer;
 
         readonly Action<int> packBody, computeBody;
 
         GemmJob()
         {
-            packBody = PackChunk;
-            computeBody = ComputeTile;
+            packBody = PackBChunk;
+            computeBody = ComputeBlock;
         }
 
         public void Setup(int m, int n, int k, StridedMatrix a, StridedMatrix b, float* c, int ldc, float* bias, bool accumulate)
@@ -98,38 +107,33 @@ internal static unsafe class Gemm
             M = m; N = n; K = k; A = a; B = b; C = c; this.ldc = ldc; this.bias = bias; this.accumulate = accumulate;
             mPanels = (m + MR - 1) / MR;
             nPanels = (n + NR - 1) / NR;
-            packA = EnsureAligned(ref packABuffer, (long)mPanels * MR * KC);
             packB = EnsureAligned(ref packBBuffer, (long)nPanels * NR * KC);
             ChoosePartition();
         }
 
         /// <summary>
-        /// C tiles of up to 128 rows × 512 columns (the B part a tile reads, KC×512 floats, fits in L2),
-        /// halved until there are about three tiles per core so that 2 to 64 cores all stay busy.
+        /// Row blocks of up to 128 rows (a packed block, 128×KC floats = 128 KiB, stays in L2 while every
+        /// B panel streams past it), halved down to 32 rows until there are about three blocks per core;
+        /// only then are the columns split too, so A is packed once wherever the rows alone keep 2 to 64
+        /// cores busy.
         /// </summary>
         void ChoosePartition()
         {
             int cores = Environment.ProcessorCount;
             int wantTasks = cores == 1 ? 1 : 3 * cores;
-            int rowPanels = Math.Min(mPanels, Math.Max(1, 128 / MR));
-            int colPanels = Math.Min(nPanels, Math.Max(1, 512 / NR));
-            while (Tiles(rowPanels, colPanels) < wantTasks && (rowPanels > 1 || colPanels > 2))
-            {
-                if (colPanels > 2 && (colPanels * NR >= rowPanels * MR || rowPanels == 1)) colPanels = (colPanels + 1) / 2;
-                else rowPanels = (rowPanels + 1) / 2;
-            }
-            tileRows = rowPanels; tileCols = colPanels;
-            tilesAcrossN = (nPanels + colPanels - 1) / colPanels;
-            tileTasks = Tiles(rowPanels, colPanels);
+            blockPanels = Math.Min(mPanels, Math.Max(1, BlockRows / MR));
+            while (CeilDiv(mPanels, blockPanels) < wantTasks && blockPanels * MR > 32) blockPanels = CeilDiv(blockPanels, 2);
+            rowBlocks = CeilDiv(mPanels, blockPanels);
+            columnParts = Math.Min(CeilDiv(wantTasks, rowBlocks), CeilDiv(nPanels, 2));
+            partPanels = CeilDiv(nPanels, columnParts);
+            columnParts = CeilDiv(nPanels, partPanels);
 
-            int packItems = mPanels + nPanels;
-            packTasks = Math.Min(packItems, Math.Max(1, 4 * cores));
-            packChunk = (packItems + packTasks - 1) / packTasks;
-            packTasks = (packItems + packChunk - 1) / packChunk;
+            packTasks = Math.Min(nPanels, Math.Max(1, 4 * cores));
+            packChunk = CeilDiv(nPanels, packTasks);
+            packTasks = CeilDiv(nPanels, packChunk);
         }
 
-        int Tiles(int rowPanels, int colPanels)
-            => ((mPanels + rowPanels - 1) / rowPanels) * ((nPanels + colPanels - 1) / colPanels);
+        static int CeilDiv(int a, int b) => (a + b - 1) / b;
 
         public void Run()
         {
@@ -139,7 +143,7 @@ internal static unsafe class Gemm
                 kc = Math.Min(KC, K - pc);
                 firstSlice = pc == 0;
                 For(packTasks, packBody, serial);
-                For(tileTasks, computeBody, serial);
+                For(rowBlocks * columnParts, computeBody, serial);
             }
         }
 
@@ -149,107 +153,110 @@ internal static unsafe class Gemm
             else Parallel.For(0, n, body);
         }
 
-        void PackChunk(int task)
+        /// <summary>
+        /// A panels [panel0, panel1) of the slice, panel q at dst + q * MR * kc as [p][r]: the
+        /// micro-kernel broadcasts one element per row per k step.
+        /// </summary>
+        void PackARange(int panel0, int panel1, float* dst)
         {
-            int end = Math.Min(mPanels + nPanels, (task + 1) * packChunk);
-            for (int item = task * packChunk; item < end; item++)
+            int mr = MR;
+            if (A.RowStride == 1)
             {
-                if (item < mPanels) PackAPanel(item);
-                else PackBPanel(item - mPanels);
-            }
-        }
-
-        /// <summary>Rows i0..i0+MR of the slice as dst[p * MR + r]: one broadcast per row per k step.</summary>
-        void PackAPanel(int panel)
-        {
-            int mr = MR, i0 = panel * mr, rows = Math.Min(mr, M - i0);
-            float* dst = packA + (long)panel * mr * kc;
-            if (A.ColStride == 1)
-            {
-                // Row-major A: read each row contiguously, write with stride MR (the panel is in L1).
-                for (int r = 0; r < rows; r++)
-                {
-                    float* src = A.Ptr + (long)(i0 + r) * A.RowStride + pc;
-                    for (int p = 0; p < kc; p++) dst[p * mr + r] = src[p];
-                }
-                for (int r = rows; r < mr; r++)
-                    for (int p = 0; p < kc; p++) dst[p * mr + r] = 0f;
-            }
-            else
-            {
+                // Aᵀ row-major (dWeight's dOut): row p of the slice is contiguous across all panels.
                 for (int p = 0; p < kc; p++)
                 {
-                    float* src = A.Ptr + (long)(pc + p) * A.ColStride + (long)i0 * A.RowStride;
-                    float* d = dst + p * mr;
+                    float* src = A.Ptr + (long)(pc + p) * A.ColStride;
+                    for (int q = panel0; q < panel1; q++)
+                        CopyPadded(src + q * mr, dst + (long)(q - panel0) * mr * kc + p * mr, Math.Min(mr, M - q * mr), mr);
+                }
+                return;
+            }
+            for (int q = panel0; q < panel1; q++)
+            {
+                int i0 = q * mr, rows = Math.Min(mr, M - i0);
+                float* d = dst + (long)(q - panel0) * mr * kc;
+                float* src = A.Ptr + (long)i0 * A.RowStride + (long)pc * A.ColStride;
+                int p = 0;
+                if (A.ColStride == 1 && rows == 8 && mr == 8 && Avx.IsSupported)
+                    for (; p + 8 <= kc; p += 8) Transpose8x8(src + p, A.RowStride, d + p * 8, 8);
+                for (; p < kc; p++)
+                {
                     int r = 0;
-                    for (; r < rows; r++) d[r] = src[(long)r * A.RowStride];
-                    for (; r < mr; r++) d[r] = 0f;
+                    for (; r < rows; r++) d[p * mr + r] = src[(long)r * A.RowStride + (long)p * A.ColStride];
+                    for (; r < mr; r++) d[p * mr + r] = 0f;
                 }
             }
         }
 
-        /// <summary>Columns j0..j0+NR of the slice as dst[p * NR + c]: two aligned vector loads per k step.</summary>
-        void PackBPanel(int panel)
+        void PackBChunk(int task)
+        {
+            int panel0 = task * packChunk, panel1 = Math.Min(nPanels, panel0 + packChunk);
+            int nr = NR;
+            if (B.ColStride == 1)
+            {
+                // B row-major (W for dInput, in for dWeight): read row p of the slice contiguously across the chunk.
+                for (int p = 0; p < kc; p++)
+                {
+                    float* src = B.Ptr + (long)(pc + p) * B.RowStride;
+                    for (int q = panel0; q < panel1; q++)
+                        CopyPadded(src + q * nr, packB + (long)q * nr * kc + p * nr, Math.Min(nr, N - q * nr), nr);
+                }
+                return;
+            }
+            for (int q = panel0; q < panel1; q++) PackTransposedBPanel(q);
+        }
+
+        /// <summary>Bᵀ row-major (the forward's weight [OC, K]): 8×8 register transposes of W.</summary>
+        void PackTransposedBPanel(int panel)
         {
             int nr = NR, j0 = panel * nr, cols = Math.Min(nr, N - j0);
             float* dst = packB + (long)panel * nr * kc;
-            if (B.ColStride == 1)
-            {
-                for (int p = 0; p < kc; p++)
+            float* src = B.Ptr + (long)j0 * B.ColStride + (long)pc * B.RowStride;
+            int c0 = 0;
+            if (B.RowStride == 1 && Avx.IsSupported)
+                for (; c0 + 8 <= cols; c0 += 8)
                 {
-                    float* src = B.Ptr + (long)(pc + p) * B.RowStride + j0;
-                    float* d = dst + p * nr;
-                    if (cols == nr) CopyRow(src, d, nr);
-                    else
-                    {
-                        int c = 0;
-                        for (; c < cols; c++) d[c] = src[c];
-                        for (; c < nr; c++) d[c] = 0f;
-                    }
+                    int p = 0;
+                    for (; p + 8 <= kc; p += 8) Transpose8x8(src + (long)c0 * B.ColStride + p, B.ColStride, dst + p * nr + c0, nr);
+                    for (; p < kc; p++)
+                        for (int c = c0; c < c0 + 8; c++) dst[p * nr + c] = src[(long)c * B.ColStride + p];
                 }
-            }
-            else
+            for (int p = 0; p < kc; p++)
             {
-                // Bᵀ row-major (the forward's weight [OC, K]): read each column contiguously.
-                for (int c = 0; c < cols; c++)
-                {
-                    float* src = B.Ptr + (long)(j0 + c) * B.ColStride + (long)pc * B.RowStride;
-                    if (B.RowStride == 1) for (int p = 0; p < kc; p++) dst[p * nr + c] = src[p];
-                    else for (int p = 0; p < kc; p++) dst[p * nr + c] = src[(long)p * B.RowStride];
-                }
-                for (int c = cols; c < nr; c++)
-                    for (int p = 0; p < kc; p++) dst[p * nr + c] = 0f;
+                int c = c0;
+                for (; c < cols; c++) dst[p * nr + c] = src[(long)c * B.ColStride + (long)p * B.RowStride];
+                for (; c < nr; c++) dst[p * nr + c] = 0f;
             }
         }
 
-        static void CopyRow(float* src, float* dst, int n)
-        {
-            if (Vector512.IsHardwareAccelerated && n % 16 == 0)
-                for (int c = 0; c < n; c += 16) Vector512.Store(Vector512.Load(src + c), dst + c);
-            else
-                for (int c = 0; c < n; c += 8) Vector256.Store(Vector256.Load(src + c), dst + c);
-        }
-
-        void ComputeTile(int task)
+        /// <summary>
+        /// One row block × column part of C for the current K slice: pack the block's A panels, then
+        /// sweep the B panels (outer) past them (inner), so a B panel is read from L1/L2 for every A
+        /// panel and the packed block never leaves L2.
+        /// </summary>
+        void ComputeBlock(int task)
         {
             int mr = MR, nr = NR;
-            int tileI = task / tilesAcrossN, tileJ = task % tilesAcrossN;
-            int panelI0 = tileI * tileRows, panelI1 = Math.Min(mPanels, panelI0 + tileRows);
-            int panelJ0 = tileJ * tileCols, panelJ1 = Math.Min(nPanels, panelJ0 + tileCols);
+            int block = task / columnParts, part = task % columnParts;
+            int panelI0 = block * blockPanels, panelI1 = Math.Min(mPanels, panelI0 + blockPanels);
+            int panelJ0 = part * partPanels, panelJ1 = Math.Min(nPanels, panelJ0 + partPanels);
+
+            float* packA = EnsureAligned(ref packABuffer, (long)BlockRows * KC);
+            PackARange(panelI0, panelI1, packA);
+
             bool loadC = accumulate || !firstSlice;
             float* sliceBias = firstSlice ? bias : null;
             float* edge = stackalloc float[MaxMicroTile];
-
-            for (int pi = panelI0; pi < panelI1; pi++)
+            for (int pj = panelJ0; pj < panelJ1; pj++)
             {
-                int i0 = pi * mr, rows = Math.Min(mr, M - i0);
-                float* a = packA + (long)pi * mr * kc;
-                for (int pj = panelJ0; pj < panelJ1; pj++)
+                int j0 = pj * nr, cols = Math.Min(nr, N - j0);
+                float* b = packB + (long)pj * nr * kc;
+                float* tileBias = sliceBias == null ? null : sliceBias + j0;
+                for (int pi = panelI0; pi < panelI1; pi++)
                 {
-                    int j0 = pj * nr, cols = Math.Min(nr, N - j0);
-                    float* b = packB + (long)pj * nr * kc;
+                    int i0 = pi * mr, rows = Math.Min(mr, M - i0);
+                    float* a = packA + (long)(pi - panelI0) * mr * kc;
                     float* c = C + (long)i0 * ldc + j0;
-                    float* tileBias = sliceBias == null ? null : sliceBias + j0;
                     if (rows == mr && cols == nr) MicroKernel(kc, a, b, c, ldc, loadC, tileBias);
                     else EdgeTile(a, b, c, rows, cols, loadC, tileBias, edge);
                 }
@@ -287,6 +294,52 @@ internal static unsafe class Gemm
         }
     }
 
+    /// <summary>Copies n floats and zero-fills up to width (8, 16 or 32): one or two vector moves when full.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void CopyPadded(float* src, float* dst, int n, int width)
+    {
+        if (n == width && Vector256.IsHardwareAccelerated && (width & 7) == 0)
+        {
+            if (width == 32 && Vector512.IsHardwareAccelerated)
+            {
+                Vector512.Store(Vector512.Load(src), dst);
+                Vector512.Store(Vector512.Load(src + 16), dst + 16);
+            }
+            else for (int c = 0; c < width; c += 8) Vector256.Store(Vector256.Load(src + c), dst + c);
+            return;
+        }
+        int i = 0;
+        for (; i < n; i++) dst[i] = src[i];
+        for (; i < width; i++) dst[i] = 0f;
+    }
+
+    /// <summary>dst[c * dstStride + r] = src[r * srcStride + c] for an 8×8 block, in registers.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void Transpose8x8(float* src, long srcStride, float* dst, long dstStride)
+    {
+        var r0 = Avx.LoadVector256(src); var r1 = Avx.LoadVector256(src + srcStride);
+        var r2 = Avx.LoadVector256(src + 2 * srcStride); var r3 = Avx.LoadVector256(src + 3 * srcStride);
+        var r4 = Avx.LoadVector256(src + 4 * srcStride); var r5 = Avx.LoadVector256(src + 5 * srcStride);
+        var r6 = Avx.LoadVector256(src + 6 * srcStride); var r7 = Avx.LoadVector256(src + 7 * srcStride);
+        // Interleave pairs of rows, then pairs of pairs, then swap 128-bit halves.
+        var t0 = Avx.UnpackLow(r0, r1); var t1 = Avx.UnpackHigh(r0, r1);
+        var t2 = Avx.UnpackLow(r2, r3); var t3 = Avx.UnpackHigh(r2, r3);
+        var t4 = Avx.UnpackLow(r4, r5); var t5 = Avx.UnpackHigh(r4, r5);
+        var t6 = Avx.UnpackLow(r6, r7); var t7 = Avx.UnpackHigh(r6, r7);
+        var s0 = Avx.Shuffle(t0, t2, 0x44); var s1 = Avx.Shuffle(t0, t2, 0xEE);
+        var s2 = Avx.Shuffle(t1, t3, 0x44); var s3 = Avx.Shuffle(t1, t3, 0xEE);
+        var s4 = Avx.Shuffle(t4, t6, 0x44); var s5 = Avx.Shuffle(t4, t6, 0xEE);
+        var s6 = Avx.Shuffle(t5, t7, 0x44); var s7 = Avx.Shuffle(t5, t7, 0xEE);
+        Avx.Store(dst, Avx.Permute2x128(s0, s4, 0x20));
+        Avx.Store(dst + dstStride, Avx.Permute2x128(s1, s5, 0x20));
+        Avx.Store(dst + 2 * dstStride, Avx.Permute2x128(s2, s6, 0x20));
+        Avx.Store(dst + 3 * dstStride, Avx.Permute2x128(s3, s7, 0x20));
+        Avx.Store(dst + 4 * dstStride, Avx.Permute2x128(s0, s4, 0x31));
+        Avx.Store(dst + 5 * dstStride, Avx.Permute2x128(s1, s5, 0x31));
+        Avx.Store(dst + 6 * dstStride, Avx.Permute2x128(s2, s6, 0x31));
+        Avx.Store(dst + 7 * dstStride, Avx.Permute2x128(s3, s7, 0x31));
+    }
+
     static float* EnsureAligned(ref float[]? buffer, long floats)
     {
         // 16 spare floats let the start move up to a 64-byte boundary: vector loads never split a line.
@@ -298,6 +351,15 @@ internal static unsafe class Gemm
     }
 
 
+    /// <summary>Asks for the micro-tile's rows of C (each <paramref name="lines"/> cache lines long) ahead of use.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void PrefetchTile(float* c, int ldc, int rows, int lines)
+    {
+        if (!Sse.IsSupported) return;
+        for (int r = 0; r < rows; r++)
+            for (int l = 0; l < lines; l++) Sse.Prefetch0(c + (long)r * ldc + 16 * l);
+    }
+
     /// <summary>
     /// C[8, 32] (+)= A panel · B panel over kc steps: 16 zmm accumulators, per step two B loads, eight
     /// broadcasts and sixteen FMAs, enough independent chains to cover the FMA latency.
@@ -305,22 +367,13 @@ internal static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Kernel8x32(int kc, float* a, float* b, float* c, int ldc, bool loadC, float* bias)
     {
+        // C is added after the loop, not before: its prefetch then overlaps the whole kc loop instead
+        // of stalling the first FMAs on cache misses.
+        if (loadC) PrefetchTile(c, ldc, 8, 2);
         Vector512<float> init0 = Vector512<float>.Zero, init1 = Vector512<float>.Zero;
         if (bias != null) { init0 = Vector512.Load(bias); init1 = Vector512.Load(bias + 16); }
         Vector512<float> c00 = init0, c01 = init1, c10 = init0, c11 = init1, c20 = init0, c21 = init1, c30 = init0, c31 = init1;
         Vector512<float> c40 = init0, c41 = init1, c50 = init0, c51 = init1, c60 = init0, c61 = init1, c70 = init0, c71 = init1;
-        if (loadC)
-        {
-            float* r = c;
-            c00 += Vector512.Load(r); c01 += Vector512.Load(r + 16); r += ldc;
-            c10 += Vector512.Load(r); c11 += Vector512.Load(r + 16); r += ldc;
-            c20 += Vector512.Load(r); c21 += Vector512.Load(r + 16); r += ldc;
-            c30 += Vector512.Load(r); c31 += Vector512.Load(r + 16); r += ldc;
-            c40 += Vector512.Load(r); c41 += Vector512.Load(r + 16); r += ldc;
-            c50 += Vector512.Load(r); c51 += Vector512.Load(r + 16); r += ldc;
-            c60 += Vector512.Load(r); c61 += Vector512.Load(r + 16); r += ldc;
-            c70 += Vector512.Load(r); c71 += Vector512.Load(r + 16);
-        }
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector512.LoadAligned(b);
@@ -343,6 +396,18 @@ internal static unsafe class Gemm
             c70 = Vector512.FusedMultiplyAdd(a7, b0, c70); c71 = Vector512.FusedMultiplyAdd(a7, b1, c71);
             a += 8; b += 32;
         }
+        if (loadC)
+        {
+            float* r = c;
+            c00 += Vector512.Load(r); c01 += Vector512.Load(r + 16); r += ldc;
+            c10 += Vector512.Load(r); c11 += Vector512.Load(r + 16); r += ldc;
+            c20 += Vector512.Load(r); c21 += Vector512.Load(r + 16); r += ldc;
+            c30 += Vector512.Load(r); c31 += Vector512.Load(r + 16); r += ldc;
+            c40 += Vector512.Load(r); c41 += Vector512.Load(r + 16); r += ldc;
+            c50 += Vector512.Load(r); c51 += Vector512.Load(r + 16); r += ldc;
+            c60 += Vector512.Load(r); c61 += Vector512.Load(r + 16); r += ldc;
+            c70 += Vector512.Load(r); c71 += Vector512.Load(r + 16);
+        }
         float* o = c;
         Vector512.Store(c00, o); Vector512.Store(c01, o + 16); o += ldc;
         Vector512.Store(c10, o); Vector512.Store(c11, o + 16); o += ldc;
@@ -358,20 +423,11 @@ internal static unsafe class Gemm
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     static void Kernel6x16(int kc, float* a, float* b, float* c, int ldc, bool loadC, float* bias)
     {
+        if (loadC) PrefetchTile(c, ldc, 6, 1);
         Vector256<float> init0 = Vector256<float>.Zero, init1 = Vector256<float>.Zero;
         if (bias != null) { init0 = Vector256.Load(bias); init1 = Vector256.Load(bias + 8); }
         Vector256<float> c00 = init0, c01 = init1, c10 = init0, c11 = init1, c20 = init0, c21 = init1;
         Vector256<float> c30 = init0, c31 = init1, c40 = init0, c41 = init1, c50 = init0, c51 = init1;
-        if (loadC)
-        {
-            float* r = c;
-            c00 += Vector256.Load(r); c01 += Vector256.Load(r + 8); r += ldc;
-            c10 += Vector256.Load(r); c11 += Vector256.Load(r + 8); r += ldc;
-            c20 += Vector256.Load(r); c21 += Vector256.Load(r + 8); r += ldc;
-            c30 += Vector256.Load(r); c31 += Vector256.Load(r + 8); r += ldc;
-            c40 += Vector256.Load(r); c41 += Vector256.Load(r + 8); r += ldc;
-            c50 += Vector256.Load(r); c51 += Vector256.Load(r + 8);
-        }
         for (int p = 0; p < kc; p++)
         {
             var b0 = Vector256.LoadAligned(b);
@@ -389,6 +445,16 @@ internal static unsafe class Gemm
             var a5 = Vector256.Create(a[5]);
             c50 = Vector256.FusedMultiplyAdd(a5, b0, c50); c51 = Vector256.FusedMultiplyAdd(a5, b1, c51);
             a += 6; b += 16;
+        }
+        if (loadC)
+        {
+            float* r = c;
+            c00 += Vector256.Load(r); c01 += Vector256.Load(r + 8); r += ldc;
+            c10 += Vector256.Load(r); c11 += Vector256.Load(r + 8); r += ldc;
+            c20 += Vector256.Load(r); c21 += Vector256.Load(r + 8); r += ldc;
+            c30 += Vector256.Load(r); c31 += Vector256.Load(r + 8); r += ldc;
+            c40 += Vector256.Load(r); c41 += Vector256.Load(r + 8); r += ldc;
+            c50 += Vector256.Load(r); c51 += Vector256.Load(r + 8);
         }
         float* o = c;
         Vector256.Store(c00, o); Vector256.Store(c01, o + 8); o += ldc;

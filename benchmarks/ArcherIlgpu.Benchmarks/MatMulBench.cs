@@ -1,0 +1,119 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using ArcherIlgpu.Kernels;
+
+namespace ArcherIlgpu.Benchmarks;
+
+/// <summary>
+/// MatMul forward, dInput and dWeight at transformer shapes (N rows = B*T, K in, OC out), and on the
+/// cpu backend each as a fraction of the machine's measured FMA peak.
+/// </summary>
+public sealed class MatMulBench : IOpBenchmark
+{
+    public string Name => "matmul";
+
+    static readonly (int N, int K, int OC)[] Shapes =
+        [(1024, 768, 768), (1024, 768, 3072), (1024, 3072, 768), (4096, 768, 768)];
+
+    public void Run(Backend backend)
+    {
+        double peak = backend.Name == "cpu" ? FmaPeak.Measure() : double.NaN;
+        if (!double.IsNaN(peak))
+            Console.WriteLine($"{"fma peak (register-only, all cores)",-40} {Environment.ProcessorCount + " threads",-28} {"",9} {peak,9:F1}");
+        foreach (var (N, K, OC) in Shapes)
+        {
+            var input = Bench.Random(backend, (long)N * K, 1);
+            var weight = Bench.Random(backend, (long)OC * K, 2, 0.05f);
+            var bias = Bench.Random(backend, OC, 3);
+            var output = backend.Allocate<float>((long)N * OC).All;
+            var dOutput = Bench.Random(backend, (long)N * OC, 4);
+            var dInput = backend.Allocate<float>((long)N * K).All;
+            var dWeight = backend.Allocate<float>((long)OC * K).All;
+            string shape = $"{N}x{K}x{OC}";
+            double flops = 2.0 * N * K * OC;
+            double Bytes(long a, long b, long c) => 4.0 * (a + b + c);
+
+            double ms = Bench.Report(backend, "matmul forward (in·Wᵀ+b)", shape, flops, Bytes((long)N * K, (long)OC * K, (long)N * OC),
+                () => backend.MatMulForward(input, weight, bias, N, K, OC, output));
+            PrintFraction(peak, flops, ms);
+            ms = Bench.Report(backend, "matmul dInput (dOut·W)", shape, flops, Bytes((long)N * OC, (long)OC * K, (long)N * K),
+                () => backend.MatMulBackward(dOutput, input, weight, N, K, OC, dInput, dWeight, default));
+            // That call also did dWeight; the dWeight-only time is measured next and subtracted.
+            double dwMs = Bench.Report(backend, "matmul dWeight (dOutᵀ·in)", shape, flops, Bytes((long)N * OC, (long)N * K, (long)OC * K),
+                () => backend.MatMulBackward(dOutput, input, weight, N, K, OC, default, dWeight, default));
+            PrintFraction(peak, flops, dwMs);
+            double dxMs = ms - dwMs;
+            Console.WriteLine($"{"  dInput alone (difference of the two)",-40} {shape,-28} {dxMs,9:F3} {flops / dxMs / 1e6,9:F1}");
+            PrintFraction(peak, flops, dxMs);
+            foreach (var b in new[] { input, weight, bias, output, dOutput, dInput, dWeight }) b.Buffer.Dispose();
+        }
+    }
+
+    static void PrintFraction(double peak, double flops, double ms)
+    {
+        if (!double.IsNaN(peak)) Console.WriteLine($"{"",-40} {"",-28} {"",9} {100 * flops / ms / 1e6 / peak,8:F0}% of FMA peak");
+    }
+}
+
+/// <summary>
+/// The FMA roof: every core runs independent register-only FMA chains (12 accumulators, more than
+/// latency × issue width) for a fixed time; no loads, so this is the compute ceiling of a GEMM.
+/// </summary>
+static class FmaPeak
+{
+    public static double Measure(double seconds = 0.5)
+    {
+        int threads = Environment.ProcessorCount;
+        var flops = new double[threads];
+        var sw = Stopwatch.StartNew();
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        {
+            long iterations = 0;
+            float sink = 0;
+            var run = Stopwatch.StartNew();
+            while (run.Elapsed.TotalSeconds < seconds)
+            {
+                sink += Vector512.IsHardwareAccelerated ? Chains512(1 << 16) : Chains256(1 << 16);
+                iterations += 1 << 16;
+            }
+            int lanes = Vector512.IsHardwareAccelerated ? 16 : 8;
+            flops[t] = iterations * 12.0 * lanes * 2 / run.Elapsed.TotalSeconds + (sink == 12345 ? 1 : 0);
+        });
+        return flops.Sum() / 1e9;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static float Chains512(int n)
+    {
+        var m = Vector512.Create(0.9999f); var a = Vector512.Create(1e-7f);
+        Vector512<float> x0 = Vector512.Create(1f), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;
+        for (int i = 0; i < n; i++)
+        {
+            x0 = Vector512.FusedMultiplyAdd(x0, m, a); x1 = Vector512.FusedMultiplyAdd(x1, m, a);
+            x2 = Vector512.FusedMultiplyAdd(x2, m, a); x3 = Vector512.FusedMultiplyAdd(x3, m, a);
+            x4 = Vector512.FusedMultiplyAdd(x4, m, a); x5 = Vector512.FusedMultiplyAdd(x5, m, a);
+            x6 = Vector512.FusedMultiplyAdd(x6, m, a); x7 = Vector512.FusedMultiplyAdd(x7, m, a);
+            x8 = Vector512.FusedMultiplyAdd(x8, m, a); x9 = Vector512.FusedMultiplyAdd(x9, m, a);
+            x10 = Vector512.FusedMultiplyAdd(x10, m, a); x11 = Vector512.FusedMultiplyAdd(x11, m, a);
+        }
+        return Vector512.Sum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static float Chains256(int n)
+    {
+        var m = Vector256.Create(0.9999f); var a = Vector256.Create(1e-7f);
+        Vector256<float> x0 = Vector256.Create(1f), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;
+        for (int i = 0; i < n; i++)
+        {
+            x0 = Vector256.FusedMultiplyAdd(x0, m, a); x1 = Vector256.FusedMultiplyAdd(x1, m, a);
+            x2 = Vector256.FusedMultiplyAdd(x2, m, a); x3 = Vector256.FusedMultiplyAdd(x3, m, a);
+            x4 = Vector256.FusedMultiplyAdd(x4, m, a); x5 = Vector256.FusedMultiplyAdd(x5, m, a);
+            x6 = Vector256.FusedMultiplyAdd(x6, m, a); x7 = Vector256.FusedMultiplyAdd(x7, m, a);
+            x8 = Vector256.FusedMultiplyAdd(x8, m, a); x9 = Vector256.FusedMultiplyAdd(x9, m, a);
+            x10 = Vector256.FusedMultiplyAdd(x10, m, a); x11 = Vector256.FusedMultiplyAdd(x11, m, a);
+        }
+        return Vector256.Sum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11);
+    }
+}
