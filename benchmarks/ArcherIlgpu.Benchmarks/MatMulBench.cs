@@ -57,6 +57,17 @@ public sealed class MatMulBench : IOpBenchmark
             PrintFraction(peak, flops, dxMs);
             foreach (var b in new[] { input, weight, bias, output, dOutput, dInput, dWeight }) b.Buffer.Dispose();
         }
+        // Decoding: a few rows against a large weight (memory-bound: GB/s is the figure to watch).
+        foreach (var (N, K, OC) in new[] { (4, 768, 3072), (16, 768, 3072) })
+        {
+            var input = Bench.Random(backend, (long)N * K, 1);
+            var weight = Bench.Random(backend, (long)OC * K, 2, 0.05f);
+            var bias = Bench.Random(backend, OC, 3);
+            var output = backend.Allocate<float>((long)N * OC).All;
+            Bench.Report(backend, "matmul forward, decoding", $"{N}x{K}x{OC}", 2.0 * N * K * OC,
+                4.0 * ((long)N * K + (long)OC * K + (long)N * OC), () => backend.MatMulForward(input, weight, bias, N, K, OC, output));
+            foreach (var b in new[] { input, weight, bias, output }) b.Buffer.Dispose();
+        }
     }
 
     static void PrintFraction(double peak, double flops, double ms)

@@ -11,12 +11,40 @@ public sealed partial class CpuBackend
         CheckMatMulShapes(input, weight, N, K, OC);
         CheckMatMulLength(output, (long)N * OC, nameof(output));
         if (!bias.IsEmpty) CheckMatMulLength(bias, OC, nameof(bias));
+        if (N < FewRows) { ForwardFewRows(input, weight, bias, N, K, OC, output); return; }
         fixed (float* x = input.Span, w = weight.Span, b = bias.IsEmpty ? default : bias.Span, y = output.Span)
         {
             // A = in [N, K] row-major; B(k, o) = W[o, k], i.e. Wᵀ read through its strides.
             Gemm.Multiply(N, OC, K, new StridedMatrix(x, K, 1), new StridedMatrix(w, 1, K),
                 y, OC, b, accumulate: false);
         }
+    }
+
+    /// <summary>
+    /// Below one micro-tile of rows (decoding: one row per sequence) the GEMM would pad the rows and
+    /// pack all of W for little work; dot products of each weight row with every input row read W
+    /// once, straight from memory, with the input rows held in L1.
+    /// </summary>
+    const int FewRows = 8;
+
+    static void ForwardFewRows(Buf<float> input, Buf<float> weight, Buf<float> bias, int N, int K, int OC, Buf<float> output)
+    {
+        var x = input.Buffer.Host!; int xOffset = (int)input.Offset;
+        var w = weight.Buffer.Host!; int wOffset = (int)weight.Offset;
+        var y = output.Buffer.Host!; int yOffset = (int)output.Offset;
+        float[]? b = bias.IsEmpty ? null : bias.Buffer.Host!; int bOffset = bias.IsEmpty ? 0 : (int)bias.Offset;
+        // 64 weight rows per chunk is at least 64·K multiply-adds per row of input: worth a task.
+        int grain = (long)N * K * OC < (1 << 18) ? Math.Max(OC, 1) : 64;
+        ParallelRange(OC, grain, (start, end) =>
+        {
+            for (int o = start; o < end; o++)
+            {
+                var wRow = w.AsSpan(wOffset + o * K, K);
+                float bo = b is null ? 0f : b[bOffset + o];
+                for (int n = 0; n < N; n++)
+                    y[yOffset + n * OC + o] = TensorPrimitives.Dot(x.AsSpan(xOffset + n * K, K), wRow) + bo;
+            }
+        });
     }
 
     public override unsafe void MatMulBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
