@@ -58,7 +58,7 @@ public sealed class MatMulBench : IOpBenchmark
             foreach (var b in new[] { input, weight, bias, output, dOutput, dInput, dWeight }) b.Buffer.Dispose();
         }
         // Decoding: a few rows against a large weight (memory-bound: GB/s is the figure to watch).
-        foreach (var (N, K, OC) in new[] { (4, 768, 3072), (16, 768, 3072) })
+        foreach (var (N, K, OC) in new[] { (4, 768, 3072), (8, 768, 3072), (16, 768, 3072), (32, 768, 3072) })
         {
             var input = Bench.Random(backend, (long)N * K, 1);
             var weight = Bench.Random(backend, (long)OC * K, 2, 0.05f);
