@@ -38,7 +38,7 @@ internal static unsafe class Gemm
     /// </summary>
     internal const int KC = 384;
     const int MaxMicroTile = 8 * 32;
-    /// <summary>Rows of A packed per task: 128×KC floats stay in L2.</summary>
+    /// <summary>Rows of A packed per task: 128×KC floats (192 KiB) stay in L2.</summary>
     const int BlockRows = 128;
 
     /// <summary>Below this many multiply-adds the Parallel.For hand-off costs more than it saves.</summary>
@@ -112,7 +112,7 @@ internal static unsafe class Gemm
         }
 
         /// <summary>
-        /// Row blocks of up to 128 rows (a packed block, 128×KC floats = 128 KiB, stays in L2 while every
+        /// Row blocks of up to 128 rows (a packed block, 128×KC floats = 192 KiB, stays in L2 while every
         /// B panel streams past it), halved down to 32 rows until there are about three blocks per core;
         /// only then are the columns split too, so A is packed once wherever the rows alone keep 2 to 64
         /// cores busy.
