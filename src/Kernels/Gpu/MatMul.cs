@@ -1,13 +1,199 @@
+using ILGPU;
+using ILGPU.Runtime;
+
+// ILGPU's CPU accelerator builds launchers in a dynamic assembly of this name; they must see the
+// internal GemmShape kernel parameter.
+[assembly: System.Runtime.CompilerServices.InternalsVisibleTo("ILGPURuntime")]
+
 namespace ArcherIlgpu.Kernels;
 
-// TODO(owner of MatMul): replace these placeholders with the real MatMul ops.
+// out = in · Wᵀ + b and its backward: one tiled GEMM kernel for all three products (the operands'
+// layouts arrive as strides) plus a column reduction for dBias.
 public sealed partial class IlgpuBackend
 {
+    /// <summary>
+    /// C[M, N] (+)= A[M, K] · B[K, N] (+ bias[N]), with A(i, p) = a[i * ARow + p * ACol] and
+    /// B(p, j) = b[p * BRow + j * BCol]; C is row-major with row stride Ldc.
+    /// </summary>
+    internal struct GemmShape
+    {
+        public int M, N, K, ARow, ACol, BRow, BCol, Ldc, Flags;
+    }
+
+    const int GemmAccumulate = 1, GemmHasBias = 2;
+    /// <summary>Each group computes a 64×64 tile of C with 256 threads, each a 4×4 register micro-tile.</summary>
+    const int GemmTile = 64, GemmDepth = 16, GemmThreads = 256;
+    /// <summary>Shared rows padded by one float so transposing stores hit different banks.</summary>
+    const int GemmPitch = GemmTile + 1;
+    const int GemmShared = GemmDepth * GemmPitch;
+    /// <summary>Column-sum groups: 32 adjacent columns (coalesced) × 8 row strides.</summary>
+    const int SumColumns = 32, SumRows = 8;
+
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>? gemmKernel;
+    Action<KernelConfig, ArrayView<float>, int, int, ArrayView<float>>? columnSumKernel;
+
     public override void MatMulForward(Buf<float> input, Buf<float> weight, Buf<float> bias,
         int N, int K, int OC, Buf<float> output)
-        => throw new NotImplementedException("MatMul is not implemented on Gpu yet");
+    {
+        CheckMatMulShapes(input, weight, N, K, OC);
+        CheckMatMulLength(output, (long)N * OC, nameof(output));
+        if (!bias.IsEmpty) CheckMatMulLength(bias, OC, nameof(bias));
+        // A = in [N, K] row-major; B(k, o) = W[o, k].
+        LaunchGemm(input.View, weight.View, output.View, bias.IsEmpty ? output.View : bias.View, new GemmShape
+        {
+            M = N, N = OC, K = K, ARow = K, ACol = 1, BRow = 1, BCol = K, Ldc = OC,
+            Flags = bias.IsEmpty ? 0 : GemmHasBias,
+        });
+    }
 
     public override void MatMulBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
         int N, int K, int OC, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
-        => throw new NotImplementedException("MatMul is not implemented on Gpu yet");
+    {
+        CheckMatMulShapes(input, weight, N, K, OC);
+        CheckMatMulLength(dOutput, (long)N * OC, nameof(dOutput));
+        CheckMatMulLength(dWeight, (long)OC * K, nameof(dWeight));
+        if (!dInput.IsEmpty)
+        {
+            CheckMatMulLength(dInput, (long)N * K, nameof(dInput));
+            // dIn [N, K] = dOut [N, OC] · W [OC, K]
+            LaunchGemm(dOutput.View, weight.View, dInput.View, dInput.View, new GemmShape
+            {
+                M = N, N = K, K = OC, ARow = OC, ACol = 1, BRow = K, BCol = 1, Ldc = K, Flags = 0,
+            });
+        }
+        // dW [OC, K] += dOutᵀ · in: A(o, n) = dOut[n, o].
+        LaunchGemm(dOutput.View, input.View, dWeight.View, dWeight.View, new GemmShape
+        {
+            M = OC, N = K, K = N, ARow = 1, ACol = OC, BRow = K, BCol = 1, Ldc = K, Flags = GemmAccumulate,
+        });
+        if (!dBias.IsEmpty)
+        {
+            CheckMatMulLength(dBias, OC, nameof(dBias));
+            if (OC > 0)
+            {
+                columnSumKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<float>>(ColumnSumKernel);
+                columnSumKernel(new KernelConfig((OC + SumColumns - 1) / SumColumns, SumColumns * SumRows),
+                    dOutput.View, N, OC, dBias.View);
+            }
+        }
+    }
+
+    void LaunchGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape shape)
+    {
+        if (shape.M == 0 || shape.N == 0) return;
+        if (MaxGroupSize < GemmThreads)
+            throw new NotSupportedException($"{Name}: the matmul kernel needs groups of {GemmThreads} threads, the device allows {MaxGroupSize}");
+        gemmKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(GemmKernel);
+        var grid = new Index2D((shape.N + GemmTile - 1) / GemmTile, (shape.M + GemmTile - 1) / GemmTile);
+        gemmKernel(new KernelConfig(grid, new Index2D(GemmThreads, 1)), a, b, c, bias, shape);
+    }
+
+    /// <summary>
+    /// One group per 64×64 tile of C. Per 16-deep slice of K, the 256 threads stage a 64×16 tile of A
+    /// and a 16×64 tile of B in shared memory, reading along whichever dimension is contiguous in
+    /// global memory (coalesced for every operand layout), then each thread accumulates its 4×4
+    /// micro-tile: rows ty + 16r and columns tx + 16c, so a warp's B reads are 16 consecutive floats
+    /// and its A reads are broadcasts. Out-of-range elements load as zero; stores are bounds-checked.
+    /// </summary>
+    static void GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s)
+    {
+        var tileA = SharedMemory.Allocate<float>(GemmShared);   // [p][i], pitch 65
+        var tileB = SharedMemory.Allocate<float>(GemmShared);   // [p][j], pitch 65
+        int t = Group.IdxX;
+        int tx = t % 16, ty = t / 16;
+        int m0 = Grid.IdxY * GemmTile, n0 = Grid.IdxX * GemmTile;
+
+        float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
+        float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
+
+        for (int k0 = 0; k0 < s.K; k0 += GemmDepth)
+        {
+            for (int q = 0; q < GemmTile * GemmDepth / GemmThreads; q++)
+            {
+                int e = t + q * GemmThreads;
+                // A tile element (i, p): consecutive threads walk the contiguous dimension.
+                int ai = s.ACol == 1 ? e / GemmDepth : e % GemmTile;
+                int ap = s.ACol == 1 ? e % GemmDepth : e / GemmTile;
+                int gi = m0 + ai, gp = k0 + ap;
+                tileA[ap * GemmPitch + ai] = gi < s.M && gp < s.K ? a[(long)gi * s.ARow + (long)gp * s.ACol] : 0f;
+                // B tile element (p, j).
+                int bj = s.BCol == 1 ? e % GemmTile : e / GemmDepth;
+                int bp = s.BCol == 1 ? e / GemmTile : e % GemmDepth;
+                int gj = n0 + bj, gq = k0 + bp;
+                tileB[bp * GemmPitch + bj] = gj < s.N && gq < s.K ? b[(long)gq * s.BRow + (long)gj * s.BCol] : 0f;
+            }
+            Group.Barrier();
+            for (int p = 0; p < GemmDepth; p++)
+            {
+                int row = p * GemmPitch;
+                float a0 = tileA[row + ty], a1 = tileA[row + ty + 16], a2 = tileA[row + ty + 32], a3 = tileA[row + ty + 48];
+                float b0 = tileB[row + tx], b1 = tileB[row + tx + 16], b2 = tileB[row + tx + 32], b3 = tileB[row + tx + 48];
+                c00 += a0 * b0; c01 += a0 * b1; c02 += a0 * b2; c03 += a0 * b3;
+                c10 += a1 * b0; c11 += a1 * b1; c12 += a1 * b2; c13 += a1 * b3;
+                c20 += a2 * b0; c21 += a2 * b1; c22 += a2 * b2; c23 += a2 * b3;
+                c30 += a3 * b0; c31 += a3 * b1; c32 += a3 * b2; c33 += a3 * b3;
+            }
+            Group.Barrier();
+        }
+
+        int i0 = m0 + ty, j0 = n0 + tx;
+        StoreGemmRow(c, bias, s, i0, j0, c00, c01, c02, c03);
+        StoreGemmRow(c, bias, s, i0 + 16, j0, c10, c11, c12, c13);
+        StoreGemmRow(c, bias, s, i0 + 32, j0, c20, c21, c22, c23);
+        StoreGemmRow(c, bias, s, i0 + 48, j0, c30, c31, c32, c33);
+    }
+
+    static void StoreGemmRow(ArrayView<float> c, ArrayView<float> bias, GemmShape s, int i, int j,
+        float v0, float v1, float v2, float v3)
+    {
+        if (i >= s.M) return;
+        StoreGemm(c, bias, s, i, j, v0);
+        StoreGemm(c, bias, s, i, j + 16, v1);
+        StoreGemm(c, bias, s, i, j + 32, v2);
+        StoreGemm(c, bias, s, i, j + 48, v3);
+    }
+
+    static void StoreGemm(ArrayView<float> c, ArrayView<float> bias, GemmShape s, int i, int j, float v)
+    {
+        if (j >= s.N) return;
+        long index = (long)i * s.Ldc + j;
+        if ((s.Flags & GemmHasBias) != 0) v += bias[j];
+        if ((s.Flags & GemmAccumulate) != 0) v += c[index];
+        c[index] = v;
+    }
+
+    /// <summary>
+    /// dBias[o] += sum_n dOut[n, o]: 32 adjacent columns per group (each warp reads 32 consecutive
+    /// floats of a row), 8 threads per column striding over rows, then a shared-memory sum of the 8.
+    /// </summary>
+    static void ColumnSumKernel(ArrayView<float> dOut, int N, int OC, ArrayView<float> dBias)
+    {
+        var partial = SharedMemory.Allocate<float>(SumColumns * SumRows);
+        int tx = Group.IdxX % SumColumns, ty = Group.IdxX / SumColumns;
+        int j = Grid.IdxX * SumColumns + tx;
+        float sum = 0;
+        if (j < OC)
+            for (int n = ty; n < N; n += SumRows) sum += dOut[(long)n * OC + j];
+        partial[Group.IdxX] = sum;
+        Group.Barrier();
+        if (ty == 0 && j < OC)
+        {
+            float total = 0;
+            for (int r = 0; r < SumRows; r++) total += partial[r * SumColumns + tx];
+            dBias[j] += total;
+        }
+    }
+
+    static void CheckMatMulShapes(Buf<float> input, Buf<float> weight, int N, int K, int OC)
+    {
+        if (N < 0 || K < 0 || OC < 0) throw new ArgumentException($"matmul sizes must be non-negative: N={N}, K={K}, OC={OC}");
+        CheckMatMulLength(input, (long)N * K, nameof(input));
+        CheckMatMulLength(weight, (long)OC * K, nameof(weight));
+    }
+
+    static void CheckMatMulLength(Buf<float> buffer, long expected, string name)
+    {
+        if (buffer.Length != expected)
+            throw new ArgumentException($"{name}: expected {expected} elements, buffer has {buffer.Length}");
+    }
 }

@@ -1,0 +1,184 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using ArcherIlgpu.Kernels;
+
+namespace ArcherIlgpu.Benchmarks;
+
+/// <summary>
+/// MatMul forward, dInput and dWeight at transformer shapes (N rows = B*T, K in, OC out), and on the
+/// cpu backend each as a fraction of the machine's measured FMA peak.
+/// </summary>
+public sealed class MatMulBench : IOpBenchmark
+{
+    public string Name => "matmul";
+
+    static readonly (int N, int K, int OC)[] Shapes =
+        [(1024, 768, 768), (1024, 768, 3072), (1024, 3072, 768), (4096, 768, 768)];
+
+    public void Run(Backend backend)
+    {
+        double peak = backend.Name == "cpu" ? FmaPeak.Measure() : double.NaN;
+        double corePeak = backend.Name == "cpu" ? FmaPeak.PerCpuSecond() : double.NaN;
+        if (!double.IsNaN(peak))
+        {
+            Console.WriteLine($"{"fma peak (register-only, all cores)",-40} {Environment.ProcessorCount + " threads",-28} {"",9} {peak,9:F1}");
+            Console.WriteLine($"{"fma peak per CPU-second (one core)",-40} {"",-28} {"",9} {corePeak,9:F1}");
+        }
+        foreach (var (N, K, OC) in Shapes)
+        {
+            var input = Bench.Random(backend, (long)N * K, 1);
+            var weight = Bench.Random(backend, (long)OC * K, 2, 0.05f);
+            var bias = Bench.Random(backend, OC, 3);
+            var output = backend.Allocate<float>((long)N * OC).All;
+            var dOutput = Bench.Random(backend, (long)N * OC, 4);
+            var dInput = backend.Allocate<float>((long)N * K).All;
+            var dWeight = backend.Allocate<float>((long)OC * K).All;
+            string shape = $"{N}x{K}x{OC}";
+            double flops = 2.0 * N * K * OC;
+            double Bytes(long a, long b, long c) => 4.0 * (a + b + c);
+
+            double ms = Bench.Report(backend, "matmul forward (in·Wᵀ+b)", shape, flops, Bytes((long)N * K, (long)OC * K, (long)N * OC),
+                () => backend.MatMulForward(input, weight, bias, N, K, OC, output));
+            PrintFraction(peak, flops, ms);
+            PrintCpuTimeEfficiency(corePeak, flops, () => backend.MatMulForward(input, weight, bias, N, K, OC, output));
+            // The contract has no dInput-only call: time backward with and without dInput and take the difference.
+            double bothMs = Bench.Report(backend, "matmul backward (dInput + dWeight)", shape, 2 * flops,
+                Bytes((long)N * OC, (long)OC * K + (long)N * K, (long)N * K + (long)OC * K),
+                () => backend.MatMulBackward(dOutput, input, weight, N, K, OC, dInput, dWeight, default));
+            PrintFraction(peak, 2 * flops, bothMs);
+            PrintCpuTimeEfficiency(corePeak, 2 * flops, () => backend.MatMulBackward(dOutput, input, weight, N, K, OC, dInput, dWeight, default));
+            double dwMs = Bench.Report(backend, "matmul dWeight (dOutᵀ·in)", shape, flops, Bytes((long)N * OC, (long)N * K, (long)OC * K),
+                () => backend.MatMulBackward(dOutput, input, weight, N, K, OC, default, dWeight, default));
+            PrintFraction(peak, flops, dwMs);
+            PrintCpuTimeEfficiency(corePeak, flops, () => backend.MatMulBackward(dOutput, input, weight, N, K, OC, default, dWeight, default));
+            double dxMs = bothMs - dwMs;
+            Console.WriteLine($"{"matmul dInput (dOut·W), by difference",-40} {shape,-28} {dxMs,9:F3} {flops / dxMs / 1e6,9:F1}");
+            PrintFraction(peak, flops, dxMs);
+            foreach (var b in new[] { input, weight, bias, output, dOutput, dInput, dWeight }) b.Buffer.Dispose();
+        }
+        // Decoding: a few rows against a large weight (memory-bound: GB/s is the figure to watch).
+        foreach (var (N, K, OC) in new[] { (4, 768, 3072), (8, 768, 3072), (16, 768, 3072), (32, 768, 3072) })
+        {
+            var input = Bench.Random(backend, (long)N * K, 1);
+            var weight = Bench.Random(backend, (long)OC * K, 2, 0.05f);
+            var bias = Bench.Random(backend, OC, 3);
+            var output = backend.Allocate<float>((long)N * OC).All;
+            Bench.Report(backend, "matmul forward, decoding", $"{N}x{K}x{OC}", 2.0 * N * K * OC,
+                4.0 * ((long)N * K + (long)OC * K + (long)N * OC), () => backend.MatMulForward(input, weight, bias, N, K, OC, output));
+            foreach (var b in new[] { input, weight, bias, output }) b.Buffer.Dispose();
+        }
+    }
+
+    static void PrintFraction(double peak, double flops, double ms)
+    {
+        if (!double.IsNaN(peak)) Console.WriteLine($"{"",-40} {"",-28} {"",9} {100 * flops / ms / 1e6 / peak,8:F0}% of FMA peak (wall clock)");
+    }
+
+    /// <summary>
+    /// Work per CPU-second of the whole process (worker threads and their spinning included), against
+    /// one core's FMA peak per CPU-second: on a shared machine this stays meaningful when wall-clock
+    /// figures do not, and on an idle one wall-clock GFLOP/s ≈ this × cores × parallel efficiency.
+    /// </summary>
+    static void PrintCpuTimeEfficiency(double corePeak, double flops, Action run, double minCpuSeconds = 0.5)
+    {
+        if (double.IsNaN(corePeak)) return;
+        var process = Process.GetCurrentProcess();
+        process.Refresh();
+        var start = process.TotalProcessorTime;
+        int runs = 0;
+        double cpuSeconds;
+        do
+        {
+            run(); runs++;
+            process.Refresh();
+            cpuSeconds = (process.TotalProcessorTime - start).TotalSeconds;
+        } while (cpuSeconds < minCpuSeconds);
+        double perCpuSecond = flops * runs / cpuSeconds / 1e9;
+        Console.WriteLine($"{"",-40} {"",-28} {"",9} {perCpuSecond,9:F1} GFLOP per CPU-second = {100 * perCpuSecond / corePeak:F0}% of one core's FMA peak");
+    }
+}
+
+/// <summary>
+/// The FMA roof: every core runs independent register-only FMA chains (12 accumulators, more than
+/// latency × issue width) for a fixed time; no loads, so this is the compute ceiling of a GEMM.
+/// </summary>
+static class FmaPeak
+{
+    /// <summary>One thread's FMA rate per second of its own CPU time: immune to other processes' load.</summary>
+    public static double PerCpuSecond()
+    {
+        double best = 0;
+        for (int r = 0; r < 5; r++)
+        {
+            var t0 = ProcessCpuTime();
+            float sink = Vector512.IsHardwareAccelerated ? Chains512(1 << 23) : Chains256(1 << 23);
+            double seconds = (ProcessCpuTime() - t0).TotalSeconds;
+            int lanes = Vector512.IsHardwareAccelerated ? 16 : 8;
+            best = Math.Max(best, (1 << 23) * 12.0 * lanes * 2 / seconds / 1e9 + (sink == 12345 ? 1e-9 : 0));
+        }
+        return best;
+    }
+
+    /// <summary>The process's CPU time: this loop's own while no other thread of ours is busy.</summary>
+    static TimeSpan ProcessCpuTime()
+    {
+        using var process = Process.GetCurrentProcess();
+        return process.TotalProcessorTime;
+    }
+
+    public static double Measure(double seconds = 0.5)
+    {
+        int threads = Environment.ProcessorCount;
+        var flops = new double[threads];
+        var sw = Stopwatch.StartNew();
+        Parallel.For(0, threads, new ParallelOptions { MaxDegreeOfParallelism = threads }, t =>
+        {
+            long iterations = 0;
+            float sink = 0;
+            var run = Stopwatch.StartNew();
+            while (run.Elapsed.TotalSeconds < seconds)
+            {
+                sink += Vector512.IsHardwareAccelerated ? Chains512(1 << 16) : Chains256(1 << 16);
+                iterations += 1 << 16;
+            }
+            int lanes = Vector512.IsHardwareAccelerated ? 16 : 8;
+            flops[t] = iterations * 12.0 * lanes * 2 / run.Elapsed.TotalSeconds + (sink == 12345 ? 1 : 0);
+        });
+        return flops.Sum() / 1e9;
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static float Chains512(int n)
+    {
+        var m = Vector512.Create(0.9999f); var a = Vector512.Create(1e-7f);
+        Vector512<float> x0 = Vector512.Create(1f), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;
+        for (int i = 0; i < n; i++)
+        {
+            x0 = Vector512.FusedMultiplyAdd(x0, m, a); x1 = Vector512.FusedMultiplyAdd(x1, m, a);
+            x2 = Vector512.FusedMultiplyAdd(x2, m, a); x3 = Vector512.FusedMultiplyAdd(x3, m, a);
+            x4 = Vector512.FusedMultiplyAdd(x4, m, a); x5 = Vector512.FusedMultiplyAdd(x5, m, a);
+            x6 = Vector512.FusedMultiplyAdd(x6, m, a); x7 = Vector512.FusedMultiplyAdd(x7, m, a);
+            x8 = Vector512.FusedMultiplyAdd(x8, m, a); x9 = Vector512.FusedMultiplyAdd(x9, m, a);
+            x10 = Vector512.FusedMultiplyAdd(x10, m, a); x11 = Vector512.FusedMultiplyAdd(x11, m, a);
+        }
+        return Vector512.Sum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining | MethodImplOptions.AggressiveOptimization)]
+    static float Chains256(int n)
+    {
+        var m = Vector256.Create(0.9999f); var a = Vector256.Create(1e-7f);
+        Vector256<float> x0 = Vector256.Create(1f), x1 = x0, x2 = x0, x3 = x0, x4 = x0, x5 = x0, x6 = x0, x7 = x0, x8 = x0, x9 = x0, x10 = x0, x11 = x0;
+        for (int i = 0; i < n; i++)
+        {
+            x0 = Vector256.FusedMultiplyAdd(x0, m, a); x1 = Vector256.FusedMultiplyAdd(x1, m, a);
+            x2 = Vector256.FusedMultiplyAdd(x2, m, a); x3 = Vector256.FusedMultiplyAdd(x3, m, a);
+            x4 = Vector256.FusedMultiplyAdd(x4, m, a); x5 = Vector256.FusedMultiplyAdd(x5, m, a);
+            x6 = Vector256.FusedMultiplyAdd(x6, m, a); x7 = Vector256.FusedMultiplyAdd(x7, m, a);
+            x8 = Vector256.FusedMultiplyAdd(x8, m, a); x9 = Vector256.FusedMultiplyAdd(x9, m, a);
+            x10 = Vector256.FusedMultiplyAdd(x10, m, a); x11 = Vector256.FusedMultiplyAdd(x11, m, a);
+        }
+        return Vector256.Sum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11);
+    }
+}
