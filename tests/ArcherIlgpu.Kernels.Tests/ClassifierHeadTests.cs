@@ -20,7 +20,7 @@ public class ClassifierHeadTests
     /// <summary>Awkward shapes; the ILGPU CPU simulator runs one OS thread per GPU thread, so it gets a few small ones.</summary>
     static IEnumerable<(int N, int V)> Shapes(string backend)
     {
-        if (backend == "ilgpu-cpu") return [(1, 1), (7, 33), (33, 7), (3, 127)];
+        if (backend == "ilgpu-cpu") return [(1, 1), (4, 33), (2, 127)];
         var shapes = from n in Awkward.Sizes from v in Awkward.Sizes select (n, v);
         return shapes.Concat([(7, 1000), (2, 50257)]);
     }
@@ -92,7 +92,7 @@ public class ClassifierHeadTests
     {
         var backend = TestBackends.Get(name);
         foreach (var (N, V) in Shapes(name))
-            foreach (float temperature in new[] { 1f, 0.7f, 1.8f })
+            foreach (float temperature in name == "ilgpu-cpu" ? [0.7f] : new[] { 1f, 0.7f, 1.8f })
             {
                 var logits = TestData.Floats(200 + N + V, (long)N * V, 4.0);
                 var tokens = TestData.Ints(300 + N + V, N, V);
@@ -177,7 +177,7 @@ public class ClassifierHeadTests
     {
         var backend = TestBackends.Get(name);
         foreach (var (N, V) in Shapes(name))
-            foreach (float temperature in new[] { 1f, 0.7f })
+            foreach (float temperature in name == "ilgpu-cpu" ? [0.7f] : new[] { 1f, 0.7f })
             {
                 var logits = TestData.Floats(400 + N + V, (long)N * V, 4.0);
                 var tokens = TestData.Ints(500 + N + V, N, V);

@@ -5,8 +5,8 @@ namespace ArcherIlgpu.Kernels;
 /// <summary>
 /// The managed sampler. It draws exactly what the ILGPU kernel draws (see <see cref="SamplingMath"/>)
 /// but finds the top-k and top-p thresholds with a 4-pass radix select over 8-bit digits of the order
-/// key instead of the kernel's 32-pass bisection; both return the largest key whose "mass at or above
-/// it" reaches the target, which is one number however it is found.
+/// key, as the kernel does; both return the largest key whose "mass at or above it" reaches the target,
+/// which is one number however it is found (the digit width or visiting order cannot change it).
 /// </summary>
 public sealed partial class CpuBackend
 {

@@ -4,11 +4,10 @@ using ILGPU.Runtime;
 namespace ArcherIlgpu.Kernels;
 
 /// <summary>
-/// The sampler kernel: one group per row. The top-k and top-p thresholds are found by bisection on the
-/// 32 bits of the order key (<see cref="SamplingMath.OrderKey"/>): bit by bit from the top, keep a bit if
-/// the mass at or above the candidate still reaches the target. Every step is a group reduction of a
-/// count (top-k) or of exact fixed-point masses (top-p), so the result is independent of thread order and
-/// equals the managed sampler's radix select. The draw is a Gumbel-max race (a group argmax).
+/// The sampler kernel: one group per row. The top-k and top-p thresholds are found by a radix select on
+/// the order key (<see cref="SamplingMath.OrderKey"/>), 8 bits per pass, over shared histograms of
+/// counts (top-k) or of exact fixed-point masses (top-p): integer sums, so the result is independent of
+/// thread order and equals the managed sampler's select. The draw is a Gumbel-max race (a group argmax).
 /// </summary>
 public sealed partial class IlgpuBackend
 {
@@ -32,6 +31,7 @@ public sealed partial class IlgpuBackend
         var sharedF = SharedMemory.Allocate<float>(RowReduce.MaxWarps);
         var sharedI = SharedMemory.Allocate<int>(RowReduce.MaxWarps);
         var sharedL = SharedMemory.Allocate<long>(RowReduce.MaxWarps);
+        var histogram = SharedMemory.Allocate<long>(HistogramSlots);
         int n = Grid.IdxX;
         var z = logits.SubView((long)n * V, V);
 
@@ -44,10 +44,10 @@ public sealed partial class IlgpuBackend
         if (greedy == 0)
         {
             uint minKey = 0;
-            if (topK > 0 && topK < V) minKey = TopKKey(z, topK, sharedI);
+            if (topK > 0 && topK < V) minKey = TopKKey(z, topK, histogram);
             if (topP < 1f)
             {
-                uint nucleusKey = NucleusKey(z, max, invT, minKey, topP, sharedL);
+                uint nucleusKey = NucleusKey(z, max, invT, minKey, topP, sharedL, histogram);
                 if (nucleusKey > minKey) minKey = nucleusKey;
             }
             token = GumbelRace(z, max, invT, minKey, seed, rows[n], positions[n], sharedF, sharedI);
@@ -64,41 +64,76 @@ public sealed partial class IlgpuBackend
         }
     }
 
+    /// <summary>Bits of the order key settled per select pass, and the histogram bins that takes.</summary>
+    const int DigitBits = 8, DigitBins = 1 << DigitBits;
+
+    /// <summary>Shared histogram slots: three rotating buffers, so one barrier per pass suffices.</summary>
+    const int HistogramSlots = 3 * DigitBins;
+
     /// <summary>The largest key with at least k logits at or above it: the k-th largest logit's key.</summary>
-    static uint TopKKey(ArrayView<float> z, int k, ArrayView<int> shared)
-    {
-        uint prefix = 0;
-        for (int bit = 31; bit >= 0; bit--)
-        {
-            uint candidate = prefix | (1u << bit);
-            int count = 0;
-            for (int v = Group.IdxX; v < (int)z.Length; v += Group.DimX)
-                if (SamplingMath.OrderKey(z[v]) >= candidate) count++;
-            if (RowReduce.GroupSum(count, shared) >= k) prefix = candidate;
-        }
-        return prefix;
-    }
+    static uint TopKKey(ArrayView<float> z, int k, ArrayView<long> histogram)
+        => SelectThresholdKey(z, 0f, 1f, 0u, false, k, histogram);
 
     /// <summary>
     /// The largest key whose fixed-point mass at or above it, among tokens allowed by top-k (key ≥ minKey),
     /// reaches topP of their total.
     /// </summary>
-    static uint NucleusKey(ArrayView<float> z, float max, float invT, uint minKey, float topP, ArrayView<long> shared)
+    static uint NucleusKey(ArrayView<float> z, float max, float invT, uint minKey, float topP,
+        ArrayView<long> sharedL, ArrayView<long> histogram)
     {
         long total = 0;
         for (int v = Group.IdxX; v < (int)z.Length; v += Group.DimX)
             if (SamplingMath.OrderKey(z[v]) >= minKey) total += SamplingMath.FixedMass(SamplingMath.Scaled(z[v], max, invT));
-        double target = SamplingMath.NucleusTarget(RowReduce.GroupSum(total, shared), topP);
+        double target = SamplingMath.NucleusTarget(RowReduce.GroupSum(total, sharedL), topP);
+        return SelectThresholdKey(z, max, invT, minKey, true, target, histogram);
+    }
 
-        uint prefix = 0;
-        for (int bit = 31; bit >= 0; bit--)
+    /// <summary>
+    /// Radix select: the largest key θ with Σ weight over tokens with key ≥ max(θ, floorKey) reaching
+    /// target, where the weight is 1 (a count) or the token's fixed-point mass. Per pass, a shared histogram
+    /// of the next 8-bit digit among tokens sharing the prefix chosen so far; every thread then walks the
+    /// bins from the top and picks the digit where the mass above reaches the target. The histogram
+    /// buffers rotate through three slots: the one cleared in pass p was last read in pass p − 2, and
+    /// pass p − 1's barrier lies between. Each thread adds a run of equal digits at once, which keeps the
+    /// shared atomics few in the early passes, where almost all logits share a digit.
+    /// </summary>
+    static uint SelectThresholdKey(ArrayView<float> z, float max, float invT, uint floorKey, bool weighByMass,
+        double target, ArrayView<long> histogram)
+    {
+        for (int b = Group.IdxX; b < DigitBins; b += Group.DimX) histogram[b] = 0;
+        Group.Barrier();
+        uint prefix = 0, prefixMask = 0;
+        long above = 0;
+        for (int pass = 0; pass < 32 / DigitBits; pass++)
         {
-            uint candidate = prefix | (1u << bit);
-            uint floor = candidate > minKey ? candidate : minKey;
-            long mass = 0;
+            int shift = 32 - DigitBits * (pass + 1);
+            int current = pass % 3 * DigitBins, next = (pass + 1) % 3 * DigitBins;
+            int runDigit = -1; long run = 0;
             for (int v = Group.IdxX; v < (int)z.Length; v += Group.DimX)
-                if (SamplingMath.OrderKey(z[v]) >= floor) mass += SamplingMath.FixedMass(SamplingMath.Scaled(z[v], max, invT));
-            if (RowReduce.GroupSum(mass, shared) >= target) prefix = candidate;
+            {
+                uint key = SamplingMath.OrderKey(z[v]);
+                if ((key & prefixMask) != prefix || key < floorKey) continue;
+                int digit = (int)((key >> shift) & (DigitBins - 1));
+                if (digit != runDigit)
+                {
+                    if (runDigit >= 0) Atomic.Add(ref histogram[current + runDigit], run);
+                    runDigit = digit; run = 0;
+                }
+                run += weighByMass ? SamplingMath.FixedMass(SamplingMath.Scaled(z[v], max, invT)) : 1L;
+            }
+            if (runDigit >= 0) Atomic.Add(ref histogram[current + runDigit], run);
+            for (int b = Group.IdxX; b < DigitBins; b += Group.DimX) histogram[next + b] = 0;
+            Group.Barrier();
+
+            int chosen = DigitBins - 1;
+            for (; chosen > 0; chosen--)
+            {
+                long bin = histogram[current + chosen];
+                if (above + bin >= target) break;
+                above += bin;
+            }
+            prefix |= (uint)chosen << shift;
+            prefixMask |= (uint)(DigitBins - 1) << shift;
         }
         return prefix;
     }
