@@ -33,6 +33,13 @@ public static class SamplingMath
     /// <summary>exp(x) in units of 2^-40, truncated: an exactly summable stand-in for the unnormalised probability.</summary>
     public static long FixedMass(float scaled) => (long)(MathF.Exp(scaled) * MassUnit);
 
+    /// <summary>
+    /// An upper bound on the Gumbel term: u ≤ 1 − 2^-25, so −log(−log u) ≤ 17.33 (plus float rounding).
+    /// A token whose x is more than this below the best key so far cannot win the race and need not draw;
+    /// skipping it changes no result, so backends may prune differently and still agree.
+    /// </summary>
+    public const float MaxGumbel = 18f;
+
     /// <summary>The racer's key: x plus a standard Gumbel variable from the counter RNG.</summary>
     public static float GumbelKey(float scaled, ulong seed, int row, int position, int token)
     {

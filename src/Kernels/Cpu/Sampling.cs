@@ -77,7 +77,9 @@ public sealed partial class CpuBackend
         for (int v = 0; v < V; v++)
         {
             if (SamplingMath.OrderKey(z[v]) < minKey) continue;
-            float key = SamplingMath.GumbelKey(SamplingMath.Scaled(z[v], max, invT), seed, rowId, position, v);
+            float scaled = SamplingMath.Scaled(z[v], max, invT);
+            if (scaled + SamplingMath.MaxGumbel < bestKey) continue;   // cannot win: skip the RNG and two logs
+            float key = SamplingMath.GumbelKey(scaled, seed, rowId, position, v);
             if (key > bestKey || (best < 0 && key == bestKey)) { bestKey = key; best = v; }
         }
         return best;

@@ -146,7 +146,9 @@ public sealed partial class IlgpuBackend
         for (int v = Group.IdxX; v < (int)z.Length; v += Group.DimX)
         {
             if (SamplingMath.OrderKey(z[v]) < minKey) continue;
-            float key = SamplingMath.GumbelKey(SamplingMath.Scaled(z[v], max, invT), seed, rowId, position, v);
+            float scaled = SamplingMath.Scaled(z[v], max, invT);
+            if (scaled + SamplingMath.MaxGumbel < best) continue;   // cannot beat this thread's best: skip the RNG and two logs
+            float key = SamplingMath.GumbelKey(scaled, seed, rowId, position, v);
             if (key > best || (bestToken == int.MaxValue && key == best)) { best = key; bestToken = v; }
         }
         RowReduce.GroupArgMax(ref best, ref bestToken, sharedF, sharedI);
