@@ -61,7 +61,7 @@ public sealed class MetricsWriter : JsonlWriter
         foreach (var (key, value) in values)
         {
             if (key == "step") continue;
-            sb.Append(',').Append(JsonSerializer.Serialize(key)).Append(':').Append(Format(value));
+            sb.Append(',').Append(JsonSerializer.Serialize(key, Json.Compact)).Append(':').Append(Format(value));
         }
         sb.Append('}');
         AppendLine(sb.ToString());
