@@ -114,6 +114,34 @@ public class SvgPlotTests
     }
 }
 
+public class SmoothingChoiceTests
+{
+    [Fact]
+    public void OnlyLongNoisySeriesAreSmoothed()
+    {
+        var xs = Enumerable.Range(0, 100).Select(i => (double)i).ToArray();
+        var trend = new PlotSeries("kl", xs, xs.Select(x => 0.001 * x).ToArray());           // mean |Δ|/range = 1/99
+        var noisy = new PlotSeries("reward", xs, xs.Select(x => x % 2 == 0 ? 0.2 : 0.6).ToArray()); // = 1
+        var shortNoisy = new PlotSeries("r", xs[..20], noisy.Y.Take(20).ToArray());
+        Assert.False(RunPlots.NeedsSmoothing([trend]));
+        Assert.True(RunPlots.NeedsSmoothing([trend, noisy]));
+        Assert.False(RunPlots.NeedsSmoothing([shortNoisy]));
+    }
+
+    [Fact]
+    public void LongLegendNamesMoveBelowThePlot()
+    {
+        static double LegendX(SvgPlot p) => XDocument.Parse(p.ToSvg()).Descendants()
+            .Where(e => (string?)e.Attribute("class") == "legend").Elements().First().Attribute("x1")!.Value is var v ? double.Parse(v, CultureInfo.InvariantCulture) : 0;
+        var shortNames = new SvgPlot();
+        shortNames.AddSeries("a", [1, 2], [1, 2]).AddSeries("b", [1, 2], [2, 1]);
+        var longNames = new SvgPlot();
+        longNames.AddSeries("2026-11-22_2315_archer-qwen-countdown", [1, 2], [1, 2]).AddSeries("2026-11-22_2330_grpo-qwen-countdown", [1, 2], [2, 1]);
+        Assert.True(LegendX(shortNames) > shortNames.Width * 0.7);  // right of the plot
+        Assert.True(LegendX(longNames) < longNames.Width * 0.3);    // below it, from the left
+    }
+}
+
 public class RunPlotsTests : IDisposable
 {
     readonly string root = Directory.CreateTempSubdirectory("runs-plots-").FullName;

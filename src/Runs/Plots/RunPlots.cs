@@ -34,15 +34,31 @@ public static partial class RunPlots
             Goal.Higher, IncludeZero: true),
         new("entropy", "Token entropy by class", "entropy (nats)", k => k.StartsWith("entropy/") || k == "actor/entropy"),
         new("clip", "Clip fraction by token class", "fraction clipped", k => k.StartsWith("clip/") || k.Contains("clipfrac"),
-            IncludeZero: true),
-        new("kl", "KL to reference", "KL", k => k.Contains("kl", StringComparison.OrdinalIgnoreCase)),
+            Smooth: true, IncludeZero: true),
+        new("kl", "KL to reference", "KL", k => k.Contains("kl", StringComparison.OrdinalIgnoreCase), Smooth: true),
         new("response_length", "Response length", "tokens", k => k is "response_length/mean" or "response_length",
             Smooth: true, IncludeZero: true),
     ];
 
-    /// <summary>More points than this and a group marked Smooth gets an EMA line.</summary>
+    /// <summary>A group marked Smooth gets an EMA line when a series has more points than this and is noisy.</summary>
     public const int SmoothAbove = 40;
     public const double SmoothWeight = 0.8;
+    /// <summary>
+    /// Mean |Δy| over the y range: about 1/n for a smooth trend, 0.1 and up for per-step noise. An EMA
+    /// only makes a smooth curve lag, so it is drawn only above this.
+    /// </summary>
+    public const double NoiseThreshold = 0.05;
+
+    internal static bool NeedsSmoothing(IReadOnlyList<PlotSeries> series) => series.Any(s =>
+    {
+        var ys = s.Y.Where(double.IsFinite).ToArray();
+        if (ys.Length <= SmoothAbove) return false;
+        double range = ys.Max() - ys.Min();
+        if (!(range > 0)) return false;
+        double meanStep = 0;
+        for (int i = 1; i < ys.Length; i++) meanStep += Math.Abs(ys[i] - ys[i - 1]);
+        return meanStep / (ys.Length - 1) / range > NoiseThreshold;
+    });
 
     /// <summary>Redraws every chart that has data; returns the files written.</summary>
     public static IReadOnlyList<string> Write(string runDir) => Write(MetricsLog.Read(Path.Combine(runDir, "metrics.jsonl")), Path.Combine(runDir, "plots"));
@@ -56,15 +72,13 @@ public static partial class RunPlots
             if (keys.Count == 0) continue;
             var plot = NewPlot(group, group.Title);
             string prefix = CommonPrefix(keys);
-            int points = 0;
             foreach (var key in keys)
             {
                 var (steps, values) = log.Series(key);
-                points = Math.Max(points, steps.Length);
                 plot.AddSeries(keys.Count == 1 ? key : SeriesLabel(key, prefix), steps, values);
             }
-            plot.AlwaysShowLegend = keys.Count == 1 && keys[0] != group.Name;
-            if (group.Smooth && points > SmoothAbove) plot.Smoothing = SmoothWeight;
+            if (keys.Count == 1) plot.YLabel = keys[0]; // one line: the axis says exactly which metric
+            if (group.Smooth && NeedsSmoothing(plot.Series)) plot.Smoothing = SmoothWeight;
             string file = Path.Combine(plotsDir, group.Name + ".svg");
             Directory.CreateDirectory(plotsDir);
             plot.Save(file);
@@ -83,14 +97,14 @@ public static partial class RunPlots
             var plot = NewPlot(group, $"{key} ({runs.Count} runs)");
             plot.YLabel = key;
             plot.AlwaysShowLegend = true;
-            int points = 0;
+            plot.Width = 860; // run names are long: the legend goes below
+            plot.Height = 460;
             foreach (var (label, log) in runs)
             {
                 var (steps, values) = log.Series(key);
-                points = Math.Max(points, steps.Length);
                 plot.AddSeries(label, steps, values);
             }
-            if (group.Smooth && points > SmoothAbove) plot.Smoothing = SmoothWeight;
+            if (group.Smooth && NeedsSmoothing(plot.Series)) plot.Smoothing = SmoothWeight;
             Directory.CreateDirectory(outDir);
             string file = Path.Combine(outDir, "compare_" + FileStem(key) + ".svg");
             plot.Save(file);

@@ -61,13 +61,16 @@ public sealed class SvgPlot
         var yLabels = yTicks.Select(t => NiceScale.Format(t, yStep)).ToList();
 
         bool legend = series.Count > 1 || (AlwaysShowLegend && series.Count == 1);
-        var legendNames = series.Select(s => Shorten(s.Name, 32)).ToList();
-        double legendWidth = legend ? 40 + legendNames.Max(n => TextWidth(n, LegendFont)) : 0;
+        var legendNames = series.Select(s => Shorten(s.Name, 40)).ToList();
+        var entryWidths = legendNames.Select(n => 34 + TextWidth(n, LegendFont)).ToList();
+        // A narrow legend sits right of the plot; long names (run folders) go below it instead of squeezing it.
+        bool legendRight = legend && entryWidths.Max() <= Width * 0.24;
+        var legendRows = legend && !legendRight ? FlowRows(entryWidths, Width - 40) : [];
 
         double top = Title != null ? 48 : 20;
         double left = 16 + (YLabel != null ? 22 : 0) + (yLabels.Count == 0 ? 20 : yLabels.Max(l => TextWidth(l, TickFont))) + 10;
-        double bottom = 30 + (XLabel != null ? 22 : 0);
-        double right = legend ? legendWidth + 24 : 24;
+        double bottom = 30 + (XLabel != null ? 22 : 0) + (legendRows.Count > 0 ? 12 + legendRows.Count * 22 : 0);
+        double right = legendRight ? entryWidths.Max() + 28 : 24;
         double plotW = Math.Max(40, Width - left - right), plotH = Math.Max(40, Height - top - bottom);
 
         double Px(double x) => left + (x - xMin) / (xMax - xMin) * plotW;
@@ -110,7 +113,8 @@ public sealed class SvgPlot
             svg.Append($"  <text x=\"{F(left + plotW / 2)}\" y=\"{F(top + plotH / 2)}\" font-size=\"{F(LabelFont)}\" fill=\"#888\" text-anchor=\"middle\">no data</text>\n");
 
         // series, clipped to the plot area so an outlier cannot draw over the labels
-        svg.Append($"  <clipPath id=\"plot-area\"><rect x=\"{F(left)}\" y=\"{F(top)}\" width=\"{F(plotW)}\" height=\"{F(plotH)}\"/></clipPath>\n");
+        // (a few pixels of slack so markers on the frame are not cut in half)
+        svg.Append($"  <clipPath id=\"plot-area\"><rect x=\"{F(left - 5)}\" y=\"{F(top - 5)}\" width=\"{F(plotW + 10)}\" height=\"{F(plotH + 10)}\"/></clipPath>\n");
         svg.Append("  <g clip-path=\"url(#plot-area)\" fill=\"none\" stroke-linejoin=\"round\" stroke-linecap=\"round\">\n");
         for (int i = 0; i < series.Count; i++)
         {
@@ -134,17 +138,25 @@ public sealed class SvgPlot
 
         if (legend)
         {
-            double lx = left + plotW + 16, ly = top + 6;
             svg.Append($"  <g class=\"legend\" font-size=\"{F(LegendFont)}\" fill=\"#333\">\n");
             for (int i = 0; i < series.Count; i++)
             {
+                double x, y;
+                if (legendRight) { x = left + plotW + 16; y = top + 6 + i * 22; }
+                else
+                {
+                    int row = legendRows.FindIndex(r => r.Contains(i));
+                    x = left + legendRows[row].TakeWhile(j => j != i).Sum(j => entryWidths[j] + 18);
+                    y = top + plotH + bottom - 12 - (legendRows.Count - row) * 22;
+                }
                 string color = series[i].Color ?? Palette[i % Palette.Count];
-                double y = ly + i * 22;
-                svg.Append($"    <line x1=\"{F(lx)}\" x2=\"{F(lx + 22)}\" y1=\"{F(y + 8)}\" y2=\"{F(y + 8)}\" stroke=\"{color}\" stroke-width=\"3\" stroke-linecap=\"round\"/>\n");
-                svg.Append($"    <text x=\"{F(lx + 30)}\" y=\"{F(y + 12)}\"><title>{Esc(series[i].Name)}</title>{Esc(legendNames[i])}</text>\n");
+                svg.Append($"    <line x1=\"{F(x)}\" x2=\"{F(x + 22)}\" y1=\"{F(y + 8)}\" y2=\"{F(y + 8)}\" stroke=\"{color}\" stroke-width=\"3\" stroke-linecap=\"round\"/>\n");
+                svg.Append($"    <text x=\"{F(x + 30)}\" y=\"{F(y + 12)}\"><title>{Esc(series[i].Name)}</title>{Esc(legendNames[i])}</text>\n");
             }
             svg.Append("  </g>\n");
         }
+        if (Smoothing > 0 && Smoothing < 1 && series.Any(s => s.Y.Count > 2))
+            svg.Append($"  <text x=\"{F(left + plotW)}\" y=\"{F(top - 8)}\" font-size=\"11\" fill=\"#888\" text-anchor=\"end\">bold: moving average (EMA {F(Smoothing)}), faint: raw</text>\n");
         svg.Append("</svg>\n");
         return svg.ToString();
     }
@@ -221,8 +233,11 @@ public sealed class SvgPlot
         if (list.Count == 0) return (0, 1, 0.2);
         double min = list.Min(), max = list.Max();
         if (max == min) { min -= 1; max += 1; }
-        // x stays tight to the data (steps start and end where the run did); ticks fall inside.
-        return (min, max, NiceScale.Step(min, max, 8));
+        // x stays tight to the data (steps start and end where the run did); ticks fall inside, and
+        // whole-number x (steps) never gets fractional ticks.
+        double step = NiceScale.Step(min, max, 8);
+        if (step < 1 && list.All(x => x == Math.Floor(x))) step = 1;
+        return (min, max, step);
     }
 
     (double Min, double Max, double Step) YRange(IEnumerable<double> values)
@@ -240,6 +255,20 @@ public sealed class SvgPlot
         double step = NiceScale.Step(min, max, 6);
         double margin = (max - min) * 0.05;
         return (min - margin, max + margin, step);
+    }
+
+    /// <summary>Greedy left-to-right wrapping of legend entries into rows no wider than <paramref name="width"/>.</summary>
+    static List<List<int>> FlowRows(IReadOnlyList<double> widths, double width)
+    {
+        var rows = new List<List<int>> { new() };
+        double used = 0;
+        for (int i = 0; i < widths.Count; i++)
+        {
+            if (rows[^1].Count > 0 && used + widths[i] > width) { rows.Add([]); used = 0; }
+            rows[^1].Add(i);
+            used += widths[i] + 18;
+        }
+        return rows;
     }
 
     static string Shorten(string s, int max) => s.Length <= max ? s : s[..(max / 2 - 1)] + "…" + s[^(max - max / 2)..];
