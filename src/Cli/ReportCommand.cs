@@ -1,0 +1,35 @@
+using System.CommandLine;
+using ArcherIlgpu.Runs;
+
+namespace ArcherIlgpu.Cli;
+
+/// <summary>
+/// <c>archer report RUN [RUN...] [--out DIR]</c>: redraws each run's charts (RUN/plots/*.svg); for
+/// several runs also draws comparison charts and prints a table of final/best values and eval.json,
+/// written to DIR/report.md as well.
+/// </summary>
+public static class ReportCommand
+{
+    public static Command Create()
+    {
+        var runs = new Argument<string[]>("runs") { Description = "run folders (runs/2026-11-22_2315_demo ...)", Arity = ArgumentArity.OneOrMore };
+        var output = new Option<string?>("--out") { Description = "folder for report.md and comparison charts (default: the run folder for one run, runs/compare_<time> for several)" };
+        var command = new Command("report", "Redraw a run's plots; compare several runs in a table and charts") { runs, output };
+        command.SetAction(parse =>
+        {
+            try
+            {
+                var result = RunReport.Generate(parse.GetValue(runs)!, parse.GetValue(output));
+                Console.WriteLine(result.Markdown);
+                Console.WriteLine($"wrote {result.ReportPath} and {result.Plots.Count} chart(s)");
+                return 0;
+            }
+            catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException)
+            {
+                Console.Error.WriteLine($"archer report: {e.Message}");
+                return 2;
+            }
+        });
+        return command;
+    }
+}
