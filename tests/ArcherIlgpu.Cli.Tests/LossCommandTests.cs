@@ -24,15 +24,15 @@ public class LossCommandTests
         // float32 end to end against float64 (with float32 logits): measured 1.7e-7 relative on cpu;
         // 2e-6 leaves room for the kernels' other summation orders.
         AssertRelative(g.GetProperty("loss").GetDouble(), o.GetProperty("loss").GetDouble(), 2e-6, "loss");
-        // A norm sums squares of float32 gradients whose elements carry ~1e-6 relative rounding (measured
-        // worst 1.4e-6 on cpu over all 28 tensors); 2e-5 is a bound an order above, and far below what any
-        // wrong term (a missing head contribution, an untransposed weight's wrong values) would move.
-        AssertRelative(g.GetProperty("grad_norm").GetDouble(), o.GetProperty("grad_norm").GetDouble(), 2e-5, "grad_norm");
+        // Norms of float32 gradients against float64 ones: measured worst 3.8e-7 relative over the 28
+        // tensors (cpu) and 3.1e-7 (ilgpu-cpu), global norm 6e-8; 5e-6 leaves an order of magnitude for
+        // other summation orders and is far below what a wrong term (a missing head contribution) would move.
+        AssertRelative(g.GetProperty("grad_norm").GetDouble(), o.GetProperty("grad_norm").GetDouble(), 5e-6, "grad_norm");
 
         var goldenNorms = g.GetProperty("grad_norms").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
         var ourNorms = o.GetProperty("grad_norms").EnumerateObject().ToDictionary(p => p.Name, p => p.Value.GetDouble());
         Assert.Equal(goldenNorms.Keys.Order(), ourNorms.Keys.Order());
-        foreach (var (name, expected) in goldenNorms) AssertRelative(expected, ourNorms[name], 2e-5, name);
+        foreach (var (name, expected) in goldenNorms) AssertRelative(expected, ourNorms[name], 5e-6, name);
     }
 
     static void AssertRelative(double expected, double actual, double rtol, string what) =>
