@@ -100,7 +100,8 @@ public static class TrainSftCommand
 
         double heldBefore = trainer.HeldOutLoss();
         if (held.Count > 0) log.WriteLine($"step 0  held-out loss {heldBefore:F4}");
-        TokenizerFiles.Save(tokenizer, s.Out);
+        try { TokenizerFiles.Save(tokenizer, s.Out); }
+        catch (InvalidOperationException e) { throw new CliInputException($"--out {s.Out}: {e.Message}"); }
 
         double tokensPerStep = s.BatchSize * train.Average(e => (double)e.Length);
         var clock = Stopwatch.StartNew();
