@@ -6,13 +6,20 @@ namespace ArcherIlgpu.Cli;
 /// <summary>The <c>archer</c> command: one subcommand per job, each in its own file.</summary>
 public static class Program
 {
-    public static int Main(string[] args)
+    public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
+
+    /// <summary>Runs the command line with its output and errors going to the given writers (tests call this in-process).</summary>
+    public static int Run(string[] args, TextWriter output, TextWriter error)
     {
         var root = new RootCommand("ArcherIlgpu: RL with verifiable rewards on small language models, in pure .NET");
         root.Subcommands.Add(DevicesCommand.Create());
         root.Subcommands.Add(SelfCheckCommand.Create());
         root.Subcommands.Add(ReportCommand.Create());
-        return root.Parse(args).Invoke();
+        root.Subcommands.Add(LossCommand.Create());
+        root.Subcommands.Add(GenerateCommand.Create());
+        root.Subcommands.Add(MakeSftDataCommand.Create());
+        root.Subcommands.Add(TrainSftCommand.Create());
+        return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 
     /// <summary>The --device option every command shares: auto (default), cpu, ilgpu-cpu, cuda, opencl.</summary>

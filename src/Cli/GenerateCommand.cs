@@ -1,0 +1,68 @@
+using System.CommandLine;
+using ArcherIlgpu.Kernels;
+using ArcherIlgpu.Model.Generation;
+using ArcherIlgpu.Model.Gpt2;
+using ArcherIlgpu.Model.Tokenizers;
+
+namespace ArcherIlgpu.Cli;
+
+/// <summary>
+/// <c>archer generate --model DIR --prompt TEXT</c>: continues a prompt with the model and the tokenizer
+/// saved in its folder; prints each completion (the prompt is not repeated). Temperature 0 is greedy.
+/// </summary>
+public static class GenerateCommand
+{
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = "model folder (config.json, model.safetensors and a tokenizer)", Required = true };
+        var prompt = new Option<string>("--prompt") { Description = "text to continue", Required = true };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "most tokens to generate per sample (default 64)", DefaultValueFactory = _ => 64 };
+        var temperature = new Option<float>("--temperature") { Description = "sampling temperature; 0 = greedy (default 1)", DefaultValueFactory = _ => 1f };
+        var topK = new Option<int>("--top-k") { Description = "keep the k most likely tokens; 0 = all (default 0)" };
+        var topP = new Option<float>("--top-p") { Description = "keep the smallest set of tokens with this much probability (default 1 = all)", DefaultValueFactory = _ => 1f };
+        var seed = new Option<ulong>("--seed") { Description = "random seed; the same seed gives the same samples (default 0)" };
+        var samples = new Option<int>("--samples") { Description = "number of completions (default 1)", DefaultValueFactory = _ => 1 };
+        var device = Program.DeviceOption();
+        var command = new Command("generate", "Continue a prompt with a trained model")
+        {
+            model, prompt, maxNew, temperature, topK, topP, seed, samples, device,
+        };
+        command.SetAction(parse => CliErrors.Guard(parse, (output, _) =>
+        {
+            string dir = CliErrors.RequireModelDir(parse.GetValue(model)!);
+            int n = parse.GetValue(samples);
+            if (n < 1) throw new CliInputException($"--samples must be at least 1, got {n}");
+            var tokenizer = TokenizerFiles.Load(dir);
+            var options = new SamplingOptions(parse.GetValue(maxNew), parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP),
+                parse.GetValue(seed), EndToken: tokenizer.EndOfText).Validate();
+            using var backend = Devices.Create(parse.GetValue(device));
+            using var m = Gpt2Checkpoint.Load(backend, dir);
+            if (tokenizer.VocabSize > m.Config.VocabSize)
+                throw new CliInputException($"{dir}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {m.Config.VocabSize}; the folder mixes files of different models");
+            var completions = Complete(m, tokenizer, parse.GetValue(prompt)!, n, options);
+            for (int i = 0; i < completions.Count; i++)
+            {
+                if (completions.Count > 1) output.WriteLine($"--- sample {i + 1} ---");
+                output.WriteLine(completions[i]);
+            }
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>
+    /// <paramref name="count"/> completions of one prompt, decoded without the end token. An empty prompt
+    /// starts from the end token (GPT-2's start of text).
+    /// </summary>
+    public static List<string> Complete(Gpt2Model model, ITokenizer tokenizer, string prompt, int count, SamplingOptions options)
+    {
+        var ids = tokenizer.Encode(prompt).ToArray();
+        if (ids.Length == 0) ids = [tokenizer.EndOfText];
+        if (ids.Length >= model.Config.MaxT)
+            throw new CliInputException($"the prompt is {ids.Length} tokens; at most {model.Config.MaxT - 1} fit the model's context length {model.Config.MaxT}");
+        using var generator = new Gpt2Generator(model);
+        var prompts = Enumerable.Repeat<IReadOnlyList<int>>(ids, count).ToList();
+        var result = generator.Generate(prompts, options);
+        return result.Tokens.Select(t => tokenizer.Decode(t.Where(id => id != tokenizer.EndOfText))).ToList();
+    }
+}
