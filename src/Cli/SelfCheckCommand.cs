@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ArcherIlgpu.Kernels;
+using ArcherIlgpu.Model.Gpt2;
 
 namespace ArcherIlgpu.Cli;
 
@@ -22,8 +23,10 @@ public static class SelfCheckCommand
             bool isQuick = parse.GetValue(quick) || backend.Name == "ilgpu-cpu";
             Console.WriteLine($"selfcheck: {backend.Name} ({backend.Description}) against cpu{(isQuick ? ", quick sizes" : "")}");
             Console.WriteLine($"{"op",-16} {"shape",-22} {"output",-26} {"error",10} {"tolerance",10}  result");
-            var results = SelfCheck.Run(backend, cpu, isQuick, r =>
-                Console.WriteLine($"{r.Op,-16} {r.Shape,-22} {r.Output,-26} {r.Error,10:E2} {r.Tolerance,10:E1}  {(r.Passed ? "ok" : "FAIL")}"));
+            void Print(SelfCheck.Result r) =>
+                Console.WriteLine($"{r.Op,-16} {r.Shape,-22} {r.Output,-26} {r.Error,10:E2} {r.Tolerance,10:E1}  {(r.Passed ? "ok" : "FAIL")}");
+            var results = SelfCheck.Run(backend, cpu, isQuick, Print);
+            foreach (var r in Gpt2SelfCheck.Run(backend, cpu, isQuick)) { Print(r); results.Add(r); }
             var failed = results.Where(r => !r.Passed).ToList();
             Console.WriteLine($"{results.Count - failed.Count} passed, {failed.Count} failed");
             if (failed.Count > 0)
