@@ -175,7 +175,7 @@ public sealed class ModelSampler : ICompletionSampler, IDisposable
             for (int i = 0; i < count; i++)
             {
                 var t = gen.Tokens[i];
-                string text = tokenizer.Decode(gen.Ended[i] ? t.AsSpan(0, t.Length - 1).ToArray() : t);
+                string text = CompletionText.Decode(tokenizer, t, gen.Ended[i]);
                 result.Add(new EvalCompletion(text, t.Length, gen.Ended[i], entropy?[i] ?? 0, entropy is null ? 0 : t.Length));
             }
         }

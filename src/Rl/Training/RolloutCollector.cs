@@ -134,7 +134,7 @@ public sealed class RolloutCollector : IDisposable
     Rollout Score(int group, long index, TaskExample example, int[] prompt, int[] tokens, float[] logProbs, bool ended)
     {
         var c = Config;
-        string completion = tokenizer.Decode(ended ? tokens.AsSpan(0, tokens.Length - 1).ToArray() : tokens);
+        string completion = CompletionText.Decode(tokenizer, tokens, ended);
         double correct = task.Reward(example, completion);
         double reward = c.RewardWrong + correct * (c.RewardCorrect - c.RewardWrong);
         if (c.OverlongShaping)
@@ -157,4 +157,27 @@ public sealed class RolloutCollector : IDisposable
     static string Shorten(string s) => s.Length <= 60 ? s : s[..57] + "...";
 
     public void Dispose() => generator.Dispose();
+}
+
+/// <summary>Decoding of sampled tokens, which may include ids the tokenizer does not know (a model's vocabulary is often padded).</summary>
+public static class CompletionText
+{
+    /// <summary>The text of <paramref name="tokens"/> without a final end token; ids outside the tokenizer's vocabulary become U+FFFD.</summary>
+    public static string Decode(ITokenizer tokenizer, IReadOnlyList<int> tokens, bool endsWithEndToken)
+    {
+        int count = endsWithEndToken && tokens.Count > 0 ? tokens.Count - 1 : tokens.Count;
+        var sb = new System.Text.StringBuilder();
+        int runStart = 0;
+        for (int i = 0; i <= count; i++)
+        {
+            bool unknown = i < count && (uint)tokens[i] >= (uint)tokenizer.VocabSize;
+            if (i == count || unknown)
+            {
+                if (i > runStart) sb.Append(tokenizer.Decode(tokens.Skip(runStart).Take(i - runStart)));
+                if (unknown) sb.Append('\uFFFD');
+                runStart = i + 1;
+            }
+        }
+        return sb.ToString();
+    }
 }
