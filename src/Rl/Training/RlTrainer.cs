@@ -69,7 +69,10 @@ public sealed class RlTrainer : IDisposable
     long rngCounter;
     int skippedTotal;
 
-    public RlTrainer(Gpt2Model policy, ITokenizer tokenizer, ITask task, AlgorithmConfig config, RlTrainerOptions? options = null)
+    /// <param name="referenceParameters">weights of the frozen KL reference (flat layout); null: the policy's weights now.
+    /// A resumed run passes the starting model's weights here.</param>
+    public RlTrainer(Gpt2Model policy, ITokenizer tokenizer, ITask task, AlgorithmConfig config, RlTrainerOptions? options = null,
+        float[]? referenceParameters = null)
     {
         Config = config.Validate();
         Options = (options ?? new RlTrainerOptions()).Validate();
@@ -83,7 +86,7 @@ public sealed class RlTrainer : IDisposable
         Optimizer = new AdamWOptimizer(policy, new AdamWOptions((float)Config.Beta1, (float)Config.Beta2, 1e-8f,
             (float)Config.WeightDecay, (float)Config.GradClip));
         if (UsesReference(Config))
-            reference = new Gpt2Model(policy.Backend, policy.Config, policy.DownloadParameters());
+            reference = new Gpt2Model(policy.Backend, policy.Config, referenceParameters ?? policy.DownloadParameters());
         data = new DataCursor(task, Options.DataSeed ?? (long)Options.Seed);
     }
 
