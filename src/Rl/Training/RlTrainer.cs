@@ -153,6 +153,7 @@ public sealed class RlTrainer : IDisposable
         if (reference is not null) ComputeReference(s, micro);
         double logProbSeconds = logProbClock.Elapsed.TotalSeconds;
         OldPolicyMetrics(s, m);
+        if (!Config.ReclassifyEveryPass) ClassifyOnce(s);
 
         var updateClock = Stopwatch.StartNew();
         var acc = new UpdateAccumulator();
@@ -247,6 +248,7 @@ public sealed class RlTrainer : IDisposable
             Rows = rows.Length, T = s.T, LogProbs = lp, OldLogProbs = old,
             RefLogProbs = reference is null ? default : s.Gather(rows, s.RefLogProbs),
             Entropies = ent, Advantages = s.Gather(rows, s.Advantages), Mask = s.Gather(rows, s.Mask),
+            Classes = s.Classes.Length == 0 ? default : s.Gather(rows, s.Classes),
         };
         double? divisor = Config.DivideByFullMiniBatch ? Config.MiniBatchPrompts * s.GroupSize : null;
         var result = loss.Compute(inputs, dlp, divisor, pass);
@@ -275,6 +277,17 @@ public sealed class RlTrainer : IDisposable
         if (r.Skipped) { skippedTotal++; acc.Skipped++; }
     }
 
+    /// <summary>The paper's Algorithm 1: classes from the old policy's entropies, once per rollout (per-batch scope: the whole step).</summary>
+    void ClassifyOnce(StepTensors s)
+    {
+        if (Config.Classification == EntropyClassification.None) return;
+        s.Classes = new byte[s.Rows * s.T];
+        if (Config.Classification == EntropyClassification.PerResponse)
+            TokenClassifier.PerResponse(s.OldEntropies, s.Mask, s.Rows, s.T, Config.EntropyQuantile, new float[s.Rows], s.Classes, Config.TieRule);
+        else
+            TokenClassifier.BatchLevel(s.OldEntropies, s.Mask, Config.EntropyQuantile, s.Classes, Config.TieRule);
+    }
+
     static double MaxAbsDifference(ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> mask)
     {
         double max = 0;
@@ -294,6 +307,7 @@ public sealed class RlTrainer : IDisposable
         m["reward/all_correct"] = groups > 0 ? (double)b.Counts.SolveAll / groups : 0;
         m["reward/all_wrong"] = groups > 0 ? (double)b.Counts.SolveNone / groups : 0;
         m["batch/generated_groups"] = groups;
+        m["batch/informative_groups"] = b.Counts.Kept;
         m["batch/kept_groups"] = b.KeptGroups;
         m["batch/generation_batches"] = b.GenerationBatches;
         m["response_length/mean"] = gen.Average(r => (double)r.ResponseLength);

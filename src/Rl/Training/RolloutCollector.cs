@@ -24,7 +24,8 @@ public sealed record Rollout(int Group, long ExampleIndex, TaskExample Example, 
 /// <summary>What one training step's rollout produced.</summary>
 /// <param name="Kept">Rollouts of the groups that survived the filter, group after group (GroupSize each), in generation order.</param>
 /// <param name="Generated">Every rollout generated this step, kept or not (the reward and length metrics use these).</param>
-/// <param name="Counts">Group counts of the filter, summed over generation batches.</param>
+/// <param name="Counts">Group counts of the filter over every generated group (Kept there = informative groups, before any trim
+/// to the batch size), summed over generation batches.</param>
 /// <param name="GenerationBatches">How many prompt batches were generated (more than 1 only under dynamic sampling).</param>
 public sealed record RolloutBatch(IReadOnlyList<Rollout> Kept, IReadOnlyList<Rollout> Generated, int GroupSize,
     GroupFilterCounts Counts, int GenerationBatches, double Seconds)
@@ -75,7 +76,7 @@ public sealed class RolloutCollector : IDisposable
 
         var kept = new List<Rollout>();
         var generated = new List<Rollout>();
-        int none = 0, all = 0, keptGroups = 0, batches = 0;
+        int none = 0, all = 0, informative = 0, keptGroups = 0, batches = 0;
         while (batches < maxBatches && keptGroups < c.TrainBatchPrompts)
         {
             var problems = new List<(long Index, TaskExample Example)>(promptsPerBatch);
@@ -88,7 +89,7 @@ public sealed class RolloutCollector : IDisposable
             var keep = new bool[problems.Count];
             // Filter on the verdict, not the shaped reward: DAPO keeps groups by the std of accuracy.
             var counts = GroupFilter.KeepInformative(correct, G, keep);
-            none += counts.SolveNone; all += counts.SolveAll;
+            none += counts.SolveNone; all += counts.SolveAll; informative += counts.Kept;
             for (int g = 0; g < problems.Count; g++)
             {
                 if (c.Filter != GroupFilterMode.None && !keep[g]) continue;
@@ -97,7 +98,7 @@ public sealed class RolloutCollector : IDisposable
                 keptGroups++;
             }
         }
-        return new RolloutBatch(kept, generated, G, new GroupFilterCounts(none, all, keptGroups), batches, clock.Elapsed.TotalSeconds);
+        return new RolloutBatch(kept, generated, G, new GroupFilterCounts(none, all, informative), batches, clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>G completions of each problem, scored; row r of the result is completion r % G of problem r / G.</summary>

@@ -16,6 +16,8 @@ internal sealed class StepTensors
     public int[] Inputs = [], Targets = [];
     public float[] Mask = [], RolloutLogProbs = [], Advantages = [], OldLogProbs = [], OldEntropies = [], RefLogProbs = [];
     public float[] RowRewards = [], RowAdvantages = [];
+    /// <summary>Token classes fixed once per rollout (ReclassifyEveryPass = false), else empty.</summary>
+    public byte[] Classes = [];
     int padToken;
 
     // Scratch of one padded micro-batch.
@@ -77,9 +79,9 @@ internal sealed class StepTensors
     }
 
     /// <summary>The given rows of <paramref name="full"/>, in order, as a new [rows, T] array.</summary>
-    public float[] Gather(ReadOnlySpan<int> rows, float[] full)
+    public T1[] Gather<T1>(ReadOnlySpan<int> rows, T1[] full)
     {
-        var result = new float[rows.Length * T];
+        var result = new T1[rows.Length * T];
         for (int j = 0; j < rows.Length; j++) full.AsSpan(rows[j] * T, T).CopyTo(result.AsSpan(j * T));
         return result;
     }

@@ -76,6 +76,7 @@ public class RlTrainerTests
         Assert.Equal(3, batch.GenerationBatches);
         Assert.Equal(12, data.Position);
         Assert.All(batch.Kept, r => Assert.Equal('c', r.Example.Prompt[0]));
+        Assert.Equal((4, 4, 4), (batch.Counts.SolveAll, batch.Counts.SolveNone, batch.Counts.Kept));
 
         var capped = new RolloutCollector(model, TinyArithmetic.Tokenizer, new KindTask(), config with { MaxGenerationBatches = 2 })
             .Collect(new DataCursor(new KindTask(), seed: 1), seed: 3, ref counter);
@@ -210,5 +211,19 @@ public class RlTrainerTests
         Assert.Equal(3, r0.Samples.Count);
         Assert.Empty(r1.Samples);
         Assert.All(r0.Samples, s => Assert.EndsWith("=", s.Prompt));
+    }
+
+    [Fact]
+    public void ClassifyingOncePerRolloutUsesTheOldPolicyClasses()
+    {
+        using var backend = new CpuBackend();
+        using var model = RandomModel(backend);
+        var config = Small("archer") with { Filter = GroupFilterMode.None, ReclassifyEveryPass = false };
+        using var trainer = new RlTrainer(model, TinyArithmetic.Tokenizer, TinyArithmetic.Task, config, new RlTrainerOptions(Seed: 2));
+        var m = trainer.Step().Metrics;
+        // entropy/high_share classifies the old-policy entropies per response at the same ρ; with classes fixed per
+        // rollout every update pass sees exactly those classes, so the loss's share is the same number.
+        Assert.Equal(m["entropy/high_share"], m["loss/high_entropy_share"], 12);
+        Assert.True(m["entropy/high_share"] > 0);
     }
 }
