@@ -19,6 +19,8 @@ public static class Program
         root.Subcommands.Add(GenerateCommand.Create());
         root.Subcommands.Add(MakeSftDataCommand.Create());
         root.Subcommands.Add(TrainSftCommand.Create());
+        root.Subcommands.Add(TrainRlCommand.Create());
+        root.Subcommands.Add(EvalCommand.Create());
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 

@@ -1,0 +1,68 @@
+using System.CommandLine;
+using ArcherIlgpu.Kernels;
+using ArcherIlgpu.Model.Gpt2;
+using ArcherIlgpu.Model.IO;
+using ArcherIlgpu.Model.Tokenizers;
+using ArcherIlgpu.Rl.Tasks;
+
+namespace ArcherIlgpu.Cli;
+
+/// <summary>A command-line mistake: printed as "error: message" with exit code 2, no stack trace.</summary>
+public sealed class RlCommandException(string message) : Exception(message);
+
+/// <summary>Shared pieces of <c>train-rl</c> and <c>eval</c>: model + tokenizer loading, key=value lists, error reporting.</summary>
+internal static class RlCommandSupport
+{
+    /// <summary>Runs <paramref name="body"/>; bad input (ours, a task's, a config's, a file's) becomes a one-line error and exit code 2.</summary>
+    public static int Guard(Func<int> body)
+    {
+        try
+        {
+            return body();
+        }
+        catch (Exception e) when (e is RlCommandException or ArgumentException or TaskDataException or ModelFormatException
+                                      or DeviceNotFoundException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
+        {
+            string message = e is ArgumentException { ParamName: string name } ? e.Message.Replace($" (Parameter '{name}')", "") : e.Message;
+            Console.Error.WriteLine("error: " + message);
+            return 2;
+        }
+    }
+
+    public static Option<string[]> KeyValueOption(string name, string description) => new(name)
+    {
+        Description = description,
+        AllowMultipleArgumentsPerToken = true,
+        DefaultValueFactory = _ => [],
+    };
+
+    /// <summary>"key=value" items in order; a missing '=' or an empty key fails naming the item.</summary>
+    public static List<KeyValuePair<string, string>> ParsePairs(IEnumerable<string> items, string option)
+    {
+        var list = new List<KeyValuePair<string, string>>();
+        foreach (var item in items)
+        {
+            int eq = item.IndexOf('=');
+            if (eq <= 0) throw new RlCommandException($"{option} expects key=value, got \"{item}\"");
+            list.Add(new(item[..eq].Trim(), item[(eq + 1)..]));
+        }
+        return list;
+    }
+
+    /// <summary>Loads config.json + model.safetensors + the tokenizer of a model folder onto the backend.</summary>
+    public static (Gpt2Model Model, ITokenizer Tokenizer) LoadModel(Backend backend, string dir)
+    {
+        if (!Directory.Exists(dir)) throw new RlCommandException($"model folder \"{dir}\" does not exist");
+        var tokenizer = TokenizerFiles.Load(dir);
+        var model = Gpt2Checkpoint.Load(backend, dir);
+        if (tokenizer.VocabSize > model.Config.VocabSize)
+        {
+            model.Dispose();
+            throw new RlCommandException($"{dir}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {model.Config.VocabSize}; the folder mixes files of different models");
+        }
+        return (model, tokenizer);
+    }
+
+    public static ITask CreateTask(string name, IEnumerable<string> options) =>
+        TaskRegistry.Create(name, ParsePairs(options, "--task-option").ToDictionary(kv => kv.Key, kv => kv.Value));
+}

@@ -1,0 +1,58 @@
+using System.Text;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+
+namespace ArcherIlgpu.Rl.Training;
+
+/// <summary>
+/// One JSON object per line for metrics.jsonl and samples.jsonl. Keys keep their order; a non-finite
+/// value (NaN when a class had no token, say) is written as null, since JSON has no NaN.
+/// </summary>
+public static class MetricsJson
+{
+    // Prompts are maths: keep '+', '<' and '&' readable instead of \u escapes (the lines are data files, never HTML).
+    static readonly JsonWriterOptions Options = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    public static string Line(IEnumerable<KeyValuePair<string, double>> metrics)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, Options))
+        {
+            json.WriteStartObject();
+            foreach (var (key, value) in metrics) WriteNumber(json, key, value);
+            json.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    public static string Line(SampleRecord s)
+    {
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, Options))
+        {
+            json.WriteStartObject();
+            json.WriteNumber("step", s.Step);
+            json.WriteNumber("example", s.ExampleIndex);
+            json.WriteString("prompt", s.Prompt);
+            json.WriteString("completion", s.Completion);
+            json.WriteString("answer", s.Answer);
+            WriteNumber(json, "correct", s.Correct);
+            WriteNumber(json, "reward", s.Reward);
+            json.WriteNumber("length", s.Length);
+            json.WriteBoolean("ended", s.Ended);
+            json.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+
+    public static string Line(RlTrainerState s) => Line(new Dictionary<string, double>
+    {
+        ["step"] = s.Step, ["data_seed"] = s.DataSeed, ["data_cursor"] = s.DataCursor, ["seed"] = s.Seed, ["rng_counter"] = s.RngCounter,
+    });
+
+    static void WriteNumber(Utf8JsonWriter json, string key, double value)
+    {
+        if (double.IsFinite(value)) json.WriteNumber(key, value);
+        else json.WriteNull(key);
+    }
+}

@@ -1,0 +1,426 @@
+using System.Diagnostics;
+using ArcherIlgpu.Model.Gpt2;
+using ArcherIlgpu.Model.Tokenizers;
+using ArcherIlgpu.Model.Training;
+using ArcherIlgpu.Rl.Algorithms;
+using ArcherIlgpu.Rl.Losses;
+using ArcherIlgpu.Rl.Metrics;
+using ArcherIlgpu.Rl.Tasks;
+
+namespace ArcherIlgpu.Rl.Training;
+
+/// <summary>Trainer settings that are not part of the algorithm.</summary>
+/// <param name="Seed">Seed of the rollout RNG (with each sequence's row id and position) and of mini-batch shuffling.</param>
+/// <param name="DataSeed">Seed of the training problem stream (<see cref="DataCursor"/>); null: <paramref name="Seed"/>.</param>
+/// <param name="MicroBatchResponses">Responses per forward/backward (gradient accumulation); 0: a whole mini-batch at once.</param>
+/// <param name="MaxRowsPerGeneration">Most sequences per generator call; 0: all of a generation batch.</param>
+/// <param name="SampleEvery">Return sample completions every this many steps (step 0 included); 0: never.</param>
+/// <param name="SamplesPerStep">How many sample completions (the first of each of the first prompts).</param>
+public sealed record RlTrainerOptions(ulong Seed = 1, long? DataSeed = null, int MicroBatchResponses = 0, int MaxRowsPerGeneration = 0,
+    int SampleEvery = 10, int SamplesPerStep = 4)
+{
+    public RlTrainerOptions Validate()
+    {
+        if (MicroBatchResponses < 0) throw new ArgumentException($"micro-batch size must be >= 0 (0: whole mini-batch), got {MicroBatchResponses}");
+        if (MaxRowsPerGeneration < 0) throw new ArgumentException($"max rows per generation must be >= 0 (0: no limit), got {MaxRowsPerGeneration}");
+        if (SampleEvery < 0) throw new ArgumentException($"sample_every must be >= 0 (0: never), got {SampleEvery}");
+        if (SamplesPerStep < 0) throw new ArgumentException($"samples per step must be >= 0, got {SamplesPerStep}");
+        return this;
+    }
+}
+
+/// <summary>
+/// Everything besides the weights and optimizer moments that a resumed run needs to continue exactly:
+/// training steps done, the data cursor, and the rollout RNG (seed + the next sequence's stream id).
+/// </summary>
+public sealed record RlTrainerState(int Step, long DataSeed, long DataCursor, ulong Seed, long RngCounter);
+
+/// <summary>One sampled completion with its reward, for samples.jsonl.</summary>
+public sealed record SampleRecord(int Step, long ExampleIndex, string Prompt, string Completion, string Answer,
+    double Correct, double Reward, int Length, bool Ended);
+
+/// <summary>One training step: its metrics (JSON-ready, keys grouped by prefix) and any sample completions.</summary>
+public sealed record RlStepResult(int Step, IReadOnlyDictionary<string, double> Metrics, IReadOnlyList<SampleRecord> Samples);
+
+/// <summary>
+/// The RLVR training loop, one <see cref="Step"/> at a time:
+/// rollout (G samples per prompt) → score → group filter → advantages → old log-probs recomputed by the
+/// training forward (once per step) → reference log-probs from a frozen copy of the starting model (only
+/// when the algorithm has a KL term) → PPO epochs over mini-batches (AR-Lopti: the whole update twice,
+/// low-probability tokens first), each mini-batch one optimizer step with gradient accumulation over
+/// micro-batches.
+/// <para>
+/// The loss runs on the host: each mini-batch's log-probs and entropies [R, T] are downloaded,
+/// <see cref="AlgorithmLoss.Compute"/> gives dLoss/dℓ, which is uploaded for the backward. That is one
+/// round trip per mini-batch (a device-side loss kernel would remove it). When a mini-batch needs more
+/// than one micro-batch, the loss needs every row's entropies first (per-batch quantile, global token
+/// mean), so the micro-batches are run forward once to get them and again, each followed by its backward.
+/// </para>
+/// A non-finite loss or gradient norm skips the optimizer step (the weights stay as they were) and is
+/// counted. Deterministic on the cpu backend given the seeds.
+/// </summary>
+public sealed class RlTrainer : IDisposable
+{
+    readonly ITokenizer tokenizer;
+    readonly RolloutCollector collector;
+    readonly AlgorithmLoss loss;
+    readonly Gpt2Model? reference;
+    readonly DataCursor data;
+    long rngCounter;
+    int skippedTotal;
+
+    /// <param name="referenceParameters">weights of the frozen KL reference (flat layout); null: the policy's weights now.
+    /// A resumed run passes the starting model's weights here.</param>
+    public RlTrainer(Gpt2Model policy, ITokenizer tokenizer, ITask task, AlgorithmConfig config, RlTrainerOptions? options = null,
+        float[]? referenceParameters = null)
+    {
+        Config = config.Validate();
+        Options = (options ?? new RlTrainerOptions()).Validate();
+        if (tokenizer.VocabSize > policy.Config.VocabSize)
+            throw new ArgumentException($"the tokenizer has {tokenizer.VocabSize} tokens but the model's vocabulary is {policy.Config.VocabSize}");
+        Policy = policy;
+        Task = task;
+        this.tokenizer = tokenizer;
+        loss = new AlgorithmLoss(Config);
+        collector = new RolloutCollector(policy, tokenizer, task, Config, Options.MaxRowsPerGeneration);
+        Optimizer = new AdamWOptimizer(policy, new AdamWOptions((float)Config.Beta1, (float)Config.Beta2, 1e-8f,
+            (float)Config.WeightDecay, (float)Config.GradClip));
+        if (UsesReference(Config))
+            reference = new Gpt2Model(policy.Backend, policy.Config, referenceParameters ?? policy.DownloadParameters());
+        data = new DataCursor(task, Options.DataSeed ?? (long)Options.Seed);
+    }
+
+    public AlgorithmConfig Config { get; }
+    public RlTrainerOptions Options { get; }
+    public Gpt2Model Policy { get; }
+    public ITask Task { get; }
+    public AdamWOptimizer Optimizer { get; }
+    /// <summary>Training steps done (the next step's index, and the LR schedule's step).</summary>
+    public int StepIndex { get; private set; }
+    /// <summary>Optimizer steps skipped because the loss or the gradient norm was not finite.</summary>
+    public int SkippedOptimizerSteps => skippedTotal;
+
+    /// <summary>
+    /// Called after the backward of a mini-batch and before its optimizer step, with the policy whose
+    /// gradients are accumulated: for diagnostics and fault-injection tests.
+    /// </summary>
+    public Action<Gpt2Model>? BeforeOptimizerStep { get; set; }
+
+    static bool UsesReference(AlgorithmConfig c) => c.UseKl && (c.Low.KlCoef > 0 || c.High.KlCoef > 0);
+
+    public RlTrainerState State => new(StepIndex, data.Seed, data.Position, Options.Seed, rngCounter);
+
+    /// <summary>Continues from a saved state (weights and optimizer moments are restored separately).</summary>
+    public void Restore(RlTrainerState state)
+    {
+        if (state.Seed != Options.Seed || state.DataSeed != data.Seed)
+            throw new ArgumentException($"the saved state has seed {state.Seed} / data seed {state.DataSeed}, this trainer {Options.Seed} / {data.Seed}");
+        if (state.Step < 0 || state.DataCursor < 0 || state.RngCounter < 0) throw new ArgumentException("saved step, data cursor and RNG counter must be >= 0");
+        StepIndex = state.Step;
+        data.Position = state.DataCursor;
+        rngCounter = state.RngCounter;
+    }
+
+    // ================================================================ one step
+
+    public RlStepResult Step()
+    {
+        var stepClock = Stopwatch.StartNew();
+        int step = StepIndex;
+        var m = new SortedDictionary<string, double>(StringComparer.Ordinal) { ["step"] = step };
+        double lr = Config.LearningRateAt(step);
+
+        var batch = collector.Collect(data, Options.Seed, ref rngCounter);
+        RolloutMetrics(batch, m);
+        var samples = Samples(step, batch);
+        int skippedBefore = skippedTotal;
+
+        if (batch.KeptGroups == 0)
+        {
+            // Nothing informative survived the filter: Archer's trainer skips the update, the schedule still advances.
+            m["batch/empty"] = 1;
+            Finish(m, lr, 0, [], skippedBefore, 0, 0, 0, batch, stepClock);
+            StepIndex++;
+            return new RlStepResult(step, m, samples);
+        }
+        m["batch/empty"] = 0;
+
+        var s = StepTensors.Build(batch, Config, tokenizer.EndOfText);
+        int micro = MicroRows(s);
+
+        var logProbClock = Stopwatch.StartNew();
+        RecomputeOldLogProbs(s, micro);
+        if (reference is not null) ComputeReference(s, micro);
+        double logProbSeconds = logProbClock.Elapsed.TotalSeconds;
+        OldPolicyMetrics(s, m);
+        if (!Config.ReclassifyEveryPass) ClassifyOnce(s);
+
+        var updateClock = Stopwatch.StartNew();
+        var acc = new UpdateAccumulator();
+        var passes = Config.LowProbabilityIsolation ? new[] { LoptiPass.LowProbability, LoptiPass.HighProbability } : [LoptiPass.All];
+        foreach (var pass in passes)
+            for (int epoch = 0; epoch < Config.PpoEpochs; epoch++)
+                foreach (var rows in MiniBatches(s, step, epoch))
+                    UpdateMiniBatch(s, rows, micro, pass, (float)lr, acc);
+        double updateSeconds = updateClock.Elapsed.TotalSeconds;
+        acc.Write(m);
+
+        long updateTokens = (long)s.ValidTokens * passes.Length * Config.PpoEpochs;
+        Finish(m, lr, acc.OptimizerSteps, acc.GradNorms, skippedBefore, logProbSeconds, updateSeconds, updateTokens, batch, stepClock);
+        StepIndex++;
+        return new RlStepResult(step, m, samples);
+    }
+
+    int MicroRows(StepTensors s)
+    {
+        int mini = Config.MiniBatchPrompts * s.GroupSize;
+        return Options.MicroBatchResponses > 0 ? Math.Min(Options.MicroBatchResponses, mini) : mini;
+    }
+
+    /// <summary>Row lists of the mini-batches of one epoch: whole groups, MiniBatchPrompts at a time, shuffled per epoch if configured.</summary>
+    IEnumerable<int[]> MiniBatches(StepTensors s, int step, int epoch)
+    {
+        var groups = Enumerable.Range(0, s.Groups).ToArray();
+        if (Config.ShuffleMiniBatches)
+            TaskRandom.For(unchecked((long)Options.Seed * 31 + step), epoch).Shuffle(groups);
+        for (int start = 0; start < groups.Length; start += Config.MiniBatchPrompts)
+        {
+            var chosen = groups.Skip(start).Take(Config.MiniBatchPrompts);
+            yield return chosen.SelectMany(g => Enumerable.Range(g * s.GroupSize, s.GroupSize)).ToArray();
+        }
+    }
+
+    // ================================================================ log-probs
+
+    /// <summary>ℓ_old with the training forward, mini-batch by mini-batch and micro-batch by micro-batch as the update will
+    /// run them, so that the first mini-batch of the first epoch reproduces it exactly (r ≡ 1).</summary>
+    void RecomputeOldLogProbs(StepTensors s, int micro)
+    {
+        foreach (var rows in MiniBatches(s, StepIndex, 0))
+            for (int start = 0; start < rows.Length; start += micro)
+            {
+                var chunk = rows.AsSpan(start, Math.Min(micro, rows.Length - start));
+                ForwardRows(Policy, s, chunk, micro);
+                s.ScatterRows(chunk, s.MicroLogProbs, s.OldLogProbs);
+                s.ScatterRows(chunk, s.MicroEntropies, s.OldEntropies);
+            }
+    }
+
+    void ComputeReference(StepTensors s, int micro)
+    {
+        var all = Enumerable.Range(0, s.Rows).ToArray();
+        for (int start = 0; start < all.Length; start += micro)
+        {
+            var chunk = all.AsSpan(start, Math.Min(micro, all.Length - start));
+            ForwardRows(reference!, s, chunk, micro);
+            s.ScatterRows(chunk, s.MicroLogProbs, s.RefLogProbs);
+        }
+    }
+
+    /// <summary>Forward of the given rows padded to <paramref name="micro"/> rows (a fixed shape keeps the activations allocated once);
+    /// leaves log-probs and entropies in s.MicroLogProbs / s.MicroEntropies and the activations ready for a backward.</summary>
+    void ForwardRows(Gpt2Model model, StepTensors s, ReadOnlySpan<int> rows, int micro)
+    {
+        s.GatherInputs(rows, micro);
+        model.ForwardTokenLogProbs(micro, s.T, s.MicroInputs, s.MicroTargets, (float)Config.Temperature, s.MicroLogProbs, s.MicroEntropies);
+    }
+
+    // ================================================================ update
+
+    void UpdateMiniBatch(StepTensors s, int[] rows, int micro, LoptiPass pass, float lr, UpdateAccumulator acc)
+    {
+        int n = rows.Length * s.T;
+        var lp = new float[n]; var ent = new float[n]; var dlp = new float[n];
+        Policy.ZeroGradients();
+        bool single = rows.Length <= micro;
+        // Pass 1 (all of it when one micro-batch holds the mini-batch): current log-probs and entropies.
+        for (int start = 0; start < rows.Length; start += micro)
+        {
+            int count = Math.Min(micro, rows.Length - start);
+            ForwardRows(Policy, s, rows.AsSpan(start, count), micro);
+            s.MicroLogProbs.AsSpan(0, count * s.T).CopyTo(lp.AsSpan(start * s.T));
+            s.MicroEntropies.AsSpan(0, count * s.T).CopyTo(ent.AsSpan(start * s.T));
+        }
+
+        var old = s.Gather(rows, s.OldLogProbs);
+        var inputs = new AlgorithmLossInputs
+        {
+            Rows = rows.Length, T = s.T, LogProbs = lp, OldLogProbs = old,
+            RefLogProbs = reference is null ? default : s.Gather(rows, s.RefLogProbs),
+            Entropies = ent, Advantages = s.Gather(rows, s.Advantages), Mask = s.Gather(rows, s.Mask),
+            Classes = s.Classes.Length == 0 ? default : s.Gather(rows, s.Classes),
+        };
+        double? divisor = Config.DivideByFullMiniBatch ? Config.MiniBatchPrompts * s.GroupSize : null;
+        var result = loss.Compute(inputs, dlp, divisor, pass);
+        if (acc.Calls == 0) acc.FirstMaxAbsLogRatio = MaxAbsDifference(lp, old, inputs.Mask);
+        acc.Add(result);
+
+        if (!double.IsFinite(result.Loss))
+        {
+            skippedTotal++;
+            acc.Skipped++;
+            return;
+        }
+        // Backward: reuse the activations of pass 1 when it was a single micro-batch, else run each micro-batch again.
+        for (int start = 0; start < rows.Length; start += micro)
+        {
+            int count = Math.Min(micro, rows.Length - start);
+            if (!single) ForwardRows(Policy, s, rows.AsSpan(start, count), micro);
+            Array.Clear(s.MicroDLogProbs);
+            dlp.AsSpan(start * s.T, count * s.T).CopyTo(s.MicroDLogProbs);
+            Policy.BackwardFromLogProbs(s.MicroDLogProbs);
+        }
+        BeforeOptimizerStep?.Invoke(Policy);
+        var r = Optimizer.Apply(lr);
+        acc.GradNorms.Add(r.GradNorm);
+        acc.OptimizerSteps++;
+        if (r.Skipped) { skippedTotal++; acc.Skipped++; }
+    }
+
+    /// <summary>The paper's Algorithm 1: classes from the old policy's entropies, once per rollout (per-batch scope: the whole step).</summary>
+    void ClassifyOnce(StepTensors s)
+    {
+        if (Config.Classification == EntropyClassification.None) return;
+        s.Classes = new byte[s.Rows * s.T];
+        if (Config.Classification == EntropyClassification.PerResponse)
+            TokenClassifier.PerResponse(s.OldEntropies, s.Mask, s.Rows, s.T, Config.EntropyQuantile, new float[s.Rows], s.Classes, Config.TieRule);
+        else
+            TokenClassifier.BatchLevel(s.OldEntropies, s.Mask, Config.EntropyQuantile, s.Classes, Config.TieRule);
+    }
+
+    static double MaxAbsDifference(ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> mask)
+    {
+        double max = 0;
+        for (int i = 0; i < a.Length; i++) if (mask[i] > 0) max = Math.Max(max, Math.Abs((double)a[i] - b[i]));
+        return max;
+    }
+
+    // ================================================================ metrics
+
+    static void RolloutMetrics(RolloutBatch b, IDictionary<string, double> m)
+    {
+        var gen = b.Generated;
+        m["reward/mean"] = gen.Average(r => r.Correct);
+        m["reward/score_mean"] = gen.Average(r => (double)r.Reward);
+        m["reward/kept_mean"] = b.Kept.Count > 0 ? b.Kept.Average(r => r.Correct) : double.NaN;
+        int groups = b.Counts.Groups;
+        m["reward/all_correct"] = groups > 0 ? (double)b.Counts.SolveAll / groups : 0;
+        m["reward/all_wrong"] = groups > 0 ? (double)b.Counts.SolveNone / groups : 0;
+        m["batch/generated_groups"] = groups;
+        m["batch/informative_groups"] = b.Counts.Kept;
+        m["batch/kept_groups"] = b.KeptGroups;
+        m["batch/generation_batches"] = b.GenerationBatches;
+        m["response_length/mean"] = gen.Average(r => (double)r.ResponseLength);
+        m["response_length/max"] = gen.Max(r => r.ResponseLength);
+        m["response_length/min"] = gen.Min(r => r.ResponseLength);
+        m["response_length/clip_ratio"] = gen.Average(r => r.Ended ? 0.0 : 1.0);
+        m["text/repetition_ratio"] = gen.Average(r => TextMetrics.RepetitionRatio(r.Completion));
+    }
+
+    /// <summary>Entropy metrics of the old policy (Archer's actor/entropy), split by a per-response quantile at ρ
+    /// whatever the algorithm, so runs of different algorithms compare; and |ℓ_old − ℓ_rollout|.</summary>
+    void OldPolicyMetrics(StepTensors s, IDictionary<string, double> m)
+    {
+        var classes = new byte[s.Rows * s.T];
+        TokenClassifier.PerResponse(s.OldEntropies, s.Mask, s.Rows, s.T, Config.EntropyQuantile, new float[s.Rows], classes, Config.TieRule);
+        double all = 0, high = 0, low = 0, diff = 0, diffMax = 0;
+        long nAll = 0, nHigh = 0, nLow = 0;
+        for (int i = 0; i < classes.Length; i++)
+        {
+            if (!(s.Mask[i] > 0)) continue;
+            double h = s.OldEntropies[i];
+            all += h; nAll++;
+            if (classes[i] == TokenClass.High) { high += h; nHigh++; } else { low += h; nLow++; }
+            double d = Math.Abs((double)s.OldLogProbs[i] - s.RolloutLogProbs[i]);
+            diff += d; diffMax = Math.Max(diffMax, d);
+        }
+        m["entropy/all"] = nAll > 0 ? all / nAll : double.NaN;
+        m["entropy/high"] = nHigh > 0 ? high / nHigh : double.NaN;
+        m["entropy/low"] = nLow > 0 ? low / nLow : double.NaN;
+        m["entropy/high_share"] = nAll > 0 ? (double)nHigh / nAll : 0;
+        m["rollout/logprob_diff_mean"] = nAll > 0 ? diff / nAll : 0;
+        m["rollout/logprob_diff_max"] = diffMax;
+        m["batch/valid_tokens"] = nAll;
+    }
+
+    void Finish(IDictionary<string, double> m, double lr, int optimizerSteps, List<double> gradNorms, int skippedBefore,
+        double logProbSeconds, double updateSeconds, long updateTokens, RolloutBatch batch, Stopwatch stepClock)
+    {
+        m["optim/lr"] = lr;
+        m["optim/steps"] = optimizerSteps;
+        var finite = gradNorms.Where(double.IsFinite).ToList();
+        m["optim/grad_norm"] = finite.Count > 0 ? finite.Average() : double.NaN;
+        m["optim/grad_norm_max"] = finite.Count > 0 ? finite.Max() : double.NaN;
+        m["skipped/steps"] = skippedTotal - skippedBefore;
+        m["skipped/total"] = skippedTotal;
+        double rolloutSeconds = batch.Seconds;
+        m["time/rollout_s"] = rolloutSeconds;
+        m["time/logprob_s"] = logProbSeconds;
+        m["time/update_s"] = updateSeconds;
+        m["time/step_s"] = stepClock.Elapsed.TotalSeconds;
+        m["perf/rollout_tokens_per_s"] = rolloutSeconds > 0 ? batch.GeneratedTokens / rolloutSeconds : 0;
+        m["perf/update_tokens_per_s"] = updateSeconds > 0 ? updateTokens / updateSeconds : 0;
+    }
+
+    List<SampleRecord> Samples(int step, RolloutBatch b)
+    {
+        var list = new List<SampleRecord>();
+        if (Options.SampleEvery == 0 || step % Options.SampleEvery != 0) return list;
+        for (int g = 0; g * b.GroupSize < b.Generated.Count && list.Count < Options.SamplesPerStep; g++)
+        {
+            var r = b.Generated[g * b.GroupSize];
+            list.Add(new SampleRecord(step, r.ExampleIndex, r.Example.Prompt, r.Completion, r.Example.Answer, r.Correct, r.Reward, r.ResponseLength, r.Ended));
+        }
+        return list;
+    }
+
+    /// <summary>Sums of the loss results of one step's mini-batch calls.</summary>
+    sealed class UpdateAccumulator
+    {
+        public int Calls, OptimizerSteps, Skipped;
+        public double Loss, Policy, Kl, KlLow, KlHigh, PpoKl, FirstMaxAbsLogRatio;
+        public readonly ClipStatistics Clips = new();
+        public readonly List<double> GradNorms = [];
+
+        public void Add(PolicyLossResult r)
+        {
+            Calls++;
+            Loss += r.Loss; Policy += r.PolicyTerm; Kl += r.KlTerm; KlLow += r.KlLow; KlHigh += r.KlHigh; PpoKl += r.PpoKl;
+            for (int c = 0; c < 2; c++)
+            {
+                Clips.Tokens[c] += r.Clips.Tokens[c];
+                Clips.ClippedHigh[c] += r.Clips.ClippedHigh[c];
+                Clips.ClippedLow[c] += r.Clips.ClippedLow[c];
+                Clips.DualClipped[c] += r.Clips.DualClipped[c];
+            }
+        }
+
+        public void Write(IDictionary<string, double> m)
+        {
+            double n = Math.Max(1, Calls);
+            m["loss/total"] = Loss / n;
+            m["loss/policy"] = Policy / n;
+            m["loss/kl"] = Kl / n;
+            m["loss/high_entropy_share"] = Clips.HighEntropyShare;
+            m["kl/low"] = KlLow / n;
+            m["kl/high"] = KlHigh / n;
+            m["kl/all"] = (KlLow + KlHigh) / n;
+            m["kl/ppo"] = PpoKl / n;
+            m["clip/fraction"] = Clips.ClipFraction;
+            m["clip/dual"] = Clips.DualClipFraction;
+            m["clip/low/lower"] = Clips.ClipFractionLow(0);
+            m["clip/low/upper"] = Clips.ClipFractionHigh(0);
+            m["clip/high/lower"] = Clips.ClipFractionLow(1);
+            m["clip/high/upper"] = Clips.ClipFractionHigh(1);
+            m["ratio/first_max_abs_log_ratio"] = FirstMaxAbsLogRatio;
+            m["batch/loss_calls"] = Calls;
+        }
+    }
+
+    public void Dispose()
+    {
+        collector.Dispose();
+        Optimizer.Dispose();
+        reference?.Dispose();
+    }
+}
