@@ -11,6 +11,7 @@ public static class Program
         var root = new RootCommand("ArcherIlgpu: RL with verifiable rewards on small language models, in pure .NET");
         root.Subcommands.Add(DevicesCommand.Create());
         root.Subcommands.Add(SelfCheckCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
         return root.Parse(args).Invoke();
     }
 
