@@ -79,6 +79,7 @@ public static class BenchCommand
         var batches = RandomBatches(config, B, T, count: 2, seed: 42);
 
         var times = new double[nSteps];
+        var foreign = new double[nSteps];
         long allocated = 0;
         int gc0 = 0, gc1 = 0, gc2 = 0;
         double loss = 0;
@@ -88,30 +89,36 @@ public static class BenchCommand
             if (step == nWarmup)
             {
                 if (profiler is not null) profiler.Enabled = true;
-                allocated = GC.GetTotalAllocatedBytes(precise: true);
                 gc0 = GC.CollectionCount(0); gc1 = GC.CollectionCount(1); gc2 = GC.CollectionCount(2);
             }
+            var (busy0, own0) = CpuSeconds();
+            long alloc0 = GC.GetTotalAllocatedBytes(precise: true);
             long start = Stopwatch.GetTimestamp();
             var r = trainer.TrainStep(batches[step % batches.Length]);
             double ms = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            long alloc1 = GC.GetTotalAllocatedBytes(precise: true);
+            var (busy1, own1) = CpuSeconds();
+            double others = ((busy1 - busy0) - (own1 - own0)) / (ms / 1e3);
             loss = r.Loss;
-            if (timed) times[step - nWarmup] = ms;
-            Console.WriteLine(Invariant($"step {step,3}{(timed ? "" : " (warm-up)")}: {ms,9:F1} ms  loss {r.Loss:F4}"));
+            if (timed) { times[step - nWarmup] = ms; foreign[step - nWarmup] = others; allocated += alloc1 - alloc0; }
+            Console.WriteLine(Invariant($"step {step,3}{(timed ? "" : " (warm-up)")}: {ms,9:F1} ms  loss {r.Loss:F4}  other processes {others:F2} cores"));
         }
-        allocated = GC.GetTotalAllocatedBytes(precise: true) - allocated;
         int dGc0 = GC.CollectionCount(0) - gc0, dGc1 = GC.CollectionCount(1) - gc1, dGc2 = GC.CollectionCount(2) - gc2;
 
         double median = Median(times);
+        var clean = times.Where((_, i) => foreign[i] < 0.25).ToArray();
+        double cleanMedian = clean.Length > 0 ? Median(clean) : double.NaN;
         long tokens = (long)B * T;
         double flops = TrainingFlops(config, model.ParameterCount, B, T);
         Console.WriteLine();
         Console.WriteLine(Invariant($"params            {model.ParameterCount:N0}"));
         Console.WriteLine(Invariant($"median            {median:F1} ms/step (min {times.Min():F1}, max {times.Max():F1}, {nSteps} steps)"));
+        Console.WriteLine(Invariant($"clean median      {cleanMedian:F1} ms/step over the {clean.Length} steps where other processes used < 0.25 cores"));
         Console.WriteLine(Invariant($"tokens/s          {tokens / (median / 1e3):F0}"));
         Console.WriteLine(Invariant($"achieved          {flops / (median / 1e3) / 1e9:F1} GFLOP/s ({flops / 1e9:F2} GFLOP/step = 6·(params − wpe)·B·T + 6·L·B·T²·C)"));
         PrintMemory(inner);
         Console.WriteLine(Invariant($"managed alloc     {allocated / (double)nSteps:N0} bytes/step over the timed steps; GCs gen0/1/2: {dGc0}/{dGc1}/{dGc2}"));
-        Console.WriteLine(Invariant($"RESULT preset={presetName} device={inner.Name} B={B} T={T} median_ms={median:F2} tok_per_s={tokens / (median / 1e3):F1} gflops={flops / (median / 1e3) / 1e9:F1} peak_rss_mb={PeakRssBytes() / 1048576.0:F0} backend_peak_mb={inner.PeakBytes / 1048576.0:F0} alloc_per_step={allocated / nSteps} loss={loss:F4}"));
+        Console.WriteLine(Invariant($"RESULT preset={presetName} device={inner.Name} B={B} T={T} median_ms={median:F2} clean_steps={clean.Length} clean_median_ms={cleanMedian:F2} min_ms={times.Min():F2} tok_per_s={tokens / (median / 1e3):F1} gflops={flops / (median / 1e3) / 1e9:F1} peak_rss_mb={PeakRssBytes() / 1048576.0:F0} backend_peak_mb={inner.PeakBytes / 1048576.0:F0} alloc_per_step={allocated / nSteps} loss={loss:F4}"));
         if (profiler is not null) PrintProfile(profiler, nSteps);
         return 0;
     }
@@ -204,6 +211,21 @@ public static class BenchCommand
         long rss = PeakRssBytes();
         if (rss > 0) Console.WriteLine(Invariant($"peak RSS          {rss / 1048576.0:F0} MiB (VmHWM)"));
         Console.WriteLine(Invariant($"backend peak      {inner.PeakBytes / 1048576.0:F0} MiB allocated through {inner.Name}"));
+    }
+
+    /// <summary>
+    /// (busy CPU seconds of the whole machine from /proc/stat, CPU seconds of this process): their
+    /// difference over a step is what other processes took from it. Zeros where /proc is absent.
+    /// </summary>
+    static (double Busy, double Own) CpuSeconds()
+    {
+        if (!File.Exists("/proc/stat")) return (0, 0);
+        using var reader = new StreamReader("/proc/stat");
+        var f = reader.ReadLine()!.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        double J(int i) => double.Parse(f[i], CultureInfo.InvariantCulture);
+        double busy = (J(1) + J(2) + J(3) + J(6) + J(7) + J(8)) / 100.0;   // user nice system irq softirq steal, USER_HZ = 100
+        using var self = Process.GetCurrentProcess();
+        return (busy, self.TotalProcessorTime.TotalSeconds);
     }
 
     /// <summary>The process's peak resident set (VmHWM in /proc/self/status), or 0 where there is none.</summary>
