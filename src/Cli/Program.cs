@@ -21,6 +21,7 @@ public static class Program
         root.Subcommands.Add(TrainSftCommand.Create());
         root.Subcommands.Add(TrainRlCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
+        root.Subcommands.Add(BenchCommand.Create());
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 

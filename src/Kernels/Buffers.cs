@@ -20,17 +20,27 @@ public sealed class DeviceBuffer<T> : IDisposable where T : unmanaged
     internal DeviceBuffer(Backend owner, T[] host)
     {
         Owner = owner; Host = host; Length = host.LongLength;
+        owner.NoteAllocated(Bytes);
     }
 
     internal DeviceBuffer(Backend owner, MemoryBuffer1D<T, Stride1D.Dense> device, long length)
     {
         Owner = owner; Device = device; Length = length;   // device may be longer: ILGPU cannot allocate 0
+        owner.NoteAllocated(Bytes);
     }
+
+    long Bytes => Length * System.Runtime.CompilerServices.Unsafe.SizeOf<T>();
+    int disposed;
 
     /// <summary>The whole buffer as a slice.</summary>
     public Buf<T> All => new(this, 0, Length);
 
-    public void Dispose() => Device?.Dispose();
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref disposed, 1) == 1) return;
+        Owner.NoteReleased(Bytes);
+        Device?.Dispose();
+    }
 }
 
 /// <summary>

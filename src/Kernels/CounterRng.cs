@@ -27,4 +27,15 @@ public static class CounterRng
     /// <summary>A float strictly inside (0, 1): the top 24 bits, centred in their interval.</summary>
     public static float Uniform(ulong seed, int row, int position, int index)
         => ((Bits(seed, row, position, index) >> 40) + 0.5f) * (1.0f / 16777216.0f);
+
+    /// <summary>
+    /// The (seed, row, position) part of <see cref="Bits"/>, for loops over many indices of one stream:
+    /// <c>UniformInStream(StreamHash(s, r, p), i) == Uniform(s, r, p, i)</c> bit for bit.
+    /// </summary>
+    public static ulong StreamHash(ulong seed, int row, int position)
+        => Mix(Mix(seed + 0x9E3779B97F4A7C15UL) ^ (((ulong)(uint)row << 32) | (uint)position));
+
+    /// <summary><see cref="Uniform"/> for index <paramref name="index"/> of a stream from <see cref="StreamHash"/>.</summary>
+    public static float UniformInStream(ulong streamHash, int index)
+        => ((Mix(streamHash ^ (uint)index) >> 40) + 0.5f) * (1.0f / 16777216.0f);
 }

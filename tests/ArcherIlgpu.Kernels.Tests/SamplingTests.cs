@@ -12,6 +12,19 @@ namespace ArcherIlgpu.Kernels.Tests;
 /// </summary>
 public class SamplingTests
 {
+    [Fact]
+    public void StreamHashGivesTheSameUniformsAsTheFullKey()
+    {
+        // The cpu sampler hoists the (seed, row, position) mixing out of its loop over the vocabulary;
+        // the draw must stay bit-identical to CounterRng.Uniform, which the ILGPU kernel uses.
+        foreach (var (seed, row, position) in new[] { (0UL, 0, 0), (42UL, 3, 17), (ulong.MaxValue, int.MaxValue, 1023) })
+        {
+            ulong stream = CounterRng.StreamHash(seed, row, position);
+            foreach (int index in new[] { 0, 1, 7, 50256, int.MaxValue })
+                Assert.Equal(CounterRng.Uniform(seed, row, position, index), CounterRng.UniformInStream(stream, index));
+        }
+    }
+
     /// <summary>log softmax in float32 over ≤ 127 logits of magnitude ≤ 4 (see ClassifierHeadTests): a few ulps of values ≤ 15.</summary>
     const double LogProbAtol = 1e-5, LogProbRtol = 1e-5;
 

@@ -6,7 +6,8 @@ using System.Numerics.Tensors;
 namespace ArcherIlgpu.Kernels;
 
 /// <summary>
-/// Causal multi-head attention on the managed backend, flash-attention style: per (b, h) and block of
+/// Causal multi-head attention on the managed backend. Training attention (forward, backward) runs on the
+/// packed GEMM over query blocks (see below). Decoding, per (b, h) and block of
 /// queries, keys are visited in blocks of <see cref="AttnKeyBlock"/> with an online softmax, so no
 /// T×T matrix exists anywhere; backward recomputes the probabilities from logSumExp.
 /// Scores are computed against a transposed key block (D × 32) so that the inner loop is a
@@ -47,71 +48,96 @@ public sealed unsafe partial class CpuBackend
     }
 
     // ------------------------------------------------------------------ forward
+    //
+    // Training attention runs on the packed GEMM: per (b, h) and block of AttnGemmRows queries, the
+    // scores against the keys that block can see (0 .. t1-1, so the causal mask costs at most half a
+    // block) live in a per-thread [rows, t1] scratch, never a full T×T matrix. Every product (q·kᵀ,
+    // p·v and the four backward ones) then runs at GEMM speed instead of as per-row dot products.
+
+    /// <summary>Queries per GEMM block: 64 rows of scores (64×T floats) stay in L2 with the key block.</summary>
+    const int AttnGemmRows = 64;
+
+    sealed class AttnGemmScratch
+    {
+        public float[] Scores = [], Grad = [], Delta = [];
+    }
+
+    [ThreadStatic] static AttnGemmScratch? attnGemmScratch;
+
+    static float* Pinned(ref float[] a, int n)
+    {
+        if (a.Length < n) a = GC.AllocateArray<float>(n, pinned: true);
+        return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(a));
+    }
 
     public override void AttentionForward(Buf<float> qkv, int B, int T, int C, int H,
         Buf<float> output, Buf<float> logSumExp)
     {
         CheckAttentionShape(B, T, C, H);
         nint qkvP = (nint)AttnPtr(qkv), outP = (nint)AttnPtr(output), lseP = (nint)AttnPtr(logSumExp);
-        int qBlocks = (T + AttnQueryBlock - 1) / AttnQueryBlock;
+        int qBlocks = (T + AttnGemmRows - 1) / AttnGemmRows;
         ParallelRange(B * H * qBlocks, 1, (start, end) =>
         {
             for (int item = start; item < end; item++)
             {
                 int bh = item / qBlocks, qb = item % qBlocks;
-                AttentionForwardBlock((float*)qkvP, (float*)outP, (float*)lseP, T, C, H,
-                    bh / H, bh % H, qb * AttnQueryBlock, Math.Min(T, (qb + 1) * AttnQueryBlock));
+                AttentionForwardGemm((float*)qkvP, (float*)outP, (float*)lseP, T, C, H,
+                    bh / H, bh % H, qb * AttnGemmRows, Math.Min(T, (qb + 1) * AttnGemmRows));
             }
         });
     }
 
-    /// <summary>Queries t0..t1-1 of head h in sequence b, online softmax over key blocks.</summary>
-    static void AttentionForwardBlock(float* qkv, float* output, float* logSumExp, int T, int C, int H,
+    /// <summary>Queries t0..t1-1 of head h in sequence b: S = q·kᵀ, P = softmax(scale S) row by row, out = P·v.</summary>
+    static void AttentionForwardGemm(float* qkv, float* output, float* logSumExp, int T, int C, int H,
         int b, int h, int t0, int t1)
     {
-        int D = C / H, C3 = 3 * C;
+        int D = C / H, C3 = 3 * C, rows = t1 - t0, keys = t1;
         float scale = 1f / MathF.Sqrt(D);
-        var s = AttnThreadScratch;
-        int rows = t1 - t0;
-        fixed (float* kt = AttnScratch.Ensure(ref s.KeysT, D * AttnKeyBlock))
-        fixed (float* scores = AttnScratch.Ensure(ref s.Scores, AttnKeyBlock))
-        fixed (float* acc = AttnScratch.Ensure(ref s.Acc, AttnQueryBlock * D))
-        fixed (float* stats = AttnScratch.Ensure(ref s.Row, 2 * AttnQueryBlock))
+        var s = attnGemmScratch ??= new AttnGemmScratch();
+        float* scores = Pinned(ref s.Scores, rows * keys);
+        float* seq = qkv + (long)b * T * C3;
+        float* q = seq + (long)t0 * C3 + h * D, k = seq + C + h * D, v = seq + 2 * C + h * D;
+
+        // S[i, s] = q_i · k_s: B(d, s) = k[s, d] is read through its strides (packed by transposes).
+        Gemm.Multiply(rows, keys, D, new StridedMatrix(q, C3, 1), new StridedMatrix(k, 1, C3),
+            scores, keys, null, accumulate: false, serial: true);
+        float* lse = logSumExp + ((long)b * H + h) * T;
+        for (int i = 0; i < rows; i++)
         {
-            float* runMax = stats, runSum = stats + AttnQueryBlock;
-            new Span<float>(acc, rows * D).Clear();
-            for (int i = 0; i < rows; i++) { runMax[i] = float.NegativeInfinity; runSum[i] = 0; }
+            int valid = t0 + i + 1;
+            var row = new Span<float>(scores + (long)i * keys, keys);
+            var seen = row[..valid];
+            float max = TensorPrimitives.Max(seen);
+            ExpAffine(seen, scale, -scale * max);
+            float sum = TensorPrimitives.Sum(seen);
+            TensorPrimitives.Multiply(seen, 1f / sum, seen);
+            row[valid..].Clear();
+            lse[t0 + i] = scale * max + MathF.Log(sum);
+        }
+        Gemm.Multiply(rows, D, keys, new StridedMatrix(scores, keys, 1), new StridedMatrix(v, C3, 1),
+            output + ((long)b * T + t0) * C + h * D, C, null, accumulate: false, serial: true);
+    }
 
-            float* seq = qkv + (long)b * T * C3;
-            for (int s0 = 0; s0 < t1; s0 += AttnKeyBlock)
+    /// <summary>x = exp(a x + c) in place.</summary>
+    static void ExpAffine(Span<float> x, float a, float c)
+    {
+        int i = 0;
+        fixed (float* p = x)
+        {
+            if (Vector512.IsHardwareAccelerated)
             {
-                int n = Math.Min(AttnKeyBlock, T - s0);
-                TransposeBlock(seq + (long)s0 * C3 + C + h * D, C3, n, D, kt);
-                for (int t = Math.Max(t0, s0); t < t1; t++)
-                {
-                    int i = t - t0;
-                    int valid = Math.Min(n, t - s0 + 1);
-                    float* q = seq + (long)t * C3 + h * D;
-                    ScoresAgainstBlock(q, kt, D, scale, scores);
-                    float newMax = MathF.Max(runMax[i], BlockMax(scores, valid));
-                    float correction = MathF.Exp(runMax[i] - newMax);   // exp(-inf) = 0 on the first block
-                    runSum[i] = runSum[i] * correction + ExpInPlace(scores, valid, newMax);
-                    runMax[i] = newMax;
-                    float* o = acc + i * D;
-                    if (correction != 1f) Scale(o, D, correction);
-                    WeightedRowSum(scores, valid, seq + (long)s0 * C3 + 2 * C + h * D, C3, o, D);
-                }
+                var va = Vector512.Create(a); var vc = Vector512.Create(c);
+                for (; i <= x.Length - 16; i += 16)
+                    Vector512.Store(Vector512.Exp(Vector512.FusedMultiplyAdd(Vector512.Load(p + i), va, vc)), p + i);
             }
-
-            for (int i = 0; i < rows; i++)
+            else
             {
-                int t = t0 + i;
-                float inv = 1f / runSum[i];
-                TensorPrimitives.Multiply(new ReadOnlySpan<float>(acc + i * D, D), inv,
-                    new Span<float>(output + ((long)b * T + t) * C + h * D, D));
-                logSumExp[((long)b * H + h) * T + t] = runMax[i] + MathF.Log(runSum[i]);
+                var va = Vector256.Create(a); var vc = Vector256.Create(c);
+                for (; i <= x.Length - 8; i += 8)
+                    Vector256.Store(Vector256.Exp(Vector256.FusedMultiplyAdd(Vector256.Load(p + i), va, vc)), p + i);
             }
         }
+        for (; i < x.Length; i++) x[i] = MathF.Exp(a * x[i] + c);
     }
 
     // ----------------------------------------------------------------- backward
@@ -127,68 +153,74 @@ public sealed unsafe partial class CpuBackend
         ParallelRange(B * H, 1, (start, end) =>
         {
             for (int bh = start; bh < end; bh++)
-                AttentionBackwardHead((float*)dOutP, (float*)qkvP, (float*)outP, (float*)lseP, (float*)dQkvP,
+                AttentionBackwardGemm((float*)dOutP, (float*)qkvP, (float*)outP, (float*)lseP, (float*)dQkvP,
                     T, C, H, bh / H, bh % H);
         });
     }
 
-    static void AttentionBackwardHead(float* dOutput, float* qkv, float* output, float* logSumExp, float* dQkv,
+    /// <summary>
+    /// One head of one sequence, query block by query block: P is recomputed from q·kᵀ and logSumExp,
+    /// dP = dO·vᵀ, dS = P ∘ (dP − delta) · scale; then dV += Pᵀ·dO, dK += dSᵀ·q and dQ = dS·k.
+    /// </summary>
+    static void AttentionBackwardGemm(float* dOutput, float* qkv, float* output, float* logSumExp, float* dQkv,
         int T, int C, int H, int b, int h)
     {
         int D = C / H, C3 = 3 * C;
         float scale = 1f / MathF.Sqrt(D);
-        var s = AttnThreadScratch;
-        fixed (float* kt = AttnScratch.Ensure(ref s.KeysT, D * AttnKeyBlock))
-        fixed (float* vt = AttnScratch.Ensure(ref s.ValuesT, D * AttnKeyBlock))
-        fixed (float* p = AttnScratch.Ensure(ref s.Scores, AttnKeyBlock))
-        fixed (float* dp = AttnScratch.Ensure(ref s.Dp, AttnKeyBlock))
-        fixed (float* dkv = AttnScratch.Ensure(ref s.Grad, 2 * AttnKeyBlock * D))
-        fixed (float* delta = AttnScratch.Ensure(ref s.Row, T))
+        var s = attnGemmScratch ??= new AttnGemmScratch();
+        int maxRows = Math.Min(T, AttnGemmRows);
+        float* p = Pinned(ref s.Scores, maxRows * T);
+        float* dp = Pinned(ref s.Grad, maxRows * T);
+        float* delta = Pinned(ref s.Delta, T);
+
+        float* seq = qkv + (long)b * T * C3;
+        float* dSeq = dQkv + (long)b * T * C3;
+        float* k = seq + C + h * D, v = seq + 2 * C + h * D;
+        float* dK = dSeq + C + h * D, dV = dSeq + 2 * C + h * D;
+        float* dO = dOutput + (long)b * T * C + h * D;
+        float* O = output + (long)b * T * C + h * D;
+        float* lse = logSumExp + ((long)b * H + h) * T;
+
+        // delta_t = dO_t · O_t = sum_s P_ts dP_ts, the softmax backward's row term; dK, dV accumulate from zero.
+        for (int t = 0; t < T; t++)
         {
-            float* seq = qkv + (long)b * T * C3;
-            float* dSeq = dQkv + (long)b * T * C3;
-            float* dO = dOutput + (long)b * T * C + h * D;
-            float* O = output + (long)b * T * C + h * D;
-            float* lse = logSumExp + ((long)b * H + h) * T;
+            delta[t] = TensorPrimitives.Dot(new ReadOnlySpan<float>(dO + (long)t * C, D), new ReadOnlySpan<float>(O + (long)t * C, D));
+            new Span<float>(dK + (long)t * C3, D).Clear();
+            new Span<float>(dV + (long)t * C3, D).Clear();
+        }
 
-            // delta_t = dO_t · O_t = sum_s P_ts dP_ts, the softmax backward's row term.
-            for (int t = 0; t < T; t++)
+        for (int t0 = 0; t0 < T; t0 += AttnGemmRows)
+        {
+            int t1 = Math.Min(T, t0 + AttnGemmRows), rows = t1 - t0, keys = t1;
+            float* q = seq + (long)t0 * C3 + h * D;
+            float* dOb = dO + (long)t0 * C;
+            Gemm.Multiply(rows, keys, D, new StridedMatrix(q, C3, 1), new StridedMatrix(k, 1, C3),
+                p, keys, null, accumulate: false, serial: true);
+            Gemm.Multiply(rows, keys, D, new StridedMatrix(dOb, C, 1), new StridedMatrix(v, 1, C3),
+                dp, keys, null, accumulate: false, serial: true);
+            for (int i = 0; i < rows; i++)
             {
-                delta[t] = TensorPrimitives.Dot(new ReadOnlySpan<float>(dO + (long)t * C, D), new ReadOnlySpan<float>(O + (long)t * C, D));
-                new Span<float>(dSeq + (long)t * C3 + h * D, D).Clear();
+                int t = t0 + i, valid = t + 1;
+                var pRow = new Span<float>(p + (long)i * keys, keys);
+                var dRow = new Span<float>(dp + (long)i * keys, keys);
+                var seen = pRow[..valid];
+                ExpAffine(seen, scale, -lse[t]);
+                pRow[valid..].Clear();
+                // dS = P (dP - delta) scale; the masked part of P is 0, so is its dS.
+                var dSeen = dRow[..valid];
+                TensorPrimitives.Subtract(dSeen, delta[t], dSeen);
+                TensorPrimitives.Multiply(dSeen, seen, dSeen);
+                TensorPrimitives.Multiply(dSeen, scale, dSeen);
+                dRow[valid..].Clear();
             }
-
-            float* dK = dkv, dV = dkv + AttnKeyBlock * D;
-            for (int s0 = 0; s0 < T; s0 += AttnKeyBlock)
-            {
-                int n = Math.Min(AttnKeyBlock, T - s0);
-                float* kRows = seq + (long)s0 * C3 + C + h * D;
-                TransposeBlock(kRows, C3, n, D, kt);
-                TransposeBlock(kRows + C, C3, n, D, vt);
-                new Span<float>(dkv, 2 * AttnKeyBlock * D).Clear();
-                for (int t = s0; t < T; t++)
-                {
-                    int valid = Math.Min(n, t - s0 + 1);
-                    float* q = seq + (long)t * C3 + h * D;
-                    float* dOt = dO + (long)t * C;
-                    ScoresAgainstBlock(q, kt, D, scale, p);
-                    ScoresAgainstBlock(dOt, vt, D, 1f, dp);
-                    ExpInPlace(p, valid, lse[t]);
-                    for (int j = 0; j < valid; j++)
-                    {
-                        Axpy(p[j], dOt, dV + j * D, D);
-                        dp[j] = p[j] * (dp[j] - delta[t]) * scale;   // now the scaled score gradient
-                        Axpy(dp[j], q, dK + j * D, D);
-                    }
-                    WeightedRowSum(dp, valid, kRows, C3, dSeq + (long)t * C3 + h * D, D);
-                }
-                for (int j = 0; j < n; j++)
-                {
-                    float* dRow = dSeq + (long)(s0 + j) * C3 + h * D;
-                    new ReadOnlySpan<float>(dK + j * D, D).CopyTo(new Span<float>(dRow + C, D));
-                    new ReadOnlySpan<float>(dV + j * D, D).CopyTo(new Span<float>(dRow + 2 * C, D));
-                }
-            }
+            // dV[s] += sum_i P[i, s] dO_i and dK[s] += sum_i dS[i, s] q_i: A(s, i) is P or dS read transposed.
+            Gemm.Multiply(keys, D, rows, new StridedMatrix(p, 1, keys), new StridedMatrix(dOb, C, 1),
+                dV, C3, null, accumulate: true, serial: true);
+            Gemm.Multiply(keys, D, rows, new StridedMatrix(dp, 1, keys), new StridedMatrix(q, C3, 1),
+                dK, C3, null, accumulate: true, serial: true);
+            // dQ_i = sum_s dS[i, s] k_s (overwrites).
+            Gemm.Multiply(rows, D, keys, new StridedMatrix(dp, keys, 1), new StridedMatrix(k, C3, 1),
+                dSeq + (long)t0 * C3 + h * D, C3, null, accumulate: false, serial: true);
         }
     }
 

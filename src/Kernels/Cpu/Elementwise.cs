@@ -16,9 +16,9 @@ public sealed partial class CpuBackend
     // more to wake than it saves.
     const int ElementwiseGrain = 1 << 16;
 
-    // Tanh is evaluated through TensorPrimitives on a stack tile of this many floats, so the whole
-    // pass stays vectorised without any heap scratch.
-    const int GeluTile = 512;
+    // 0.5 x (1 + tanh(u)) = x sigmoid(2u) = x / (1 + exp(-2u)): one vector exp and one divide per
+    // element, no tanh and no scratch. exp(-2u) overflows to +inf for very negative x, which gives
+    // x / inf = -0, the limit; for very positive x it is 0 and y = x.
 
     public override void GeluForward(Buf<float> input, int n, Buf<float> output)
     {
@@ -29,40 +29,34 @@ public sealed partial class CpuBackend
             GeluForwardRange(x.AsSpan((int)(xo + start), end - start), y.AsSpan((int)(yo + start), end - start)));
     }
 
-    static void GeluForwardRange(ReadOnlySpan<float> x, Span<float> y)
+    static unsafe void GeluForwardRange(ReadOnlySpan<float> x, Span<float> y)
     {
-        Span<float> t = stackalloc float[GeluTile];
-        for (int s = 0; s < x.Length; s += GeluTile)
+        int i = 0, n = x.Length;
+        fixed (float* px = x, py = y)
         {
-            int len = Math.Min(GeluTile, x.Length - s);
-            var xs = x.Slice(s, len); var ys = y.Slice(s, len); var ts = t[..len];
-            GeluInner(xs, ts);
-            TensorPrimitives.Tanh(ts, ts);
-            // y = 0.5 x (1 + t)
-            int i = 0;
-            var half = Vector256.Create(0.5f); var one = Vector256<float>.One;
-            for (; i <= len - Vector256<float>.Count; i += Vector256<float>.Count)
+            if (Vector512.IsHardwareAccelerated)
+                for (; i <= n - 16; i += 16)
+                {
+                    var xv = Vector512.Load(px + i);
+                    Vector512.Store(xv / (Vector512<float>.One + Vector512.Exp(GeluMinusTwoU(xv))), py + i);
+                }
+            for (; i <= n - 8; i += 8)
             {
-                var xv = Vector256.Create(xs.Slice(i, Vector256<float>.Count));
-                var tv = Vector256.Create(ts.Slice(i, Vector256<float>.Count));
-                (half * xv * (one + tv)).CopyTo(ys.Slice(i, Vector256<float>.Count));
+                var xv = Vector256.Load(px + i);
+                Vector256.Store(xv / (Vector256<float>.One + Vector256.Exp(GeluMinusTwoU(xv))), py + i);
             }
-            for (; i < len; i++) ys[i] = 0.5f * xs[i] * (1f + ts[i]);
         }
+        for (; i < n; i++) y[i] = x[i] / (1f + MathF.Exp(-2f * GeluScale * (x[i] + GeluCubic * x[i] * x[i] * x[i])));
     }
 
-    /// <summary>u = k (x + a x³), the argument of tanh.</summary>
-    static void GeluInner(ReadOnlySpan<float> x, Span<float> u)
-    {
-        int i = 0;
-        var k = Vector256.Create(GeluScale); var a = Vector256.Create(GeluCubic);
-        for (; i <= x.Length - Vector256<float>.Count; i += Vector256<float>.Count)
-        {
-            var xv = Vector256.Create(x.Slice(i, Vector256<float>.Count));
-            (k * (xv + a * xv * xv * xv)).CopyTo(u.Slice(i, Vector256<float>.Count));
-        }
-        for (; i < x.Length; i++) u[i] = GeluScale * (x[i] + GeluCubic * x[i] * x[i] * x[i]);
-    }
+    /// <summary>-2u = -2k (x + a x³) = x (-2k - 2ka x²).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector512<float> GeluMinusTwoU(Vector512<float> x)
+        => x * Vector512.FusedMultiplyAdd(x * x, Vector512.Create(-2f * GeluScale * GeluCubic), Vector512.Create(-2f * GeluScale));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Vector256<float> GeluMinusTwoU(Vector256<float> x)
+        => x * Vector256.FusedMultiplyAdd(x * x, Vector256.Create(-2f * GeluScale * GeluCubic), Vector256.Create(-2f * GeluScale));
 
     public override void GeluBackward(Buf<float> dOutput, Buf<float> input, int n, Buf<float> dInput)
     {
@@ -75,34 +69,46 @@ public sealed partial class CpuBackend
                 dx.AsSpan((int)(dxo + start), end - start)));
     }
 
-    static void GeluBackwardRange(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx)
+    // With s = sigmoid(2u): d/dx [x s] = s + 2 x s (1 - s) u', u' = k (1 + 3 a x²)
+    // (the same as 0.5 (1 + t) + 0.5 x (1 - t²) u' with t = tanh u = 2s - 1).
+    static unsafe void GeluBackwardRange(ReadOnlySpan<float> dy, ReadOnlySpan<float> x, Span<float> dx)
     {
-        Span<float> t = stackalloc float[GeluTile];
-        for (int s = 0; s < x.Length; s += GeluTile)
+        int i = 0, n = x.Length;
+        fixed (float* px = x, pdy = dy, pdx = dx)
         {
-            int len = Math.Min(GeluTile, x.Length - s);
-            var xs = x.Slice(s, len); var dys = dy.Slice(s, len); var dxs = dx.Slice(s, len); var ts = t[..len];
-            GeluInner(xs, ts);
-            TensorPrimitives.Tanh(ts, ts);
-            // d/dx = 0.5 (1 + t) + 0.5 x (1 - t²) k (1 + 3 a x²)
-            int i = 0;
-            var half = Vector256.Create(0.5f); var one = Vector256<float>.One;
-            var k = Vector256.Create(GeluScale); var a3 = Vector256.Create(3f * GeluCubic);
-            for (; i <= len - Vector256<float>.Count; i += Vector256<float>.Count)
+            if (Vector512.IsHardwareAccelerated)
             {
-                var xv = Vector256.Create(xs.Slice(i, Vector256<float>.Count));
-                var tv = Vector256.Create(ts.Slice(i, Vector256<float>.Count));
-                var dyv = Vector256.Create(dys.Slice(i, Vector256<float>.Count));
-                var grad = half * (one + tv) + half * xv * (one - tv * tv) * k * (one + a3 * xv * xv);
-                (dyv * grad).CopyTo(dxs.Slice(i, Vector256<float>.Count));
+                var one = Vector512<float>.One;
+                var twoK = Vector512.Create(2f * GeluScale); var twoK3a = Vector512.Create(2f * GeluScale * 3f * GeluCubic);
+                for (; i <= n - 16; i += 16)
+                {
+                    var xv = Vector512.Load(px + i);
+                    var sv = one / (one + Vector512.Exp(GeluMinusTwoU(xv)));
+                    var twoDu = Vector512.FusedMultiplyAdd(xv * xv, twoK3a, twoK);
+                    var grad = Vector512.FusedMultiplyAdd(xv * sv * (one - sv), twoDu, sv);
+                    Vector512.Store(Vector512.Load(pdy + i) * grad, pdx + i);
+                }
             }
-            for (; i < len; i++) dxs[i] = dys[i] * GeluGradient(xs[i], ts[i]);
+            {
+                var one = Vector256<float>.One;
+                var twoK = Vector256.Create(2f * GeluScale); var twoK3a = Vector256.Create(2f * GeluScale * 3f * GeluCubic);
+                for (; i <= n - 8; i += 8)
+                {
+                    var xv = Vector256.Load(px + i);
+                    var sv = one / (one + Vector256.Exp(GeluMinusTwoU(xv)));
+                    var twoDu = Vector256.FusedMultiplyAdd(xv * xv, twoK3a, twoK);
+                    var grad = Vector256.FusedMultiplyAdd(xv * sv * (one - sv), twoDu, sv);
+                    Vector256.Store(Vector256.Load(pdy + i) * grad, pdx + i);
+                }
+            }
+        }
+        for (; i < n; i++)
+        {
+            float xi = x[i];
+            float si = 1f / (1f + MathF.Exp(-2f * GeluScale * (xi + GeluCubic * xi * xi * xi)));
+            dx[i] = dy[i] * (si + 2f * xi * si * (1f - si) * GeluScale * (1f + 3f * GeluCubic * xi * xi));
         }
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static float GeluGradient(float x, float t)
-        => 0.5f * (1f + t) + 0.5f * x * (1f - t * t) * GeluScale * (1f + 3f * GeluCubic * x * x);
 
     public override void ResidualForward(Buf<float> a, Buf<float> b, int n, Buf<float> output)
     {

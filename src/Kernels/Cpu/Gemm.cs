@@ -45,14 +45,15 @@ internal static unsafe class Gemm
     const long SerialWork = 1L << 18;
 
     /// <summary>C = A·B (+ bias) when <paramref name="accumulate"/> is false, C += A·B (+ bias) otherwise.</summary>
+    /// <param name="serial">run on the calling thread only (callers that are already one of many parallel work items).</param>
     public static void Multiply(int M, int N, int K, StridedMatrix A, StridedMatrix B,
-        float* C, int ldc, float* bias, bool accumulate)
+        float* C, int ldc, float* bias, bool accumulate, bool serial = false)
     {
         if (M <= 0 || N <= 0) return;
         if (K <= 0) { InitialiseWithoutProduct(M, N, C, ldc, bias, accumulate); return; }
         var job = GemmJob.ForThisThread();
         job.Setup(M, N, K, A, B, C, ldc, bias, accumulate);
-        job.Run();
+        job.Run(serial);
     }
 
     static void InitialiseWithoutProduct(int M, int N, float* C, int ldc, float* bias, bool accumulate)
@@ -135,9 +136,9 @@ internal static unsafe class Gemm
 
         static int CeilDiv(int a, int b) => (a + b - 1) / b;
 
-        public void Run()
+        public void Run(bool serialOnly)
         {
-            bool serial = (long)M * N * K < SerialWork || Environment.ProcessorCount == 1;
+            bool serial = serialOnly || (long)M * N * K < SerialWork || Environment.ProcessorCount == 1;
             for (pc = 0; pc < K; pc += KC)
             {
                 kc = Math.Min(KC, K - pc);

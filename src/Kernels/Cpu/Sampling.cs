@@ -73,14 +73,26 @@ public sealed partial class CpuBackend
             uint nucleusKey = SelectThresholdKey(z, masses, SamplingMath.NucleusTarget(total, topP));
             if (nucleusKey > minKey) minKey = nucleusKey;
         }
+        // Gumbel race. A racer's key is scaled − log(−log u) with scaled ≤ 0, so it can only beat the
+        // best key so far if u ≥ exp(−exp(−bestKey)): below that floor the two logs are skipped, which
+        // for a flat distribution is nearly every token. The floor is taken 0.01 lower in key (far
+        // beyond float rounding of a key) so that no racer that could win is ever skipped.
+        ulong stream = CounterRng.StreamHash(seed, rowId, position);
         float bestKey = float.NegativeInfinity; int best = -1;
+        double uFloor = 0;
         for (int v = 0; v < V; v++)
         {
             if (SamplingMath.OrderKey(z[v]) < minKey) continue;
             float scaled = SamplingMath.Scaled(z[v], max, invT);
             if (scaled + SamplingMath.MaxGumbel < bestKey) continue;   // cannot win: skip the RNG and two logs
-            float key = SamplingMath.GumbelKey(scaled, seed, rowId, position, v);
-            if (key > bestKey || (best < 0 && key == bestKey)) { bestKey = key; best = v; }
+            float u = CounterRng.UniformInStream(stream, v);
+            if (u < uFloor) continue;
+            float key = scaled - MathF.Log(-MathF.Log(u));
+            if (key > bestKey || (best < 0 && key == bestKey))
+            {
+                bestKey = key; best = v;
+                uFloor = Math.Exp(-Math.Exp(-(bestKey - 0.01)));
+            }
         }
         return best;
     }

@@ -1,0 +1,103 @@
+using System.Diagnostics;
+
+namespace ArcherIlgpu.Kernels;
+
+/// <summary>
+/// A decorator that runs every op on an inner backend and times it: it waits for the device before
+/// and after each call, so on a GPU the time is the kernel's own, and sums the times by op name.
+/// The waits make a profiled step slower than a real one; use it to find the slowest op, not to
+/// measure the step. Buffers belong to the inner backend.
+/// </summary>
+public sealed class ProfilingBackend(Backend inner) : Backend
+{
+    /// <summary>Calls and total time of one op.</summary>
+    public sealed class OpStats
+    {
+        public long Calls;
+        public long Ticks;
+        public double Milliseconds => Ticks * 1000.0 / Stopwatch.Frequency;
+    }
+
+    readonly Dictionary<string, OpStats> stats = new();
+
+    public Backend Inner { get; } = inner;
+    /// <summary>While false, ops pass straight through (warm-up steps).</summary>
+    public bool Enabled { get; set; } = true;
+    public IReadOnlyDictionary<string, OpStats> Stats => stats;
+    public void Reset() => stats.Clear();
+
+    public override string Name => Inner.Name;
+    public override string Description => Inner.Description + " (profiled)";
+
+    void Time(string op, Action run)
+    {
+        if (!Enabled) { run(); return; }
+        Inner.Synchronize();
+        long start = Stopwatch.GetTimestamp();
+        run();
+        Inner.Synchronize();
+        long ticks = Stopwatch.GetTimestamp() - start;
+        if (!stats.TryGetValue(op, out var s)) stats[op] = s = new OpStats();
+        s.Calls++;
+        s.Ticks += ticks;
+    }
+
+    /// <summary>The "op shape" key: the same op at different sizes is listed apart (e.g. each matmul).</summary>
+    static string Key(string op, string shape) => op + " " + shape;
+
+    public override DeviceBuffer<T> Allocate<T>(long length) => Inner.Allocate<T>(length);
+    public override void Upload<T>(Buf<T> dst, ReadOnlySpan<T> src) => Inner.Upload(dst, src);
+    public override void Download<T>(Buf<T> src, Span<T> dst) => Inner.Download(src, dst);
+    public override void Zero<T>(Buf<T> dst) => Time("Zero", () => Inner.Zero(dst));
+    public override void Copy<T>(Buf<T> src, Buf<T> dst) => Time("Copy", () => Inner.Copy(src, dst));
+    public override void Synchronize() => Inner.Synchronize();
+    public override void Dispose() => Inner.Dispose();
+
+    public override void EmbeddingForward(Buf<int> tokens, Buf<int> positions, Buf<float> wte, Buf<float> wpe, int N, int C, Buf<float> output)
+        => Time("EmbeddingForward", () => Inner.EmbeddingForward(tokens, positions, wte, wpe, N, C, output));
+    public override void EmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, Buf<int> positions, int N, int C, Buf<float> dWte, Buf<float> dWpe)
+        => Time("EmbeddingBackward", () => Inner.EmbeddingBackward(dOutput, tokens, positions, N, C, dWte, dWpe));
+
+    public override void LayerNormForward(Buf<float> input, Buf<float> weight, Buf<float> bias, int N, int C, float eps, Buf<float> output, Buf<float> mean, Buf<float> rstd)
+        => Time("LayerNormForward", () => Inner.LayerNormForward(input, weight, bias, N, C, eps, output, mean, rstd));
+    public override void LayerNormBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> mean, Buf<float> rstd, int N, int C, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
+        => Time("LayerNormBackward", () => Inner.LayerNormBackward(dOutput, input, weight, mean, rstd, N, C, dInput, dWeight, dBias));
+
+    public override void MatMulForward(Buf<float> input, Buf<float> weight, Buf<float> bias, int N, int K, int OC, Buf<float> output)
+        => Time(Key("MatMulForward", $"{N}x{K}->{OC}"), () => Inner.MatMulForward(input, weight, bias, N, K, OC, output));
+    public override void MatMulBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight, int N, int K, int OC, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
+        => Time(Key("MatMulBackward", $"{N}x{K}->{OC}"), () => Inner.MatMulBackward(dOutput, input, weight, N, K, OC, dInput, dWeight, dBias));
+
+    public override void AttentionForward(Buf<float> qkv, int B, int T, int C, int H, Buf<float> output, Buf<float> logSumExp)
+        => Time("AttentionForward", () => Inner.AttentionForward(qkv, B, T, C, H, output, logSumExp));
+    public override void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output, Buf<float> logSumExp, int B, int T, int C, int H, Buf<float> dQkv)
+        => Time("AttentionBackward", () => Inner.AttentionBackward(dOutput, qkv, output, logSumExp, B, T, C, H, dQkv));
+    public override void KvCacheWrite(Buf<float> qkv, int B, int T, int C, int H, int maxT, Buf<float> kCache, Buf<float> vCache)
+        => Time("KvCacheWrite", () => Inner.KvCacheWrite(qkv, B, T, C, H, maxT, kCache, vCache));
+    public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int C, int H, int maxT, Buf<float> kCache, Buf<float> vCache, Buf<float> output)
+        => Time("AttentionDecode", () => Inner.AttentionDecode(qkv, positions, B, C, H, maxT, kCache, vCache, output));
+
+    public override void GeluForward(Buf<float> input, int n, Buf<float> output)
+        => Time("GeluForward", () => Inner.GeluForward(input, n, output));
+    public override void GeluBackward(Buf<float> dOutput, Buf<float> input, int n, Buf<float> dInput)
+        => Time("GeluBackward", () => Inner.GeluBackward(dOutput, input, n, dInput));
+    public override void ResidualForward(Buf<float> a, Buf<float> b, int n, Buf<float> output)
+        => Time("ResidualForward", () => Inner.ResidualForward(a, b, n, output));
+    public override void ResidualBackward(Buf<float> dOutput, int n, Buf<float> dA, Buf<float> dB)
+        => Time("ResidualBackward", () => Inner.ResidualBackward(dOutput, n, dA, dB));
+
+    public override void CrossEntropyForwardBackward(Buf<float> logits, Buf<int> targets, Buf<float> weights, int N, int V, Buf<float> losses, Buf<float> dLogits)
+        => Time("CrossEntropyForwardBackward", () => Inner.CrossEntropyForwardBackward(logits, targets, weights, N, V, losses, dLogits));
+    public override void TokenLogProbEntropy(Buf<float> logits, Buf<int> tokens, int N, int V, float temperature, Buf<float> logProbs, Buf<float> entropies)
+        => Time("TokenLogProbEntropy", () => Inner.TokenLogProbEntropy(logits, tokens, N, V, temperature, logProbs, entropies));
+    public override void TokenLogProbBackward(Buf<float> logits, Buf<int> tokens, Buf<float> dLogProbs, int N, int V, float temperature, Buf<float> dLogits)
+        => Time("TokenLogProbBackward", () => Inner.TokenLogProbBackward(logits, tokens, dLogProbs, N, V, temperature, dLogits));
+
+    public override void SumOfSquares(Buf<float> grads, Buf<float> normSquared)
+        => Time("SumOfSquares", () => Inner.SumOfSquares(grads, normSquared));
+    public override void AdamW(Buf<float> parameters, Buf<float> grads, Buf<float> m, Buf<float> v, Buf<float> normSquared, float maxNorm, float lr, float beta1, float beta2, float eps, float weightDecay, int step)
+        => Time("AdamW", () => Inner.AdamW(parameters, grads, m, v, normSquared, maxNorm, lr, beta1, beta2, eps, weightDecay, step));
+
+    public override void Sample(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V, float temperature, int topK, float topP, ulong seed, Buf<int> tokens, Buf<float> logProbs)
+        => Time("Sample", () => Inner.Sample(logits, rows, positions, N, V, temperature, topK, topP, seed, tokens, logProbs));
+}
