@@ -52,8 +52,14 @@ public static class Close
         }
     }
 
+    /// <summary>One value; NaN matches only NaN.</summary>
     public static void One(double expected, double actual, double atol, double rtol, string what)
     {
+        if (double.IsNaN(expected) || double.IsNaN(actual))
+        {
+            Assert.True(double.IsNaN(expected) && double.IsNaN(actual), $"{what}: got {actual:R}, expected {expected:R}");
+            return;
+        }
         double err = Math.Abs(actual - expected);
         Assert.True(err <= atol + rtol * Math.Abs(expected), $"{what}: got {actual:R}, expected {expected:R} (atol {atol}, rtol {rtol})");
     }
