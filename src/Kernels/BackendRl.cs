@@ -51,8 +51,10 @@ public abstract partial class Backend
     /// <param name="mask">[R, T] token weight m</param>
     /// <param name="classes">[R, T] token classes, or default: every valid token Low</param>
     /// <param name="dLogProbs">[R, T] out, OVERWRITTEN: dLoss/dℓ</param>
-    /// <param name="stats">[<see cref="PolicyLossStats.Count"/>] out, OVERWRITTEN: the loss, its terms and counts (see <see cref="PolicyLossStats"/>)</param>
+    /// <param name="stats">[<see cref="PolicyLossStats.Count"/>] out, OVERWRITTEN: the loss, its terms and counts (see <see cref="PolicyLossStats"/>). Float32 because
+    /// CUDA contexts run with MathMode.Fast32BitOnly, which turns every float64 load and store in a kernel into float32;
+    /// counts are exact up to 2^24 tokens.</param>
     public abstract void PolicyLossForwardBackward(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
         Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
-        Buf<float> dLogProbs, Buf<double> stats);
+        Buf<float> dLogProbs, Buf<float> stats);
 }

@@ -45,7 +45,8 @@ public enum PolicyTokenPass
 /// The scalars of <see cref="Backend.PolicyLossForwardBackward"/>: per-class clip ranges and weights, the
 /// clamps, the aggregation and AR-Lopti's advantage handling. A plain unmanaged struct so that it can be
 /// passed to a kernel as one argument. Tokens of class Low use the Low* fields; High and None (padding)
-/// use the High* fields, as ArcherIlgpu.Rl's TokenParameters.FromClasses does.
+/// use the High* fields, as ArcherIlgpu.Rl's TokenParameters.FromClasses does. Only 32-bit fields: CUDA
+/// contexts run with MathMode.Fast32BitOnly, under which a float64 kernel argument would not arrive intact.
 /// </summary>
 public struct PolicyLossParameters
 {
@@ -63,9 +64,9 @@ public struct PolicyLossParameters
     public PolicyAggregation Aggregation;
     public PolicyKlAggregation KlAggregation;
     /// <summary>Responses to divide by in the sequence-mean modes and in <see cref="PolicyKlAggregation.PerClassMean"/> (&gt; 0).</summary>
-    public double SequenceDivisor;
+    public float SequenceDivisor;
     /// <summary>Constant divisor of <see cref="PolicyAggregation.SeqMeanTokenSum"/> (&gt; 0).</summary>
-    public double TokenSumNormalizer;
+    public float TokenSumNormalizer;
     /// <summary>1: AR reweighting A' = (α·exp(ℓ_old) + 1 − α)·A with α = <see cref="ReweightAlpha"/>; 0: A as given.</summary>
     public int Reweight;
     public float ReweightAlpha;

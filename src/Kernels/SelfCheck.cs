@@ -271,12 +271,12 @@ public static class SelfCheck
                 var p = PolicyLossParameters.ArcherDefaults(R);
                 p.LowKlWeight = 0.2f; p.HighKlWeight = 0.05f; p.HighPolicyWeight = 0.5f;
                 p.Aggregation = agg; p.KlAggregation = kl; p.KlEstimator = est;
-                var d = be.Allocate<float>(n).All; var stats = be.Allocate<double>(PolicyLossStats.Count).All;
+                var d = be.Allocate<float>(n).All; var stats = be.Allocate<float>(PolicyLossStats.Count).All;
                 be.PolicyLossForwardBackward(LP, OLD, RF, ADV, M, C, R, T, p, d, stats);
                 var st = be.ToArray(stats);
                 outputs.Add(($"dLogProbs {agg} {kl} {est}", be.ToArray(d)));
-                outputs.Add(($"loss terms {agg} {kl} {est}", Array.ConvertAll(st[..PolicyLossStats.Tokens], x => (float)x)));
-                outputs.Add(($"counts {agg} {kl} {est}", Array.ConvertAll(st[PolicyLossStats.Tokens..], x => (float)x)));
+                outputs.Add(($"loss terms {agg} {kl} {est}", st[..PolicyLossStats.Tokens]));
+                outputs.Add(($"counts {agg} {kl} {est}", st[PolicyLossStats.Tokens..]));
             }
             return outputs.ToArray();
         });

@@ -71,7 +71,7 @@ public sealed partial class CpuBackend
 
     public override void PolicyLossForwardBackward(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
         Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
-        Buf<float> dLogProbs, Buf<double> stats)
+        Buf<float> dLogProbs, Buf<float> stats)
     {
         CheckPolicyLossArguments(logProbs, oldLogProbs, refLogProbs, advantages, mask, classes, R, T, parameters, dLogProbs, stats);
         var p = parameters;
@@ -104,7 +104,10 @@ public sealed partial class CpuBackend
             }
         });
 
-        BatchTotals(p, rows, R, stats.Span);
+        Span<double> totals = stackalloc double[PolicyLossStats.Count];
+        BatchTotals(p, rows, R, totals);
+        var statsOut = stats.Span;
+        for (int s = 0; s < PolicyLossStats.Count; s++) statsOut[s] = (float)totals[s];
 
         ParallelRange(R, 8, (start, end) =>
         {
@@ -159,7 +162,7 @@ public sealed partial class CpuBackend
 
     internal static void CheckPolicyLossArguments(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
         Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
-        Buf<float> dLogProbs, Buf<double> stats)
+        Buf<float> dLogProbs, Buf<float> stats)
     {
         if (R < 0 || T < 0) throw new ArgumentException($"R ({R}) and T ({T}) must be >= 0");
         long n = (long)R * T;

@@ -8,22 +8,32 @@ namespace ArcherIlgpu.Kernels;
 /// Classification: one group per row (one group over the whole batch for the batch quantile) finds
 /// the two order statistics around the quantile by a radix select on <see cref="SamplingMath.OrderKey"/>,
 /// 8 bits per pass over shared count histograms, so the result is exact and independent of thread order.
-/// Loss: (1) one group per row sums the row's <see cref="PolicyMath.RowSums"/> in float64 into a
-/// [R, RowSlots] scratch; (2) one group turns them into batch totals, per-row gradient scales and the
+/// Loss: (1) one group per row sums the row's <see cref="PolicyMath.RowSums"/> into a [R, RowSlots]
+/// float32 scratch (float32 throughout: CUDA contexts use MathMode.Fast32BitOnly, which demotes every
+/// float64 operation, load and store in a kernel to float32); (2) one group turns them into batch totals, per-row gradient scales and the
 /// statistics; (3) one thread per token writes dLoss/dℓ. Every per-token value comes from the same
 /// <see cref="PolicyMath"/> functions as the managed backend and the host code.
 /// </summary>
 public sealed partial class IlgpuBackend
 {
-    Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, double, int, ArrayView<float>, ArrayView<int>>? classifyKernel;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, ArrayView<int>, ArrayView<float>, int, ArrayView<float>, ArrayView<int>>? classifyKernel;
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>,
-        int, int, int, PolicyLossParameters, ArrayView<double>>? policyRowKernel;
-    Action<KernelConfig, ArrayView<double>, int, PolicyLossParameters, ArrayView<double>>? policyTotalsKernel;
+        int, int, int, PolicyLossParameters, ArrayView<float>>? policyRowKernel;
+    Action<KernelConfig, ArrayView<float>, int, PolicyLossParameters, ArrayView<float>>? policyTotalsKernel;
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>,
-        int, int, int, int, PolicyLossParameters, ArrayView<double>, ArrayView<float>>? policyGradientKernel;
+        int, int, int, int, PolicyLossParameters, ArrayView<float>, ArrayView<float>>? policyGradientKernel;
 
-    DeviceBuffer<double>? policyRows;   // [R, RowSlots] scratch, grown to the largest R seen
+    DeviceBuffer<float>? policyRows;    // [R, RowSlots] float32 scratch (float64 does not survive Fast32BitOnly), grown to the largest R seen
     DeviceBuffer<int>? noClasses;       // stands in for an absent classes argument (never read)
+
+    // Quantile positions per valid count n = 0..quantileMax: ⌊ρ(n−1)⌋ and the fraction as a float pair
+    // (hi, lo), computed on the host in float64. Kernels cannot do that arithmetic themselves: CUDA contexts
+    // run with MathMode.Fast32BitOnly, which demotes float64 to float32, and ρ(n−1) in float32 can land on
+    // the wrong side of an integer. Rebuilt only when ρ changes or a longer row arrives.
+    DeviceBuffer<int>? quantileIndex;
+    DeviceBuffer<float>? quantileFraction;
+    double quantileRho = double.NaN;
+    int quantileMax = -1;
 
     // ------------------------------------------------------------------ classification
 
@@ -54,17 +64,36 @@ public sealed partial class IlgpuBackend
     void LaunchClassify(Buf<float> entropies, Buf<float> mask, int rows, int length, double rho, bool strictGreater,
         Buf<float> thresholds, Buf<int> classes)
     {
-        classifyKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, double, int, ArrayView<float>,
-            ArrayView<int>>(ClassifyKernel);
-        classifyKernel(new KernelConfig(rows, RowGroupSize(length)), entropies.View, mask.View, length, rho,
-            strictGreater ? 1 : 0, thresholds.View, classes.View);
+        EnsureQuantileTable(rho, length);
+        classifyKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<int>, ArrayView<float>, int,
+            ArrayView<float>, ArrayView<int>>(ClassifyKernel);
+        classifyKernel(new KernelConfig(rows, RowGroupSize(length)), entropies.View, mask.View, length, quantileIndex!.All.View,
+            quantileFraction!.All.View, strictGreater ? 1 : 0, thresholds.View, classes.View);
+    }
+
+    void EnsureQuantileTable(double rho, int length)
+    {
+        if (rho == quantileRho && length <= quantileMax) return;
+        int max = Math.Max(length, quantileMax);
+        var index = new int[max + 1]; var fraction = new float[2 * (max + 1)];
+        for (int n = 1; n <= max; n++)
+        {
+            index[n] = PolicyMath.QuantileIndex(n, rho, out double frac);
+            float hi = (float)frac;
+            fraction[2 * n] = hi;
+            fraction[2 * n + 1] = (float)(frac - hi);
+        }
+        quantileIndex?.Dispose(); quantileFraction?.Dispose();
+        quantileIndex = this.Upload<int>(index).Buffer;
+        quantileFraction = this.Upload<float>(fraction).Buffer;
+        quantileRho = rho; quantileMax = max;
     }
 
     /// <summary>Count bins of one select pass, and three rotating histograms so one barrier per pass suffices.</summary>
     const int SelectBins = 256, SelectSlots = 3 * SelectBins;
 
-    static void ClassifyKernel(ArrayView<float> entropies, ArrayView<float> mask, int length, double rho, int strictGreater,
-        ArrayView<float> thresholds, ArrayView<int> classes)
+    static void ClassifyKernel(ArrayView<float> entropies, ArrayView<float> mask, int length, ArrayView<int> quantileIndex,
+        ArrayView<float> quantileFraction, int strictGreater, ArrayView<float> thresholds, ArrayView<int> classes)
     {
         var sharedI = SharedMemory.Allocate<int>(RowReduce.MaxWarps);
         var histogram = SharedMemory.Allocate<int>(SelectSlots);
@@ -80,7 +109,8 @@ public sealed partial class IlgpuBackend
         float tau = float.NaN;
         if (n > 0)   // uniform across the group, so the barriers inside are reached by all
         {
-            int lo = PolicyMath.QuantileIndex(n, rho, out double frac);
+            int lo = quantileIndex[n];
+            double frac = (double)quantileFraction[2 * n] + quantileFraction[2 * n + 1];
             int hi = lo + 1 < n ? lo + 1 : n - 1;
             float a = PolicyMath.FromOrderKey(SelectKey(h, m, lo, histogram));
             float b = hi == lo ? a : PolicyMath.FromOrderKey(SelectKey(h, m, hi, histogram));
@@ -143,7 +173,7 @@ public sealed partial class IlgpuBackend
 
     public override void PolicyLossForwardBackward(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
         Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
-        Buf<float> dLogProbs, Buf<double> stats)
+        Buf<float> dLogProbs, Buf<float> stats)
     {
         CpuBackend.CheckPolicyLossArguments(logProbs, oldLogProbs, refLogProbs, advantages, mask, classes, R, T, parameters, dLogProbs, stats);
         long n = (long)R * T;
@@ -152,7 +182,7 @@ public sealed partial class IlgpuBackend
         if (policyRows is null || policyRows.Length < (long)R * PolicyMath.RowSlots)
         {
             policyRows?.Dispose();
-            policyRows = Allocate<double>((long)R * PolicyMath.RowSlots);
+            policyRows = Allocate<float>((long)R * PolicyMath.RowSlots);
         }
         noClasses ??= Allocate<int>(1);
         var rows = policyRows.All.View;
@@ -161,10 +191,10 @@ public sealed partial class IlgpuBackend
         var cls = hasClasses ? classes.View : noClasses.All.View;
 
         policyRowKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<int>, int, int, int, PolicyLossParameters, ArrayView<double>>(PolicyRowKernel);
-        policyTotalsKernel ??= Accelerator.LoadStreamKernel<ArrayView<double>, int, PolicyLossParameters, ArrayView<double>>(PolicyTotalsKernel);
+            ArrayView<float>, ArrayView<int>, int, int, int, PolicyLossParameters, ArrayView<float>>(PolicyRowKernel);
+        policyTotalsKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, int, PolicyLossParameters, ArrayView<float>>(PolicyTotalsKernel);
         policyGradientKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
-            ArrayView<float>, ArrayView<int>, int, int, int, int, PolicyLossParameters, ArrayView<double>, ArrayView<float>>(PolicyGradientKernel);
+            ArrayView<float>, ArrayView<int>, int, int, int, int, PolicyLossParameters, ArrayView<float>, ArrayView<float>>(PolicyGradientKernel);
 
         policyRowKernel(new KernelConfig(R, RowGroupSize(T)), logProbs.View, oldLogProbs.View, rf, advantages.View, mask.View, cls,
             T, hasKl ? 1 : 0, hasClasses ? 1 : 0, parameters, rows);
@@ -175,9 +205,9 @@ public sealed partial class IlgpuBackend
 
     static void PolicyRowKernel(ArrayView<float> logProbs, ArrayView<float> oldLogProbs, ArrayView<float> refLogProbs,
         ArrayView<float> advantages, ArrayView<float> mask, ArrayView<int> classes, int T, int hasKl, int hasClasses,
-        PolicyLossParameters p, ArrayView<double> rows)
+        PolicyLossParameters p, ArrayView<float> rows)
     {
-        var shared = SharedMemory.Allocate<double>(PolicyMath.RowSumSlots * RowReduce.MaxWarps);
+        var shared = SharedMemory.Allocate<float>(PolicyMath.RowSumSlots * RowReduce.MaxWarps);
         int row = Grid.IdxX;
         long start = (long)row * T;
         var sums = new PolicyMath.RowSums();
@@ -193,13 +223,13 @@ public sealed partial class IlgpuBackend
         int warp = Group.IdxX / Warp.WarpSize, warps = Group.DimX / Warp.WarpSize;
         for (int s = 0; s < PolicyMath.RowSumSlots; s++)
         {
-            double v = WarpSum(sums.Get(s));
+            float v = RowReduce.WarpSum((float)sums.Get(s));
             if (Warp.LaneIdx == 0) shared[s * RowReduce.MaxWarps + warp] = v;
         }
         Group.Barrier();
         for (int s = Group.IdxX; s < PolicyMath.RowSumSlots; s += Group.DimX)
         {
-            double total = 0;
+            float total = 0;
             for (int w = 0; w < warps; w++) total += shared[s * RowReduce.MaxWarps + w];
             rows[(long)row * PolicyMath.RowSlots + s] = total;
         }
@@ -208,50 +238,51 @@ public sealed partial class IlgpuBackend
     /// <summary>Values the totals kernel sums before the scales are known: mask, ppo-kl, the 8 counts.</summary>
     const int FirstTotals = 2 + PolicyMath.RowCountSlots;
 
-    static void PolicyTotalsKernel(ArrayView<double> rows, int R, PolicyLossParameters p, ArrayView<double> stats)
+    static void PolicyTotalsKernel(ArrayView<float> rows, int R, PolicyLossParameters p, ArrayView<float> stats)
     {
-        var shared = SharedMemory.Allocate<double>(FirstTotals * RowReduce.MaxWarps);
+        var shared = SharedMemory.Allocate<float>(FirstTotals * RowReduce.MaxWarps);
         int warp = Group.IdxX / Warp.WarpSize, warps = Group.DimX / Warp.WarpSize;
 
         for (int k = 0; k < FirstTotals; k++)
         {
             int slot = k == 0 ? PolicyMath.RowMask : k == 1 ? PolicyMath.RowPpoKl : PolicyMath.RowCounts + k - 2;
-            double v = 0;
+            float v = 0;
             for (int i = Group.IdxX; i < R; i += Group.DimX) v += rows[(long)i * PolicyMath.RowSlots + slot];
-            v = WarpSum(v);
+            v = RowReduce.WarpSum(v);
             if (Warp.LaneIdx == 0) shared[k * RowReduce.MaxWarps + warp] = v;
         }
         Group.Barrier();
-        double totalMask = 0;
+        float totalMask = 0;
         for (int w = 0; w < warps; w++) totalMask += shared[w];
         if (Group.IdxX == 0)
         {
             stats[PolicyLossStats.MaskSum] = totalMask;
-            double ppo = 0;
+            float ppo = 0;
             for (int w = 0; w < warps; w++) ppo += shared[RowReduce.MaxWarps + w];
-            stats[PolicyLossStats.PpoKl] = totalMask > 0 ? ppo / totalMask : 0;
+            stats[PolicyLossStats.PpoKl] = totalMask > 0 ? ppo / totalMask : 0f;
             for (int c = 0; c < PolicyMath.RowCountSlots; c++)
             {
-                double count = 0;
+                float count = 0;
                 for (int w = 0; w < warps; w++) count += shared[(2 + c) * RowReduce.MaxWarps + w];
                 stats[PolicyLossStats.Tokens + c] = count;
             }
         }
         Group.Barrier();   // the shared partials are reused below
 
-        double policy = 0, klWeighted = 0, klLow = 0, klHigh = 0;
+        float policy = 0, klWeighted = 0, klLow = 0, klHigh = 0;
         for (int i = Group.IdxX; i < R; i += Group.DimX)
         {
             var r = rows.SubView((long)i * PolicyMath.RowSlots, PolicyMath.RowSlots);
             var s = PolicyMath.Scales(p, r[PolicyMath.RowMask], r[PolicyMath.RowLowMask], r[PolicyMath.RowHighMask], totalMask);
-            r[PolicyMath.RowPolicyScale] = s.Policy;
-            r[PolicyMath.RowLowKlScale] = s.LowKl;
-            r[PolicyMath.RowHighKlScale] = s.HighKl;
+            r[PolicyMath.RowPolicyScale] = (float)s.Policy;
+            r[PolicyMath.RowLowKlScale] = (float)s.LowKl;
+            r[PolicyMath.RowHighKlScale] = (float)s.HighKl;
             var terms = PolicyMath.Terms(p, s, r[PolicyMath.RowPolicy], r[PolicyMath.RowKlWeightedLow], r[PolicyMath.RowKlWeightedHigh],
                 r[PolicyMath.RowKlLow], r[PolicyMath.RowKlHigh]);
-            policy += terms.Policy; klWeighted += terms.KlWeighted; klLow += terms.KlLow; klHigh += terms.KlHigh;
+            policy += (float)terms.Policy; klWeighted += (float)terms.KlWeighted; klLow += (float)terms.KlLow; klHigh += (float)terms.KlHigh;
         }
-        policy = WarpSum(policy); klWeighted = WarpSum(klWeighted); klLow = WarpSum(klLow); klHigh = WarpSum(klHigh);
+        policy = RowReduce.WarpSum(policy); klWeighted = RowReduce.WarpSum(klWeighted);
+        klLow = RowReduce.WarpSum(klLow); klHigh = RowReduce.WarpSum(klHigh);
         if (Warp.LaneIdx == 0)
         {
             shared[warp] = policy;
@@ -262,7 +293,7 @@ public sealed partial class IlgpuBackend
         Group.Barrier();
         if (Group.IdxX == 0)
         {
-            double pt = 0, kt = 0, kl = 0, kh = 0;
+            float pt = 0, kt = 0, kl = 0, kh = 0;
             for (int w = 0; w < warps; w++)
             {
                 pt += shared[w]; kt += shared[RowReduce.MaxWarps + w];
@@ -278,7 +309,7 @@ public sealed partial class IlgpuBackend
 
     static void PolicyGradientKernel(ArrayView<float> logProbs, ArrayView<float> oldLogProbs, ArrayView<float> refLogProbs,
         ArrayView<float> advantages, ArrayView<float> mask, ArrayView<int> classes, int n, int T, int hasKl, int hasClasses,
-        PolicyLossParameters p, ArrayView<double> rows, ArrayView<float> dLogProbs)
+        PolicyLossParameters p, ArrayView<float> rows, ArrayView<float> dLogProbs)
     {
         int index = Grid.GlobalIndex.X;
         if (index >= n) return;
@@ -287,21 +318,8 @@ public sealed partial class IlgpuBackend
         var terms = PolicyMath.Evaluate(p, logProbs[index], oldLogProbs[index], refLogProbs[hasKl != 0 ? index : 0], advantages[index],
             hasClasses != 0 ? classes[index] : PolicyMath.ClassLow, hasClasses != 0, hasKl != 0);
         long r = (long)(index / T) * PolicyMath.RowSlots;
-        double klScale = terms.StatClass == 1 ? rows[r + PolicyMath.RowHighKlScale] : rows[r + PolicyMath.RowLowKlScale];
-        dLogProbs[index] = PolicyMath.TokenGradient(mk * rows[r + PolicyMath.RowPolicyScale], terms.PolicyWeight,
-            terms.Surrogate.Gradient, hasKl != 0, mk * klScale, terms.KlWeight, terms.Kl.Gradient);
-    }
-
-    /// <summary>Warp butterfly sum of a float64, shuffled as two 32-bit halves.</summary>
-    static double WarpSum(double v)
-    {
-        for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2)
-        {
-            ulong bits = Interop.FloatAsInt(v);
-            int lo = Warp.ShuffleXor((int)(uint)bits, offset);
-            int hi = Warp.ShuffleXor((int)(uint)(bits >> 32), offset);
-            v += Interop.IntAsFloat(((ulong)(uint)hi << 32) | (uint)lo);
-        }
-        return v;
+        float klScale = terms.StatClass == 1 ? rows[r + PolicyMath.RowHighKlScale] : rows[r + PolicyMath.RowLowKlScale];
+        dLogProbs[index] = PolicyMath.TokenGradient((double)mk * rows[r + PolicyMath.RowPolicyScale], terms.PolicyWeight,
+            terms.Surrogate.Gradient, hasKl != 0, (double)mk * klScale, terms.KlWeight, terms.Kl.Gradient);
     }
 }

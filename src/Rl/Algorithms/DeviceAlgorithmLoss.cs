@@ -37,8 +37,8 @@ public sealed class DeviceAlgorithmLoss : IDisposable
     readonly Backend backend;
     DeviceBuffer<int>? classes;
     DeviceBuffer<float>? thresholds;
-    readonly DeviceBuffer<double> stats;
-    readonly double[] hostStats = new double[PolicyLossStats.Count];
+    readonly DeviceBuffer<float> stats;
+    readonly float[] hostStats = new float[PolicyLossStats.Count];
 
     public DeviceAlgorithmLoss(Backend backend, AlgorithmConfig config)
     {
@@ -46,7 +46,7 @@ public sealed class DeviceAlgorithmLoss : IDisposable
         if (config.EntropyCoef != 0)
             throw new NotSupportedException("entropy_coef != 0: an entropy bonus needs the gradient of the logits, which the per-token loss does not produce");
         this.backend = backend;
-        stats = backend.Allocate<double>(PolicyLossStats.Count);
+        stats = backend.Allocate<float>(PolicyLossStats.Count);
     }
 
     public AlgorithmConfig Config { get; }
@@ -55,8 +55,8 @@ public sealed class DeviceAlgorithmLoss : IDisposable
     public Buf<int> LastClasses { get; private set; }
     /// <summary>Thresholds of the last call: [Rows] per response, [1] per batch; empty otherwise.</summary>
     public Buf<float> LastThresholds { get; private set; }
-    /// <summary>The statistics of the last call, [<see cref="PolicyLossStats.Count"/>] float64 on the device.</summary>
-    public Buf<double> Stats => stats.All;
+    /// <summary>The statistics of the last call, [<see cref="PolicyLossStats.Count"/>] float32 on the device.</summary>
+    public Buf<float> Stats => stats.All;
 
     /// <summary>Whether the KL term is evaluated (and reference log-probs are needed).</summary>
     public bool UsesKl => Config.UseKl && (Config.Low.KlCoef > 0 || Config.High.KlCoef > 0);
@@ -97,7 +97,7 @@ public sealed class DeviceAlgorithmLoss : IDisposable
             KlDeltaClamp = (float)s.KlDeltaClamp, KlValueClamp = (float)s.KlValueClamp,
             KlEstimator = PolicyLoss.ToDevice(s.KlEstimator), Aggregation = PolicyLoss.ToDevice(s.Aggregation),
             KlAggregation = PolicyLoss.ToDevice(s.KlAggregation),
-            SequenceDivisor = s.SequenceDivisor ?? rows, TokenSumNormalizer = s.TokenSumNormalizer,
+            SequenceDivisor = (float)(s.SequenceDivisor ?? rows), TokenSumNormalizer = (float)s.TokenSumNormalizer,
             Reweight = Config.AdvantageReweighting ? 1 : 0, ReweightAlpha = (float)Config.ReweightAlpha,
             Pass = pass switch
             {
@@ -111,7 +111,7 @@ public sealed class DeviceAlgorithmLoss : IDisposable
     }
 
     /// <summary>A <see cref="PolicyLossResult"/> from a downloaded statistics buffer.</summary>
-    public static PolicyLossResult ToResult(ReadOnlySpan<double> s)
+    public static PolicyLossResult ToResult(ReadOnlySpan<float> s)
     {
         if (s.Length != PolicyLossStats.Count) throw new ArgumentException($"statistics have length {s.Length}, expected {PolicyLossStats.Count}");
         var clips = new ClipStatistics();

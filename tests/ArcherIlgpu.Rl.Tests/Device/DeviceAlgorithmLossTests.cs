@@ -43,18 +43,18 @@ public class DeviceAlgorithmLossTests
             RefLogProbs = be.Upload<float>(c.Ref), Entropies = be.Upload<float>(entropy),
             Advantages = be.Upload<float>(c.Adv), Mask = be.Upload<float>(c.Mask),
         }, d, sequenceDivisor: 8, pass: pass);
-        var got = device.ReadResult();
+        var got = device.ReadResult();   // float32 statistics: the tolerances below are float32's
 
-        // The same float32 per-token math (PolicyMath) on both sides; only where the float64 row sums are
-        // formed differs (host: token by token, device: row sums times scales), ~1e-16 relative, then one
-        // float32 rounding of each gradient: 1e-6 relative, 1e-9 absolute for gradients that cancel to 0.
-        Close.All(Array.ConvertAll(dHost, x => (double)x), be.ToArray(d), 1e-9, 1e-6, $"{backend} {preset} {pass} dLogProbs");
-        Close.One(expected.Loss, got.Loss, 1e-12, 1e-9, "loss");
-        Close.One(expected.PolicyTerm, got.PolicyTerm, 1e-12, 1e-9, "policy term");
-        Close.One(expected.KlTerm, got.KlTerm, 1e-12, 1e-9, "kl term");
-        Close.One(expected.KlLow, got.KlLow, 1e-12, 1e-9, "kl low");
-        Close.One(expected.KlHigh, got.KlHigh, 1e-12, 1e-9, "kl high");
-        Close.One(expected.PpoKl, got.PpoKl, 1e-12, 1e-9, "ppo kl");
+        // The same float32 per-token math (PolicyMath) on both sides; the row sums differ: host float64 token by
+        // token, cpu backend float64 row sums times scales, kernels float32 row sums (~1e-7 relative over ≤ 9
+        // tokens). Then one float32 rounding of each gradient: 2e-6 relative, 1e-8 absolute near 0.
+        Close.All(Array.ConvertAll(dHost, x => (double)x), be.ToArray(d), 1e-8, 2e-6, $"{backend} {preset} {pass} dLogProbs");
+        Close.One(expected.Loss, got.Loss, 1e-7, 2e-6, "loss");
+        Close.One(expected.PolicyTerm, got.PolicyTerm, 1e-7, 2e-6, "policy term");
+        Close.One(expected.KlTerm, got.KlTerm, 1e-7, 2e-6, "kl term");
+        Close.One(expected.KlLow, got.KlLow, 1e-7, 2e-6, "kl low");
+        Close.One(expected.KlHigh, got.KlHigh, 1e-7, 2e-6, "kl high");
+        Close.One(expected.PpoKl, got.PpoKl, 1e-7, 2e-6, "ppo kl");
         Assert.Equal(expected.Clips.Tokens, got.Clips.Tokens);
         Assert.Equal(expected.Clips.ClippedHigh, got.Clips.ClippedHigh);
         Assert.Equal(expected.Clips.ClippedLow, got.Clips.ClippedLow);

@@ -60,9 +60,9 @@ public sealed class LossCase
         var lp = be.Upload<float>(LogP); var old = be.Upload<float>(Old); var rf = be.Upload<float>(Ref);
         var adv = be.Upload<float>(Adv); var mask = be.Upload<float>(Mask); var cls = be.Upload<int>(Classes);
         var d = be.Upload<float>(Enumerable.Repeat(123f, R * T).ToArray());   // OVERWRITTEN: stale values must go
-        var stats = be.Upload<double>(Enumerable.Repeat(7.0, PolicyLossStats.Count).ToArray());
+        var stats = be.Upload<float>(Enumerable.Repeat(7f, PolicyLossStats.Count).ToArray());
         be.PolicyLossForwardBackward(lp, old, useKl ? rf : default, adv, mask, useClasses ? cls : default, R, T, p, d, stats);
-        return (be.ToArray(d), be.ToArray(stats));
+        return (be.ToArray(d), Array.ConvertAll(be.ToArray(stats), x => (double)x));
     }
 }
 
@@ -98,8 +98,8 @@ public class PolicyLossDeviceTests
             }
     }
 
-    // Tolerances. Values: float32 exp and products carry ~1e-7 relative error per token, summed in float64
-    // over ≤ 60 tokens of magnitude ≤ ~30 (|A|·14 and clamped KL): 1e-5 absolute + relative covers it.
+    // Tolerances. Values: float32 exp and products carry ~1e-7 relative error per token; the statistics are
+    // float32 sums (kernels) of ≤ 60 tokens of magnitude ≤ ~30 (|A|·14 and clamped KL): 1e-5 absolute + relative covers it.
     // Gradients vs central differences of the float64 reference (h = 1e-5: truncation ~1e-10, rounding
     // ~1e-11): the backend's float32 r = exp(Δ) and the final float32 rounding give ~1e-6 relative.
     const double ValueTol = 1e-5, GradAtol = 1e-6, GradRtol = 1e-5;
@@ -200,9 +200,10 @@ public class PolicyLossDeviceTests
         var p = Params(PolicyAggregation.SeqMeanTokenMean, PolicyKlAggregation.PerClassMean, PolicyKlEstimator.K3, c.R);
         var (g1, s1) = c.Run(cpu, p, true, true);
         var (g2, s2) = c.Run(sim, p, true, true);
-        // Same PolicyMath on both: only the float64 summation order differs (~1e-16 relative), then one float32 rounding.
-        Close.All(Array.ConvertAll(g1, x => (double)x), g2, 1e-9, 1e-6, "dLogProbs cpu vs ilgpu-cpu");
-        for (int s = 0; s < PolicyLossStats.Count; s++) Close.One(s1[s], s2[s], 1e-12, 1e-12, $"stats[{s}] cpu vs ilgpu-cpu");
+        // Same PolicyMath on both; the kernels sum rows in float32 (cpu: float64), ~1e-7 relative per sum over
+        // ≤ 231 tokens, so the row scales and the statistics agree to ~1e-6 relative.
+        Close.All(Array.ConvertAll(g1, x => (double)x), g2, 1e-8, 2e-6, "dLogProbs cpu vs ilgpu-cpu");
+        for (int s = 0; s < PolicyLossStats.Count; s++) Close.One(s1[s], s2[s], 1e-6, 2e-6, $"stats[{s}] cpu vs ilgpu-cpu");
     }
 
     [Fact]
