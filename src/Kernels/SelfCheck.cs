@@ -49,6 +49,10 @@ public static class SelfCheck
         foreach (var s in headShapes) Add(Sampling(device, cpu, s[0], s[1]));
 
         foreach (var n in quick ? new[] { 1, 1000 } : new[] { 1, 1000, 1 << 20 }) Add(Optimizer(device, cpu, n));
+
+        int[][] rlShapes = quick ? [[1, 1], [7, 33], [5, 300]] : [[1, 1], [7, 33], [5, 300], [64, 1024], [16, 8192], [512, 256]];
+        foreach (var s in rlShapes) Add(Classify(device, cpu, s[0], s[1]));
+        foreach (var s in rlShapes) Add(PolicyLoss(device, cpu, s[0], s[1]));
         return results;
     }
 
@@ -199,6 +203,85 @@ public static class SelfCheck
         });
     }
 
+    /// <summary>Rows of random length (row 1 empty when there are several), entropies with ties from a coarse grid.</summary>
+    static (float[] Entropies, float[] Mask) RlRows(int seed, int R, int T)
+    {
+        var rng = new Random(seed);
+        var h = new float[(long)R * T]; var m = new float[(long)R * T];
+        for (int i = 0; i < R; i++)
+        {
+            int len = R > 1 && i == 1 ? 0 : i == 0 ? T : 1 + rng.Next(T);
+            for (int t = 0; t < T; t++)
+            {
+                long k = (long)i * T + t;
+                h[k] = i % 2 == 0 ? rng.Next(16) / 4f : (float)(5 * rng.NextDouble());
+                if (t < len) m[k] = 1f;
+            }
+        }
+        return (h, m);
+    }
+
+    static IEnumerable<Result> Classify(Backend dev, Backend cpu, int R, int T)
+    {
+        var (h, m) = RlRows(32, R, T);
+        // Classes are compared exactly; a row without tokens has τ = NaN, shown as −1 so that NaN = NaN passes.
+        static float[] NoNaN(float[] x) => Array.ConvertAll(x, v => float.IsNaN(v) ? -1f : v);
+        return Compare("classify", $"R{R} T{T}", dev, cpu, be =>
+        {
+            var H = be.Upload<float>(h); var M = be.Upload<float>(m);
+            var tau = be.Allocate<float>(R).All; var cls = be.Allocate<int>((long)R * T).All;
+            be.ClassifyTokensPerResponse(H, M, R, T, 0.8, true, tau, cls);
+            var batchTau = be.Allocate<float>(1).All; var batchCls = be.Allocate<int>((long)R * T).All;
+            be.ClassifyTokensBatch(H, M, R * T, 0.8, false, batchTau, batchCls);
+            return [("thresholds", NoNaN(be.ToArray(tau))), ("classes per response", Array.ConvertAll(be.ToArray(cls), x => (float)x)),
+                    ("batch threshold", NoNaN(be.ToArray(batchTau))), ("classes batch", Array.ConvertAll(be.ToArray(batchCls), x => (float)x))];
+        });
+    }
+
+    static IEnumerable<Result> PolicyLoss(Backend dev, Backend cpu, int R, int T)
+    {
+        var (_, m) = RlRows(33, R, T);
+        long n = (long)R * T;
+        var rng = new Random(34);
+        var old = new float[n]; var lp = new float[n]; var rf = new float[n]; var adv = new float[n]; var cls = new int[n];
+        // Ratios from regions at least 8% away from every clip bound (0.5, 0.8, 1.2, 1.5) and from the dual
+        // clip (c = 10), so fast-math exp cannot move a token across a kink and flip its branch.
+        double[] ratios = [0.3, 0.65, 0.95, 1.1, 1.3, 1.7, 14];
+        for (long k = 0; k < n; k++)
+        {
+            old[k] = (float)(-4 * rng.NextDouble());
+            lp[k] = (float)(old[k] + Math.Log(ratios[rng.Next(ratios.Length)] * (1 + 0.04 * (rng.NextDouble() - 0.5))));
+            rf[k] = (float)(lp[k] + 2 * rng.NextDouble() - 1);
+            adv[k] = (k / T) % 3 == 0 ? 0.7f : (k / T) % 3 == 1 ? -1.3f : 0f;
+            cls[k] = m[k] > 0 ? 1 + rng.Next(2) : 0;
+        }
+        var modes = new (PolicyAggregation Agg, PolicyKlAggregation Kl, PolicyKlEstimator Est)[]
+        {
+            (PolicyAggregation.SeqMeanTokenMean, PolicyKlAggregation.PerClassMean, PolicyKlEstimator.K3),
+            (PolicyAggregation.TokenMean, PolicyKlAggregation.SameAsPolicy, PolicyKlEstimator.K2),
+            (PolicyAggregation.SeqMeanTokenSum, PolicyKlAggregation.PerClassMean, PolicyKlEstimator.K1),
+        };
+        return Compare("policy-loss", $"R{R} T{T}", dev, cpu, be =>
+        {
+            var LP = be.Upload<float>(lp); var OLD = be.Upload<float>(old); var RF = be.Upload<float>(rf);
+            var ADV = be.Upload<float>(adv); var M = be.Upload<float>(m); var C = be.Upload<int>(cls);
+            var outputs = new List<(string, float[])>();
+            foreach (var (agg, kl, est) in modes)
+            {
+                var p = PolicyLossParameters.ArcherDefaults(R);
+                p.LowKlWeight = 0.2f; p.HighKlWeight = 0.05f; p.HighPolicyWeight = 0.5f;
+                p.Aggregation = agg; p.KlAggregation = kl; p.KlEstimator = est;
+                var d = be.Allocate<float>(n).All; var stats = be.Allocate<float>(PolicyLossStats.Count).All;
+                be.PolicyLossForwardBackward(LP, OLD, RF, ADV, M, C, R, T, p, d, stats);
+                var st = be.ToArray(stats);
+                outputs.Add(($"dLogProbs {agg} {kl} {est}", be.ToArray(d)));
+                outputs.Add(($"loss terms {agg} {kl} {est}", st[..PolicyLossStats.Tokens]));
+                outputs.Add(($"counts {agg} {kl} {est}", st[PolicyLossStats.Tokens..]));
+            }
+            return outputs.ToArray();
+        });
+    }
+
     // ---------------------------------------------------------------- helpers
 
     static IEnumerable<Result> Compare(string op, string shape, Backend dev, Backend cpu, Func<Backend, (string Name, float[] Data)[]> run)
@@ -216,8 +299,10 @@ public static class SelfCheck
         var results = new List<Result>();
         for (int i = 0; i < expected.Length; i++)
         {
-            // Sampled token ids must match exactly: any mismatch fails, whatever the id values.
-            bool exact = expected[i].Item1.StartsWith("tokens", StringComparison.Ordinal);
+            // Sampled token ids, token classes and counts must match exactly: any mismatch fails, whatever the values.
+            bool exact = expected[i].Item1.StartsWith("tokens", StringComparison.Ordinal)
+                || expected[i].Item1.StartsWith("classes", StringComparison.Ordinal)
+                || expected[i].Item1.StartsWith("counts", StringComparison.Ordinal);
             double error = exact ? Mismatches(expected[i].Item2, actual[i].Item2) : Error(expected[i].Item2, actual[i].Item2);
             results.Add(new Result(op, shape, expected[i].Item1, error, exact ? 0 : DefaultTolerance));
         }

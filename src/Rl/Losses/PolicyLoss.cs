@@ -1,3 +1,5 @@
+using ArcherIlgpu.Kernels;
+
 namespace ArcherIlgpu.Rl.Losses;
 
 /// <summary>How per-token losses of a mini-batch become one number.</summary>
@@ -172,59 +174,26 @@ public static class PolicyLoss
     /// <summary>Per-token outcome of the clipped surrogate.</summary>
     public readonly record struct TokenLoss(float Loss, float Gradient, bool Clipped, bool DualClipped);
 
-    /// <summary>The clipped surrogate of one token and dL/dℓ.</summary>
+    /// <summary>The clipped surrogate of one token and dL/dℓ (the scalar math is <see cref="PolicyMath.ClippedSurrogate"/>, shared with the device kernels).</summary>
     public static TokenLoss Surrogate(float logProb, float oldLogProb, float advantage, float clipLow, float clipHigh,
         float dualClipC, float logRatioClamp)
     {
-        float delta = logProb - oldLogProb;
-        bool ratioLive = delta >= -logRatioClamp && delta <= logRatioClamp;
-        float r = MathF.Exp(Math.Clamp(delta, -logRatioClamp, logRatioClamp));
-        float dr = ratioLive ? r : 0f;
-
-        float unclipped = -advantage * r;
-        float lower = 1f - clipLow, upper = 1f + clipHigh;
-        float clippedRatio = Math.Clamp(r, lower, upper);
-        float clipped = -advantage * clippedRatio;
-        bool clipLive = r >= lower && r <= upper;
-
-        bool clipBinds = clipped > unclipped;
-        float loss = clipBinds ? clipped : unclipped;
-        float grad = clipBinds ? (clipLive ? -advantage * dr : 0f) : -advantage * dr;
-
-        bool dual = false;
-        if (advantage < 0 && dualClipC > 1f && float.IsFinite(dualClipC))
-        {
-            float cap = -advantage * dualClipC;
-            if (loss > cap) { loss = cap; grad = 0f; dual = true; }
-        }
-        return new TokenLoss(loss, grad, clipBinds, dual);
+        var s = PolicyMath.ClippedSurrogate(logProb, oldLogProb, advantage, clipLow, clipHigh, dualClipC, logRatioClamp);
+        return new TokenLoss(s.Loss, s.Gradient, s.Clipped, s.DualClipped);
     }
 
-    /// <summary>A KL estimator of one token and its derivative with respect to ℓ.</summary>
+    /// <summary>A KL estimator of one token and its derivative with respect to ℓ (<see cref="PolicyMath.Kl"/>).</summary>
     public static (float Value, float Gradient) Kl(KlEstimator estimator, float logProb, float refLogProb, float deltaClamp, float valueClamp)
     {
-        switch (estimator)
-        {
-            case KlEstimator.K1:
-                return (logProb - refLogProb, 1f);
-            case KlEstimator.K2:
-                float d = logProb - refLogProb;
-                return (0.5f * d * d, d);
-            case KlEstimator.K3:
-                float delta = refLogProb - logProb;
-                bool deltaLive = delta >= -deltaClamp && delta <= deltaClamp;
-                float dc = Math.Clamp(delta, -deltaClamp, deltaClamp);
-                float e = MathF.Exp(dc);
-                float raw = e - dc - 1f;
-                bool valueLive = raw >= -valueClamp && raw <= valueClamp;
-                float value = Math.Clamp(raw, -valueClamp, valueClamp);
-                // d(e^δ − δ − 1)/dδ = e^δ − 1 and dδ/dℓ = −1.
-                float grad = deltaLive && valueLive ? 1f - e : 0f;
-                return (value, grad);
-            default:
-                throw new ArgumentOutOfRangeException(nameof(estimator), estimator, "unknown KL estimator");
-        }
+        if (!Enum.IsDefined(estimator)) throw new ArgumentOutOfRangeException(nameof(estimator), estimator, "unknown KL estimator");
+        var k = PolicyMath.Kl(ToDevice(estimator), logProb, refLogProb, deltaClamp, valueClamp);
+        return (k.Value, k.Gradient);
     }
+
+    /// <summary>The device-side names of the same enums (identical order, held by a test).</summary>
+    internal static PolicyKlEstimator ToDevice(KlEstimator e) => (PolicyKlEstimator)(int)e;
+    internal static PolicyAggregation ToDevice(LossAggregation a) => (PolicyAggregation)(int)a;
+    internal static PolicyKlAggregation ToDevice(KlAggregation a) => (PolicyKlAggregation)(int)a;
 
     /// <summary>
     /// Loss of one mini-batch; <paramref name="dLogProbs"/> [Rows, T] is OVERWRITTEN with dLoss/dℓ (0 on
@@ -259,14 +228,9 @@ public static class PolicyLoss
                 if (ClassIndex(b, t, hasClasses) == 1) rowHighMask += m; else rowLowMask += m;
             }
             // Scale of one token's (m·x) in the aggregate: the derivative of the aggregation.
-            double pgScale = s.Aggregation switch
-            {
-                LossAggregation.TokenMean => 1.0 / (totalMask + 1e-8),
-                LossAggregation.SeqMeanTokenMean => 1.0 / (rowMask + 1e-8) / divisor,
-                LossAggregation.SeqMeanTokenSum => 1.0 / s.TokenSumNormalizer / divisor,
-                _ => throw new ArgumentOutOfRangeException(nameof(s), s.Aggregation, "unknown aggregation"),
-            };
-            double lowKlScale = 1.0 / (rowLowMask + 1e-8) / divisor, highKlScale = 1.0 / (rowHighMask + 1e-8) / divisor;
+            if (!Enum.IsDefined(s.Aggregation)) throw new ArgumentOutOfRangeException(nameof(s), s.Aggregation, "unknown aggregation");
+            double pgScale = PolicyMath.PolicyScale(ToDevice(s.Aggregation), rowMask, totalMask, divisor, s.TokenSumNormalizer);
+            double lowKlScale = PolicyMath.ClassKlScale(rowLowMask, divisor), highKlScale = PolicyMath.ClassKlScale(rowHighMask, divisor);
 
             for (int t = start; t < start + T; t++)
             {
@@ -281,20 +245,21 @@ public static class PolicyLoss
                 float w = hasPolicyWeight ? b.PolicyWeight[t] : 1f;
                 double pgCoef = m * pgScale;
                 policyTerm += pgCoef * w * tl.Loss;
-                double grad = pgCoef * w * tl.Gradient;
 
+                float kl = 0f, dkl = 0f, beta = 0f;
+                double klCoef = 0;
                 if (hasKl)
                 {
-                    var (kl, dkl) = Kl(s.KlEstimator, b.LogProbs[t], b.RefLogProbs[t], klDeltaClamp, klValueClamp);
-                    double klCoef = s.KlAggregation == KlAggregation.PerClassMean
+                    (kl, dkl) = Kl(s.KlEstimator, b.LogProbs[t], b.RefLogProbs[t], klDeltaClamp, klValueClamp);
+                    beta = b.KlWeight[t];
+                    klCoef = s.KlAggregation == KlAggregation.PerClassMean
                         ? m * (cls == 1 ? highKlScale : lowKlScale)
                         : pgCoef;
-                    klTerm += klCoef * b.KlWeight[t] * kl;
-                    grad += klCoef * b.KlWeight[t] * dkl;
+                    klTerm += klCoef * beta * kl;
                     if (cls == 1) klHigh += klCoef * kl; else klLow += klCoef * kl;
                     klSame += pgCoef * kl;
                 }
-                dLogProbs[t] = (float)grad;
+                dLogProbs[t] = PolicyMath.TokenGradient(pgCoef, w, tl.Gradient, hasKl, klCoef, beta, dkl);
             }
         }
         if (s.KlAggregation == KlAggregation.SameAsPolicy) { klLow = klSame; klHigh = 0; }

@@ -1,3 +1,4 @@
+using ArcherIlgpu.Kernels;
 using System.Buffers;
 
 namespace ArcherIlgpu.Rl.Losses;
@@ -37,14 +38,10 @@ public static class TokenClassifier
     public static float Quantile(ReadOnlySpan<float> sorted, double rho)
     {
         if (sorted.IsEmpty) return float.NaN;
-        double p = rho * (sorted.Length - 1);
-        int lo = (int)Math.Floor(p);
+        // The same float64 interpolation the device classifiers use (PolicyMath), from the nearer end as numpy does.
+        int lo = PolicyMath.QuantileIndex(sorted.Length, rho, out double frac);
         int hi = Math.Min(lo + 1, sorted.Length - 1);
-        double frac = p - lo;
-        double a = sorted[lo], b = sorted[hi];
-        // numpy's lerp: from the nearer end, so frac = 1 returns b exactly.
-        double tau = frac < 0.5 ? a + (b - a) * frac : b - (b - a) * (1 - frac);
-        return (float)tau;
+        return PolicyMath.QuantileLerp(sorted[lo], sorted[hi], frac);
     }
 
     /// <summary>

@@ -1,0 +1,60 @@
+namespace ArcherIlgpu.Kernels;
+
+// ------------------------------------------------------- RL: token classes and the policy loss (RlLoss.cs)
+//
+// The device half of ArcherIlgpu.Rl's TokenClassifier and PolicyLoss, with the same semantics (their doc
+// comments are the contract; the scalar math is shared through PolicyMath), so that an RL update can go
+// from log-probs and entropies to dLogProbs without a host round trip. Classes are ints with the values
+// of PolicyMath.ClassNone/ClassLow/ClassHigh (0, 1, 2). A token is valid iff mask > 0.
+public abstract partial class Backend
+{
+    /// <summary>
+    /// Archer's per-response classification. Per row i, over its valid tokens sorted ascending
+    /// h(0) ≤ … ≤ h(n−1): p = ρ(n−1), τ_i = numpy-linear interpolation between h(⌊p⌋) and h(⌈p⌉)
+    /// computed in float64 and rounded to float32 (<see cref="PolicyMath.QuantileLerp"/>). A valid token is
+    /// High iff H &gt; τ_i (<paramref name="strictGreater"/>; else H ≥ τ_i), otherwise Low; invalid tokens
+    /// are None. A row without a valid token gets τ_i = NaN and only None. Entropies of valid tokens must
+    /// not be NaN.
+    /// </summary>
+    /// <param name="entropies">[R, T]</param> <param name="mask">[R, T]</param>
+    /// <param name="rho">quantile in (0, 1), float64 as the host classifier takes it (p = ρ(n−1) must round alike)</param>
+    /// <param name="thresholds">[R] out: τ_i</param> <param name="classes">[R, T] out, OVERWRITTEN</param>
+    public abstract void ClassifyTokensPerResponse(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
+        bool strictGreater, Buf<float> thresholds, Buf<int> classes);
+
+    /// <summary>
+    /// The 80/20 baseline: one threshold τ over every valid token of the batch (same quantile as
+    /// <see cref="ClassifyTokensPerResponse"/>); High iff H ≥ τ by default (<paramref name="strictGreater"/>
+    /// false), else Low; invalid tokens None. No valid token: τ = NaN, every token None.
+    /// </summary>
+    /// <param name="entropies">[N]</param> <param name="mask">[N]</param>
+    /// <param name="threshold">[1] out: τ</param> <param name="classes">[N] out, OVERWRITTEN</param>
+    public abstract void ClassifyTokensBatch(Buf<float> entropies, Buf<float> mask, int N, double rho,
+        bool strictGreater, Buf<float> threshold, Buf<int> classes);
+
+    /// <summary>
+    /// The clipped-surrogate policy loss with per-class clip ranges, dual clip and a KL penalty, forward and
+    /// backward in one call (ArcherIlgpu.Rl's PolicyLoss.Compute with the per-token parameters expanded from
+    /// classes, plus AlgorithmLoss's AR-Lopti advantage handling; see <see cref="PolicyLossParameters"/>):
+    /// <code>
+    /// A'  = AR/Lopti(A)                           (PolicyMath.EffectiveAdvantage)
+    /// r   = exp(clamp(ℓ − ℓ_old, ±LogRatioClamp))
+    /// L   = A' &lt; 0 ? min(Lc, −A'·c) : Lc,  Lc = max(−A'·r, −A'·clip(r, 1 − ε_lo, 1 + ε_hi))
+    /// loss = Agg(w·L) + KL term (k1/k2/k3 against ℓ_ref, aggregated per <see cref="PolicyKlAggregation"/>)
+    /// </code>
+    /// Invalid tokens contribute nothing and get gradient 0, whatever their values.
+    /// </summary>
+    /// <param name="logProbs">[R, T] ℓ under the current policy</param>
+    /// <param name="oldLogProbs">[R, T] ℓ_old</param>
+    /// <param name="refLogProbs">[R, T] ℓ_ref, or default for no KL term</param>
+    /// <param name="advantages">[R, T] A per token (before AR reweighting)</param>
+    /// <param name="mask">[R, T] token weight m</param>
+    /// <param name="classes">[R, T] token classes, or default: every valid token Low</param>
+    /// <param name="dLogProbs">[R, T] out, OVERWRITTEN: dLoss/dℓ</param>
+    /// <param name="stats">[<see cref="PolicyLossStats.Count"/>] out, OVERWRITTEN: the loss, its terms and counts (see <see cref="PolicyLossStats"/>). Float32 because
+    /// CUDA contexts run with MathMode.Fast32BitOnly, which turns every float64 load and store in a kernel into float32;
+    /// counts are exact up to 2^24 tokens.</param>
+    public abstract void PolicyLossForwardBackward(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
+        Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
+        Buf<float> dLogProbs, Buf<float> stats);
+}

@@ -1,0 +1,183 @@
+namespace ArcherIlgpu.Kernels;
+
+/// <summary>
+/// Token classification and the policy loss on the managed backend. Classification sorts each row's
+/// valid entropies (the order statistics are what the GPU's radix select finds). The loss runs the same
+/// three phases as the GPU kernels, over the same <see cref="PolicyMath"/> functions: per-row sums into a
+/// [R, RowSlots] float64 scratch, then the batch totals and per-row scales, then the gradient per token.
+/// </summary>
+public sealed partial class CpuBackend
+{
+    double[] rowScratch = [];
+    float[] sortScratch = [];
+
+    public override void ClassifyTokensPerResponse(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
+        bool strictGreater, Buf<float> thresholds, Buf<int> classes)
+    {
+        CheckClassifyArguments(entropies, mask, (long)R * T, rho, classes, thresholds, R);
+        var h = entropies.Buffer.Host!; long hOff = entropies.Offset;
+        var m = mask.Buffer.Host!; long mOff = mask.Offset;
+        var tau = thresholds.Buffer.Host!; long tauOff = thresholds.Offset;
+        var cls = classes.Buffer.Host!; long clsOff = classes.Offset;
+        if (sortScratch.Length < (long)R * T) sortScratch = new float[(long)R * T];
+        var scratch = sortScratch;
+        ParallelRange(R, 16, (start, end) =>
+        {
+            for (int i = start; i < end; i++)
+            {
+                int rowStart = i * T;
+                var sorted = scratch.AsSpan(rowStart, T);   // each row sorts in its own part of the scratch
+                tau[tauOff + i] = ClassifyRange(h.AsSpan((int)(hOff + rowStart), T), m.AsSpan((int)(mOff + rowStart), T), rho,
+                    strictGreater, sorted, cls.AsSpan((int)(clsOff + rowStart), T));
+            }
+        });
+    }
+
+    public override void ClassifyTokensBatch(Buf<float> entropies, Buf<float> mask, int N, double rho,
+        bool strictGreater, Buf<float> threshold, Buf<int> classes)
+    {
+        CheckClassifyArguments(entropies, mask, N, rho, classes, threshold, 1);
+        if (sortScratch.Length < N) sortScratch = new float[N];
+        threshold.Span[0] = ClassifyRange(entropies.Span, mask.Span, rho, strictGreater, sortScratch.AsSpan(0, N), classes.Span);
+    }
+
+    /// <summary>Classifies one range by the ρ-quantile of its valid entropies; returns τ (NaN without valid tokens).</summary>
+    static float ClassifyRange(ReadOnlySpan<float> h, ReadOnlySpan<float> m, double rho, bool strictGreater, Span<float> scratch, Span<int> cls)
+    {
+        int n = 0;
+        for (int t = 0; t < h.Length; t++) if (m[t] > 0) scratch[n++] = h[t];
+        float tau = float.NaN;
+        if (n > 0)
+        {
+            var valid = scratch[..n];
+            valid.Sort();
+            int lo = PolicyMath.QuantileIndex(n, rho, out double frac);
+            int hi = Math.Min(lo + 1, n - 1);
+            tau = PolicyMath.QuantileLerp(valid[lo], valid[hi], frac);
+        }
+        for (int t = 0; t < h.Length; t++) cls[t] = PolicyMath.ClassOf(h[t], m[t], tau, strictGreater);
+        return tau;
+    }
+
+    internal static void CheckClassifyArguments(Buf<float> entropies, Buf<float> mask, long n, double rho, Buf<int> classes,
+        Buf<float> thresholds, long thresholdCount)
+    {
+        if (thresholds.Length != thresholdCount)
+            throw new ArgumentException($"thresholds has length {thresholds.Length}, expected {thresholdCount}");
+        if (!(rho > 0 && rho < 1)) throw new ArgumentOutOfRangeException(nameof(rho), rho, "quantile ρ must be in (0, 1)");
+        if (entropies.Length != n || mask.Length != n || classes.Length != n)
+            throw new ArgumentException($"entropies ({entropies.Length}), mask ({mask.Length}) and classes ({classes.Length}) must all have length {n}");
+    }
+
+    public override void PolicyLossForwardBackward(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
+        Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
+        Buf<float> dLogProbs, Buf<float> stats)
+    {
+        CheckPolicyLossArguments(logProbs, oldLogProbs, refLogProbs, advantages, mask, classes, R, T, parameters, dLogProbs, stats);
+        var p = parameters;
+        bool hasKl = !refLogProbs.IsEmpty, hasClasses = !classes.IsEmpty;
+        if (rowScratch.Length < (long)R * PolicyMath.RowSlots) rowScratch = new double[(long)R * PolicyMath.RowSlots];
+        var rows = rowScratch;
+        var lp = logProbs.Buffer.Host!; long lpOff = logProbs.Offset;
+        var old = oldLogProbs.Buffer.Host!; long oldOff = oldLogProbs.Offset;
+        var rf = hasKl ? refLogProbs.Buffer.Host! : lp; long rfOff = hasKl ? refLogProbs.Offset : lpOff;
+        var adv = advantages.Buffer.Host!; long advOff = advantages.Offset;
+        var m = mask.Buffer.Host!; long mOff = mask.Offset;
+        var cls = hasClasses ? classes.Buffer.Host! : null; long clsOff = hasClasses ? classes.Offset : 0;
+        var d = dLogProbs.Buffer.Host!; long dOff = dLogProbs.Offset;
+
+        ParallelRange(R, 8, (start, end) =>
+        {
+            for (int i = start; i < end; i++)
+            {
+                var sums = new PolicyMath.RowSums();
+                for (int t = 0; t < T; t++)
+                {
+                    long n = (long)i * T + t;
+                    float mk = m[mOff + n];
+                    if (!(mk > 0)) continue;
+                    var terms = PolicyMath.Evaluate(p, lp[lpOff + n], old[oldOff + n], rf[rfOff + n], adv[advOff + n],
+                        hasClasses ? cls![clsOff + n] : PolicyMath.ClassLow, hasClasses, hasKl);
+                    sums.Add(terms, mk, lp[lpOff + n], old[oldOff + n], hasKl);
+                }
+                for (int s = 0; s < PolicyMath.RowSumSlots; s++) rows[i * PolicyMath.RowSlots + s] = sums.Get(s);
+            }
+        });
+
+        Span<double> totals = stackalloc double[PolicyLossStats.Count];
+        BatchTotals(p, rows, R, totals);
+        var statsOut = stats.Span;
+        for (int s = 0; s < PolicyLossStats.Count; s++) statsOut[s] = (float)totals[s];
+
+        ParallelRange(R, 8, (start, end) =>
+        {
+            for (int i = start; i < end; i++)
+            {
+                double pgScale = rows[i * PolicyMath.RowSlots + PolicyMath.RowPolicyScale];
+                double lowKl = rows[i * PolicyMath.RowSlots + PolicyMath.RowLowKlScale];
+                double highKl = rows[i * PolicyMath.RowSlots + PolicyMath.RowHighKlScale];
+                for (int t = 0; t < T; t++)
+                {
+                    long n = (long)i * T + t;
+                    float mk = m[mOff + n];
+                    if (!(mk > 0)) { d[dOff + n] = 0f; continue; }
+                    var terms = PolicyMath.Evaluate(p, lp[lpOff + n], old[oldOff + n], rf[rfOff + n], adv[advOff + n],
+                        hasClasses ? cls![clsOff + n] : PolicyMath.ClassLow, hasClasses, hasKl);
+                    d[dOff + n] = PolicyMath.TokenGradient(mk * pgScale, terms.PolicyWeight, terms.Surrogate.Gradient,
+                        hasKl, mk * (terms.StatClass == 1 ? highKl : lowKl), terms.KlWeight, terms.Kl.Gradient);
+                }
+            }
+        });
+    }
+
+    /// <summary>Batch totals, each row's scales (written into its scratch row) and the statistics.</summary>
+    static void BatchTotals(in PolicyLossParameters p, double[] rows, int R, Span<double> stats)
+    {
+        stats.Clear();
+        for (int i = 0; i < R; i++)
+        {
+            int r = i * PolicyMath.RowSlots;
+            stats[PolicyLossStats.MaskSum] += rows[r + PolicyMath.RowMask];
+            stats[PolicyLossStats.PpoKl] += rows[r + PolicyMath.RowPpoKl];
+            for (int c = 0; c < PolicyMath.RowCountSlots; c++) stats[PolicyLossStats.Tokens + c] += rows[r + PolicyMath.RowCounts + c];
+        }
+        double total = stats[PolicyLossStats.MaskSum];
+        for (int i = 0; i < R; i++)
+        {
+            int r = i * PolicyMath.RowSlots;
+            var s = PolicyMath.Scales(p, rows[r + PolicyMath.RowMask], rows[r + PolicyMath.RowLowMask], rows[r + PolicyMath.RowHighMask], total);
+            rows[r + PolicyMath.RowPolicyScale] = s.Policy;
+            rows[r + PolicyMath.RowLowKlScale] = s.LowKl;
+            rows[r + PolicyMath.RowHighKlScale] = s.HighKl;
+            var terms = PolicyMath.Terms(p, s, rows[r + PolicyMath.RowPolicy], rows[r + PolicyMath.RowKlWeightedLow],
+                rows[r + PolicyMath.RowKlWeightedHigh], rows[r + PolicyMath.RowKlLow], rows[r + PolicyMath.RowKlHigh]);
+            stats[PolicyLossStats.PolicyTerm] += terms.Policy;
+            stats[PolicyLossStats.KlTerm] += terms.KlWeighted;
+            stats[PolicyLossStats.KlLow] += terms.KlLow;
+            stats[PolicyLossStats.KlHigh] += terms.KlHigh;
+        }
+        stats[PolicyLossStats.PpoKl] = total > 0 ? stats[PolicyLossStats.PpoKl] / total : 0;
+        stats[PolicyLossStats.Loss] = stats[PolicyLossStats.PolicyTerm] + stats[PolicyLossStats.KlTerm];
+    }
+
+    internal static void CheckPolicyLossArguments(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
+        Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
+        Buf<float> dLogProbs, Buf<float> stats)
+    {
+        if (R < 0 || T < 0) throw new ArgumentException($"R ({R}) and T ({T}) must be >= 0");
+        long n = (long)R * T;
+        static void Need(long actual, long expected, string name)
+        {
+            if (actual != expected) throw new ArgumentException($"{name} has length {actual}, expected {expected}");
+        }
+        Need(logProbs.Length, n, nameof(logProbs));
+        Need(oldLogProbs.Length, n, nameof(oldLogProbs));
+        Need(advantages.Length, n, nameof(advantages));
+        Need(mask.Length, n, nameof(mask));
+        Need(dLogProbs.Length, n, nameof(dLogProbs));
+        if (!refLogProbs.IsEmpty) Need(refLogProbs.Length, n, nameof(refLogProbs));
+        if (!classes.IsEmpty) Need(classes.Length, n, nameof(classes));
+        Need(stats.Length, PolicyLossStats.Count, nameof(stats));
+        parameters.Validate();
+    }
+}

@@ -1,0 +1,65 @@
+using ArcherIlgpu.Kernels;
+using ArcherIlgpu.Rl.Algorithms;
+
+namespace ArcherIlgpu.Rl.Tests.Device;
+
+[Collection(DeviceCollection.Name)]
+public class DeviceAlgorithmLossTests
+{
+    public static IEnumerable<object[]> Presets()
+    {
+        foreach (var be in new[] { "cpu", "ilgpu-cpu" })
+        {
+            foreach (var name in new[] { "grpo", "dapo", "entropy-mask", "archer" }) yield return [be, name, LoptiPass.All];
+            foreach (var pass in Enum.GetValues<LoptiPass>()) yield return [be, "ar-lopti", pass];
+        }
+    }
+
+    [SkippableTheory, MemberData(nameof(Presets))]
+    public void GivesTheSameGradientAndStatisticsAsTheHostAlgorithmLoss(string backend, string preset, LoptiPass pass)
+    {
+        var be = TestBackends.Get(backend);
+        var config = AlgorithmRegistry.Get(preset);
+        const int R = 6, T = 9;
+        var c = LossCase.Make(101, R, T);
+        var rng = new Random(5);
+        var entropy = new float[R * T];
+        for (int n = 0; n < entropy.Length; n++) entropy[n] = (float)(3 * rng.NextDouble());
+        // Old log-probs on both sides of ln 0.5 so both AR-Lopti passes have tokens; NaN padding replaced
+        // by 0 on the host path (AlgorithmLoss reweights padding to 0 but still reads it).
+        var host = new AlgorithmLoss(config);
+        var dHost = new float[R * T];
+        var expected = host.Compute(new AlgorithmLossInputs
+        {
+            Rows = R, T = T, LogProbs = c.LogP, OldLogProbs = c.Old, RefLogProbs = c.Ref, Entropies = entropy,
+            Advantages = c.Adv, Mask = c.Mask,
+        }, dHost, sequenceDivisor: 8, pass: pass);
+
+        using var device = new DeviceAlgorithmLoss(be, config);
+        var d = be.Upload<float>(Enumerable.Repeat(5f, R * T).ToArray());
+        device.Compute(new DeviceAlgorithmLossInputs
+        {
+            Rows = R, T = T, LogProbs = be.Upload<float>(c.LogP), OldLogProbs = be.Upload<float>(c.Old),
+            RefLogProbs = be.Upload<float>(c.Ref), Entropies = be.Upload<float>(entropy),
+            Advantages = be.Upload<float>(c.Adv), Mask = be.Upload<float>(c.Mask),
+        }, d, sequenceDivisor: 8, pass: pass);
+        var got = device.ReadResult();   // float32 statistics: the tolerances below are float32's
+
+        // The same float32 per-token math (PolicyMath) on both sides; the row sums differ: host float64 token by
+        // token, cpu backend float64 row sums times scales, kernels float32 row sums (~1e-7 relative over ≤ 9
+        // tokens). Then one float32 rounding of each gradient: 2e-6 relative, 1e-8 absolute near 0.
+        Close.All(Array.ConvertAll(dHost, x => (double)x), be.ToArray(d), 1e-8, 2e-6, $"{backend} {preset} {pass} dLogProbs");
+        Close.One(expected.Loss, got.Loss, 1e-7, 2e-6, "loss");
+        Close.One(expected.PolicyTerm, got.PolicyTerm, 1e-7, 2e-6, "policy term");
+        Close.One(expected.KlTerm, got.KlTerm, 1e-7, 2e-6, "kl term");
+        Close.One(expected.KlLow, got.KlLow, 1e-7, 2e-6, "kl low");
+        Close.One(expected.KlHigh, got.KlHigh, 1e-7, 2e-6, "kl high");
+        Close.One(expected.PpoKl, got.PpoKl, 1e-7, 2e-6, "ppo kl");
+        Assert.Equal(expected.Clips.Tokens, got.Clips.Tokens);
+        Assert.Equal(expected.Clips.ClippedHigh, got.Clips.ClippedHigh);
+        Assert.Equal(expected.Clips.ClippedLow, got.Clips.ClippedLow);
+        Assert.Equal(expected.Clips.DualClipped, got.Clips.DualClipped);
+        if (config.Classification != EntropyClassification.None)
+            Assert.Equal(host.LastClasses.ToArray().Select(x => (int)x), be.ToArray(device.LastClasses));
+    }
+}
