@@ -55,7 +55,10 @@ public sealed partial class IlgpuBackend : Backend
             context = Context.Create(b =>
             {
                 if (name == "cuda") b.Cuda(); else b.OpenCL();
-                b.EnableAlgorithms().Math(MathMode.Fast32BitOnly).Optimize(OptimizationLevel.O2);
+                // Fast (approximate) float32 intrinsics, but doubles stay doubles: the few kernels that
+                // accumulate in double (SumOfSquares, the sampler's nucleus mass) rely on it, and
+                // Fast32BitOnly would silently demote them (and double buffers) to float.
+                b.EnableAlgorithms().Math(MathMode.Fast).Optimize(OptimizationLevel.O2);
             });
             Device? device = null;
             if (name == "cuda") { foreach (var d in context.GetCudaDevices()) { device = d; break; } }
