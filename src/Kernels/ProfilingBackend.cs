@@ -100,4 +100,20 @@ public sealed class ProfilingBackend(Backend inner) : Backend
 
     public override void Sample(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V, float temperature, int topK, float topP, ulong seed, Buf<int> tokens, Buf<float> logProbs)
         => Time("Sample", () => Inner.Sample(logits, rows, positions, N, V, temperature, topK, topP, seed, tokens, logProbs));
+    public override void ClassifyTokensPerResponse(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
+        bool strictGreater, Buf<float> thresholds, Buf<int> classes)
+        => Time("ClassifyTokensPerResponse", () => Inner.ClassifyTokensPerResponse(entropies, mask, R, T, rho, strictGreater, thresholds, classes));
+
+    public override void ClassifyTokensBatch(Buf<float> entropies, Buf<float> mask, int N, double rho,
+        bool strictGreater, Buf<float> threshold, Buf<int> classes)
+        => Time("ClassifyTokensBatch", () => Inner.ClassifyTokensBatch(entropies, mask, N, rho, strictGreater, threshold, classes));
+
+    public override void PolicyLossForwardBackward(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
+        Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
+        Buf<float> dLogProbs, Buf<float> stats)
+    {
+        var p = parameters;   // an `in` parameter cannot be captured by the lambda
+        Time("PolicyLossForwardBackward", () => Inner.PolicyLossForwardBackward(logProbs, oldLogProbs, refLogProbs,
+            advantages, mask, classes, R, T, in p, dLogProbs, stats));
+    }
 }
