@@ -12,27 +12,11 @@ namespace ArcherIlgpu.Kernels.Tests;
 /// </summary>
 public static class TestBackends
 {
-    static readonly Dictionary<string, Backend?> cache = new();
-    static readonly object gate = new();
-
     /// <summary>Every backend an op test runs on: [SkippableTheory, MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))].</summary>
-    public static IEnumerable<object[]> Names => new[] { "cpu", "ilgpu-cpu", "cuda" }.Select(n => new object[] { n });
+    public static IEnumerable<object[]> Names => ArcherIlgpu.Tests.Shared.SharedBackends.Names;
 
     /// <summary>The backend of that name, or a skip if this machine does not have it.</summary>
-    public static Backend Get(string name)
-    {
-        lock (gate)
-        {
-            if (!cache.TryGetValue(name, out var backend))
-            {
-                try { backend = Devices.Create(name); }
-                catch (DeviceNotFoundException) { backend = null; }
-                cache[name] = backend;
-            }
-            Skip.If(backend is null, $"no {name} device on this machine");
-            return backend!;
-        }
-    }
+    public static Backend Get(string name) => ArcherIlgpu.Tests.Shared.SharedBackends.Get(name);
 }
 
 /// <summary>Sizes that are not multiples of any tile or warp: 1, 7, 33, 127.</summary>

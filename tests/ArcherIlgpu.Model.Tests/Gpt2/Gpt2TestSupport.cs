@@ -12,26 +12,10 @@ public sealed class Gpt2Collection { public const string Name = "Gpt2"; }
 /// <summary>One backend of each kind per test process (creating an ILGPU context and compiling kernels is the expensive part).</summary>
 public static class ModelBackends
 {
-    static readonly Dictionary<string, Backend?> cache = new();
-    static readonly object gate = new();
-
     /// <summary>cpu, ilgpu-cpu, and cuda (skipped without an NVIDIA GPU).</summary>
-    public static IEnumerable<object[]> Names => new[] { "cpu", "ilgpu-cpu", "cuda" }.Select(n => new object[] { n });
+    public static IEnumerable<object[]> Names => ArcherIlgpu.Tests.Shared.SharedBackends.Names;
 
-    public static Backend Get(string name)
-    {
-        lock (gate)
-        {
-            if (!cache.TryGetValue(name, out var backend))
-            {
-                try { backend = Devices.Create(name); }
-                catch (DeviceNotFoundException) { backend = null; }
-                cache[name] = backend;
-            }
-            Skip.If(backend is null, $"no {name} device on this machine");
-            return backend!;
-        }
-    }
+    public static Backend Get(string name) => ArcherIlgpu.Tests.Shared.SharedBackends.Get(name);
 
     /// <summary>
     /// The test config for a backend: ilgpu-cpu simulates every GPU thread with an OS thread, so it

@@ -15,26 +15,10 @@ public sealed class DeviceCollection
 
 public static class TestBackends
 {
-    static readonly Dictionary<string, Backend?> cache = new();
-    static readonly object gate = new();
-
     /// <summary>Every backend a device test runs on; cuda is skipped where there is no NVIDIA GPU.</summary>
-    public static IEnumerable<object[]> Names => new[] { "cpu", "ilgpu-cpu", "cuda" }.Select(n => new object[] { n });
+    public static IEnumerable<object[]> Names => ArcherIlgpu.Tests.Shared.SharedBackends.Names;
 
-    public static Backend Get(string name)
-    {
-        lock (gate)
-        {
-            if (!cache.TryGetValue(name, out var backend))
-            {
-                try { backend = Devices.Create(name); }
-                catch (DeviceNotFoundException) { backend = null; }
-                cache[name] = backend;
-            }
-            Skip.If(backend is null, $"no {name} device on this machine");
-            return backend!;
-        }
-    }
+    public static Backend Get(string name) => ArcherIlgpu.Tests.Shared.SharedBackends.Get(name);
 }
 
 public static class Close
