@@ -190,10 +190,20 @@ public sealed class DemoJob
         {
             var e = task.Generate(seed, i);
             string source = $"task '{task.Name}' example {i} (prompt \"{e.Prompt}\")";
-            try { list.Add(SftData.Tokenize(e.Prompt, e.Solution ?? e.Answer, tokenizer, maxT, source)); }
+            try { list.Add(SftData.Tokenize(e.Prompt, Demonstration(e, seed, i), tokenizer, maxT, source)); }
             catch (ArgumentException ex) { throw new CliInputException($"{source}: {ex.Message}"); }
         }
         return list;
+    }
+
+    /// <summary>The worked solution, or with probability 1 − sft.correct_share an integer answer off by one (seeded per example).</summary>
+    string Demonstration(TaskExample e, long seed, long index)
+    {
+        string right = e.Solution ?? e.Answer;
+        if (config.Sft.CorrectShare >= 1 || !long.TryParse(e.Answer, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long answer)) return right;
+        var rng = TaskRandom.For(unchecked(seed ^ 0x50_770), index);
+        if (rng.NextDouble() < config.Sft.CorrectShare) return right;
+        return (answer + (rng.Next(2) == 0 ? -1 : 1)).ToString(CultureInfo.InvariantCulture);
     }
 
     void RunSft(Gpt2Trainer sft, List<SftExample> examples, ITokenizer tokenizer, MetricsWriter metrics, CheckpointStore store)
@@ -247,7 +257,7 @@ public sealed class DemoJob
         var options = new EvalOptions(Problems: config.Eval.Problems, Samples: config.Eval.Samples, Temperature: config.Eval.Temperature, Seed: config.Seed);
         var r = EvalSummary.From(Evaluator.Evaluate(model, tokenizer, task, options, maxResponseTokens));
         log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  pass@1 {r.PassAt1:F3}  pass@{r.K} {r.PassAtK:F3}  greedy {r.Greedy:F3}  length {r.MeanLength:F2}  entropy {r.Entropy:F3}  ({(clock.Elapsed - started).TotalSeconds:F0}s)"));
+            $"  pass@1 {r.PassAt1:0.000}  pass@{r.K} {r.PassAtK:0.000}  greedy {r.Greedy:0.000}  length {r.MeanLength:0.00}  entropy {r.Entropy:0.000}  ({(clock.Elapsed - started).TotalSeconds:F0}s)"));
         return r;
     }
 
