@@ -38,6 +38,12 @@ public sealed record EvalSummary(double PassAt1, int K, double PassAtK, double G
     static double Get(JsonObject o, string key) => o[key] is JsonValue v && v.TryGetValue<double>(out var d) ? d : double.NaN;
 }
 
+/// <summary>Thrown by <see cref="DemoJob.InterruptAfterStep"/>: the job stopped as if killed after this step.</summary>
+public sealed class DemoInterruptedException(long step) : Exception($"interrupted after step {step}")
+{
+    public long Step { get; } = step;
+}
+
 /// <summary>What a finished demo run produced.</summary>
 public sealed record DemoOutcome(RunFolder Run, EvalSummary Sft, EvalSummary Rl, string Algorithm, TimeSpan Elapsed, string Device);
 
@@ -70,6 +76,17 @@ public sealed class DemoJob
         this.run = run;
         this.log = log;
         this.interactive = interactive;
+    }
+
+    /// <summary>
+    /// Stop right after this (global) step's metrics line is written, as if the process were killed there:
+    /// no further checkpoint, evaluation or summary (tests of resume use it).
+    /// </summary>
+    public long? InterruptAfterStep { get; init; }
+
+    void MaybeInterrupt(long step)
+    {
+        if (InterruptAfterStep is long stop && step >= stop) throw new DemoInterruptedException(step);
     }
 
     /// <summary>Checkpoint state beside the weights: which phase, how far, and what the SFT evaluation found.</summary>
@@ -140,14 +157,15 @@ public sealed class DemoJob
         }
 
         // ---------------------------------------------------------------- RL
-        if (state?.Phase != "done" && R > 0)
+        // A finished run resumed with a larger rl.steps continues training from its last step.
+        if (R > 0 && (state?.Phase != "done" || state.Rl is { } done && done.Step < R))
         {
-            float[]? reference = state?.Phase == "rl" && File.Exists(Path.Combine(latest!.Path, ReferenceFile))
+            float[]? reference = state?.Phase is "rl" or "done" && File.Exists(Path.Combine(latest!.Path, ReferenceFile))
                 ? Gpt2Checkpoint.ReadParameters(model.Layout, Path.Combine(latest.Path, ReferenceFile)) : null;
             using var trainer = new RlTrainer(model, tokenizer, trainTask, algorithm,
                 new RlTrainerOptions(Seed: config.Seed, SampleEvery: config.Rl.SampleEvery), reference);
             reference ??= model.DownloadParameters();
-            if (state?.Phase == "rl" && state.Rl is not null)
+            if (state?.Phase is "rl" or "done" && state.Rl is not null)
             {
                 Gpt2Checkpoint.LoadOptimizer(trainer.Optimizer, model, latest!.Path);
                 trainer.Restore(state.Rl);
@@ -160,6 +178,7 @@ public sealed class DemoJob
                 metrics.Write(global, r.Metrics.Append(new("rl/step", trainer.StepIndex)));
                 foreach (var sample in r.Samples) samples.AppendLine(MetricsJson.Line(sample with { Step = (int)global }));
                 progress.Report(trainer.StepIndex, ProgressFields(r.Metrics));
+                MaybeInterrupt(global);
                 if (trainer.StepIndex < R && trainer.StepIndex % config.CheckpointEvery == 0)
                     SaveCheckpoint(store, global, model, tokenizer, trainer.Optimizer, trainer.State, reference,
                         new JobState("rl", global, S, trainer.State, sftEval!.ToJson(), null));
@@ -220,6 +239,7 @@ public sealed class DemoJob
             var m = new Dictionary<string, double> { ["sft/loss"] = r.Loss, ["sft/grad_norm"] = r.GradNorm, ["sft/lr"] = r.Lr, ["sft/skipped"] = r.Skipped ? 1 : 0 };
             metrics.Write(sft.StepsTaken, m);
             progress.Report(sft.StepsTaken, [new("loss", r.Loss), new("lr", r.Lr)]);
+            MaybeInterrupt(sft.StepsTaken);
             if (sft.StepsTaken < S && sft.StepsTaken % config.CheckpointEvery == 0)
                 SaveCheckpoint(store, sft.StepsTaken, sft.Model, tokenizer, sft.Optimizer, null, null,
                     new JobState("sft", sft.StepsTaken, sft.StepsTaken, null, null, null));
