@@ -26,7 +26,7 @@ public static class EvalCommand
         {
             model, task, taskOptions, n, problems, temperature, topP, maxTokens, seed, device,
         };
-        command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
+        command.SetAction(parse => CliErrors.Guard(parse, (stdout, stderr) =>
         {
             var t = RlCommandSupport.CreateTask(parse.GetValue(task)!, parse.GetValue(taskOptions) ?? []);
             using var backend = Devices.Create(parse.GetValue(device));

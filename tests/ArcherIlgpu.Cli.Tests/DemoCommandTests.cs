@@ -18,7 +18,7 @@ public class DemoCommandTests
     {
         var r = Archer.Run(["demo", "--preset", "quick", "--runs-dir", dir.Path, "--device", "cpu", .. extra]);
         Assert.True(r.ExitCode == 0, r.ToString());
-        return Assert.Single(Directory.GetDirectories(dir.Path).Where(d => !Path.GetFileName(d).StartsWith('.')));
+        return Assert.Single(Directory.GetDirectories(dir.Path), d => !Path.GetFileName(d).StartsWith('.'));
     }
 
     [Fact]

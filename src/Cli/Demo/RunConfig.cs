@@ -172,7 +172,8 @@ public static class RunPresets
     public static RunConfig Quick { get; } = new()
     {
         Name = "quick",
-        Sft = new SftSettings { Steps = 60, Examples = 500, CorrectShare = 0.3 },
+        Task = new TaskSettings { Options = ["min_digits=1", "max_digits=1", "operators=+"] },
+        Sft = new SftSettings { Steps = 150, Examples = 500, CorrectShare = 0.3 },
         Rl = new RlSettings { Steps = 6, GroupSize = 4, PromptsPerStep = 4, MiniBatchPrompts = 2, SampleEvery = 2 },
         Eval = new EvalSettings { Problems = 16, Samples = 4 },
         CheckpointEvery = 2,
@@ -181,6 +182,6 @@ public static class RunPresets
     public static PresetRegistry<RunConfig> Registry { get; } = new("run preset")
     {
         { "demo", Demo, "2-digit addition: SFT on demonstrations 70% off by one, then Archer with the verifier; about 2-3 minutes on a 2-core CPU" },
-        { "quick", Quick, "the same pipeline at toy scale, seconds on a CPU (tests)" },
+        { "quick", Quick, "the same pipeline on 1-digit addition at toy scale: seconds on a CPU (tests)" },
     };
 }
