@@ -32,7 +32,7 @@ public static class CliErrors
         }
     }
 
-    static bool IsUserError(Exception e) => e is CliInputException or ModelFormatException or InvalidDataException
+    static bool IsUserError(Exception e) => e is CliInputException or RlCommandException or ModelFormatException or InvalidDataException
         or FileNotFoundException or DirectoryNotFoundException or DeviceNotFoundException or TaskDataException
         or ArgumentException or UnauthorizedAccessException;
 

@@ -26,7 +26,7 @@ public static class EvalCommand
         {
             model, task, taskOptions, n, problems, temperature, topP, maxTokens, seed, device,
         };
-        command.SetAction(parse => RlCommandSupport.Guard(() =>
+        command.SetAction(parse => CliErrors.Guard(parse, (stdout, stderr) =>
         {
             var t = RlCommandSupport.CreateTask(parse.GetValue(task)!, parse.GetValue(taskOptions) ?? []);
             using var backend = Devices.Create(parse.GetValue(device));
@@ -39,10 +39,10 @@ public static class EvalCommand
             double p = parse.GetValue(topP);
             if (!(p > 0 && p <= 1)) throw new RlCommandException($"--top-p must be in (0, 1], got {p}");
             var r = Evaluator.Evaluate(m, tokenizer, t, options, max > 0 ? max : m.Config.MaxT, p);
-            Console.WriteLine(r.ToTable());
+            stdout.WriteLine(r.ToTable());
             var json = new Dictionary<string, double> { ["problems"] = r.Problems, ["samples"] = r.Samples, ["temperature"] = r.Temperature };
             foreach (var (k, v) in r.ToMetrics()) json[k] = v;
-            Console.WriteLine(MetricsJson.Line(json));
+            stdout.WriteLine(MetricsJson.Line(json));
             return 0;
         }));
         return command;

@@ -12,6 +12,7 @@ public static class Program
     public static int Run(string[] args, TextWriter output, TextWriter error)
     {
         var root = new RootCommand("ArcherIlgpu: RL with verifiable rewards on small language models, in pure .NET");
+        root.Subcommands.Add(DemoCommand.Create());
         root.Subcommands.Add(DevicesCommand.Create());
         root.Subcommands.Add(SelfCheckCommand.Create());
         root.Subcommands.Add(ReportCommand.Create());

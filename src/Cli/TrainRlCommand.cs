@@ -105,6 +105,12 @@ public static class TrainRlCommand
             notes.WriteLine($"note: mini_batch_prompts {config.MiniBatchPrompts} > prompts per step {config.TrainBatchPrompts}; using {config.TrainBatchPrompts}");
             config = config with { MiniBatchPrompts = config.TrainBatchPrompts };
         }
+        return FitToModel(config, model, notes);
+    }
+
+    /// <summary>Prompt and response lengths cut to the model's context (the presets' lengths are for 32k-context models).</summary>
+    public static AlgorithmConfig FitToModel(AlgorithmConfig config, Gpt2Config model, TextWriter notes)
+    {
         if (config.MaxResponseTokens >= model.MaxT)
         {
             // The presets' lengths are for 32k-context models; keep DAPO's overlong buffer at the same share of the length.

@@ -32,7 +32,9 @@ public static partial class RunPlots
         new("reward", "Reward (mean)", "reward", k => k is "reward" or "reward/mean" or "critic/score/mean", Goal.Higher, Smooth: true),
         new("accuracy", "Accuracy", "accuracy", k => k is "accuracy" or "reward/accuracy" || k.StartsWith("eval/") && k.Contains("pass@"),
             Goal.Higher, IncludeZero: true),
-        new("entropy", "Token entropy by class", "entropy (nats)", k => k.StartsWith("entropy/") || k == "actor/entropy"),
+        // Per-step entropies of a small batch are noisy: smoothed. Shares (entropy/high_share) are fractions, not entropies.
+        new("entropy", "Token entropy by class", "entropy (nats)", k => k.StartsWith("entropy/") && !k.EndsWith("_share") || k == "actor/entropy",
+            Smooth: true),
         new("clip", "Clip fraction by token class", "fraction clipped", k => k.StartsWith("clip/") || k.Contains("clipfrac"),
             Smooth: true, IncludeZero: true),
         new("kl", "KL to reference", "KL", k => k.Contains("kl", StringComparison.OrdinalIgnoreCase), Smooth: true),

@@ -1,0 +1,81 @@
+using System.CommandLine;
+using ArcherIlgpu.Cli.Demo;
+using ArcherIlgpu.Runs;
+
+namespace ArcherIlgpu.Cli;
+
+/// <summary>
+/// <c>archer demo</c>: the whole pipeline in one command with no arguments: SFT a small model on a task,
+/// evaluate it, run Archer, evaluate again, print the table and where the run folder is.
+/// <c>--preset</c>, <c>--config FILE.json</c> and <c>--set key=value</c> change it (in that order);
+/// <c>--resume RUN_DIR</c> continues a run from its newest checkpoint.
+/// </summary>
+public static class DemoCommand
+{
+    public static Command Create()
+    {
+        var preset = new Option<string>("--preset")
+        {
+            Description = "starting config: " + string.Join("; ", RunPresets.Registry.Select(p => $"{p.Name} ({p.Description})")) + " (default demo)",
+            DefaultValueFactory = _ => "demo",
+        };
+        var configFile = new Option<string?>("--config") { Description = "JSON config file applied over the preset (a run's config.json works)" };
+        var set = RlCommandSupport.KeyValueOption("--set", "override one setting, e.g. rl.steps=50 rl.group_size=8 seed=2 (repeatable; see config.json for every key)");
+        var resume = new Option<string?>("--resume") { Description = "continue the run in this folder from its newest checkpoint (--set still applies, e.g. rl.steps=200)" };
+        var runsDir = new Option<string>("--runs-dir") { Description = "where new run folders go (default runs)", DefaultValueFactory = _ => "runs" };
+        var device = new Option<string?>("--device") { Description = "device: auto, cpu, ilgpu-cpu, cuda, opencl (default: the config's, auto)" };
+        var command = new Command("demo", "SFT a small model, evaluate, train it with Archer, evaluate again: the whole pipeline in one command")
+        {
+            preset, configFile, set, resume, runsDir, device,
+        };
+        command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
+        {
+            var sets = (parse.GetValue(set) ?? []).ToList();
+            if (parse.GetValue(device) is string d) sets.Add("device=" + d);
+            string? resumeDir = parse.GetValue(resume);
+            bool interactive = ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected;
+            RunConfig config;
+            RunFolder run;
+            if (resumeDir is not null)
+            {
+                if (parse.GetResult(preset) is { Implicit: false } || parse.GetValue(configFile) is not null)
+                    throw new CliInputException("--resume continues a run with its own config.json; give changes with --set, not --preset or --config");
+                run = RunFolder.Open(resumeDir);
+                if (!File.Exists(run.ConfigPath)) throw new CliInputException($"'{resumeDir}' has no config.json, so it cannot be resumed");
+                config = ConfigBinder.Bind(RunPresets.Demo, run.ConfigPath, sets);
+            }
+            else
+            {
+                config = RunPresets.Registry.Bind(parse.GetValue(preset)!, parse.GetValue(configFile), sets);
+                run = RunFolder.Create(parse.GetValue(runsDir)!, config.Name);
+            }
+            PrintConfig(config, stdout);
+            run.WriteConfig(config);
+            var outcome = new DemoJob(config, run, stdout, interactive).Run();
+            stdout.WriteLine();
+            stdout.Write(DemoJob.Table(outcome.Sft, outcome.Rl, outcome.Algorithm));
+            stdout.WriteLine();
+            stdout.WriteLine($"done in {ProgressReporter.FormatDuration(outcome.Elapsed)} on {outcome.Device}. The run folder is {RelativeOrFull(run.Path)}");
+            stdout.WriteLine($"  summary.md, eval.json, metrics.jsonl, samples.jsonl, plots/*.svg, checkpoints/; redraw or compare with: archer report {RelativeOrFull(run.Path)}");
+            return 0;
+        }));
+        return command;
+    }
+
+    /// <summary>The resolved config, one line per section.</summary>
+    static void PrintConfig(RunConfig config, TextWriter output)
+    {
+        output.WriteLine("config:");
+        foreach (var group in ConfigWriter.Flatten(config).GroupBy(kv => kv.Key.Contains('.') ? kv.Key[..kv.Key.IndexOf('.')] : ""))
+        {
+            string items = string.Join("  ", group.Select(kv => $"{(group.Key.Length == 0 ? kv.Key : kv.Key[(group.Key.Length + 1)..])}={kv.Value}"));
+            output.WriteLine($"  {(group.Key.Length == 0 ? "" : group.Key + ": ")}{items}");
+        }
+    }
+
+    static string RelativeOrFull(string path)
+    {
+        string relative = Path.GetRelativePath(Environment.CurrentDirectory, path);
+        return relative.StartsWith("..", StringComparison.Ordinal) ? path : relative;
+    }
+}

@@ -1,0 +1,238 @@
+using ArcherIlgpu.Kernels;
+using ArcherIlgpu.Model.Gpt2;
+using ArcherIlgpu.Model.Tokenizers;
+
+namespace ArcherIlgpu.Cli.Tests;
+
+/// <summary>
+/// Bad input through the command line: one line on stderr naming the key, file, line or value and what
+/// was expected; a non-zero exit code; never a stack trace. (Token ids outside the vocabulary and
+/// ragged token files: <see cref="LossCommandTests"/>; bad SFT JSONL: <see cref="TrainSftCommandTests"/>.)
+/// </summary>
+public class BadInputTests
+{
+    static CliResult Fails(params string[] args)
+    {
+        var r = Archer.Run(args);
+        Assert.True(r.ExitCode != 0, "expected a failure:\n" + r);
+        Assert.DoesNotContain("   at ", r.Err);          // no stack trace
+        Assert.DoesNotContain("Exception", r.Err);
+        return r;
+    }
+
+    static CliResult Demo(params string[] sets) =>
+        Fails(["demo", "--preset", "quick", "--device", "cpu", "--runs-dir", Path.Combine(Path.GetTempPath(), "archer-never-created"), .. sets]);
+
+    [Fact]
+    public void UnknownConfigKeyIsNamedWithTheClosestValidKey()
+    {
+        var r = Demo("--set", "rl.grup_size=4");
+        Assert.Contains("rl.grup_size", r.Err);
+        Assert.Contains("rl.group_size", r.Err);
+        Assert.Contains("Valid keys", r.Err);
+    }
+
+    [Fact]
+    public void UnknownKeyInAConfigFileNamesTheFileAndJsonPath()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("c.json"), "{\"rl\": {\"steps\": 3, \"groups\": 4}}");
+        var r = Demo("--config", dir.File("c.json"));
+        Assert.Contains("c.json", r.Err);
+        Assert.Contains("$.rl.groups", r.Err);
+        Assert.Contains("rl.group_size", r.Err);
+    }
+
+    [Fact]
+    public void MistypedValueNamesKeyValueAndExpectedType()
+    {
+        var r = Demo("--set", "rl.steps=many");
+        Assert.Contains("rl.steps", r.Err);
+        Assert.Contains("many", r.Err);
+        Assert.Contains("integer", r.Err);
+    }
+
+    [Theory]
+    [InlineData("rl.group_size=1", "rl.group_size must be >= 2")]
+    [InlineData("rl.entropy_quantile=1.5", "rl.entropy_quantile (ρ) must be in (0, 1), got 1.5")]
+    [InlineData("rl.entropy_quantile=0", "must be in (0, 1), got 0")]
+    [InlineData("rl.learning_rate=-0.001", "rl.learning_rate must be >= 0, got -0.001")]
+    [InlineData("sft.learning_rate=-1", "sft.learning_rate must be a positive number, got -1")]
+    [InlineData("eval.samples=0", "eval.samples must be >= 1")]
+    [InlineData("rl.overrides=low.clip_low=2", "low.clip_low must be in [0, 1), got 2")]
+    public void OutOfRangeValuesAreRejectedWithTheRange(string set, string expected)
+    {
+        var r = Demo("--set", set);
+        Assert.Contains(expected, r.Err);
+    }
+
+    [Fact]
+    public void UnknownPresetListsTheValidOnes()
+    {
+        var r = Fails("demo", "--preset", "huge");
+        Assert.Contains("huge", r.Err);
+        Assert.Contains("demo, quick", r.Err);
+    }
+
+    [Fact]
+    public void UnknownDeviceListsTheValidNames()
+    {
+        var r = Fails("demo", "--preset", "quick", "--device", "tpu", "--runs-dir", Path.Combine(Path.GetTempPath(), "archer-never-created"));
+        Assert.Contains("tpu", r.Err);
+        Assert.Contains("cpu", r.Err);
+    }
+
+    [SkippableFact]
+    public void ADeviceThatIsNotThereIsNamed()
+    {
+        Skip.If(Devices.Available().Contains("cuda"), "this machine has a CUDA device");
+        var r = Fails("demo", "--preset", "quick", "--device", "cuda", "--runs-dir", Path.Combine(Path.GetTempPath(), "archer-no-cuda-runs"));
+        Assert.Contains("'cuda' is not available", r.Err);
+        Assert.Contains("available devices: ", r.Err);
+    }
+
+    [Fact]
+    public void ResumingSomethingThatIsNotARunIsExplained()
+    {
+        using var dir = new TempDir();
+        var r = Fails("demo", "--resume", dir.Path);
+        Assert.Contains(dir.Path, r.Err);
+        Assert.Contains("not a run folder", r.Err);
+    }
+
+    // ------------------------------------------------------------------ datasets (the jsonl task)
+
+    static CliResult DemoOnJsonl(string path) => Demo("--set", "task.name=jsonl", "--set", $"task.options=path={path}");
+
+    [Fact]
+    public void EmptyDatasetIsNamed()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("empty.jsonl"), "\n\n");
+        var r = DemoOnJsonl(dir.File("empty.jsonl"));
+        Assert.Contains("empty.jsonl", r.Err);
+        Assert.Contains("empty", r.Err);
+    }
+
+    [Fact]
+    public void UnparsableJsonlLineIsNamedWithItsLineNumber()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("d.jsonl"), "{\"prompt\": \"1+1=\", \"answer\": \"2\"}\n{\"prompt\": \"2+2=\", \"answer\": \n");
+        var r = DemoOnJsonl(dir.File("d.jsonl"));
+        Assert.Contains("d.jsonl:2", r.Err);
+        Assert.Contains("not valid JSON", r.Err);
+    }
+
+    [Fact]
+    public void PromptLongerThanTheContextIsNamed()
+    {
+        using var dir = new TempDir();
+        string prompt = string.Concat(Enumerable.Repeat("1+", 40)) + "1=";   // 82 characters; the tiny model's context is 64
+        File.WriteAllText(dir.File("long.jsonl"), $"{{\"prompt\": \"{prompt}\", \"answer\": \"41\"}}\n");
+        var r = DemoOnJsonl(dir.File("long.jsonl"));
+        Assert.Contains("context length 64", r.Err);
+        Assert.Contains("1+1+1+", r.Err);   // which problem
+    }
+
+    // ------------------------------------------------------------------ model folders through archer eval
+
+    /// <summary>A small valid model folder (tiny preset, char tokenizer).</summary>
+    static string ModelFolder(TempDir dir)
+    {
+        string path = dir.File("model");
+        using var backend = new CpuBackend();
+        var tokenizer = CharTokenizer.ForArithmetic();
+        using var model = new Gpt2Model(backend, Gpt2Config.Preset("tiny") with { VocabSize = tokenizer.VocabSize }, seed: 3);
+        Gpt2Checkpoint.Save(model, path);
+        TokenizerFiles.Save(tokenizer, path);
+        return path;
+    }
+
+    static CliResult Eval(string model) =>
+        Fails("eval", "--model", model, "--task", "arithmetic", "--task-option", "max_digits=1", "--problems", "2", "--n", "1", "--device", "cpu");
+
+    [Fact]
+    public void TheValidFolderEvaluates()
+    {
+        using var dir = new TempDir();
+        var r = Archer.Run("eval", "--model", ModelFolder(dir), "--task", "arithmetic", "--task-option", "max_digits=1", "--problems", "2", "--n", "1", "--device", "cpu");
+        Assert.True(r.ExitCode == 0, r.ToString());
+        Assert.Contains("pass@1", r.Out);
+    }
+
+    [Fact]
+    public void MissingWeightsFileIsNamed()
+    {
+        using var dir = new TempDir();
+        string model = ModelFolder(dir);
+        File.Delete(Path.Combine(model, "model.safetensors"));
+        var r = Eval(model);
+        Assert.Contains("model.safetensors", r.Err);
+        Assert.Contains("not found", r.Err);
+        Assert.Single(r.Err.Trim().Split('\n'));
+    }
+
+    [Theory]
+    [InlineData(4)]        // not even the header length
+    [InlineData(100)]      // header cut short
+    [InlineData(-1000)]    // data cut short (1000 bytes missing at the end)
+    public void TruncatedWeightsFileIsNamed(int keep)
+    {
+        using var dir = new TempDir();
+        string path = Path.Combine(ModelFolder(dir), "model.safetensors");
+        var bytes = File.ReadAllBytes(path);
+        File.WriteAllBytes(path, bytes[..(keep > 0 ? keep : bytes.Length + keep)]);
+        var r = Eval(Path.GetDirectoryName(path)!);
+        Assert.Contains("model.safetensors", r.Err);
+        Assert.Single(r.Err.Trim().Split('\n'));
+    }
+
+    [Fact]
+    public void CorruptHeaderIsNamed()
+    {
+        using var dir = new TempDir();
+        string path = Path.Combine(ModelFolder(dir), "model.safetensors");
+        var bytes = File.ReadAllBytes(path);
+        bytes[12] = (byte)'}';   // inside the JSON header
+        bytes[13] = (byte)'@';
+        File.WriteAllBytes(path, bytes);
+        var r = Eval(Path.GetDirectoryName(path)!);
+        Assert.Contains("model.safetensors", r.Err);
+    }
+
+    [Fact]
+    public void TensorShapeThatDisagreesWithTheConfigIsNamed()
+    {
+        using var dir = new TempDir();
+        string model = ModelFolder(dir);
+        string config = Path.Combine(model, "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"n_embd\": 32", "\"n_embd\": 64"));
+        var r = Eval(model);
+        Assert.Contains("has shape", r.Err);
+        Assert.Contains("expected", r.Err);
+        Assert.Contains("tensor '", r.Err);
+        Assert.Contains("model.safetensors", r.Err);
+    }
+
+    [Fact]
+    public void UnsupportedModelTypeIsNamed()
+    {
+        using var dir = new TempDir();
+        string model = ModelFolder(dir);
+        string config = Path.Combine(model, "config.json");
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"model_type\": \"gpt2\"", "\"model_type\": \"llama\""));
+        var r = Eval(model);
+        Assert.Contains("config.json", r.Err);
+        Assert.Contains("model_type is 'llama', expected 'gpt2'", r.Err);
+    }
+
+    [Fact]
+    public void MissingModelFolderIsNamed()
+    {
+        using var dir = new TempDir();
+        var r = Eval(dir.File("nothing-here"));
+        Assert.Contains("nothing-here", r.Err);
+        Assert.Contains("does not exist", r.Err);
+    }
+}
