@@ -55,7 +55,7 @@ public class MatMulPtxTests
         Assert.Equal(expected, Count(ptx, Regex.Escape(instruction)));
         Assert.Equal(expected, Count(ptx, @"mma\.sync"));   // the other precision's branch folded away
         Assert.DoesNotContain(".extern", ptx);
-        // The shuffle emulation stays in the PTX behind "mov.pred %p, 1; @%p bra" (ILGPU resolves
-        // CudaAsm.IsSupported only during code generation), which ptxas removes as dead code.
+        Assert.DoesNotContain("bar.warp", ptx);              // the emulation lives in other kernels
+        Assert.Equal(2, Count(ptx, @"\.shared \.align"));    // the two operand tiles, no emulation scratch
     }
 }

@@ -60,18 +60,29 @@ public sealed partial class IlgpuBackend
     void LaunchTensorGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape shape, MatMulPrecision precision)
     {
         if (WarpSize != 32) throw new NotSupportedException($"{Name}: mma.sync needs warps of 32 threads, the device has {WarpSize}");
+        bool cuda = Accelerator.AcceleratorType == AcceleratorType.Cuda;
         var kernel = precision == MatMulPrecision.Tf32
-            ? tf32GemmKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(Tf32GemmKernel)
-            : bf16GemmKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(Bf16GemmKernel);
+            ? tf32GemmKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(cuda ? Tf32GemmKernel : EmulatedTf32GemmKernel)
+            : bf16GemmKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(cuda ? Bf16GemmKernel : EmulatedBf16GemmKernel);
         kernel(new KernelConfig(BigGrid(shape), new Index2D(GemmThreads, 1)), a, b, c, bias, shape);
     }
 
-    // One kernel per precision, so the precision is a constant the compiler folds into the body.
+    // One kernel per precision, so the precision is a constant the compiler folds into the body; the
+    // emulated ones (tests on ilgpu-cpu) carry a per-warp scratch in place of mma.sync.
     static void Tf32GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32);
+        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32, false, default);
 
     static void Bf16GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16);
+        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16, false, default);
+
+    static void EmulatedTf32GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
+        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32, true, SharedMemory.Allocate<uint>(EmulationScratch));
+
+    static void EmulatedBf16GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
+        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16, true, SharedMemory.Allocate<uint>(EmulationScratch));
+
+    /// <summary>Every lane's 6 fragment registers (a0..a3, b0, b1), for the 8 warps of a group.</summary>
+    const int EmulationScratch = GemmThreads * 6;
 
     /// <summary>The 4 f32 accumulators of one m16n8 output fragment.</summary>
     internal struct Frag
@@ -109,7 +120,8 @@ public sealed partial class IlgpuBackend
     /// slice is prefetched into registers while the current one is multiplied.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void TensorGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int precision)
+    static void TensorGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int precision,
+        bool emulate, ArrayView<uint> emulation)
     {
         int pitch = precision == (int)MatMulPrecision.Tf32 ? Tf32Pitch : Bf16Pitch;
         var tileA = SharedMemory.Allocate<float>(TcShared);
@@ -133,10 +145,10 @@ public sealed partial class IlgpuBackend
             int offset = buffer * TcDepth * pitch;
             if (precision == (int)MatMulPrecision.Tf32)
             {
-                acc = Tf32Step(tileA, tileB, offset, pitch, wm, wn, groupId, tig, acc);
-                acc = Tf32Step(tileA, tileB, offset + 8 * pitch, pitch, wm, wn, groupId, tig, acc);
+                acc = Tf32Step(tileA, tileB, offset, pitch, wm, wn, groupId, tig, acc, emulate, emulation);
+                acc = Tf32Step(tileA, tileB, offset + 8 * pitch, pitch, wm, wn, groupId, tig, acc, emulate, emulation);
             }
-            else acc = Bf16Step(tileA, tileB, offset, pitch, wm, wn, groupId, tig, acc);
+            else acc = Bf16Step(tileA, tileB, offset, pitch, wm, wn, groupId, tig, acc, emulate, emulation);
             if (more) StoreTcSlice(tileA, tileB, s, staged, buffer ^ 1, pitch, t);
             Group.Barrier();
         }
@@ -171,22 +183,22 @@ public sealed partial class IlgpuBackend
     //                                     col = tig * 2 + (i & 1)
     // Shared memory is depth-major: A(i, k) at tileA[off + k * pitch + i], B(k, j) at tileB[off + k * pitch + j].
 
-    static MmaAcc Tf32Step(ArrayView<float> tileA, ArrayView<float> tileB, int off, int pitch, int wm, int wn, int groupId, int tig, MmaAcc acc)
+    static MmaAcc Tf32Step(ArrayView<float> tileA, ArrayView<float> tileB, int off, int pitch, int wm, int wn, int groupId, int tig, MmaAcc acc, bool emulate, ArrayView<uint> emulation)
     {
         var a0 = Tf32A(tileA, off, pitch, wm, groupId, tig); var a1 = Tf32A(tileA, off, pitch, wm + 16, groupId, tig);
         var a2 = Tf32A(tileA, off, pitch, wm + 32, groupId, tig); var a3 = Tf32A(tileA, off, pitch, wm + 48, groupId, tig);
         var b0 = Tf32B(tileB, off, pitch, wn, groupId, tig); var b1 = Tf32B(tileB, off, pitch, wn + 8, groupId, tig);
         var b2 = Tf32B(tileB, off, pitch, wn + 16, groupId, tig); var b3 = Tf32B(tileB, off, pitch, wn + 24, groupId, tig);
-        return Mma16(acc, a0, a1, a2, a3, b0, b1, b2, b3, (int)MatMulPrecision.Tf32);
+        return Mma16(acc, a0, a1, a2, a3, b0, b1, b2, b3, (int)MatMulPrecision.Tf32, emulate, emulation);
     }
 
-    static MmaAcc Bf16Step(ArrayView<float> tileA, ArrayView<float> tileB, int off, int pitch, int wm, int wn, int groupId, int tig, MmaAcc acc)
+    static MmaAcc Bf16Step(ArrayView<float> tileA, ArrayView<float> tileB, int off, int pitch, int wm, int wn, int groupId, int tig, MmaAcc acc, bool emulate, ArrayView<uint> emulation)
     {
         var a0 = Bf16A(tileA, off, pitch, wm, groupId, tig); var a1 = Bf16A(tileA, off, pitch, wm + 16, groupId, tig);
         var a2 = Bf16A(tileA, off, pitch, wm + 32, groupId, tig); var a3 = Bf16A(tileA, off, pitch, wm + 48, groupId, tig);
         var b0 = Bf16B(tileB, off, pitch, wn, groupId, tig); var b1 = Bf16B(tileB, off, pitch, wn + 8, groupId, tig);
         var b2 = Bf16B(tileB, off, pitch, wn + 16, groupId, tig); var b3 = Bf16B(tileB, off, pitch, wn + 24, groupId, tig);
-        return Mma16(acc, a0, a1, a2, a3, b0, b1, b2, b3, (int)MatMulPrecision.Bf16);
+        return Mma16(acc, a0, a1, a2, a3, b0, b1, b2, b3, (int)MatMulPrecision.Bf16, emulate, emulation);
     }
 
     /// <summary>A fragment of rows row0..row0+15, k 0..7 of the slice at <paramref name="off"/>.</summary>
@@ -225,85 +237,77 @@ public sealed partial class IlgpuBackend
     /// <summary>Two floats already rounded to bf16 (low 16 bits zero) as a bf16x2 register, low first.</summary>
     static uint PackBf16(float low, float high) => (Interop.FloatAsInt(low) >> 16) | (Interop.FloatAsInt(high) & 0xFFFF0000u);
 
-    static MmaAcc Mma16(MmaAcc acc, AFrag a0, AFrag a1, AFrag a2, AFrag a3, BFrag b0, BFrag b1, BFrag b2, BFrag b3, int precision)
+    static MmaAcc Mma16(MmaAcc acc, AFrag a0, AFrag a1, AFrag a2, AFrag a3, BFrag b0, BFrag b1, BFrag b2, BFrag b3, int precision, bool emulate, ArrayView<uint> emulation)
     {
-        acc.F00 = Mma(acc.F00, a0, b0, precision); acc.F01 = Mma(acc.F01, a0, b1, precision);
-        acc.F02 = Mma(acc.F02, a0, b2, precision); acc.F03 = Mma(acc.F03, a0, b3, precision);
-        acc.F10 = Mma(acc.F10, a1, b0, precision); acc.F11 = Mma(acc.F11, a1, b1, precision);
-        acc.F12 = Mma(acc.F12, a1, b2, precision); acc.F13 = Mma(acc.F13, a1, b3, precision);
-        acc.F20 = Mma(acc.F20, a2, b0, precision); acc.F21 = Mma(acc.F21, a2, b1, precision);
-        acc.F22 = Mma(acc.F22, a2, b2, precision); acc.F23 = Mma(acc.F23, a2, b3, precision);
-        acc.F30 = Mma(acc.F30, a3, b0, precision); acc.F31 = Mma(acc.F31, a3, b1, precision);
-        acc.F32 = Mma(acc.F32, a3, b2, precision); acc.F33 = Mma(acc.F33, a3, b3, precision);
+        acc.F00 = Mma(acc.F00, a0, b0, precision, emulate, emulation); acc.F01 = Mma(acc.F01, a0, b1, precision, emulate, emulation);
+        acc.F02 = Mma(acc.F02, a0, b2, precision, emulate, emulation); acc.F03 = Mma(acc.F03, a0, b3, precision, emulate, emulation);
+        acc.F10 = Mma(acc.F10, a1, b0, precision, emulate, emulation); acc.F11 = Mma(acc.F11, a1, b1, precision, emulate, emulation);
+        acc.F12 = Mma(acc.F12, a1, b2, precision, emulate, emulation); acc.F13 = Mma(acc.F13, a1, b3, precision, emulate, emulation);
+        acc.F20 = Mma(acc.F20, a2, b0, precision, emulate, emulation); acc.F21 = Mma(acc.F21, a2, b1, precision, emulate, emulation);
+        acc.F22 = Mma(acc.F22, a2, b2, precision, emulate, emulation); acc.F23 = Mma(acc.F23, a2, b3, precision, emulate, emulation);
+        acc.F30 = Mma(acc.F30, a3, b0, precision, emulate, emulation); acc.F31 = Mma(acc.F31, a3, b1, precision, emulate, emulation);
+        acc.F32 = Mma(acc.F32, a3, b2, precision, emulate, emulation); acc.F33 = Mma(acc.F33, a3, b3, precision, emulate, emulation);
         return acc;
     }
 
-    /// <summary>D = A·B + C for one fragment: mma.sync on CUDA, a shuffle emulation elsewhere.</summary>
+    /// <summary>
+    /// D = A·B + C for one fragment: mma.sync, or, in the emulated kernels (emulate, a compile-time constant), the
+    /// same product computed from the registers every lane holds.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static Frag Mma(Frag c, AFrag a, BFrag b, int precision)
+    static Frag Mma(Frag c, AFrag a, BFrag b, int precision, bool emulate, ArrayView<uint> emulation)
     {
-        if (CudaAsm.IsSupported)
-        {
-            Ref<float> d0 = c.C0, d1 = c.C1, d2 = c.C2, d3 = c.C3;
-            Input<uint> a0 = a.R0, a1 = a.R1, a2 = a.R2, a3 = a.R3, b0 = b.R0, b1 = b.R1;
-            if (precision == (int)MatMulPrecision.Tf32)
-                CudaAsm.EmitRef("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};",
-                    ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-            else
-                CudaAsm.EmitRef("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};",
-                    ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
-            return new Frag { C0 = d0.Value, C1 = d1.Value, C2 = d2.Value, C3 = d3.Value };
-        }
-        return precision == (int)MatMulPrecision.Tf32 ? EmulateTf32Mma(c, a, b) : EmulateBf16Mma(c, a, b);
+        if (emulate) return EmulateMma(c, a, b, precision, emulation);
+        Ref<float> d0 = c.C0, d1 = c.C1, d2 = c.C2, d3 = c.C3;
+        Input<uint> a0 = a.R0, a1 = a.R1, a2 = a.R2, a3 = a.R3, b0 = b.R0, b1 = b.R1;
+        if (precision == (int)MatMulPrecision.Tf32)
+            CudaAsm.EmitRef("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};",
+                ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+        else
+            CudaAsm.EmitRef("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};",
+                ref d0, ref d1, ref d2, ref d3, ref a0, ref a1, ref a2, ref a3, ref b0, ref b1);
+        return new Frag { C0 = d0.Value, C1 = d1.Value, C2 = d2.Value, C3 = d3.Value };
     }
 
     /// <summary>
-    /// What mma.m16n8k8 .tf32 computes for this lane's c0..c3 (rows groupID, groupID + 8; columns
-    /// 2·tig, 2·tig + 1), fetching every A(row, k) and B(k, col) from the lane and register that hold
-    /// it under the layout above: A(r, k) is in lane 4·(r mod 8) + k mod 4, register a0/a1 (k &lt; 4) or
-    /// a2/a3; B(k, n) is in lane 4·n + k mod 4, register b0 (k &lt; 4) or b1.
+    /// What mma.sync computes for this lane's c0..c3 (rows groupID, groupID + 8; columns 2·tig,
+    /// 2·tig + 1): every lane publishes its registers in the warp's scratch, then each A(row, k) and
+    /// B(k, col) is read from the lane and register that hold it under the layout above.
+    /// TF32: A(r, k) in lane 4·(r mod 8) + k mod 4, register a0/a1 (k &lt; 4) or a2/a3; B(k, n) in lane
+    /// 4·n + k mod 4, register b0 (k &lt; 4) or b1.
+    /// BF16: A(r, k) in lane 4·(r mod 8) + (k mod 8) / 2, register {a0,a1}/{a2,a3} (k &lt; 8) or
+    /// {a4,a5}/{a6,a7}, half k mod 2; B(k, n) in lane 4·n + (k mod 8) / 2, register {b0,b1} (k &lt; 8) or
+    /// {b2,b3}, half k mod 2.
     /// </summary>
-    static Frag EmulateTf32Mma(Frag c, AFrag a, BFrag b)
+    static Frag EmulateMma(Frag c, AFrag a, BFrag b, int precision, ArrayView<uint> scratch)
     {
         int lane = Warp.LaneIdx, groupId = lane >> 2, tig = lane & 3;
-        for (int k = 0; k < 8; k++)
+        int warpBase = Group.IdxX / 32 * 32 * 6;
+        int mine = warpBase + lane * 6;
+        scratch[mine] = a.R0; scratch[mine + 1] = a.R1; scratch[mine + 2] = a.R2; scratch[mine + 3] = a.R3;
+        scratch[mine + 4] = b.R0; scratch[mine + 5] = b.R1;
+        Warp.Barrier();
+        bool tf32 = precision == (int)MatMulPrecision.Tf32;
+        int depth = tf32 ? 8 : 16;
+        for (int k = 0; k < depth; k++)
         {
-            bool high = k >= 4;
-            int aLane = 4 * groupId + (k & 3);
-            float top = Interop.IntAsFloat(Warp.Shuffle(high ? a.R2 : a.R0, aLane));
-            float bottom = Interop.IntAsFloat(Warp.Shuffle(high ? a.R3 : a.R1, aLane));
-            uint bReg = high ? b.R1 : b.R0;
-            float left = Interop.IntAsFloat(Warp.Shuffle(bReg, 4 * (2 * tig) + (k & 3)));
-            float right = Interop.IntAsFloat(Warp.Shuffle(bReg, 4 * (2 * tig + 1) + (k & 3)));
+            bool high = tf32 ? k >= 4 : k >= 8;
+            int holder = tf32 ? k & 3 : (k & 7) >> 1;
+            bool upperHalf = !tf32 && (k & 1) != 0;
+            int aLane = warpBase + (4 * groupId + holder) * 6;
+            float top = Operand(scratch[aLane + (high ? 2 : 0)], tf32, upperHalf);      // A(groupID, k)
+            float bottom = Operand(scratch[aLane + (high ? 3 : 1)], tf32, upperHalf);   // A(groupID + 8, k)
+            int bRegister = high ? 5 : 4;
+            float left = Operand(scratch[warpBase + (4 * (2 * tig) + holder) * 6 + bRegister], tf32, upperHalf);       // B(k, 2·tig)
+            float right = Operand(scratch[warpBase + (4 * (2 * tig + 1) + holder) * 6 + bRegister], tf32, upperHalf);  // B(k, 2·tig + 1)
             c.C0 += top * left; c.C1 += top * right; c.C2 += bottom * left; c.C3 += bottom * right;
         }
+        Warp.Barrier();   // nobody overwrites the scratch while a lane still reads it
         return c;
     }
 
-    /// <summary>
-    /// The same for mma.m16n8k16 .bf16: A(r, k) is in lane 4·(r mod 8) + (k mod 8) / 2, register
-    /// {a0,a1}/{a2,a3} (k &lt; 8) or {a4,a5}/{a6,a7}, half k mod 2; B(k, n) in lane 4·n + (k mod 8) / 2,
-    /// register {b0,b1} (k &lt; 8) or {b2,b3}, half k mod 2.
-    /// </summary>
-    static Frag EmulateBf16Mma(Frag c, AFrag a, BFrag b)
-    {
-        int lane = Warp.LaneIdx, groupId = lane >> 2, tig = lane & 3;
-        for (int k = 0; k < 16; k++)
-        {
-            bool high = k >= 8, odd = (k & 1) != 0;
-            int holder = (k & 7) >> 1;
-            int aLane = 4 * groupId + holder;
-            float top = Bf16Half(Warp.Shuffle(high ? a.R2 : a.R0, aLane), odd);
-            float bottom = Bf16Half(Warp.Shuffle(high ? a.R3 : a.R1, aLane), odd);
-            uint bReg = high ? b.R1 : b.R0;
-            float left = Bf16Half(Warp.Shuffle(bReg, 4 * (2 * tig) + holder), odd);
-            float right = Bf16Half(Warp.Shuffle(bReg, 4 * (2 * tig + 1) + holder), odd);
-            c.C0 += top * left; c.C1 += top * right; c.C2 += bottom * left; c.C3 += bottom * right;
-        }
-        return c;
-    }
-
-    static float Bf16Half(uint packed, bool high) => Interop.IntAsFloat(high ? packed & 0xFFFF0000u : packed << 16);
+    static float Operand(uint register, bool tf32, bool upperHalf) =>
+        Interop.IntAsFloat(tf32 ? register : upperHalf ? register & 0xFFFF0000u : register << 16);
 
     // ------------------------------------------------------------ rounding and staging
 
