@@ -55,6 +55,22 @@ public sealed class MatMulBench : IOpBenchmark
             double dxMs = bothMs - dwMs;
             Console.WriteLine($"{"matmul dInput (dOut·W), by difference",-40} {shape,-28} {dxMs,9:F3} {flops / dxMs / 1e6,9:F1}");
             PrintFraction(peak, flops, dxMs);
+            // Tensor cores (CUDA only): the same products with TF32 and BF16 operands.
+            if (backend is IlgpuBackend gpu && gpu.Name == "cuda")
+            {
+                var saved = gpu.MatMulPrecision;
+                foreach (var precision in new[] { MatMulPrecision.Tf32, MatMulPrecision.Bf16 })
+                {
+                    gpu.MatMulPrecision = precision;
+                    string tag = precision.ToString().ToLowerInvariant();
+                    Bench.Report(backend, $"matmul forward {tag}", shape, flops, Bytes((long)N * K, (long)OC * K, (long)N * OC),
+                        () => backend.MatMulForward(input, weight, bias, N, K, OC, output));
+                    Bench.Report(backend, $"matmul backward {tag} (dInput + dWeight)", shape, 2 * flops,
+                        Bytes((long)N * OC, (long)OC * K + (long)N * K, (long)N * K + (long)OC * K),
+                        () => backend.MatMulBackward(dOutput, input, weight, N, K, OC, dInput, dWeight, default));
+                }
+                gpu.MatMulPrecision = saved;
+            }
             foreach (var b in new[] { input, weight, bias, output, dOutput, dInput, dWeight }) b.Buffer.Dispose();
         }
         // Decoding: a few rows against a large weight (memory-bound: GB/s is the figure to watch).

@@ -29,7 +29,8 @@ public static class SelfCheck
         int[][] matmulShapes = quick
             ? [[1, 1, 1], [7, 33, 5], [33, 17, 70]]
             : [[1, 1, 1], [7, 33, 5], [70, 65, 129], [127, 768, 257], [512, 768, 2304], [1000, 3072, 768]];
-        foreach (var s in matmulShapes) Add(MatMul(device, cpu, s[0], s[1], s[2]));
+        foreach (var s in matmulShapes) Add(WithMatMulPrecision(device, MatMulPrecision.Float32, () => MatMul(device, cpu, s[0], s[1], s[2])));
+        Add(TensorCoreMatMuls(device, cpu, quick));
 
         int[][] attentionShapes = quick   // B, T, C, H
             ? [[1, 1, 4, 2], [2, 7, 12, 3], [1, 33, 16, 2]]
@@ -73,6 +74,41 @@ public static class SelfCheck
             be.MatMulBackward(dO, i, W, n, k, oc, dI, dW, dB);
             return [("out", be.ToArray(o)), ("dInput", be.ToArray(dI)), ("dWeight", be.ToArray(dW)), ("dBias", be.ToArray(dB))];
         });
+    }
+
+    // ------------------------------------------------- tensor-core matmul (CUDA)
+
+    /// <summary>
+    /// Tolerances for the tensor-core precisions against the cpu float32 result (Error is relative to
+    /// the output scale). Rounding an operand to TF32 (10 fraction bits) errs by up to 2^-11 relative,
+    /// a product by about 2^-11·√2 rms; summed with random signs over K terms the error and the output
+    /// both grow like √K, so their ratio stays near 2^-11·√2 ≈ 7e-4 at any K: 4e-3 leaves room for the
+    /// largest of a million outputs. BF16 keeps 7 fraction bits, 8× coarser: ≈ 5.5e-3, tolerance 3e-2.
+    /// A misplaced fragment element is an O(1) error and fails either.
+    /// </summary>
+    public const double Tf32Tolerance = 4e-3, Bf16Tolerance = 3e-2;
+
+    /// <summary>On CUDA, every matmul product with TF32 and with BF16 tensor cores.</summary>
+    static IEnumerable<Result> TensorCoreMatMuls(Backend device, Backend cpu, bool quick)
+    {
+        if (device is not IlgpuBackend gpu || gpu.Accelerator.AcceleratorType != ILGPU.Runtime.AcceleratorType.Cuda) return [];
+        int[][] shapes = quick ? [[33, 17, 70], [129, 70, 130]] : [[7, 33, 5], [70, 65, 129], [127, 768, 257], [512, 768, 2304], [1000, 3072, 768]];
+        var results = new List<Result>();
+        foreach (var (precision, tolerance) in new[] { (MatMulPrecision.Tf32, Tf32Tolerance), (MatMulPrecision.Bf16, Bf16Tolerance) })
+            foreach (var s in shapes)
+                foreach (var r in WithMatMulPrecision(device, precision, () => MatMul(device, cpu, s[0], s[1], s[2])))
+                    results.Add(r with { Op = $"matmul {precision.ToString().ToLowerInvariant()}", Tolerance = tolerance });
+        return results;
+    }
+
+    /// <summary>Runs the matmul cases with the device's precision switch set, then restores it.</summary>
+    static IEnumerable<Result> WithMatMulPrecision(Backend device, MatMulPrecision precision, Func<IEnumerable<Result>> run)
+    {
+        if (device is not IlgpuBackend gpu) return run();
+        var saved = gpu.MatMulPrecision;
+        gpu.MatMulPrecision = precision;
+        try { return run().ToList(); }
+        finally { gpu.MatMulPrecision = saved; }
     }
 
     static IEnumerable<Result> Attention(Backend dev, Backend cpu, int B, int T, int C, int H)

@@ -28,6 +28,8 @@ public class MatMulTests
     public static IEnumerable<object[]> SimulatorShapes() =>
     [
         [1, 7, 33], [7, 33, 127], [33, 127, 1], [127, 1, 7], [33, 33, 33], [70, 65, 129],
+        // Past one 128×128 tile in both output dimensions of every product (forward, dInput, dWeight).
+        [129, 70, 130],
     ];
 
     public static IEnumerable<object[]> ForwardCases()
@@ -179,5 +181,122 @@ public class MatMulTests
             }
         }
         finally { Gemm.UseVector512 = saved; }
+    }
+
+    // ------------------------------------------------------------ 128×128 and tensor-core kernels
+
+    /// <summary>
+    /// Thin shapes normally go to the 64×64 kernel; forcing them through the 128×128 one checks its
+    /// edge handling where a tile is almost all padding (1 row, 1 deep, 1 column).
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(1, 7, 33)]
+    [InlineData(33, 1, 7)]
+    public void TiledKernel_ThinShapes_MatchReference(int N, int K, int OC)
+    {
+        var backend = (IlgpuBackend)TestBackends.Get("ilgpu-cpu");
+        backend.ForceTiledGemm = true;
+        try
+        {
+            var p = Problem.Random(N, K, OC, seed: 11 * N + K + OC);
+            Check.Close(p.Forward(true), RunForward(backend, p, true), Atol(K), Rtol, "out");
+            CheckBackward(backend, p, Atol);
+        }
+        finally { backend.ForceTiledGemm = false; }
+    }
+
+    /// <summary>
+    /// The tensor-core kernel on ilgpu-cpu, with each mma.sync emulated by reading the operands from the
+    /// lanes and registers the PTX ISA fragment layout assigns them (the emulation is slow there: small
+    /// shapes only): the reference
+    /// multiplies the same rounded operands (rounded here independently of the kernel), whose products
+    /// are exact, so only float32 summation separates them and any fragment mix-up is an O(1) error.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(MatMulPrecision.Tf32, 5, 17, 9)]
+    [InlineData(MatMulPrecision.Bf16, 5, 17, 9)]
+    [InlineData(MatMulPrecision.Tf32, 130, 9, 20)]   // two row tiles in forward and dInput, a 130-deep dWeight
+    [InlineData(MatMulPrecision.Bf16, 130, 9, 20)]
+    public void EmulatedTensorKernel_MatchesReferenceOnRoundedOperands(MatMulPrecision precision, int N, int K, int OC)
+    {
+        var backend = (IlgpuBackend)TestBackends.Get("ilgpu-cpu");
+        var p = Problem.Random(N, K, OC, seed: 3 * N + K + OC);
+        var q = new Problem(N, K, OC, Round(p.Input, precision), Round(p.Weight, precision), p.Bias, Round(p.DOutput, precision));
+        backend.MatMulPrecision = precision;
+        backend.EmulateTensorCores = true;
+        try
+        {
+            Check.Close(q.Forward(true), RunForward(backend, p, true), Atol(K), Rtol, $"{precision} out");
+            CheckBackward(backend, p, Atol, q);
+        }
+        finally
+        {
+            backend.EmulateTensorCores = false;
+            backend.MatMulPrecision = MatMulPrecision.Float32;
+        }
+    }
+
+    /// <summary>
+    /// Off CUDA the switch must change nothing: with Tf32 requested, ilgpu-cpu still computes float32.
+    /// TF32 rounding (relative 2^-11 per operand) would miss the float32 tolerance here by 10x or more.
+    /// </summary>
+    [SkippableFact]
+    public void PrecisionSwitch_OnNonCudaBackend_GivesFloat32()
+    {
+        var backend = (IlgpuBackend)TestBackends.Get("ilgpu-cpu");
+        const int N = 70, K = 65, OC = 129;
+        var p = Problem.Random(N, K, OC, seed: 77);
+        backend.MatMulPrecision = MatMulPrecision.Tf32;
+        try
+        {
+            Check.Close(p.Forward(true), RunForward(backend, p, true), Atol(K), Rtol, "out with Tf32 requested");
+        }
+        finally { backend.MatMulPrecision = MatMulPrecision.Float32; }
+    }
+
+    [Theory]
+    [InlineData(null, MatMulPrecision.Float32)]
+    [InlineData("", MatMulPrecision.Float32)]
+    [InlineData("fp32", MatMulPrecision.Float32)]
+    [InlineData("TF32", MatMulPrecision.Tf32)]
+    [InlineData(" bf16 ", MatMulPrecision.Bf16)]
+    public void ParseMatMulPrecision_AcceptsTheDocumentedNames(string? text, MatMulPrecision expected) =>
+        Assert.Equal(expected, IlgpuBackend.ParseMatMulPrecision(text));
+
+    [Fact]
+    public void ParseMatMulPrecision_RejectsUnknownNames() =>
+        Assert.Throws<ArgumentException>(() => IlgpuBackend.ParseMatMulPrecision("fp16"));
+
+    /// <summary>Backward once from zero gradients against the reference of <paramref name="reference"/> (default: p).</summary>
+    static void CheckBackward(Backend backend, Problem p, Func<int, double> atol, Problem? reference = null)
+    {
+        var (rdx, rdw, _) = (reference ?? p).Backward();
+        var dInput = backend.Upload<float>(Filled((long)p.N * p.K, float.NaN));
+        var dWeight = backend.Allocate<float>((long)p.OC * p.K).All;
+        var dBias = backend.Allocate<float>(p.OC).All;
+        backend.MatMulBackward(backend.Upload<float>(p.DOutput), backend.Upload<float>(p.Input),
+            backend.Upload<float>(p.Weight), p.N, p.K, p.OC, dInput, dWeight, dBias);
+        Check.Close(rdx, backend.ToArray(dInput), atol(p.OC), Rtol, "dInput");
+        Check.Close(rdw, backend.ToArray(dWeight), atol(p.N), Rtol, "dWeight");
+        // dBias is a plain float32 column sum of dOutput in every precision.
+        Check.Close(p.Backward().dBias, backend.ToArray(dBias), atol(p.N), Rtol, "dBias");
+    }
+
+    /// <summary>
+    /// Rounds to the tensor-core operand format, written independently of the kernel's bit tricks:
+    /// TF32 keeps 10 fraction bits, rounding half away from zero (cvt.rna.tf32.f32); BF16 keeps 7,
+    /// rounding half to even. Scaling by a power of two is exact, so the rounding is Math.Round's.
+    /// </summary>
+    static float[] Round(float[] x, MatMulPrecision precision)
+    {
+        int bits = precision == MatMulPrecision.Tf32 ? 10 : 7;
+        var mode = precision == MatMulPrecision.Tf32 ? MidpointRounding.AwayFromZero : MidpointRounding.ToEven;
+        return Array.ConvertAll(x, v =>
+        {
+            if (v == 0 || !float.IsFinite(v)) return v;
+            int exponent = Math.ILogB((double)v);   // v = m · 2^exponent with 1 <= |m| < 2
+            double ulp = Math.ScaleB(1.0, exponent - bits);
+            return (float)(Math.Round(v / ulp, mode) * ulp);
+        });
     }
 }

@@ -7,8 +7,10 @@ using ILGPU.Runtime;
 
 namespace ArcherIlgpu.Kernels;
 
-// out = in · Wᵀ + b and its backward: one tiled GEMM kernel for all three products (the operands'
-// layouts arrive as strides) plus a column reduction for dBias.
+// out = in · Wᵀ + b and its backward. Every product is one GEMM whose operand layouts arrive as
+// strides: a 64×64-tile kernel here for thin products, the 128×128 kernel (MatMulTiled.cs) for the
+// rest, the tensor-core kernel (MatMulTensor.cs) when MatMulPrecision asks for it; plus a column
+// reduction for dBias.
 public sealed partial class IlgpuBackend
 {
     /// <summary>
@@ -82,7 +84,24 @@ public sealed partial class IlgpuBackend
     {
         if (shape.M == 0 || shape.N == 0) return;
         if (MaxGroupSize < GemmThreads)
-            throw new NotSupportedException($"{Name}: the matmul kernel needs groups of {GemmThreads} threads, the device allows {MaxGroupSize}");
+            throw new NotSupportedException($"{Name}: the matmul kernels need groups of {GemmThreads} threads, the device allows {MaxGroupSize}");
+        var precision = EffectiveMatMulPrecision;
+        if (precision != MatMulPrecision.Float32) LaunchTensorGemm(a, b, c, bias, shape, precision);
+        else if (UseSmallGemm(shape)) LaunchSmallGemm(a, b, c, bias, shape);
+        else LaunchTiledGemm(a, b, c, bias, shape);
+    }
+
+    /// <summary>
+    /// Below 64 rows or columns a 128×128 tile would be mostly padding and leave most multiprocessors
+    /// idle (decoding: a few rows against a large weight), so the 64×64 kernel does those.
+    /// </summary>
+    bool UseSmallGemm(GemmShape shape) => !ForceTiledGemm && (shape.M <= GemmTile || shape.N <= GemmTile);
+
+    /// <summary>Tests set this to run every size through the 128×128 kernel.</summary>
+    internal bool ForceTiledGemm { get; set; }
+
+    void LaunchSmallGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape shape)
+    {
         gemmKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(GemmKernel);
         var grid = new Index2D((shape.N + GemmTile - 1) / GemmTile, (shape.M + GemmTile - 1) / GemmTile);
         gemmKernel(new KernelConfig(grid, new Index2D(GemmThreads, 1)), a, b, c, bias, shape);

@@ -1,0 +1,174 @@
+using System.Runtime.CompilerServices;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace ArcherIlgpu.Kernels;
+
+// The float32 GEMM for everything but thin products: a 128×128 tile of C per group of 256 threads,
+// each thread an 8×8 block of it in registers, fed from double-buffered shared-memory slices of
+// A and B that are read as 128-bit vectors.
+public sealed partial class IlgpuBackend
+{
+    /// <summary>Output tile edge, K slice depth and one thread's block edge of the 128×128 kernel.</summary>
+    const int BigTile = 128, BigDepth = 8, BigBlock = 8;
+    /// <summary>
+    /// Shared rows hold 128 values plus 4 of padding: 16-byte aligned for vector reads, and the
+    /// transposing stores of a K-contiguous operand (8 depths × 4 rows per warp) land on 32 banks.
+    /// </summary>
+    const int BigPitch = BigTile + 4;
+    /// <summary>Two buffers (compute one, fill the other) of one K slice.</summary>
+    const int BigShared = 2 * BigDepth * BigPitch;
+    /// <summary>Tile elements each thread moves from global to shared memory per slice and operand.</summary>
+    const int BigLoads = BigTile * BigDepth / GemmThreads;
+
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>? tiledGemmKernel;
+
+    void LaunchTiledGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape shape)
+    {
+        tiledGemmKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(TiledGemmKernel);
+        tiledGemmKernel(new KernelConfig(BigGrid(shape), new Index2D(GemmThreads, 1)), a, b, c, bias, shape);
+    }
+
+    static Index2D BigGrid(GemmShape s) => new((s.N + BigTile - 1) / BigTile, (s.M + BigTile - 1) / BigTile);
+
+    /// <summary>Four floats read from shared memory as one 128-bit load (ld.shared.v4.f32 on PTX).</summary>
+    internal struct Vec4
+    {
+        public float X, Y, Z, W;
+    }
+
+    /// <summary>One row of a thread's 8×8 block: columns tx*4 + 0..3 and 64 + tx*4 + 0..3.</summary>
+    internal struct Row8
+    {
+        public Vec4 Lo, Hi;
+
+        // Plain a * b + c: ptxas contracts it to FFMA. MathF.FusedMultiplyAdd would compile to a call of an
+        // unresolved extern function in ILGPU 1.5.3's PTX.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void Add(float a, Vec4 bLo, Vec4 bHi)
+        {
+            Lo.X += a * bLo.X; Lo.Y += a * bLo.Y;
+            Lo.Z += a * bLo.Z; Lo.W += a * bLo.W;
+            Hi.X += a * bHi.X; Hi.Y += a * bHi.Y;
+            Hi.Z += a * bHi.Z; Hi.W += a * bHi.W;
+        }
+    }
+
+    /// <summary>The values one thread carries from global to shared memory for one slice (prefetch).</summary>
+    internal struct Staged4
+    {
+        public float A0, A1, A2, A3, B0, B1, B2, B3;
+    }
+
+    /// <summary>
+    /// One group per 128×128 tile of C; thread (tx, ty) = (t % 16, t / 16) owns rows ty*4 + 0..3 and
+    /// 64 + ty*4 + 0..3 and the same pattern of columns with tx. Shared memory holds each K slice
+    /// depth-major (tileA[p][i], tileB[p][j]), so at every depth a thread reads its 8 A values and 8 B
+    /// values as four 16-byte vectors: a warp's B reads are 16 consecutive vectors (conflict-free per
+    /// quarter-warp) and its A reads two broadcast addresses. The next slice is loaded from global
+    /// memory into registers before the current one is multiplied, and stored into the other buffer
+    /// after, so one barrier per slice suffices. Elements outside A or B load as zero.
+    /// </summary>
+    static void TiledGemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s)
+    {
+        var tileA = SharedMemory.Allocate<float>(BigShared);
+        var tileB = SharedMemory.Allocate<float>(BigShared);
+        var vecA = tileA.Cast<Vec4>();
+        var vecB = tileB.Cast<Vec4>();
+        int t = Group.IdxX;
+        int tx = t % 16, ty = t / 16;
+        int m0 = Grid.IdxY * BigTile, n0 = Grid.IdxX * BigTile;
+        int slices = (s.K + BigDepth - 1) / BigDepth;
+
+        var staged = LoadBigSlice(a, b, s, m0, n0, 0, t);
+        StoreBigSlice(tileA, tileB, s, staged, 0, t);
+        Group.Barrier();
+
+        Row8 r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default, r7 = default;
+        const int vecPitch = BigPitch / 4;
+        for (int slice = 0; slice < slices; slice++)
+        {
+            int buffer = slice & 1;
+            bool more = slice + 1 < slices;
+            if (more) staged = LoadBigSlice(a, b, s, m0, n0, (slice + 1) * BigDepth, t);
+            int rowBase = buffer * BigDepth * vecPitch;
+            for (int p = 0; p < BigDepth; p++)
+            {
+                int row = rowBase + p * vecPitch;
+                Vec4 aLo = vecA[row + ty], aHi = vecA[row + 16 + ty];
+                Vec4 bLo = vecB[row + tx], bHi = vecB[row + 16 + tx];
+                r0.Add(aLo.X, bLo, bHi); r1.Add(aLo.Y, bLo, bHi); r2.Add(aLo.Z, bLo, bHi); r3.Add(aLo.W, bLo, bHi);
+                r4.Add(aHi.X, bLo, bHi); r5.Add(aHi.Y, bLo, bHi); r6.Add(aHi.Z, bLo, bHi); r7.Add(aHi.W, bLo, bHi);
+            }
+            if (more) StoreBigSlice(tileA, tileB, s, staged, buffer ^ 1, t);
+            Group.Barrier();
+        }
+
+        int i = m0 + ty * 4, j = n0 + tx * 4;
+        StoreRow8(c, bias, s, i, j, r0); StoreRow8(c, bias, s, i + 1, j, r1);
+        StoreRow8(c, bias, s, i + 2, j, r2); StoreRow8(c, bias, s, i + 3, j, r3);
+        StoreRow8(c, bias, s, i + 64, j, r4); StoreRow8(c, bias, s, i + 65, j, r5);
+        StoreRow8(c, bias, s, i + 66, j, r6); StoreRow8(c, bias, s, i + 67, j, r7);
+    }
+
+    static Staged4 LoadBigSlice(ArrayView<float> a, ArrayView<float> b, GemmShape s, int m0, int n0, int k0, int t) => new()
+    {
+        A0 = LoadTileA(a, s, m0, k0, t, BigTile, BigDepth),
+        A1 = LoadTileA(a, s, m0, k0, t + GemmThreads, BigTile, BigDepth),
+        A2 = LoadTileA(a, s, m0, k0, t + 2 * GemmThreads, BigTile, BigDepth),
+        A3 = LoadTileA(a, s, m0, k0, t + 3 * GemmThreads, BigTile, BigDepth),
+        B0 = LoadTileB(b, s, n0, k0, t, BigTile, BigDepth),
+        B1 = LoadTileB(b, s, n0, k0, t + GemmThreads, BigTile, BigDepth),
+        B2 = LoadTileB(b, s, n0, k0, t + 2 * GemmThreads, BigTile, BigDepth),
+        B3 = LoadTileB(b, s, n0, k0, t + 3 * GemmThreads, BigTile, BigDepth),
+    };
+
+    static void StoreBigSlice(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, Staged4 v, int buffer, int t)
+    {
+        int offset = buffer * BigDepth * BigPitch;
+        tileA[offset + TileOffsetA(s, t, BigTile, BigDepth, BigPitch)] = v.A0;
+        tileA[offset + TileOffsetA(s, t + GemmThreads, BigTile, BigDepth, BigPitch)] = v.A1;
+        tileA[offset + TileOffsetA(s, t + 2 * GemmThreads, BigTile, BigDepth, BigPitch)] = v.A2;
+        tileA[offset + TileOffsetA(s, t + 3 * GemmThreads, BigTile, BigDepth, BigPitch)] = v.A3;
+        tileB[offset + TileOffsetB(s, t, BigTile, BigDepth, BigPitch)] = v.B0;
+        tileB[offset + TileOffsetB(s, t + GemmThreads, BigTile, BigDepth, BigPitch)] = v.B1;
+        tileB[offset + TileOffsetB(s, t + 2 * GemmThreads, BigTile, BigDepth, BigPitch)] = v.B2;
+        tileB[offset + TileOffsetB(s, t + 3 * GemmThreads, BigTile, BigDepth, BigPitch)] = v.B3;
+    }
+
+    // Element e of a tile × depth slice: consecutive e walk whichever dimension of the operand is
+    // contiguous in global memory, so every warp's loads are coalesced whatever the layout.
+
+    static int TileRowA(GemmShape s, int e, int tile, int depth) => s.ACol == 1 ? e / depth : e % tile;
+    static int TileDepthA(GemmShape s, int e, int tile, int depth) => s.ACol == 1 ? e % depth : e / tile;
+    static int TileColB(GemmShape s, int e, int tile, int depth) => s.BCol == 1 ? e % tile : e / depth;
+    static int TileDepthB(GemmShape s, int e, int tile, int depth) => s.BCol == 1 ? e / tile : e % depth;
+
+    static float LoadTileA(ArrayView<float> a, GemmShape s, int m0, int k0, int e, int tile, int depth)
+    {
+        int i = m0 + TileRowA(s, e, tile, depth), p = k0 + TileDepthA(s, e, tile, depth);
+        return i < s.M && p < s.K ? a[(long)i * s.ARow + (long)p * s.ACol] : 0f;
+    }
+
+    static float LoadTileB(ArrayView<float> b, GemmShape s, int n0, int k0, int e, int tile, int depth)
+    {
+        int j = n0 + TileColB(s, e, tile, depth), p = k0 + TileDepthB(s, e, tile, depth);
+        return j < s.N && p < s.K ? b[(long)p * s.BRow + (long)j * s.BCol] : 0f;
+    }
+
+    /// <summary>Shared-memory offset of element e: depth-major, rows of <paramref name="pitch"/>.</summary>
+    static int TileOffsetA(GemmShape s, int e, int tile, int depth, int pitch) =>
+        TileDepthA(s, e, tile, depth) * pitch + TileRowA(s, e, tile, depth);
+
+    static int TileOffsetB(GemmShape s, int e, int tile, int depth, int pitch) =>
+        TileDepthB(s, e, tile, depth) * pitch + TileColB(s, e, tile, depth);
+
+    static void StoreRow8(ArrayView<float> c, ArrayView<float> bias, GemmShape s, int i, int j, Row8 r)
+    {
+        if (i >= s.M) return;
+        StoreGemm(c, bias, s, i, j, r.Lo.X); StoreGemm(c, bias, s, i, j + 1, r.Lo.Y);
+        StoreGemm(c, bias, s, i, j + 2, r.Lo.Z); StoreGemm(c, bias, s, i, j + 3, r.Lo.W);
+        StoreGemm(c, bias, s, i, j + 64, r.Hi.X); StoreGemm(c, bias, s, i, j + 65, r.Hi.Y);
+        StoreGemm(c, bias, s, i, j + 66, r.Hi.Z); StoreGemm(c, bias, s, i, j + 67, r.Hi.W);
+    }
+}
