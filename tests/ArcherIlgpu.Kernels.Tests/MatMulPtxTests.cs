@@ -26,7 +26,7 @@ public class MatMulPtxTests
         var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), default);
         var ptx = compiled.PTXAssembly;
         var dir = Environment.GetEnvironmentVariable("ARCHER_PTX_DIR");
-        if (!string.IsNullOrEmpty(dir)) File.WriteAllText(Path.Combine(dir, kernel + ".ptx"), ptx);
+        if (!string.IsNullOrEmpty(dir)) { Directory.CreateDirectory(dir); File.WriteAllText(Path.Combine(dir, kernel + ".ptx"), ptx); }
         return ptx;
     }
 
