@@ -162,11 +162,11 @@ public static class StudyReport
         }
 
         Curve("reward", "Rollout accuracy (reward/mean)", "share correct", row => Key(row, "reward/mean"));
-        Curve("entropy_high", "Entropy of high-entropy tokens (entropy/high, per-response ρ=0.8 on π_old)", "nats", row => Key(row, "entropy/high"), zero: true, smoothing: 0);
-        Curve("entropy_low", "Entropy of low-entropy tokens (entropy/low)", "nats", row => Key(row, "entropy/low"), zero: true, smoothing: 0);
-        Curve("clip_low", "Clip fraction, low-entropy class (clip/low/lower + clip/low/upper)", "fraction of class tokens",
+        Curve("entropy_high", "entropy/high: high-entropy tokens", "nats", row => Key(row, "entropy/high"), zero: true, smoothing: 0);
+        Curve("entropy_low", "entropy/low: low-entropy tokens", "nats", row => Key(row, "entropy/low"), zero: true, smoothing: 0);
+        Curve("clip_low", "Clip fraction, low-entropy class", "fraction of class tokens",
             row => Key(row, "clip/low/lower") + Key(row, "clip/low/upper"), zero: true);
-        Curve("clip_high", "Clip fraction, high-entropy class (clip/high/lower + clip/high/upper)", "fraction of class tokens",
+        Curve("clip_high", "Clip fraction, high-entropy class", "fraction of class tokens",
             row => Key(row, "loss/high_entropy_share") > 0 ? Key(row, "clip/high/lower") + Key(row, "clip/high/upper") : double.NaN, zero: true);
         Curve("clip_fraction", "Clip fraction, all tokens (clip/fraction)", "fraction of tokens", row => Key(row, "clip/fraction"), zero: true);
         if (r.Runs.Any(x => x.Curve.Any(row => row.ContainsKey("eval/pass@1"))))
