@@ -35,6 +35,27 @@ public sealed record StudyOptions(
     /// <summary>The order in which methods are run and reported; archer last so it is compared with all before it.</summary>
     public static readonly string[] AllAlgorithms = ["grpo", "dapo", "entropy-mask", "ar-lopti", "archer"];
 
+    /// <summary>
+    /// Single-lever Archer ablations (not run by default; pass them with --algorithms): each changes one thing of the archer
+    /// preset, to attribute a difference between archer and grpo. archer-no-kl: β_k = 0 (no KL anywhere).
+    /// archer-narrow-high: high-entropy tokens clipped like low ones (0.2/0.2), so only the KL on low tokens remains dual.
+    /// archer-grpo-clip: both classes clipped 0.2/0.28 as in grpo, KL 0.001 on low tokens kept.
+    /// </summary>
+    public static readonly string[] Ablations = ["archer-no-kl", "archer-narrow-high", "archer-grpo-clip"];
+
+    static StudyOptions()
+    {
+        var archer = AlgorithmRegistry.Get("archer");
+        AlgorithmRegistry.Register("archer-no-kl", () => archer with { Name = "archer-no-kl", Low = archer.Low with { KlCoef = 0 } });
+        AlgorithmRegistry.Register("archer-narrow-high", () => archer with { Name = "archer-narrow-high", High = archer.High with { ClipLow = 0.2, ClipHigh = 0.2 } });
+        AlgorithmRegistry.Register("archer-grpo-clip", () => archer with
+        {
+            Name = "archer-grpo-clip",
+            Low = archer.Low with { ClipLow = 0.2, ClipHigh = 0.28 },
+            High = archer.High with { ClipLow = 0.2, ClipHigh = 0.28 },
+        });
+    }
+
     public int[] SeedList => Seeds ?? [1, 2, 3, 4, 5];
     public string[] AlgorithmList => Algorithms ?? AllAlgorithms;
 

@@ -144,7 +144,8 @@ public static class StudyReport
     {
         var files = new List<string>();
         var algs = r.Options.AlgorithmList;
-        string Color(string alg) => SvgPlot.Palette[Array.IndexOf(StudyOptions.AllAlgorithms, alg) is var i and >= 0 ? i : 7];
+        string Color(string alg) => SvgPlot.Palette[Array.IndexOf(StudyOptions.AllAlgorithms, alg) is var i and >= 0 ? i
+            : Array.IndexOf(StudyOptions.Ablations, alg) is var j and >= 0 ? 5 + j : 9];
         string seeds = $"mean of {r.Options.SeedList.Length} seed(s)";
 
         void Curve(string name, string title, string y, Func<Dictionary<string, double>, double> value, bool zero = false, double smoothing = 0.6)
