@@ -187,6 +187,8 @@ public static class StudyReport
     // ------------------------------------------------------------------ markdown
 
     static string F(double v, string fmt = "0.000") => double.IsNaN(v) ? "–" : v.ToString(fmt, Inv);
+    /// <summary>Signed, with a third section so a value that rounds to zero prints as 0.000, not "-+0.000".</summary>
+    const string SignedFormat = "+0.000;-0.000;0.000";
     static string P(double p) => double.IsNaN(p) ? "–" : p < 0.001 ? p.ToString("0.0e0", Inv) : p.ToString("0.000", Inv);
 
     public static string Markdown(StudyResult r, IReadOnlyList<MethodSummary> summaries, IReadOnlyList<Comparison> comparisons, string? command)
@@ -218,9 +220,9 @@ public static class StudyReport
             sb.AppendLine("| baseline | metric | archer − baseline | paired t over seeds (df) | Welch t over seeds | paired bootstrap over problems |");
             sb.AppendLine("|---|---|---|---|---|---|");
             foreach (var c in comparisons)
-                sb.AppendLine($"| {c.Baseline} | {c.Metric} | {F(c.Paired.Difference, "+0.000;-0.000;0.000")} | " +
-                    $"p = {P(c.Paired.PValue)} ({F(c.Paired.DegreesOfFreedom, "0")}) [{F(c.Paired.CiLow, "+0.000;-0.000")}, {F(c.Paired.CiHigh, "+0.000;-0.000")}] | " +
-                    $"p = {P(c.Welch.PValue)} | p = {P(c.Bootstrap.PValue)} [{F(c.Bootstrap.CiLow, "+0.000;-0.000")}, {F(c.Bootstrap.CiHigh, "+0.000;-0.000")}] |");
+                sb.AppendLine($"| {c.Baseline} | {c.Metric} | {F(c.Paired.Difference, SignedFormat)} | " +
+                    $"p = {P(c.Paired.PValue)} ({F(c.Paired.DegreesOfFreedom, "0")}) [{F(c.Paired.CiLow, SignedFormat)}, {F(c.Paired.CiHigh, SignedFormat)}] | " +
+                    $"p = {P(c.Welch.PValue)} | p = {P(c.Bootstrap.PValue)} [{F(c.Bootstrap.CiLow, SignedFormat)}, {F(c.Bootstrap.CiHigh, SignedFormat)}] |");
             sb.AppendLine();
         }
         sb.AppendLine("Per run (pass@1 / greedy):");
