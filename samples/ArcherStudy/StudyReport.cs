@@ -1,0 +1,240 @@
+using System.Globalization;
+using System.Text;
+using ArcherIlgpu.Runs;
+
+namespace ArcherStudy;
+
+/// <summary>One method's held-out numbers over seeds: mean and sample standard deviation (and min/max) of each metric.</summary>
+public sealed record MethodSummary(string Algorithm, int Seeds, double Pass1Mean, double Pass1Sd, double Pass1Min, double Pass1Max,
+    IReadOnlyDictionary<int, double> PassAtKMean, IReadOnlyDictionary<int, double> PassAtKSd, double GreedyMean, double GreedySd,
+    double SecondsMean, double GeneratedSamplesMean, double OptimizerStepsMean, double FinalEntropyHigh, double FinalEntropyLow);
+
+/// <summary>Archer against one baseline on held-out pass@1 (and pass@n), with the three tests of <see cref="Statistics"/>.</summary>
+public sealed record Comparison(string Baseline, string Metric, double ArcherMean, double BaselineMean, TestResult Paired, TestResult Welch, TestResult Bootstrap);
+
+public sealed record StudyFiles(string ResultsJson, string ResultsMarkdown, IReadOnlyList<string> Plots, IReadOnlyList<string> RunLogs);
+
+/// <summary>Turns a <see cref="StudyResult"/> into results.json, results.md, per-run metrics logs and SVG charts.</summary>
+public static class StudyReport
+{
+    static readonly CultureInfo Inv = CultureInfo.InvariantCulture;
+
+    public static IReadOnlyList<MethodSummary> Summaries(StudyResult r) =>
+        r.Options.AlgorithmList.Select(alg =>
+        {
+            var runs = r.Runs.Where(x => x.Algorithm == alg).ToList();
+            var p1 = runs.Select(x => x.Eval.AvgAtN).ToList();
+            var ks = runs.Count > 0 ? runs[0].Eval.PassAtK.Keys.ToList() : [];
+            double Last(string key) => Statistics.Mean(runs.Select(x => MeanOfLast(x.Curve, key, 5)).ToList());
+            return new MethodSummary(alg, runs.Count, Statistics.Mean(p1), Statistics.StdDev(p1), p1.DefaultIfEmpty(double.NaN).Min(), p1.DefaultIfEmpty(double.NaN).Max(),
+                ks.ToDictionary(k => k, k => Statistics.Mean(runs.Select(x => x.Eval.PassAtK[k]).ToList())),
+                ks.ToDictionary(k => k, k => Statistics.StdDev(runs.Select(x => x.Eval.PassAtK[k]).ToList())),
+                Statistics.Mean(runs.Select(x => x.Eval.Greedy).ToList()), Statistics.StdDev(runs.Select(x => x.Eval.Greedy).ToList()),
+                Statistics.Mean(runs.Select(x => x.Seconds).ToList()), Statistics.Mean(runs.Select(x => (double)x.GeneratedSamples).ToList()),
+                Statistics.Mean(runs.Select(x => (double)x.OptimizerSteps).ToList()), Last("entropy/high"), Last("entropy/low"));
+        }).ToList();
+
+    static double MeanOfLast(List<Dictionary<string, double>> curve, string key, int count)
+    {
+        var v = curve.Skip(Math.Max(0, curve.Count - count)).Select(row => row.TryGetValue(key, out var x) ? x : double.NaN).Where(double.IsFinite).ToList();
+        return v.Count > 0 ? v.Average() : double.NaN;
+    }
+
+    /// <summary>Archer against each other method, on pass@1 and on pass@n (n = samples per problem).</summary>
+    public static IReadOnlyList<Comparison> Comparisons(StudyResult r)
+    {
+        var list = new List<Comparison>();
+        if (!r.Options.AlgorithmList.Contains("archer")) return list;
+        int n = r.Options.EvalSamples;
+        foreach (var baseline in r.Options.AlgorithmList.Where(a => a != "archer"))
+        {
+            list.Add(Compare(r, baseline, "pass@1", e => e.AvgAtN, c => c / (double)n));
+            list.Add(Compare(r, baseline, $"pass@{n}", e => e.PassAtK[n], c => c > 0 ? 1.0 : 0.0));
+        }
+        return list;
+    }
+
+    static Comparison Compare(StudyResult r, string baseline, string metric, Func<EvalSummary, double> seedValue, Func<int, double> problemValue)
+    {
+        var seeds = r.Options.SeedList;
+        RunResult RunOf(string alg, int seed) => r.Runs.Single(x => x.Algorithm == alg && x.Seed == seed);
+        var a = seeds.Select(s => seedValue(RunOf("archer", s).Eval)).ToList();
+        var b = seeds.Select(s => seedValue(RunOf(baseline, s).Eval)).ToList();
+        int problems = RunOf("archer", seeds[0]).Eval.CorrectCounts.Length;
+        // Per problem, the pass rate averaged over the seeds' runs (pass@n: the share of seeds that solved it at least once).
+        double[] PerProblem(string alg) => Enumerable.Range(0, problems)
+            .Select(j => seeds.Average(s => problemValue(RunOf(alg, s).Eval.CorrectCounts[j]))).ToArray();
+        return new Comparison(baseline, metric, a.Average(), b.Average(), Statistics.PairedT(a, b), Statistics.WelchT(a, b),
+            Statistics.PairedBootstrap(PerProblem("archer"), PerProblem(baseline), r.Options.BootstrapResamples));
+    }
+
+    public static StudyFiles Write(StudyResult r, string? command = null)
+    {
+        var dir = r.Options.OutDir;
+        Directory.CreateDirectory(dir);
+        var runsDir = Path.Combine(dir, "runs");
+        Directory.CreateDirectory(runsDir);
+        var summaries = Summaries(r);
+        var comparisons = Comparisons(r);
+
+        var logs = new List<string>();
+        foreach (var run in r.Runs)
+        {
+            var path = Path.Combine(runsDir, $"{run.Algorithm}-seed{run.Seed}.jsonl");
+            if (File.Exists(path)) File.Delete(path);
+            using (var w = new MetricsWriter(path))
+                foreach (var row in run.Curve) w.Write((long)row["step"], row.Where(kv => kv.Key != "step"));
+            logs.Add(path);
+        }
+
+        var plots = Plots(r, dir);
+        var md = Markdown(r, summaries, comparisons, command);
+        var mdPath = Path.Combine(dir, "results.md");
+        AtomicFile.WriteAllText(mdPath, md);
+        var jsonPath = Path.Combine(dir, "results.json");
+        Json.WriteAtomic(jsonPath, new
+        {
+            variant = r.Options.Variant,
+            command,
+            started_utc = r.StartedUtc,
+            total_seconds = r.TotalSeconds,
+            sft_seconds = r.SftSeconds,
+            machine = r.Machine,
+            task = r.Options.TaskDescription,
+            options = r.Options,
+            start = Slim(r.Start),
+            methods = summaries,
+            comparisons,
+            runs = r.Runs.Select(x => new { x.Algorithm, x.Seed, eval = Slim(x.Eval), x.Seconds, x.GeneratedSamples, x.OptimizerSteps, x.SkippedSteps }),
+        });
+        return new StudyFiles(jsonPath, mdPath, plots, logs);
+    }
+
+    static object Slim(EvalSummary e) => new
+    {
+        pass_at_1 = e.AvgAtN,
+        pass_at_k = e.PassAtK.ToDictionary(kv => kv.Key.ToString(Inv), kv => kv.Value),
+        greedy = e.Greedy,
+        entropy = e.Entropy,
+        response_length = e.Length,
+        samples = e.Samples,
+        correct_counts = e.CorrectCounts,
+    };
+
+    // ------------------------------------------------------------------ charts
+
+    /// <summary>Per method, the seed-mean of a per-step metric (NaN steps skipped per seed).</summary>
+    static (double[] X, double[] Y) MeanCurve(StudyResult r, string alg, Func<Dictionary<string, double>, double> value)
+    {
+        var runs = r.Runs.Where(x => x.Algorithm == alg).ToList();
+        int steps = runs.Max(x => x.Curve.Count);
+        var xs = new List<double>(); var ys = new List<double>();
+        for (int s = 0; s < steps; s++)
+        {
+            var v = runs.Where(x => s < x.Curve.Count).Select(x => value(x.Curve[s])).Where(double.IsFinite).ToList();
+            if (v.Count == 0) continue;
+            xs.Add(s); ys.Add(v.Average());
+        }
+        return (xs.ToArray(), ys.ToArray());
+    }
+
+    static double Key(Dictionary<string, double> row, string key) => row.TryGetValue(key, out var v) ? v : double.NaN;
+
+    static List<string> Plots(StudyResult r, string dir)
+    {
+        var files = new List<string>();
+        var algs = r.Options.AlgorithmList;
+        string Color(string alg) => SvgPlot.Palette[Array.IndexOf(StudyOptions.AllAlgorithms, alg) is var i and >= 0 ? i
+            : Array.IndexOf(StudyOptions.Ablations, alg) is var j and >= 0 ? 5 + j : 9];
+        string seeds = $"mean of {r.Options.SeedList.Length} seed(s)";
+
+        void Curve(string name, string title, string y, Func<Dictionary<string, double>, double> value, bool zero = false, double smoothing = 0.6)
+        {
+            var plot = new SvgPlot { Title = $"{title} ({seeds})", XLabel = "training step", YLabel = y, IncludeZero = zero, Smoothing = smoothing, AlwaysShowLegend = true };
+            foreach (var alg in algs)
+            {
+                var (x, yv) = MeanCurve(r, alg, value);
+                if (x.Length > 0) plot.AddSeries(alg, x, yv, Color(alg));
+            }
+            if (plot.Series.Count == 0) return;
+            var path = Path.Combine(dir, name + ".svg");
+            plot.Save(path);
+            files.Add(path);
+        }
+
+        Curve("reward", "Rollout accuracy (reward/mean)", "share correct", row => Key(row, "reward/mean"));
+        Curve("entropy_high", "entropy/high: high-entropy tokens", "nats", row => Key(row, "entropy/high"), zero: true, smoothing: 0);
+        Curve("entropy_low", "entropy/low: low-entropy tokens", "nats", row => Key(row, "entropy/low"), zero: true, smoothing: 0);
+        Curve("clip_low", "Clip fraction, low-entropy class", "fraction of class tokens",
+            row => Key(row, "clip/low/lower") + Key(row, "clip/low/upper"), zero: true);
+        Curve("clip_high", "Clip fraction, high-entropy class", "fraction of class tokens",
+            row => Key(row, "loss/high_entropy_share") > 0 ? Key(row, "clip/high/lower") + Key(row, "clip/high/upper") : double.NaN, zero: true);
+        Curve("clip_fraction", "Clip fraction, all tokens (clip/fraction)", "fraction of tokens", row => Key(row, "clip/fraction"), zero: true);
+        if (r.Runs.Any(x => x.Curve.Any(row => row.ContainsKey("eval/pass@1"))))
+            Curve("eval_pass1", "Held-out pass@1 during training", "pass@1", row => Key(row, "eval/pass@1"), smoothing: 0);
+
+        var pk = new SvgPlot { Title = $"Held-out pass@k ({seeds}, n={r.Options.EvalSamples}, T=0.8)", XLabel = "k", YLabel = "pass@k", AlwaysShowLegend = true };
+        var ks = r.Start.PassAtK.Keys.Select(k => (double)k).ToArray();
+        pk.AddSeries("sft start", ks, r.Start.PassAtK.Values.ToArray(), "#999999");
+        foreach (var s in Summaries(r).Where(s => s.Seeds > 0))
+            pk.AddSeries(s.Algorithm, s.PassAtKMean.Keys.Select(k => (double)k).ToArray(), s.PassAtKMean.Values.ToArray(), Color(s.Algorithm));
+        var pkPath = Path.Combine(dir, "pass_at_k.svg");
+        pk.Save(pkPath);
+        files.Add(pkPath);
+        return files;
+    }
+
+    // ------------------------------------------------------------------ markdown
+
+    static string F(double v, string fmt = "0.000") => double.IsNaN(v) ? "–" : v.ToString(fmt, Inv);
+    /// <summary>Signed, with a third section so a value that rounds to zero prints as 0.000, not "-+0.000".</summary>
+    const string SignedFormat = "+0.000;-0.000;0.000";
+    static string P(double p) => double.IsNaN(p) ? "–" : p < 0.001 ? p.ToString("0.0e0", Inv) : p.ToString("0.000", Inv);
+
+    public static string Markdown(StudyResult r, IReadOnlyList<MethodSummary> summaries, IReadOnlyList<Comparison> comparisons, string? command)
+    {
+        var o = r.Options;
+        int n = o.EvalSamples;
+        var sb = new StringBuilder();
+        sb.AppendLine($"# ArcherStudy results ({o.Variant})");
+        sb.AppendLine();
+        sb.AppendLine($"- task: {o.TaskDescription}, model preset `{o.ModelPreset}`, SFT {o.SftSteps} steps × {o.SftBatch} (lr {F(o.SftLr, "0.####")}, correct share {F(o.SftCorrectShare, "0.##")})");
+        sb.AppendLine($"- RL: {o.Steps} steps × {o.Prompts} prompts × {o.GroupSize} samples, lr {F(o.LearningRate, "0.######")}, seeds {string.Join(", ", o.SeedList)}");
+        sb.AppendLine($"- held-out: {o.EvalProblems} problems × {n} samples at T = 0.8 (pass@1 = avg@{n}, unbiased pass@k), greedy = 1 sample at T = 0");
+        if (command != null) sb.AppendLine($"- command: `{command}`");
+        sb.AppendLine($"- machine: {r.Machine}; started {r.StartedUtc:yyyy-MM-dd HH:mm} UTC; total {r.TotalSeconds / 60:F1} min (SFT {r.SftSeconds:F0} s)");
+        sb.AppendLine();
+        sb.AppendLine($"| method | pass@1 mean ± sd (min–max) | pass@{Math.Min(4, n)} | pass@{n} | greedy | samples / run | opt. steps / run | s / run | H high / low (last 5 steps) |");
+        sb.AppendLine("|---|---|---|---|---|---|---|---|---|");
+        int k4 = Math.Min(4, n);
+        sb.AppendLine($"| SFT start | {F(r.Start.AvgAtN)} | {F(r.Start.PassAtK[k4])} | {F(r.Start.PassAtK[n])} | {F(r.Start.Greedy)} | | | | |");
+        foreach (var s in summaries)
+            sb.AppendLine($"| {s.Algorithm} | {F(s.Pass1Mean)} ± {F(s.Pass1Sd)} ({F(s.Pass1Min)}–{F(s.Pass1Max)}) | {F(s.PassAtKMean[k4])} ± {F(s.PassAtKSd[k4])} | " +
+                $"{F(s.PassAtKMean[n])} ± {F(s.PassAtKSd[n])} | {F(s.GreedyMean)} ± {F(s.GreedySd)} | {F(s.GeneratedSamplesMean, "0")} | {F(s.OptimizerStepsMean, "0")} | " +
+                $"{F(s.SecondsMean, "0.0")} | {F(s.FinalEntropyHigh, "0.00")} / {F(s.FinalEntropyLow, "0.00")} |");
+        sb.AppendLine();
+        if (comparisons.Count > 0)
+        {
+            sb.AppendLine("Archer minus baseline (two-sided p; 95% intervals in brackets):");
+            sb.AppendLine();
+            sb.AppendLine("| baseline | metric | archer − baseline | paired t over seeds (df) | Welch t over seeds | paired bootstrap over problems |");
+            sb.AppendLine("|---|---|---|---|---|---|");
+            foreach (var c in comparisons)
+                sb.AppendLine($"| {c.Baseline} | {c.Metric} | {F(c.Paired.Difference, SignedFormat)} | " +
+                    $"p = {P(c.Paired.PValue)} ({F(c.Paired.DegreesOfFreedom, "0")}) [{F(c.Paired.CiLow, SignedFormat)}, {F(c.Paired.CiHigh, SignedFormat)}] | " +
+                    $"p = {P(c.Welch.PValue)} | p = {P(c.Bootstrap.PValue)} [{F(c.Bootstrap.CiLow, SignedFormat)}, {F(c.Bootstrap.CiHigh, SignedFormat)}] |");
+            sb.AppendLine();
+        }
+        sb.AppendLine("Per run (pass@1 / greedy):");
+        sb.AppendLine();
+        sb.AppendLine("| method | " + string.Join(" | ", o.SeedList.Select(s => $"seed {s}")) + " |");
+        sb.AppendLine("|---|" + string.Concat(o.SeedList.Select(_ => "---|")));
+        foreach (var alg in o.AlgorithmList)
+            sb.AppendLine($"| {alg} | " + string.Join(" | ", o.SeedList.Select(s =>
+            {
+                var run = r.Runs.FirstOrDefault(x => x.Algorithm == alg && x.Seed == s);
+                return run is null ? "–" : $"{F(run.Eval.AvgAtN)} / {F(run.Eval.Greedy, "0.00")}";
+            })) + " |");
+        return sb.ToString();
+    }
+}

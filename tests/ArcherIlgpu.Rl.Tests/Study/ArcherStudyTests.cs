@@ -1,0 +1,134 @@
+using System.Diagnostics;
+using System.Text.Json;
+using System.Xml.Linq;
+using ArcherStudy;
+using Xunit.Abstractions;
+
+namespace ArcherIlgpu.Rl.Tests.Study;
+
+/// <summary>
+/// The study sample (samples/ArcherStudy) in its quick variant: SFT once, every algorithm for 2 seeds and a
+/// few steps, then the report. Checks that the table, the JSON and every chart are written and that the
+/// numbers are what they claim to be (probabilities in [0, 1], pass@k non-decreasing in k, p-values in
+/// [0, 1], one run per algorithm and seed).
+/// </summary>
+public class ArcherStudyQuickTests(ITestOutputHelper output)
+{
+    [Fact]
+    public void QuickStudyWritesTheTableThePlotsAndSaneNumbers()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "archer-study-quick-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var options = StudyOptions.Quick with { OutDir = dir };
+            var clock = Stopwatch.StartNew();
+            var result = ArcherStudy.Study.Run(options, output.WriteLine);
+            var files = StudyReport.Write(result, "test");
+            output.WriteLine($"quick study {clock.Elapsed.TotalSeconds:F1}s");
+
+            Assert.Equal(options.SeedList.Length * options.AlgorithmList.Length, result.Runs.Count);
+            foreach (var alg in options.AlgorithmList)
+                foreach (int seed in options.SeedList)
+                    Assert.Single(result.Runs, r => r.Algorithm == alg && r.Seed == seed);
+
+            foreach (var e in result.Runs.Select(r => r.Eval).Append(result.Start))
+            {
+                Assert.InRange(e.AvgAtN, 0, 1);
+                Assert.Equal(options.EvalProblems, e.CorrectCounts.Length);
+                Assert.All(e.CorrectCounts, c => Assert.InRange(c, 0, options.EvalSamples));
+                // avg@n is the mean correct share, recomputed here from the per-problem counts.
+                Assert.Equal(e.CorrectCounts.Average() / options.EvalSamples, e.AvgAtN, 12);
+                Assert.Equal(e.AvgAtN, e.PassAtK[1], 12);
+                var ks = e.PassAtK.OrderBy(kv => kv.Key).Select(kv => kv.Value).ToArray();
+                for (int i = 1; i < ks.Length; i++) Assert.True(ks[i] >= ks[i - 1] - 1e-12, "pass@k must not decrease with k");
+                Assert.InRange(ks[^1], 0, 1);
+            }
+            foreach (var r in result.Runs)
+            {
+                Assert.Equal(options.Steps, r.Curve.Count);
+                Assert.All(r.Curve, row => Assert.InRange(row["reward/mean"], 0, 1));
+                Assert.True(r.GeneratedSamples >= (long)options.Steps * options.Prompts * options.GroupSize);
+            }
+
+            var comparisons = StudyReport.Comparisons(result);
+            Assert.Equal(2 * (options.AlgorithmList.Length - 1), comparisons.Count);
+            foreach (var c in comparisons)
+                foreach (var t in new[] { c.Paired, c.Welch, c.Bootstrap })
+                    Assert.True(double.IsNaN(t.PValue) || t.PValue is >= 0 and <= 1, $"{c.Baseline} {t.Test}: p = {t.PValue}");
+
+            var md = File.ReadAllText(files.ResultsMarkdown);
+            foreach (var alg in options.AlgorithmList) Assert.Contains($"| {alg} |", md);
+            Assert.Contains("paired t over seeds", md);
+            using (var json = JsonDocument.Parse(File.ReadAllText(files.ResultsJson)))
+                Assert.Equal(result.Runs.Count, json.RootElement.GetProperty("runs").GetArrayLength());
+
+            foreach (var name in new[] { "reward", "entropy_high", "entropy_low", "clip_low", "clip_high", "clip_fraction", "eval_pass1", "pass_at_k" })
+            {
+                var path = Path.Combine(dir, name + ".svg");
+                Assert.True(File.Exists(path), $"missing {name}.svg");
+                var svg = XDocument.Load(path);     // well-formed XML
+                Assert.Equal("svg", svg.Root!.Name.LocalName);
+                Assert.Contains("archer", File.ReadAllText(path));
+            }
+            Assert.Equal(result.Runs.Count, Directory.GetFiles(Path.Combine(dir, "runs"), "*.jsonl").Length);
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+}
+
+/// <summary>The study's tests against closed forms and numeric integration, not against MathNet's own output.</summary>
+public class StudyStatisticsTests
+{
+    /// <summary>
+    /// Differences 1, 2, 3: mean 2, sd 1, t = 2·√3 with 2 df. Student's t with 2 df has the closed-form CDF
+    /// 1/2 + t / (2·√(2 + t²)), so the two-sided p is 1 − t/√(2 + t²) = 0.0741799...
+    /// </summary>
+    [Fact]
+    public void PairedTMatchesTheClosedFormForTwoDegreesOfFreedom()
+    {
+        var r = Statistics.PairedT([3.0, 5.0, 7.0], [2.0, 3.0, 4.0]);
+        double t = 2 * Math.Sqrt(3);
+        Assert.Equal(2.0, r.Difference, 12);
+        Assert.Equal(t, r.Statistic, 10);
+        Assert.Equal(2.0, r.DegreesOfFreedom);
+        Assert.Equal(1 - t / Math.Sqrt(2 + t * t), r.PValue, 8);   // MathNet's CDF is accurate to ~1e-10 here
+    }
+
+    /// <summary>
+    /// {0,1,2} vs {3,4,5}: equal variances 1, n 3, so Welch's df = 4 exactly and t = −3/√(2/3). The p-value is
+    /// checked against a Simpson integration of the t(4) density 0.375·(1 + t²/4)^(−5/2) (accurate to ~1e-9
+    /// with 20000 panels on [|t|, 2000]; the tail beyond 2000 is ~1e-13).
+    /// </summary>
+    [Fact]
+    public void WelchTMatchesNumericIntegrationOfTheTDensity()
+    {
+        var r = Statistics.WelchT([0.0, 1.0, 2.0], [3.0, 4.0, 5.0]);
+        double t = -3 / Math.Sqrt(2.0 / 3.0);
+        Assert.Equal(-3.0, r.Difference, 12);
+        Assert.Equal(4.0, r.DegreesOfFreedom, 10);
+        Assert.Equal(t, r.Statistic, 10);
+        static double Density(double x) => 0.375 * Math.Pow(1 + x * x / 4, -2.5);
+        double a = Math.Abs(t), b = 2000; int n = 20000; double h = (b - a) / n, sum = Density(a) + Density(b);
+        for (int i = 1; i < n; i++) sum += (i % 2 == 1 ? 4 : 2) * Density(a + i * h);
+        double tail = sum * h / 3;
+        Assert.Equal(2 * tail, r.PValue, 6);
+    }
+
+    [Fact]
+    public void BootstrapOfIdenticalMethodsFindsNoDifferenceAndOfAClearShiftFindsOne()
+    {
+        var rng = new Random(4);
+        var a = Enumerable.Range(0, 200).Select(_ => rng.NextDouble()).ToArray();
+        var same = Statistics.PairedBootstrap(a, a, 2000);
+        Assert.Equal(0.0, same.Difference);
+        Assert.Equal(1.0, same.PValue);
+        // Every problem 0.1 better: the whole bootstrap distribution sits at +0.1, so p is at its floor 1/resamples.
+        var shifted = Statistics.PairedBootstrap(a.Select(x => x + 0.1).ToArray(), a, 2000);
+        Assert.Equal(0.1, shifted.Difference, 12);
+        Assert.Equal(1.0 / 2000, shifted.PValue);
+        Assert.InRange(shifted.CiLow, 0.0999, 0.1001);
+    }
+}
