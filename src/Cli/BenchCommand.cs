@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Generation;
 using ArcherIlgpu.Model.Gpt2;
@@ -75,7 +76,7 @@ public static class BenchCommand
     {
         Console.WriteLine($"bench train: {presetName} ({config}) B={B} T={T} on {inner.Name} ({inner.Description})");
         using var model = new Gpt2Model(be, config, seed: 1337);
-        using var trainer = new Gpt2Trainer(model, new LrSchedule(1e-4f, Kind: "constant"));
+        using var trainer = new ModelTrainer(model, new LrSchedule(1e-4f, Kind: "constant"));
         var batches = RandomBatches(config, B, T, count: 2, seed: 42);
 
         var times = new double[nSteps];
@@ -183,7 +184,7 @@ public static class BenchCommand
             Console.WriteLine($"bench generate: {presetName} ({config}) B={B} prompt={P} new={n} on {inner.Name} ({inner.Description})");
 
             using var model = new Gpt2Model(be, config, seed: 1337);
-            using var generator = new Gpt2Generator(model);
+            using var generator = new Generator(model);
             var rng = new Random(7);
             var prompts = new int[B][];
             for (int b = 0; b < B; b++) { prompts[b] = new int[P]; for (int t = 0; t < P; t++) prompts[b][t] = rng.Next(config.VocabSize); }

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Generation;
 using ArcherIlgpu.Model.Gpt2;
@@ -36,7 +37,7 @@ public static class GenerateCommand
             var options = new SamplingOptions(parse.GetValue(maxNew), parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP),
                 parse.GetValue(seed), EndToken: tokenizer.EndOfText).Validate();
             using var backend = Devices.Create(parse.GetValue(device));
-            using var m = Gpt2Checkpoint.Load(backend, dir);
+            using var m = Checkpoint.Load(backend, dir);
             if (tokenizer.VocabSize > m.Config.VocabSize)
                 throw new CliInputException($"{dir}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {m.Config.VocabSize}; the folder mixes files of different models");
             var completions = Complete(m, tokenizer, parse.GetValue(prompt)!, n, options);
@@ -54,13 +55,13 @@ public static class GenerateCommand
     /// <paramref name="count"/> completions of one prompt, decoded without the end token. An empty prompt
     /// starts from the end token (GPT-2's start of text).
     /// </summary>
-    public static List<string> Complete(Gpt2Model model, ITokenizer tokenizer, string prompt, int count, SamplingOptions options)
+    public static List<string> Complete(CausalLm model, ITokenizer tokenizer, string prompt, int count, SamplingOptions options)
     {
         var ids = tokenizer.Encode(prompt).ToArray();
         if (ids.Length == 0) ids = [tokenizer.EndOfText];
         if (ids.Length >= model.Config.MaxT)
             throw new CliInputException($"the prompt is {ids.Length} tokens; at most {model.Config.MaxT - 1} fit the model's context length {model.Config.MaxT}");
-        using var generator = new Gpt2Generator(model);
+        using var generator = new Generator(model);
         var prompts = Enumerable.Repeat<IReadOnlyList<int>>(ids, count).ToList();
         var result = generator.Generate(prompts, options);
         return result.Tokens.Select(t => tokenizer.Decode(t.Where(id => id != tokenizer.EndOfText))).ToList();

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.IO;
@@ -32,9 +33,9 @@ public static class LossCommand
             var config = Gpt2Config.Load(dir);
             var rows = TokenFile.Read(parse.GetValue(tokens)!, config.VocabSize, config.MaxT);
             using var backend = Devices.Create(parse.GetValue(device));
-            using var m = Gpt2Checkpoint.Load(backend, dir);
+            using var m = Checkpoint.Load(backend, dir);
             var result = Compute(m, rows, parse.GetValue(grads));
-            output.WriteLine(ToJson(result, FileNames(Path.Combine(dir, Gpt2Checkpoint.WeightsFile))));
+            output.WriteLine(ToJson(result, FileNames(Path.Combine(dir, Checkpoint.WeightsFile))));
             return 0;
         }));
         return command;
@@ -43,7 +44,7 @@ public static class LossCommand
     /// <summary>Loss over all predicted positions; with gradients, the norms by parameter name (this project's names).</summary>
     public sealed record LossResult(double Loss, int Tokens, double? GradNorm, IReadOnlyList<(string Name, double Norm)>? GradNorms);
 
-    public static LossResult Compute(Gpt2Model model, int[][] rows, bool withGradients)
+    public static LossResult Compute(CausalLm model, int[][] rows, bool withGradients)
     {
         int T = rows[0].Length - 1;
         int predicted = rows.Length * T;
@@ -62,9 +63,9 @@ public static class LossCommand
         var norms = new List<(string, double)>();
         double total = 0;
         // File order (Hugging Face's), not buffer order; a transpose (Conv1D layout) leaves a norm unchanged.
-        foreach (var (name, _, _) in ParameterLayout.NamesAndShapes(model.Config))
+        foreach (var spec in model.Layout.FileOrder)
         {
-            var spec = model.Layout[name];
+            var name = spec.Name;
             double sum = 0;
             foreach (var x in g.AsSpan((int)spec.Offset, (int)spec.Length)) sum += (double)x * x;
             total += sum;

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.IO;
@@ -50,11 +51,11 @@ internal static class RlCommandSupport
     }
 
     /// <summary>Loads config.json + model.safetensors + the tokenizer of a model folder onto the backend.</summary>
-    public static (Gpt2Model Model, ITokenizer Tokenizer) LoadModel(Backend backend, string dir)
+    public static (CausalLm Model, ITokenizer Tokenizer) LoadModel(Backend backend, string dir)
     {
         if (!Directory.Exists(dir)) throw new RlCommandException($"model folder \"{dir}\" does not exist");
         var tokenizer = TokenizerFiles.Load(dir);
-        var model = Gpt2Checkpoint.Load(backend, dir);
+        var model = Checkpoint.Load(backend, dir);
         if (tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();

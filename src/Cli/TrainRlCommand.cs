@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.IO;
@@ -92,7 +93,7 @@ public static class TrainRlCommand
     }
 
     /// <summary>The preset, then --group-size / --prompts-per-step, then --set; then fitted to the model's context.</summary>
-    public static AlgorithmConfig ResolveConfig(Settings s, Gpt2Config model, TextWriter notes)
+    public static AlgorithmConfig ResolveConfig(Settings s, IModelConfig model, TextWriter notes)
     {
         var config = AlgorithmRegistry.Get(s.Algo);
         if (s.GroupSize is int g) config = config with { GroupSize = g };
@@ -109,7 +110,7 @@ public static class TrainRlCommand
     }
 
     /// <summary>Prompt and response lengths cut to the model's context (the presets' lengths are for 32k-context models).</summary>
-    public static AlgorithmConfig FitToModel(AlgorithmConfig config, Gpt2Config model, TextWriter notes)
+    public static AlgorithmConfig FitToModel(AlgorithmConfig config, IModelConfig model, TextWriter notes)
     {
         if (config.MaxResponseTokens >= model.MaxT)
         {
@@ -124,7 +125,7 @@ public static class TrainRlCommand
         return config.Validate();
     }
 
-    static EvalResult Evaluate(Gpt2Model model, ITokenizer tokenizer, Rl.Tasks.ITask task, AlgorithmConfig config, Settings s, string when)
+    static EvalResult Evaluate(CausalLm model, ITokenizer tokenizer, Rl.Tasks.ITask task, AlgorithmConfig config, Settings s, string when)
     {
         var r = Evaluator.Evaluate(model, tokenizer, task, new EvalOptions(Problems: s.EvalProblems, Samples: 8, Temperature: config.EvalTemperature, Seed: s.Seed),
             config.MaxResponseTokens, config.EvalTopP);
@@ -135,7 +136,7 @@ public static class TrainRlCommand
     static void Save(RlTrainer trainer, ITokenizer tokenizer, string outDir)
     {
         string dir = Path.Combine(outDir, "model");
-        Gpt2Checkpoint.Save(trainer.Policy, dir, trainer.Optimizer);
+        Checkpoint.Save(trainer.Policy, dir, trainer.Optimizer);
         TokenizerFiles.Save(tokenizer, dir);
         AtomicFile.WriteAllText(Path.Combine(dir, "trainer_state.json"), MetricsJson.Line(trainer.State) + "\n");
     }

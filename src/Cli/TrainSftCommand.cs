@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Generation;
 using ArcherIlgpu.Model.Gpt2;
@@ -24,7 +25,7 @@ public static class TrainSftCommand
         var heldOut = new Option<string?>("--held-out") { Description = "held-out JSONL (default: a fraction of --data, see --held-out-fraction)" };
         var fraction = new Option<double?>("--held-out-fraction") { Description = "fraction of --data held out when no --held-out file is given (default 0.1)" };
         var output = new Option<string>("--out") { Description = "model folder to write", Required = true };
-        var preset = new Option<string>("--preset") { Description = $"model shape for a fresh model: {string.Join(", ", Gpt2Config.PresetNames)} (default tiny; the vocabulary comes from the tokenizer)", DefaultValueFactory = _ => "tiny" };
+        var preset = new Option<string>("--preset") { Description = $"model shape for a fresh model: {string.Join(", ", Models.PresetNames)} (default tiny; the vocabulary comes from the tokenizer)", DefaultValueFactory = _ => "tiny" };
         var init = new Option<string?>("--init") { Description = "start from this model folder (weights, config and tokenizer) instead of a fresh model" };
         var steps = new Option<int>("--steps") { Description = "optimizer steps (default 2000)", DefaultValueFactory = _ => 2000 };
         var batch = new Option<int>("--batch-size") { Description = "examples per step (default 32)", DefaultValueFactory = _ => 32 };
@@ -70,19 +71,19 @@ public static class TrainSftCommand
 
         using var backend = Devices.Create(s.Device);
         ITokenizer tokenizer;
-        Gpt2Model model;
+        CausalLm model;
         if (s.Init is not null)
         {
             tokenizer = TokenizerFiles.Load(s.Init);
-            model = Gpt2Checkpoint.Load(backend, s.Init);
+            model = Checkpoint.Load(backend, s.Init);
             if (tokenizer.VocabSize > model.Config.VocabSize)
                 throw new CliInputException($"{s.Init}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {model.Config.VocabSize}");
         }
         else
         {
             tokenizer = new CharTokenizer(Alphabet(trainPairs.Concat(heldPairs)));
-            var shape = Gpt2Config.Preset(s.Preset);
-            model = new Gpt2Model(backend, shape with { VocabSize = tokenizer.VocabSize }, s.Seed);
+            var shape = Models.Preset(s.Preset);
+            model = Models.Create(backend, shape.WithVocabSize(tokenizer.VocabSize), s.Seed);
         }
         using var _ = model;
         var config = model.Config;
@@ -119,7 +120,7 @@ public static class TrainSftCommand
                 $"step {m.Step}/{s.Steps}  loss {lossSum / Math.Max(1, lossCount):F4}  held-out {(held.Count > 0 ? m.HeldOutLoss.ToString("F4", CultureInfo.InvariantCulture) : "-")}  " +
                 $"{tokensPerStep * m.Step / elapsed:F0} tok/s  elapsed {elapsed:F0}s  ETA {eta:F0}s{(m.SkippedSteps > 0 ? $"  skipped {m.SkippedSteps}" : "")}"));
             lossSum = 0; lossCount = 0;
-            Gpt2Checkpoint.Save(model, s.Out);
+            Checkpoint.Save(model, s.Out);
         });
         log.WriteLine($"saved model to {s.Out} ({clock.Elapsed.TotalSeconds:F0}s of training)");
 
@@ -164,11 +165,11 @@ public static class TrainSftCommand
     }
 
     /// <summary>Greedy completions of every example's prompt (end token excluded), a batch at a time.</summary>
-    static List<string> Greedy(Gpt2Model model, ITokenizer tokenizer, IReadOnlyList<SftExample> examples)
+    static List<string> Greedy(CausalLm model, ITokenizer tokenizer, IReadOnlyList<SftExample> examples)
     {
         const int PromptsPerBatch = 64;
         int maxNew = examples.Max(e => e.Completion.Length) + 2;
-        using var generator = new Gpt2Generator(model);
+        using var generator = new Generator(model);
         var answers = new List<string>(examples.Count);
         foreach (var chunk in examples.Chunk(PromptsPerBatch))
         {

@@ -1,3 +1,4 @@
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.Tokenizers;
@@ -144,7 +145,7 @@ public class BadInputTests
         using var backend = new CpuBackend();
         var tokenizer = CharTokenizer.ForArithmetic();
         using var model = new Gpt2Model(backend, Gpt2Config.Preset("tiny") with { VocabSize = tokenizer.VocabSize }, seed: 3);
-        Gpt2Checkpoint.Save(model, path);
+        Checkpoint.Save(model, path);
         TokenizerFiles.Save(tokenizer, path);
         return path;
     }
@@ -221,10 +222,10 @@ public class BadInputTests
         using var dir = new TempDir();
         string model = ModelFolder(dir);
         string config = Path.Combine(model, "config.json");
-        File.WriteAllText(config, File.ReadAllText(config).Replace("\"model_type\": \"gpt2\"", "\"model_type\": \"llama\""));
+        File.WriteAllText(config, File.ReadAllText(config).Replace("\"model_type\": \"gpt2\"", "\"model_type\": \"bert\""));
         var r = Eval(model);
         Assert.Contains("config.json", r.Err);
-        Assert.Contains("model_type is 'llama', expected 'gpt2'", r.Err);
+        Assert.Contains("model_type 'bert' is not supported; supported: gpt2", r.Err);
     }
 
     [Fact]

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.IO;
@@ -104,17 +105,17 @@ public sealed class DemoJob
 
         using var backend = Devices.Create(config.Device);
         ITokenizer tokenizer;
-        Gpt2Model model;
+        CausalLm model;
         if (latest is null)
         {
             tokenizer = CharTokenizer.ForArithmetic();
-            var shape = Gpt2Config.Preset(config.Model.Preset) with { VocabSize = tokenizer.VocabSize };
-            model = new Gpt2Model(backend, shape, unchecked((int)config.Seed));
+            var shape = Models.Preset(config.Model.Preset).WithVocabSize(tokenizer.VocabSize);
+            model = Models.Create(backend, shape, unchecked((int)config.Seed));
         }
         else
         {
             tokenizer = TokenizerFiles.Load(latest.Path);
-            model = Gpt2Checkpoint.Load(backend, latest.Path);
+            model = Checkpoint.Load(backend, latest.Path);
             log.WriteLine($"resuming {run.Path} from checkpoint step {latest.Step} ({state!.Phase})");
         }
         using var _ = model;
@@ -124,7 +125,7 @@ public sealed class DemoJob
             throw new CliInputException($"the checkpoint is at SFT step {state.SftStep} but sft.steps is {S}; resume with sft.steps >= {state.SftStep}");
 
         var algorithm = TrainRlCommand.FitToModel(config.Algorithm(), model.Config, TextWriter.Null);
-        log.WriteLine($"demo: {config.Task.Name} ({string.Join(" ", config.Task.Options)}), GPT-2 '{config.Model.Preset}' {model.Config} " +
+        log.WriteLine($"demo: {config.Task.Name} ({string.Join(" ", config.Task.Options)}), '{config.Model.Preset}' {model.Config} " +
                       $"({model.ParameterCount / 1e6:F2}M parameters) on {backend.Name}");
         log.WriteLine($"plan: SFT {S} steps of {config.Sft.BatchSize}, evaluate, {algorithm.Name} {R} steps of {algorithm.TrainBatchPrompts} prompts × " +
                       $"{algorithm.GroupSize} samples, evaluate ({config.Eval.Problems} held-out problems × {config.Eval.Samples} samples at temperature " +
@@ -140,10 +141,10 @@ public sealed class DemoJob
         // ---------------------------------------------------------------- SFT
         if (state is null || state.Phase == "sft")
         {
-            using var sft = new Gpt2Trainer(model, new LrSchedule((float)config.Sft.LearningRate, config.Sft.WarmupSteps, Math.Max(1, S)));
+            using var sft = new ModelTrainer(model, new LrSchedule((float)config.Sft.LearningRate, config.Sft.WarmupSteps, Math.Max(1, S)));
             if (state is not null)
             {
-                Gpt2Checkpoint.LoadOptimizer(sft.Optimizer, model, latest!.Path);
+                Checkpoint.LoadOptimizer(sft.Optimizer, model, latest!.Path);
                 sft.StepsTaken = state.SftStep;
             }
             var examples = SftExamples(trainTask, tokenizer, model.Config.MaxT);
@@ -161,13 +162,13 @@ public sealed class DemoJob
         if (R > 0 && (state?.Phase != "done" || state.Rl is { } done && done.Step < R))
         {
             float[]? reference = state?.Phase is "rl" or "done" && File.Exists(Path.Combine(latest!.Path, ReferenceFile))
-                ? Gpt2Checkpoint.ReadParameters(model.Layout, Path.Combine(latest.Path, ReferenceFile)) : null;
+                ? Checkpoint.ReadParameters(model.Config, Path.Combine(latest.Path, ReferenceFile)) : null;
             using var trainer = new RlTrainer(model, tokenizer, trainTask, algorithm,
                 new RlTrainerOptions(Seed: config.Seed, SampleEvery: config.Rl.SampleEvery), reference);
             reference ??= model.DownloadParameters();
             if (state?.Phase is "rl" or "done" && state.Rl is not null)
             {
-                Gpt2Checkpoint.LoadOptimizer(trainer.Optimizer, model, latest!.Path);
+                Checkpoint.LoadOptimizer(trainer.Optimizer, model, latest!.Path);
                 trainer.Restore(state.Rl);
             }
             var progress = new ProgressReporter(R, $"{algorithm.Name} step", log, interactive, startStep: trainer.StepIndex);
@@ -225,7 +226,7 @@ public sealed class DemoJob
         return (answer + (rng.Next(2) == 0 ? -1 : 1)).ToString(CultureInfo.InvariantCulture);
     }
 
-    void RunSft(Gpt2Trainer sft, List<SftExample> examples, ITokenizer tokenizer, MetricsWriter metrics, CheckpointStore store)
+    void RunSft(ModelTrainer sft, List<SftExample> examples, ITokenizer tokenizer, MetricsWriter metrics, CheckpointStore store)
     {
         int S = config.Sft.Steps;
         if (sft.StepsTaken >= S) return;
@@ -270,7 +271,7 @@ public sealed class DemoJob
 
     // ==================================================================== evaluation
 
-    EvalSummary Evaluate(Gpt2Model model, ITokenizer tokenizer, ITask task, int maxResponseTokens, string what)
+    EvalSummary Evaluate(CausalLm model, ITokenizer tokenizer, ITask task, int maxResponseTokens, string what)
     {
         var started = clock.Elapsed;
         log.WriteLine($"evaluating the {what}: {config.Eval.Problems} held-out problems × {config.Eval.Samples} samples ...");
@@ -290,15 +291,15 @@ public sealed class DemoJob
 
     // ==================================================================== checkpoints
 
-    static void SaveCheckpoint(CheckpointStore store, long step, Gpt2Model model, ITokenizer tokenizer, AdamWOptimizer optimizer,
+    static void SaveCheckpoint(CheckpointStore store, long step, CausalLm model, ITokenizer tokenizer, AdamWOptimizer optimizer,
         RlTrainerState? rl, float[]? reference, JobState state)
     {
         store.Save(step, dir =>
         {
-            Gpt2Checkpoint.Save(model, dir, optimizer);
+            Checkpoint.Save(model, dir, optimizer);
             TokenizerFiles.Save(tokenizer, dir);
             if (reference is not null)
-                SafeTensors.Write(Path.Combine(dir, ReferenceFile), Gpt2Checkpoint.ToHuggingFace(model.Layout, reference));
+                SafeTensors.Write(Path.Combine(dir, ReferenceFile), Models.ToFileTensors(model.Config, reference));
             Runs.AtomicFile.WriteAllText(Path.Combine(dir, StateFile), StateJson(state with { Rl = rl }));
         });
     }

@@ -1,3 +1,4 @@
+using ArcherIlgpu.Model;
 using System.Globalization;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Gpt2;
@@ -44,8 +45,8 @@ public sealed record RunConfig
             try { CreateTask(); }
             catch (Exception e) when (e is TaskDataException or ArgumentException) { problems.Add("task.options: " + e.Message); }
         }
-        if (!Gpt2Config.PresetNames.Contains(Model.Preset.Trim().ToLowerInvariant()))
-            problems.Add($"model.preset: unknown preset '{Model.Preset}'; valid presets: {string.Join(", ", Gpt2Config.PresetNames)}");
+        if (!Models.PresetNames.Contains(Model.Preset.Trim().ToLowerInvariant()))
+            problems.Add($"model.preset: unknown preset '{Model.Preset}'; valid presets: {string.Join(", ", Models.PresetNames)}");
         Require(Sft.Steps >= 0, $"sft.steps must be >= 0 (0 skips SFT), got {Sft.Steps}");
         Require(Sft.BatchSize >= 1, $"sft.batch_size must be >= 1, got {Sft.BatchSize}");
         Require(Sft.LearningRate > 0 && double.IsFinite(Sft.LearningRate), $"sft.learning_rate must be a positive number, got {Format(Sft.LearningRate)}");

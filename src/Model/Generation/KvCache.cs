@@ -1,9 +1,8 @@
 using ArcherIlgpu.Kernels;
-using ArcherIlgpu.Model.Gpt2;
 
 namespace ArcherIlgpu.Model.Generation;
 
-/// <summary>Keys and values of every layer for B sequences: K[l], V[l] are [B, H, MaxT, D].</summary>
+/// <summary>Keys and values of every layer for B sequences: K[l], V[l] are [B, Hkv, MaxT, D].</summary>
 public sealed class KvCache : IDisposable
 {
     public int B { get; }
@@ -12,13 +11,14 @@ public sealed class KvCache : IDisposable
     public Buf<float>[] V { get; }
     readonly List<DeviceBuffer<float>> owned = [];
 
-    public KvCache(Backend backend, Gpt2Config config, int B)
+    /// <param name="kvWidth">Hkv · D, the key (and value) channels of one position.</param>
+    public KvCache(Backend backend, int layers, int B, int maxT, int kvWidth)
     {
-        this.B = B; MaxT = config.MaxT;
-        long size = (long)B * config.MaxT * config.Channels; // H * D = C
-        K = new Buf<float>[config.Layers];
-        V = new Buf<float>[config.Layers];
-        for (int l = 0; l < config.Layers; l++)
+        this.B = B; MaxT = maxT;
+        long size = (long)B * maxT * kvWidth;
+        K = new Buf<float>[layers];
+        V = new Buf<float>[layers];
+        for (int l = 0; l < layers; l++)
         {
             var k = backend.Allocate<float>(size); var v = backend.Allocate<float>(size);
             owned.Add(k); owned.Add(v);

@@ -18,8 +18,12 @@ namespace ArcherIlgpu.Model.Gpt2;
 /// <param name="LayerNormEps">epsilon inside every LayerNorm (GPT-2: 1e-5).</param>
 /// <param name="InitStd">standard deviation of the normal initialisation (GPT-2: 0.02).</param>
 public sealed record Gpt2Config(int VocabSize, int MaxT, int Layers, int Heads, int Channels,
-    float LayerNormEps = 1e-5f, float InitStd = 0.02f)
+    float LayerNormEps = 1e-5f, float InitStd = 0.02f) : IModelConfig
 {
+    public string ModelType => "gpt2";
+
+    public IModelConfig WithVocabSize(int vocabSize) => this with { VocabSize = vocabSize };
+
     /// <summary>D, channels per head.</summary>
     public int HeadSize => Channels / Heads;
 

@@ -3,31 +3,6 @@ using ArcherIlgpu.Model.Generation;
 
 namespace ArcherIlgpu.Model.Gpt2;
 
-/// <summary>
-/// A batch of training sequences: row b predicts Targets[b, t] from Inputs[b, 0..t]. Weights[b, t]
-/// is the per-position loss mask (0 for prompt and padding positions, 1 where the loss counts).
-/// </summary>
-public sealed record TrainingBatch(int B, int T, int[] Inputs, int[] Targets, float[] Weights)
-{
-    public double WeightSum => Weights.Sum(w => (double)w);
-
-    public TrainingBatch Validate(Gpt2Config config)
-    {
-        int n = B * T;
-        if (Inputs.Length != n || Targets.Length != n || Weights.Length != n)
-            throw new ArgumentException($"batch arrays must have B*T = {n} elements: inputs {Inputs.Length}, targets {Targets.Length}, weights {Weights.Length}");
-        if (T > config.MaxT) throw new ArgumentException($"batch T = {T} exceeds the context length {config.MaxT}");
-        for (int i = 0; i < n; i++)
-        {
-            if ((uint)Inputs[i] >= (uint)config.VocabSize)
-                throw new ArgumentException($"input token {Inputs[i]} at row {i / T}, position {i % T} is outside the vocabulary [0, {config.VocabSize})");
-            if (Weights[i] != 0 && (uint)Targets[i] >= (uint)config.VocabSize)
-                throw new ArgumentException($"target token {Targets[i]} at row {i / T}, position {i % T} is outside the vocabulary [0, {config.VocabSize})");
-        }
-        return this;
-    }
-}
-
 /// <summary>The weights of one block as views into the flat parameter (or gradient) buffer.</summary>
 public sealed record BlockWeights(
     Buf<float> Ln1W, Buf<float> Ln1B, Buf<float> AttnW, Buf<float> AttnB, Buf<float> AttnProjW, Buf<float> AttnProjB,
@@ -53,22 +28,17 @@ public sealed record ModelWeights(Buf<float> Wte, Buf<float> Wpe, BlockWeights[]
 }
 
 /// <summary>
-/// GPT-2 on one backend. Parameters and gradients are each one flat buffer laid out by
-/// <see cref="ParameterLayout"/>; <see cref="Weights"/> and <see cref="Grads"/> are named views into them.
-/// The forward pass is an explicit list of op calls; the backward pass is the same list reversed.
-/// Nothing here allocates or waits for the device inside forward or backward.
+/// GPT-2 on one backend: learned position embeddings, pre-LayerNorm blocks of multi-head attention and
+/// a GELU MLP, a head tied to the token embedding. <see cref="Weights"/> and <see cref="Grads"/> are
+/// named views into the flat buffers. The forward pass is an explicit list of op calls; the backward
+/// pass is the same list reversed.
 /// </summary>
-public sealed class Gpt2Model : IDisposable
+public sealed class Gpt2Model : CausalLm
 {
-    public Backend Backend { get; }
-    public Gpt2Config Config { get; }
-    public ParameterLayout Layout { get; }
-    public DeviceBuffer<float> Parameters { get; }
-    public DeviceBuffer<float> Gradients { get; }
+    public new Gpt2Config Config { get; }
+    public new ParameterLayout Layout { get; }
     public ModelWeights Weights { get; }
     public ModelWeights Grads { get; }
-
-    Gpt2Activations? training;
 
     /// <summary>A model with GPT-2 initialisation from <paramref name="seed"/>.</summary>
     public Gpt2Model(Backend backend, Gpt2Config config, int seed = 1337)
@@ -76,49 +46,27 @@ public sealed class Gpt2Model : IDisposable
 
     /// <summary>A model with the given flat parameters (in <see cref="ParameterLayout"/> order).</summary>
     public Gpt2Model(Backend backend, Gpt2Config config, float[] parameters)
+        : this(backend, new ParameterLayout(config), parameters) { }
+
+    Gpt2Model(Backend backend, ParameterLayout layout, float[] parameters)
+        : base(backend, layout.Config, layout, parameters)
     {
-        Backend = backend;
-        Config = config.Validate();
-        Layout = new ParameterLayout(config);
-        if (parameters.LongLength != Layout.TotalLength)
-            throw new ArgumentException($"expected {Layout.TotalLength} parameters for {config}, got {parameters.LongLength}");
-        Parameters = backend.Allocate<float>(Layout.TotalLength);
-        Gradients = backend.Allocate<float>(Layout.TotalLength);
-        backend.Upload(Parameters.All, parameters);
+        Config = layout.Config;
+        Layout = layout;
         Weights = ModelWeights.Carve(Layout, Parameters);
         Grads = ModelWeights.Carve(Layout, Gradients);
     }
 
-    public long ParameterCount => Layout.TotalLength;
+    public override Activations CreateActivations(int B, int T, bool withGradients)
+        => new Gpt2Activations(Backend, Config, B, T, withGradients);
 
-    public float[] DownloadParameters() => Backend.ToArray(Parameters.All);
-    public float[] DownloadGradients() => Backend.ToArray(Gradients.All);
-    public void UploadParameters(float[] flat) => Backend.Upload(Parameters.All, flat);
-    public void ZeroGradients() => Backend.Zero(Gradients.All);
-
-    /// <summary>The training activations for (B, T), reallocated only when the shape changes.</summary>
-    public Gpt2Activations TrainingActivations(int B, int T)
-    {
-        if (training is null || training.B != B || training.T != T)
-        {
-            training?.Dispose();
-            training = new Gpt2Activations(Backend, Config, B, T, withGradients: true);
-        }
-        return training;
-    }
+    public override KvCache CreateKvCache(int B) => new(Backend, Config.Layers, B, Config.MaxT, Config.Channels);
 
     // ================================================================ forward
 
-    /// <summary>Runs the transformer over a.Tokens / a.Positions up to the logits [N, V].</summary>
-    public void Forward(Gpt2Activations a)
+    public override void ForwardToFinalNorm(Activations activations, KvCache? decode = null)
     {
-        ForwardToLnF(a);
-        Head(a.LnF, a.N, a.Logits);
-    }
-
-    /// <summary>Embedding, every block, then ln_f: leaves a.LnF [N, C] ready for the head.</summary>
-    public void ForwardToLnF(Gpt2Activations a, KvCache? decode = null)
-    {
+        var a = (Gpt2Activations)activations;
         var be = Backend; int N = a.N, C = Config.Channels;
         be.EmbeddingForward(a.Tokens, a.Positions, Weights.Wte, Weights.Wpe, N, C, a.Encoded);
         var x = a.Encoded;
@@ -127,11 +75,18 @@ public sealed class Gpt2Model : IDisposable
             BlockForward(l, x, a.Layers[l], a.B, a.T, decode, decode is null ? default : a.Positions);
             x = a.Layers[l].Residual3;
         }
-        be.LayerNormForward(x, Weights.LnFW, Weights.LnFB, N, C, Config.LayerNormEps, a.LnF, a.LnFMean, a.LnFRstd);
+        be.LayerNormForward(x, Weights.LnFW, Weights.LnFB, N, C, Config.LayerNormEps, a.FinalNorm, a.LnFMean, a.LnFRstd);
+    }
+
+    public override void WriteKvCache(Activations prefill, KvCache cache)
+    {
+        var a = (Gpt2Activations)prefill;
+        for (int l = 0; l < Config.Layers; l++)
+            Backend.KvCacheWrite(a.Layers[l].Qkv, a.B, a.T, Config.Channels, Config.Heads, Config.MaxT, cache.K[l], cache.V[l]);
     }
 
     /// <summary>The tied head: logits [N, V] = lnf [N, C] · wteᵀ.</summary>
-    public void Head(Buf<float> lnf, int N, Buf<float> logits)
+    public override void Head(Buf<float> lnf, int N, Buf<float> logits)
         => Backend.MatMulForward(lnf, Weights.Wte, default, N, Config.Channels, Config.VocabSize, logits);
 
     /// <summary>
@@ -157,18 +112,15 @@ public sealed class Gpt2Model : IDisposable
 
     // ================================================================ backward
 
-    /// <summary>
-    /// Backward from dLogits (held in a.Logits) to every parameter gradient, which ACCUMULATE into
-    /// <see cref="Gradients"/> (so micro-batches sum). Requires the forward of the same activations.
-    /// </summary>
-    public void Backward(Gpt2Activations a)
+    public override void Backward(Activations activations)
     {
+        var a = (Gpt2Activations)activations;
         if (!a.HasGradients) throw new InvalidOperationException("these activations were allocated without gradient buffers");
         var be = Backend; int N = a.N, C = Config.Channels;
 
         // LayerNormBackward accumulates into the residual stream's gradient, so it starts at zero.
         be.Zero(a.DResidual);
-        be.MatMulBackward(a.Logits, a.LnF, Weights.Wte, N, C, Config.VocabSize, a.DLn, Grads.Wte, default);
+        be.MatMulBackward(a.Logits, a.FinalNorm, Weights.Wte, N, C, Config.VocabSize, a.DLn, Grads.Wte, default);
         be.LayerNormBackward(a.DLn, a.LastResidual, Weights.LnFW, a.LnFMean, a.LnFRstd, N, C, a.DResidual, Grads.LnFW, Grads.LnFB);
         for (int l = Config.Layers - 1; l >= 0; l--)
             BlockBackward(l, l == 0 ? a.Encoded : a.Layers[l - 1].Residual3, a.Layers[l], a);
@@ -195,130 +147,5 @@ public sealed class Gpt2Model : IDisposable
         be.AttentionBackward(a.DAtt, s.Qkv, s.Att, s.AttLogSumExp, a.B, a.T, C, H, a.DQkv);
         be.MatMulBackward(a.DQkv, s.Ln1, w.AttnW, N, C, 3 * C, a.DLn, g.AttnW, g.AttnB);
         be.LayerNormBackward(a.DLn, input, w.Ln1W, s.Ln1Mean, s.Ln1Rstd, N, C, a.DResidual, g.Ln1W, g.Ln1B);
-    }
-
-    // ================================================================ losses
-
-    /// <summary>
-    /// Forward and backward of the masked mean cross-entropy: loss = sum_n w_n CE_n / weightTotal.
-    /// Gradients ACCUMULATE, so calling this for each micro-batch with the same weightTotal (the mask
-    /// sum over all of them) yields the gradient of the mean over the whole batch.
-    /// Returns this batch's contribution sum_n w_n CE_n / weightTotal (waits for the device).
-    /// </summary>
-    public double ForwardBackward(TrainingBatch batch, double weightTotal)
-    {
-        var a = UploadBatch(batch, weightTotal);
-        Forward(a);
-        Backend.CrossEntropyForwardBackward(a.Logits, a.Targets, a.Weights, a.N, Config.VocabSize, a.Losses, a.Logits);
-        Backward(a);
-        return SumLosses(a);
-    }
-
-    /// <summary>Forward only: returns (sum_n w_n CE_n, sum_n w_n) for this batch.</summary>
-    public (double LossSum, double WeightSum) EvaluateLoss(TrainingBatch batch)
-    {
-        var a = UploadBatch(batch, 1.0);
-        Forward(a);
-        Backend.CrossEntropyForwardBackward(a.Logits, a.Targets, a.Weights, a.N, Config.VocabSize, a.Losses, default);
-        return (SumLosses(a), batch.WeightSum);
-    }
-
-    Gpt2Activations UploadBatch(TrainingBatch batch, double weightTotal)
-    {
-        batch.Validate(Config);
-        if (!(weightTotal > 0)) throw new ArgumentException($"the loss mask selects no position (weight total {weightTotal})");
-        var a = TrainingActivations(batch.B, batch.T);
-        for (int n = 0; n < a.N; n++) a.HostWeights[n] = (float)(batch.Weights[n] / weightTotal);
-        Backend.Upload(a.Tokens, batch.Inputs);
-        Backend.Upload(a.Targets, batch.Targets);
-        Backend.Upload(a.Weights, a.HostWeights);
-        return a;
-    }
-
-    double SumLosses(Gpt2Activations a)
-    {
-        Backend.Download(a.Losses, a.HostLosses);
-        double sum = 0;
-        foreach (var x in a.HostLosses) sum += x;
-        return sum;
-    }
-
-    /// <summary>Full forward over inputs [B, T]; returns the logits [B*T, V] (waits for the device).</summary>
-    public float[] ForwardLogits(int B, int T, ReadOnlySpan<int> inputs)
-    {
-        var a = TrainingActivations(B, T);
-        CheckTokens(inputs, a.N, nameof(inputs));
-        Backend.Upload(a.Tokens, inputs);
-        Forward(a);
-        lastLogProbTemperature = float.NaN; // a following BackwardFromLogProbs would not match this forward
-        return Backend.ToArray(a.Logits);
-    }
-
-    // ================================================================ RL: token log-probs
-
-    /// <summary>
-    /// Forward over inputs [B, T]; per position n, with p = softmax(logits_n / temperature):
-    /// logProbs[n] = log p[targets[n]] and entropies[n] = -sum p log p. Keeps the activations so that
-    /// <see cref="BackwardFromLogProbs"/> can follow. Waits for the device (the results come to the host).
-    /// </summary>
-    public void ForwardTokenLogProbs(int B, int T, ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, float temperature,
-        Span<float> logProbs, Span<float> entropies)
-    {
-        var a = ForwardTokenLogProbsOnDevice(B, T, inputs, targets, temperature);
-        Backend.Download(a.LogProbs, logProbs);
-        Backend.Download(a.Entropies, entropies);
-    }
-
-    /// <summary>As <see cref="ForwardTokenLogProbs"/>, leaving the results in the returned activations' LogProbs / Entropies.</summary>
-    public Gpt2Activations ForwardTokenLogProbsOnDevice(int B, int T, ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, float temperature)
-    {
-        if (!(temperature > 0)) throw new ArgumentOutOfRangeException(nameof(temperature), $"temperature must be positive, got {temperature}");
-        var a = TrainingActivations(B, T);
-        CheckTokens(inputs, a.N, nameof(inputs));
-        CheckTokens(targets, a.N, nameof(targets));
-        Backend.Upload(a.Tokens, inputs);
-        Backend.Upload(a.Targets, targets);
-        Forward(a);
-        Backend.TokenLogProbEntropy(a.Logits, a.Targets, a.N, Config.VocabSize, temperature, a.LogProbs, a.Entropies);
-        lastLogProbTemperature = temperature;
-        return a;
-    }
-
-    float lastLogProbTemperature = float.NaN;
-
-    /// <summary>
-    /// Backward of sum_n dLogProbs[n] * logProbs[n] after <see cref="ForwardTokenLogProbs"/> with the
-    /// same (B, T): parameter gradients ACCUMULATE. The RL losses supply dLogProbs (0 outside responses).
-    /// </summary>
-    public void BackwardFromLogProbs(ReadOnlySpan<float> dLogProbs)
-    {
-        var a = training ?? throw new InvalidOperationException("BackwardFromLogProbs needs a ForwardTokenLogProbs first");
-        if (float.IsNaN(lastLogProbTemperature)) throw new InvalidOperationException("BackwardFromLogProbs needs a ForwardTokenLogProbs first");
-        if (dLogProbs.Length != a.N) throw new ArgumentException($"dLogProbs must have B*T = {a.N} elements, got {dLogProbs.Length}");
-        Backend.Upload(a.DLogProbs, dLogProbs);
-        BackwardFromLogProbsOnDevice(a);
-    }
-
-    /// <summary>As <see cref="BackwardFromLogProbs"/> with dLogProbs already in a.DLogProbs.</summary>
-    public void BackwardFromLogProbsOnDevice(Gpt2Activations a)
-    {
-        Backend.TokenLogProbBackward(a.Logits, a.Targets, a.DLogProbs, a.N, Config.VocabSize, lastLogProbTemperature, a.Logits);
-        lastLogProbTemperature = float.NaN; // the logits now hold their gradient
-        Backward(a);
-    }
-
-    void CheckTokens(ReadOnlySpan<int> tokens, int n, string what)
-    {
-        if (tokens.Length != n) throw new ArgumentException($"{what} must have B*T = {n} elements, got {tokens.Length}");
-        for (int i = 0; i < n; i++)
-            if ((uint)tokens[i] >= (uint)Config.VocabSize)
-                throw new ArgumentException($"{what}[{i}] = {tokens[i]} is outside the vocabulary [0, {Config.VocabSize})");
-    }
-
-    public void Dispose()
-    {
-        training?.Dispose();
-        Parameters.Dispose();
-        Gradients.Dispose();
     }
 }

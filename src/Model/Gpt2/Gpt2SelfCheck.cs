@@ -73,7 +73,7 @@ public static class Gpt2SelfCheck
     static (double[] Losses, float[] Parameters) Train(Backend backend, Gpt2Config config, TrainingBatch[] batches)
     {
         using var model = new Gpt2Model(backend, config, seed: 7);
-        using var trainer = new Gpt2Trainer(model, new LrSchedule(1e-3f, WarmupSteps: 0, TotalSteps: batches.Length, Kind: "constant"));
+        using var trainer = new ModelTrainer(model, new LrSchedule(1e-3f, WarmupSteps: 0, TotalSteps: batches.Length, Kind: "constant"));
         var losses = batches.Select(b => trainer.TrainStep(b).Loss).ToArray();
         return (losses, model.DownloadParameters());
     }
@@ -81,7 +81,7 @@ public static class Gpt2SelfCheck
     static GenerationResult Generate(Backend backend, Gpt2Config config, float[] parameters, int[][] prompts, SamplingOptions options)
     {
         using var model = new Gpt2Model(backend, config, parameters);
-        using var generator = new Gpt2Generator(model);
+        using var generator = new Generator(model);
         return generator.Generate(prompts, options);
     }
 

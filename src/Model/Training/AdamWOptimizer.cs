@@ -1,3 +1,4 @@
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Gpt2;
 
@@ -33,7 +34,7 @@ public readonly record struct OptimizerStepResult(double GradNorm, bool Skipped)
 /// </summary>
 public sealed class AdamWOptimizer : IDisposable
 {
-    readonly Gpt2Model model;
+    readonly CausalLm model;
     readonly Backend be;
     public AdamWOptions Options { get; }
     public DeviceBuffer<float> M { get; }
@@ -46,7 +47,7 @@ public sealed class AdamWOptimizer : IDisposable
     /// <summary>Steps skipped because the gradient was not finite.</summary>
     public int SkippedSteps { get; set; }
 
-    public AdamWOptimizer(Gpt2Model model, AdamWOptions? options = null)
+    public AdamWOptimizer(CausalLm model, AdamWOptions? options = null)
     {
         this.model = model; be = model.Backend;
         Options = (options ?? new AdamWOptions()).Validate();

@@ -1,3 +1,4 @@
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Model.Gpt2;
 
 namespace ArcherIlgpu.Model.Training;
@@ -26,7 +27,7 @@ public readonly record struct SftMetrics(int Step, double Loss, double HeldOutLo
 /// </summary>
 public sealed class SftTrainer : IDisposable
 {
-    public Gpt2Trainer Trainer { get; }
+    public ModelTrainer Trainer { get; }
     public SftOptions Options { get; }
     readonly IReadOnlyList<SftExample> train;
     readonly List<TrainingBatch> heldOut;
@@ -35,13 +36,13 @@ public sealed class SftTrainer : IDisposable
     int[] order;
     int cursor;
 
-    public SftTrainer(Gpt2Model model, IReadOnlyList<SftExample> train, IReadOnlyList<SftExample> heldOut, int padToken, SftOptions options)
+    public SftTrainer(CausalLm model, IReadOnlyList<SftExample> train, IReadOnlyList<SftExample> heldOut, int padToken, SftOptions options)
     {
         Options = options.Validate();
         if (train.Count == 0) throw new ArgumentException("the SFT training set is empty");
         this.train = train; this.padToken = padToken;
         this.heldOut = heldOut.Chunk(options.BatchSize).Select(c => SftData.MakeBatch(c, padToken)).ToList();
-        Trainer = new Gpt2Trainer(model, new LrSchedule(options.Lr, options.WarmupSteps, options.Steps, options.Schedule), options.AdamW);
+        Trainer = new ModelTrainer(model, new LrSchedule(options.Lr, options.WarmupSteps, options.Steps, options.Schedule), options.AdamW);
         rng = new Random(options.Seed);
         order = Enumerable.Range(0, train.Count).ToArray();
         rng.Shuffle(order);

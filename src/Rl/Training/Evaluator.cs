@@ -1,4 +1,5 @@
 using System.Globalization;
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Model.Generation;
 using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.Tokenizers;
@@ -88,7 +89,7 @@ public static class Evaluator
         return ks;
     }
 
-    public static EvalResult Evaluate(Gpt2Model model, ITokenizer tokenizer, ITask task, EvalOptions options, int maxResponseTokens,
+    public static EvalResult Evaluate(CausalLm model, ITokenizer tokenizer, ITask task, EvalOptions options, int maxResponseTokens,
         double topP = 1.0, int topK = 0)
     {
         using var sampler = new ModelSampler(model, tokenizer, maxResponseTokens, topP, topK);
@@ -134,15 +135,15 @@ public static class Evaluator
 /// </summary>
 public sealed class ModelSampler : ICompletionSampler, IDisposable
 {
-    readonly Gpt2Model model;
+    readonly CausalLm model;
     readonly ITokenizer tokenizer;
-    readonly Gpt2Generator generator;
+    readonly Generator generator;
     readonly int maxResponseTokens, topK, maxRows;
     readonly double topP;
 
     /// <param name="maxRows">most sequences per generator call.</param>
     /// <param name="measureEntropy">run the extra forward that measures token entropies.</param>
-    public ModelSampler(Gpt2Model model, ITokenizer tokenizer, int maxResponseTokens, double topP = 1.0, int topK = 0, int maxRows = 512,
+    public ModelSampler(CausalLm model, ITokenizer tokenizer, int maxResponseTokens, double topP = 1.0, int topK = 0, int maxRows = 512,
         bool measureEntropy = true)
     {
         if (maxResponseTokens < 1) throw new ArgumentException($"max response tokens must be >= 1, got {maxResponseTokens}");
@@ -150,7 +151,7 @@ public sealed class ModelSampler : ICompletionSampler, IDisposable
         this.model = model; this.tokenizer = tokenizer;
         this.maxResponseTokens = maxResponseTokens; this.topP = topP; this.topK = topK; this.maxRows = maxRows;
         MeasureEntropy = measureEntropy;
-        generator = new Gpt2Generator(model);
+        generator = new Generator(model);
     }
 
     public bool MeasureEntropy { get; }

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.Tokenizers;
 using ArcherIlgpu.Model.Training;
@@ -64,14 +65,14 @@ public sealed class RlTrainer : IDisposable
     readonly ITokenizer tokenizer;
     readonly RolloutCollector collector;
     readonly AlgorithmLoss loss;
-    readonly Gpt2Model? reference;
+    readonly CausalLm? reference;
     readonly DataCursor data;
     long rngCounter;
     int skippedTotal;
 
     /// <param name="referenceParameters">weights of the frozen KL reference (flat layout); null: the policy's weights now.
     /// A resumed run passes the starting model's weights here.</param>
-    public RlTrainer(Gpt2Model policy, ITokenizer tokenizer, ITask task, AlgorithmConfig config, RlTrainerOptions? options = null,
+    public RlTrainer(CausalLm policy, ITokenizer tokenizer, ITask task, AlgorithmConfig config, RlTrainerOptions? options = null,
         float[]? referenceParameters = null)
     {
         Config = config.Validate();
@@ -86,13 +87,13 @@ public sealed class RlTrainer : IDisposable
         Optimizer = new AdamWOptimizer(policy, new AdamWOptions((float)Config.Beta1, (float)Config.Beta2, 1e-8f,
             (float)Config.WeightDecay, (float)Config.GradClip));
         if (UsesReference(Config))
-            reference = new Gpt2Model(policy.Backend, policy.Config, referenceParameters ?? policy.DownloadParameters());
+            reference = Models.Create(policy.Backend, policy.Config, referenceParameters ?? policy.DownloadParameters());
         data = new DataCursor(task, Options.DataSeed ?? (long)Options.Seed);
     }
 
     public AlgorithmConfig Config { get; }
     public RlTrainerOptions Options { get; }
-    public Gpt2Model Policy { get; }
+    public CausalLm Policy { get; }
     public ITask Task { get; }
     public AdamWOptimizer Optimizer { get; }
     /// <summary>Training steps done (the next step's index, and the LR schedule's step).</summary>
@@ -104,7 +105,7 @@ public sealed class RlTrainer : IDisposable
     /// Called after the backward of a mini-batch and before its optimizer step, with the policy whose
     /// gradients are accumulated: for diagnostics and fault-injection tests.
     /// </summary>
-    public Action<Gpt2Model>? BeforeOptimizerStep { get; set; }
+    public Action<CausalLm>? BeforeOptimizerStep { get; set; }
 
     static bool UsesReference(AlgorithmConfig c) => c.UseKl && (c.Low.KlCoef > 0 || c.High.KlCoef > 0);
 
@@ -219,7 +220,7 @@ public sealed class RlTrainer : IDisposable
 
     /// <summary>Forward of the given rows padded to <paramref name="micro"/> rows (a fixed shape keeps the activations allocated once);
     /// leaves log-probs and entropies in s.MicroLogProbs / s.MicroEntropies and the activations ready for a backward.</summary>
-    void ForwardRows(Gpt2Model model, StepTensors s, ReadOnlySpan<int> rows, int micro)
+    void ForwardRows(CausalLm model, StepTensors s, ReadOnlySpan<int> rows, int micro)
     {
         s.GatherInputs(rows, micro);
         model.ForwardTokenLogProbs(micro, s.T, s.MicroInputs, s.MicroTargets, (float)Config.Temperature, s.MicroLogProbs, s.MicroEntropies);

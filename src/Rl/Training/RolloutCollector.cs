@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ArcherIlgpu.Model;
 using ArcherIlgpu.Model.Generation;
 using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.Tokenizers;
@@ -43,19 +44,19 @@ public sealed record RolloutBatch(IReadOnlyList<Rollout> Kept, IReadOnlyList<Rol
 /// </summary>
 public sealed class RolloutCollector : IDisposable
 {
-    readonly Gpt2Model model;
+    readonly CausalLm model;
     readonly ITokenizer tokenizer;
     readonly ITask task;
-    readonly Gpt2Generator generator;
+    readonly Generator generator;
 
     /// <param name="maxRowsPerGeneration">most sequences per generator call (bounds the KV cache); 0: the whole batch at once.</param>
-    public RolloutCollector(Gpt2Model model, ITokenizer tokenizer, ITask task, AlgorithmConfig config, int maxRowsPerGeneration = 0)
+    public RolloutCollector(CausalLm model, ITokenizer tokenizer, ITask task, AlgorithmConfig config, int maxRowsPerGeneration = 0)
     {
         this.model = model; this.tokenizer = tokenizer; this.task = task;
         Config = config.Validate();
         if (maxRowsPerGeneration < 0) throw new ArgumentOutOfRangeException(nameof(maxRowsPerGeneration), maxRowsPerGeneration, "must be >= 0 (0: no limit)");
         MaxRowsPerGeneration = maxRowsPerGeneration;
-        generator = new Gpt2Generator(model);
+        generator = new Generator(model);
     }
 
     public AlgorithmConfig Config { get; }

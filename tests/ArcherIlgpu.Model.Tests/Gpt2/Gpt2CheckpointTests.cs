@@ -21,9 +21,9 @@ public sealed class Gpt2CheckpointTests : IDisposable
         var layout = new ParameterLayout(Config);
         var flat = Gpt2TestData.RandomParameters(layout, seed: 31);
         using var model = new Gpt2Model(Cpu, Config, flat);
-        Gpt2Checkpoint.Save(model, dir);
+        Checkpoint.Save(model, dir);
         Assert.True(File.Exists(Path.Combine(dir, "config.json")));
-        using var loaded = Gpt2Checkpoint.Load(Cpu, dir);
+        using var loaded = Checkpoint.Load(Cpu, dir);
         Assert.Equal(Config, loaded.Config);
         Assert.Equal(flat, loaded.DownloadParameters());   // bit-exact: float32 in, float32 out
     }
@@ -34,8 +34,8 @@ public sealed class Gpt2CheckpointTests : IDisposable
         var layout = new ParameterLayout(Config);
         var flat = Gpt2TestData.RandomParameters(layout, seed: 32);
         using var model = new Gpt2Model(Cpu, Config, flat);
-        Gpt2Checkpoint.Save(model, dir);
-        var tensors = SafeTensors.Read(Path.Combine(dir, Gpt2Checkpoint.WeightsFile));
+        Checkpoint.Save(model, dir);
+        var tensors = SafeTensors.Read(Path.Combine(dir, Checkpoint.WeightsFile));
         Assert.Equal(ParameterLayout.NamesAndShapes(Config).Select(x => x.Name).Order(), tensors.Keys.Order());
         var attn = tensors["h.1.attn.c_attn.weight"];
         Assert.Equal(new long[] { 8, 24 }, attn.Shape);   // [in, out]
@@ -85,7 +85,7 @@ public sealed class Gpt2CheckpointTests : IDisposable
     {
         var flat = Gpt2TestData.RandomParameters(new ParameterLayout(Config), seed: 33);
         WriteHuggingFaceStyle(flat);
-        using var loaded = Gpt2Checkpoint.Load(Cpu, dir);
+        using var loaded = Checkpoint.Load(Cpu, dir);
         Assert.Equal(flat, loaded.DownloadParameters());
     }
 
@@ -94,7 +94,7 @@ public sealed class Gpt2CheckpointTests : IDisposable
     {
         WriteHuggingFaceStyle(Gpt2TestData.RandomParameters(new ParameterLayout(Config), 34),
             t => t.Name == "transformer.h.1.mlp.c_fc.bias" ? null : t);
-        var e = Assert.Throws<ModelFormatException>(() => Gpt2Checkpoint.Load(Cpu, dir));
+        var e = Assert.Throws<ModelFormatException>(() => Checkpoint.Load(Cpu, dir));
         Assert.Contains("h.1.mlp.c_fc.bias", e.Message);
         Assert.Contains("[32]", e.Message);
     }
@@ -105,7 +105,7 @@ public sealed class Gpt2CheckpointTests : IDisposable
         // Our [out, in] orientation instead of Conv1D's [in, out].
         WriteHuggingFaceStyle(Gpt2TestData.RandomParameters(new ParameterLayout(Config), 35),
             t => t.Name == "transformer.h.0.mlp.c_proj.weight" ? t with { Shape = [8, 32] } : t);
-        var e = Assert.Throws<ModelFormatException>(() => Gpt2Checkpoint.Load(Cpu, dir));
+        var e = Assert.Throws<ModelFormatException>(() => Checkpoint.Load(Cpu, dir));
         Assert.Contains("h.0.mlp.c_proj.weight", e.Message);
         Assert.Contains("[32, 8]", e.Message);
     }
@@ -121,7 +121,7 @@ public sealed class Gpt2CheckpointTests : IDisposable
         var other = (float[])head.Data.Clone(); other[0] += 1;
         tensors.Add(head with { Data = other });
         SafeTensors.Write(path, tensors);
-        var e = Assert.Throws<ModelFormatException>(() => Gpt2Checkpoint.Load(Cpu, dir));
+        var e = Assert.Throws<ModelFormatException>(() => Checkpoint.Load(Cpu, dir));
         Assert.Contains("lm_head.weight", e.Message);
     }
 
@@ -133,9 +133,9 @@ public sealed class Gpt2CheckpointTests : IDisposable
         using var opt = new AdamWOptimizer(model);
         var m = Gpt2TestData.RandomParameters(layout, 38); var v = Array.ConvertAll(Gpt2TestData.RandomParameters(layout, 39), Math.Abs);
         opt.Restore(m, v, step: 17, skipped: 2);
-        Gpt2Checkpoint.Save(model, dir, opt);
+        Checkpoint.Save(model, dir, opt);
         using var opt2 = new AdamWOptimizer(model);
-        Assert.True(Gpt2Checkpoint.LoadOptimizer(opt2, model, dir));
+        Assert.True(Checkpoint.LoadOptimizer(opt2, model, dir));
         Assert.Equal(m, opt2.DownloadM());
         Assert.Equal(v, opt2.DownloadV());
         Assert.Equal(17, opt2.Step);

@@ -35,7 +35,7 @@ public class Gpt2GenerationTests
         // vs a causal block) and runs matmuls on [B, C] instead of [B*T, C] (other tiles), so they agree
         // to float32 rounding of O(1) logits: measured 3e-7 on cpu; 1e-5 leaves room for other devices.
         const double atol = 1e-5, rtol = 1e-5;
-        using var gen = new Gpt2Generator(model);
+        using var gen = new Generator(model);
         var logits = gen.Prefill(Prompts.Select(p => (IReadOnlyList<int>)p).ToList());
         var pos = Prompts.Select(p => p.Length - 1).ToArray();
         for (int step = 0; ; step++)
@@ -55,7 +55,7 @@ public class Gpt2GenerationTests
         using var _m = model;
         var c = model.Config;
         var reference = Gpt2TestData.Reference(c, layout, flat);
-        using var gen = new Gpt2Generator(model);
+        using var gen = new Generator(model);
         var result = gen.Generate(Prompts.Select(p => (IReadOnlyList<int>)p).ToList(), new SamplingOptions(MaxNewTokens: 6, Temperature: 0));
         for (int b = 0; b < Prompts.Length; b++)
         {
@@ -82,8 +82,8 @@ public class Gpt2GenerationTests
         using var ilgpu = new Gpt2Model(ModelBackends.Get("ilgpu-cpu"), c, flat);
         var prompts = new[] { new[] { 1, 2, 3 }, new[] { 4 } }.Select(p => (IReadOnlyList<int>)p).ToList();
         var options = new SamplingOptions(MaxNewTokens: 4, Temperature: 0);
-        using var g1 = new Gpt2Generator(onCpu);
-        using var g2 = new Gpt2Generator(ilgpu);
+        using var g1 = new Generator(onCpu);
+        using var g2 = new Generator(ilgpu);
         var r1 = g1.Generate(prompts, options);
         var r2 = g2.Generate(prompts, options);
         for (int b = 0; b < prompts.Count; b++) Assert.Equal(r1.Tokens[b], r2.Tokens[b]);
@@ -99,7 +99,7 @@ public class Gpt2GenerationTests
         var c = model.Config;
         var prompts = Prompts.Select(p => (IReadOnlyList<int>)p).ToList();
         var options = new SamplingOptions(MaxNewTokens: 8, Temperature: 0.9f, TopK: 20, TopP: 0.95f, Seed: 77, EndToken: 0);
-        using var gen = new Gpt2Generator(model);
+        using var gen = new Generator(model);
         var a = gen.Generate(prompts, options);
         var b = gen.Generate(prompts, options);
         var other = gen.Generate(prompts, options with { Seed = 78 });
@@ -131,7 +131,7 @@ public class Gpt2GenerationTests
     {
         var (model, _, _) = Make("cpu", seed: 25);
         using var _m = model;
-        using var gen = new Gpt2Generator(model);
+        using var gen = new Generator(model);
         var e = Assert.Throws<ArgumentException>(() => gen.Generate([Array.Empty<int>()], new SamplingOptions()));
         Assert.Contains("prompt 0 is empty", e.Message);
         e = Assert.Throws<ArgumentException>(() => gen.Generate([new[] { 1, 999 }], new SamplingOptions()));

@@ -48,7 +48,7 @@ public class Gpt2GoldenTests
     public void ReferenceMatchesHuggingFace()
     {
         var g = Read();
-        using var model = Gpt2Checkpoint.Load(ModelBackends.Get("cpu"), GoldenDir());
+        using var model = (Gpt2Model)Checkpoint.Load(ModelBackends.Get("cpu"), GoldenDir());
         var c = model.Config;
         var flat = model.DownloadParameters();
         var reference = Gpt2TestData.Reference(c, model.Layout, flat);
@@ -71,7 +71,7 @@ public class Gpt2GoldenTests
     public void ModelMatchesHuggingFace(string backendName)
     {
         var g = Read();
-        using var model = Gpt2Checkpoint.Load(ModelBackends.Get(backendName), GoldenDir());
+        using var model = (Gpt2Model)Checkpoint.Load(ModelBackends.Get(backendName), GoldenDir());
         var batch = new TrainingBatch(g.B, g.T, g.Inputs, g.Targets, Enumerable.Repeat(1f, g.B * g.T).ToArray());
         model.ZeroGradients();
         double loss = model.ForwardBackward(batch, batch.WeightSum);

@@ -28,10 +28,10 @@ public sealed class Gpt2TrainingTests : IDisposable
         var batch = Batch(1, 4, 7);
         var schedule = new LrSchedule(1e-2f, Kind: "constant");
         using var m1 = new Gpt2Model(cpu, Small, flat);
-        using var t1 = new Gpt2Trainer(m1, schedule);
+        using var t1 = new ModelTrainer(m1, schedule);
         var r1 = t1.TrainStep(batch);
         using var m2 = new Gpt2Model(cpu, Small, flat);
-        using var t2 = new Gpt2Trainer(m2, schedule);
+        using var t2 = new ModelTrainer(m2, schedule);
         var r2 = t2.TrainStep([Rows(batch, 0, 1), Rows(batch, 1, 3)]);
         // Same gradient summed in another order: float32 rounding, 1e-5 relative.
         Assert.Equal(r1.Loss, r2.Loss, 1e-5);
@@ -51,7 +51,7 @@ public sealed class Gpt2TrainingTests : IDisposable
     public void TrainingStepsReduceTheLossOfARepeatedBatch()
     {
         using var model = new Gpt2Model(ModelBackends.Get("cpu"), Small, seed: 3);
-        using var trainer = new Gpt2Trainer(model, new LrSchedule(1e-2f, WarmupSteps: 2, TotalSteps: 30));
+        using var trainer = new ModelTrainer(model, new LrSchedule(1e-2f, WarmupSteps: 2, TotalSteps: 30));
         var batch = Batch(5, 4, 8);
         double first = trainer.TrainStep(batch).Loss, last = 0;
         for (int i = 0; i < 29; i++) last = trainer.TrainStep(batch).Loss;
@@ -64,7 +64,7 @@ public sealed class Gpt2TrainingTests : IDisposable
         var flat = Gpt2TestData.RandomParameters(new ParameterLayout(Small), 42);
         flat[new ParameterLayout(Small)["ln_f.bias"].Offset] = float.PositiveInfinity; // every logit becomes non-finite
         using var model = new Gpt2Model(ModelBackends.Get("cpu"), Small, flat);
-        using var trainer = new Gpt2Trainer(model, new LrSchedule(1e-2f, Kind: "constant"));
+        using var trainer = new ModelTrainer(model, new LrSchedule(1e-2f, Kind: "constant"));
         var r = trainer.TrainStep(Batch(7, 2, 5));
         Assert.True(r.Skipped);
         Assert.False(double.IsFinite(r.GradNorm));

@@ -1,4 +1,3 @@
-using ArcherIlgpu.Model.Gpt2;
 
 namespace ArcherIlgpu.Model.Training;
 
@@ -11,15 +10,15 @@ public readonly record struct TrainStepResult(int Step, double Loss, double Grad
 /// scaled by the mask total of the whole step (so the gradient is that of the mean over all counted
 /// positions, however the step is split), then one AdamW step.
 /// </summary>
-public sealed class Gpt2Trainer : IDisposable
+public sealed class ModelTrainer : IDisposable
 {
-    public Gpt2Model Model { get; }
+    public CausalLm Model { get; }
     public AdamWOptimizer Optimizer { get; }
     public LrSchedule Schedule { get; }
     /// <summary>Optimizer steps attempted (applied + skipped): the schedule's step index.</summary>
     public int StepsTaken { get; set; }
 
-    public Gpt2Trainer(Gpt2Model model, LrSchedule schedule, AdamWOptions? adamW = null)
+    public ModelTrainer(CausalLm model, LrSchedule schedule, AdamWOptions? adamW = null)
     {
         Model = model;
         Schedule = schedule.Validate();

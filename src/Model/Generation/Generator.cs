@@ -1,5 +1,4 @@
 using ArcherIlgpu.Kernels;
-using ArcherIlgpu.Model.Gpt2;
 
 namespace ArcherIlgpu.Model.Generation;
 
@@ -30,20 +29,20 @@ public sealed record GenerationResult(int[][] Tokens, float[][] LogProbs, bool[]
 /// row continues from its own length: a decoding step writes row b's token at positions[b], which
 /// overwrites that row's padding in the cache before anything attends to it.
 /// </summary>
-public sealed class Gpt2Generator : IDisposable
+public sealed class Generator : IDisposable
 {
-    readonly Gpt2Model model;
+    readonly CausalLm model;
     readonly Backend be;
-    Gpt2Activations? prefill, decode;
+    Activations? prefill, decode;
     KvCache? cache;
     int[] hostPositions = [], hostRows = [], hostTokens = [];
     float[] hostLogProbs = [];
     Buf<int> rows, sampled; Buf<float> sampledLogProbs;
     readonly List<IDisposable> owned = [];
 
-    public Gpt2Generator(Gpt2Model model) { this.model = model; be = model.Backend; }
+    public Generator(CausalLm model) { this.model = model; be = model.Backend; }
 
-    Gpt2Config Config => model.Config;
+    IModelConfig Config => model.Config;
 
     /// <summary>
     /// Prefill: runs the prompts and fills the KV cache. Returns the logits [B, V] at each row's last
@@ -82,14 +81,13 @@ public sealed class Gpt2Generator : IDisposable
         for (int b = 0; b < B; b++)
             for (int t = 0; t < prompts[b].Count; t++) tokens[b * T + t] = prompts[b][t];
         be.Upload(a.Tokens, tokens);
-        model.ForwardToLnF(a);
+        model.ForwardToFinalNorm(a);
+        model.WriteKvCache(a, cache!);
         int C = Config.Channels;
-        for (int l = 0; l < Config.Layers; l++)
-            be.KvCacheWrite(a.Layers[l].Qkv, B, T, C, Config.Heads, Config.MaxT, cache!.K[l], cache.V[l]);
         // The head only needs each row's last real position: gather those rows of ln_f, then one [B, C] matmul.
         for (int b = 0; b < B; b++)
-            be.Copy(a.LnF.Slice(((long)b * T + prompts[b].Count - 1) * C, C), decode!.LnF.Slice((long)b * C, C));
-        model.Head(decode!.LnF, B, decode.Logits);
+            be.Copy(a.FinalNorm.Slice(((long)b * T + prompts[b].Count - 1) * C, C), decode!.FinalNorm.Slice((long)b * C, C));
+        model.Head(decode!.FinalNorm, B, decode!.Logits);
     }
 
     void StepOnDevice(int[] tokens, int[] positions)
@@ -103,8 +101,8 @@ public sealed class Gpt2Generator : IDisposable
         }
         be.Upload(d.Tokens, tokens);
         be.Upload(d.Positions, positions);
-        model.ForwardToLnF(d, cache);
-        model.Head(d.LnF, d.B, d.Logits);
+        model.ForwardToFinalNorm(d, cache);
+        model.Head(d.FinalNorm, d.B, d.Logits);
     }
 
     /// <summary>Samples continuations of every prompt. Deterministic given options.Seed and RowOffset.</summary>
@@ -166,15 +164,15 @@ public sealed class Gpt2Generator : IDisposable
         if (prefill is null || prefill.B != B || prefill.T != T)
         {
             prefill?.Dispose();
-            prefill = new Gpt2Activations(be, Config, B, T, withGradients: false);
+            prefill = model.CreateActivations(B, T, withGradients: false);
         }
         if (decode is null || decode.B != B)
         {
             decode?.Dispose(); cache?.Dispose();
             foreach (var d in owned) d.Dispose();
             owned.Clear();
-            decode = new Gpt2Activations(be, Config, B, 1, withGradients: false);
-            cache = new KvCache(be, Config, B);
+            decode = model.CreateActivations(B, 1, withGradients: false);
+            cache = model.CreateKvCache(B);
             var r = be.Allocate<int>(B); var s = be.Allocate<int>(B); var lp = be.Allocate<float>(B);
             owned.Add(r); owned.Add(s); owned.Add(lp);
             rows = r.All; sampled = s.All; sampledLogProbs = lp.All;

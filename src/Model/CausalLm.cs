@@ -1,0 +1,245 @@
+using ArcherIlgpu.Kernels;
+using ArcherIlgpu.Model.Generation;
+
+namespace ArcherIlgpu.Model;
+
+/// <summary>
+/// A batch of training sequences: row b predicts Targets[b, t] from Inputs[b, 0..t]. Weights[b, t]
+/// is the per-position loss mask (0 for prompt and padding positions, 1 where the loss counts).
+/// </summary>
+public sealed record TrainingBatch(int B, int T, int[] Inputs, int[] Targets, float[] Weights)
+{
+    public double WeightSum => Weights.Sum(w => (double)w);
+
+    public TrainingBatch Validate(IModelConfig config)
+    {
+        int n = B * T;
+        if (Inputs.Length != n || Targets.Length != n || Weights.Length != n)
+            throw new ArgumentException($"batch arrays must have B*T = {n} elements: inputs {Inputs.Length}, targets {Targets.Length}, weights {Weights.Length}");
+        if (T > config.MaxT) throw new ArgumentException($"batch T = {T} exceeds the context length {config.MaxT}");
+        for (int i = 0; i < n; i++)
+        {
+            if ((uint)Inputs[i] >= (uint)config.VocabSize)
+                throw new ArgumentException($"input token {Inputs[i]} at row {i / T}, position {i % T} is outside the vocabulary [0, {config.VocabSize})");
+            if (Weights[i] != 0 && (uint)Targets[i] >= (uint)config.VocabSize)
+                throw new ArgumentException($"target token {Targets[i]} at row {i / T}, position {i % T} is outside the vocabulary [0, {config.VocabSize})");
+        }
+        return this;
+    }
+}
+
+/// <summary>
+/// A decoder-only language model on one backend, whatever its family (GPT-2, Llama/Qwen). Parameters
+/// and gradients are each one flat buffer laid out by <see cref="Layout"/>. A family supplies its
+/// forward and backward call lists, its activations and its file format; everything built on top
+/// (losses, token log-probs for RL, the trainer, the generator) lives here once.
+/// Nothing here allocates or waits for the device inside forward or backward.
+/// </summary>
+public abstract class CausalLm : IDisposable
+{
+    public Backend Backend { get; }
+    public IModelConfig Config { get; }
+    public ParameterTable Layout { get; }
+    public DeviceBuffer<float> Parameters { get; }
+    public DeviceBuffer<float> Gradients { get; }
+
+    Activations? training;
+
+    protected CausalLm(Backend backend, IModelConfig config, ParameterTable layout, float[] parameters)
+    {
+        Backend = backend;
+        Config = config;
+        Layout = layout;
+        if (parameters.LongLength != Layout.TotalLength)
+            throw new ArgumentException($"expected {Layout.TotalLength} parameters for {config}, got {parameters.LongLength}");
+        Parameters = backend.Allocate<float>(Layout.TotalLength);
+        Gradients = backend.Allocate<float>(Layout.TotalLength);
+        backend.Upload(Parameters.All, parameters);
+    }
+
+    public long ParameterCount => Layout.TotalLength;
+
+    public float[] DownloadParameters() => Backend.ToArray(Parameters.All);
+    public float[] DownloadGradients() => Backend.ToArray(Gradients.All);
+    public void UploadParameters(float[] flat) => Backend.Upload(Parameters.All, flat);
+    public void ZeroGradients() => Backend.Zero(Gradients.All);
+
+    /// <summary>A view of one named tensor of the flat buffer (parameters or gradients).</summary>
+    protected Buf<float> View(DeviceBuffer<float> flat, string name)
+    {
+        var s = Layout[name];
+        return flat.All.Slice(s.Offset, s.Length);
+    }
+
+    // ================================================================ what a family supplies
+
+    /// <summary>New activations for (B, T); T = 1 with <paramref name="withGradients"/> false serves decoding.</summary>
+    public abstract Activations CreateActivations(int B, int T, bool withGradients);
+
+    /// <summary>A KV cache for B rows over the whole context.</summary>
+    public abstract KvCache CreateKvCache(int B);
+
+    /// <summary>
+    /// Embedding and every block, then the final norm: leaves a.FinalNorm [N, C] ready for the head.
+    /// With <paramref name="decode"/>, each row is one decoding step (T = 1) at a.Positions against
+    /// the cache instead of causal attention over the rows.
+    /// </summary>
+    public abstract void ForwardToFinalNorm(Activations a, KvCache? decode = null);
+
+    /// <summary>After a prefill <see cref="ForwardToFinalNorm"/> over [B, T]: writes every layer's keys and values into the cache.</summary>
+    public abstract void WriteKvCache(Activations prefill, KvCache cache);
+
+    /// <summary>The head: logits [N, V] from the final norm's output [N, C].</summary>
+    public abstract void Head(Buf<float> finalNorm, int N, Buf<float> logits);
+
+    /// <summary>
+    /// Backward from dLogits (held in a.Logits) to every parameter gradient, which ACCUMULATE into
+    /// <see cref="Gradients"/> (so micro-batches sum). Requires the forward of the same activations.
+    /// </summary>
+    public abstract void Backward(Activations a);
+
+    // ================================================================ forward
+
+    /// <summary>The training activations for (B, T), reallocated only when the shape changes.</summary>
+    public Activations TrainingActivations(int B, int T)
+    {
+        if (training is null || training.B != B || training.T != T)
+        {
+            training?.Dispose();
+            training = CreateActivations(B, T, withGradients: true);
+        }
+        return training;
+    }
+
+    /// <summary>Runs the transformer over a.Tokens / a.Positions up to the logits [N, V].</summary>
+    public void Forward(Activations a)
+    {
+        ForwardToFinalNorm(a);
+        Head(a.FinalNorm, a.N, a.Logits);
+    }
+
+    // ================================================================ losses
+
+    /// <summary>
+    /// Forward and backward of the masked mean cross-entropy: loss = sum_n w_n CE_n / weightTotal.
+    /// Gradients ACCUMULATE, so calling this for each micro-batch with the same weightTotal (the mask
+    /// sum over all of them) yields the gradient of the mean over the whole batch.
+    /// Returns this batch's contribution sum_n w_n CE_n / weightTotal (waits for the device).
+    /// </summary>
+    public double ForwardBackward(TrainingBatch batch, double weightTotal)
+    {
+        var a = UploadBatch(batch, weightTotal);
+        Forward(a);
+        Backend.CrossEntropyForwardBackward(a.Logits, a.Targets, a.Weights, a.N, Config.VocabSize, a.Losses, a.Logits);
+        Backward(a);
+        return SumLosses(a);
+    }
+
+    /// <summary>Forward only: returns (sum_n w_n CE_n, sum_n w_n) for this batch.</summary>
+    public (double LossSum, double WeightSum) EvaluateLoss(TrainingBatch batch)
+    {
+        var a = UploadBatch(batch, 1.0);
+        Forward(a);
+        Backend.CrossEntropyForwardBackward(a.Logits, a.Targets, a.Weights, a.N, Config.VocabSize, a.Losses, default);
+        return (SumLosses(a), batch.WeightSum);
+    }
+
+    Activations UploadBatch(TrainingBatch batch, double weightTotal)
+    {
+        batch.Validate(Config);
+        if (!(weightTotal > 0)) throw new ArgumentException($"the loss mask selects no position (weight total {weightTotal})");
+        var a = TrainingActivations(batch.B, batch.T);
+        for (int n = 0; n < a.N; n++) a.HostWeights[n] = (float)(batch.Weights[n] / weightTotal);
+        Backend.Upload(a.Tokens, batch.Inputs);
+        Backend.Upload(a.Targets, batch.Targets);
+        Backend.Upload(a.Weights, a.HostWeights);
+        return a;
+    }
+
+    double SumLosses(Activations a)
+    {
+        Backend.Download(a.Losses, a.HostLosses);
+        double sum = 0;
+        foreach (var x in a.HostLosses) sum += x;
+        return sum;
+    }
+
+    /// <summary>Full forward over inputs [B, T]; returns the logits [B*T, V] (waits for the device).</summary>
+    public float[] ForwardLogits(int B, int T, ReadOnlySpan<int> inputs)
+    {
+        var a = TrainingActivations(B, T);
+        CheckTokens(inputs, a.N, nameof(inputs));
+        Backend.Upload(a.Tokens, inputs);
+        Forward(a);
+        lastLogProbTemperature = float.NaN; // a following BackwardFromLogProbs would not match this forward
+        return Backend.ToArray(a.Logits);
+    }
+
+    // ================================================================ RL: token log-probs
+
+    /// <summary>
+    /// Forward over inputs [B, T]; per position n, with p = softmax(logits_n / temperature):
+    /// logProbs[n] = log p[targets[n]] and entropies[n] = -sum p log p. Keeps the activations so that
+    /// <see cref="BackwardFromLogProbs"/> can follow. Waits for the device (the results come to the host).
+    /// </summary>
+    public void ForwardTokenLogProbs(int B, int T, ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, float temperature,
+        Span<float> logProbs, Span<float> entropies)
+    {
+        var a = ForwardTokenLogProbsOnDevice(B, T, inputs, targets, temperature);
+        Backend.Download(a.LogProbs, logProbs);
+        Backend.Download(a.Entropies, entropies);
+    }
+
+    /// <summary>As <see cref="ForwardTokenLogProbs"/>, leaving the results in the returned activations' LogProbs / Entropies.</summary>
+    public Activations ForwardTokenLogProbsOnDevice(int B, int T, ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, float temperature)
+    {
+        if (!(temperature > 0)) throw new ArgumentOutOfRangeException(nameof(temperature), $"temperature must be positive, got {temperature}");
+        var a = TrainingActivations(B, T);
+        CheckTokens(inputs, a.N, nameof(inputs));
+        CheckTokens(targets, a.N, nameof(targets));
+        Backend.Upload(a.Tokens, inputs);
+        Backend.Upload(a.Targets, targets);
+        Forward(a);
+        Backend.TokenLogProbEntropy(a.Logits, a.Targets, a.N, Config.VocabSize, temperature, a.LogProbs, a.Entropies);
+        lastLogProbTemperature = temperature;
+        return a;
+    }
+
+    float lastLogProbTemperature = float.NaN;
+
+    /// <summary>
+    /// Backward of sum_n dLogProbs[n] * logProbs[n] after <see cref="ForwardTokenLogProbs"/> with the
+    /// same (B, T): parameter gradients ACCUMULATE. The RL losses supply dLogProbs (0 outside responses).
+    /// </summary>
+    public void BackwardFromLogProbs(ReadOnlySpan<float> dLogProbs)
+    {
+        var a = training ?? throw new InvalidOperationException("BackwardFromLogProbs needs a ForwardTokenLogProbs first");
+        if (float.IsNaN(lastLogProbTemperature)) throw new InvalidOperationException("BackwardFromLogProbs needs a ForwardTokenLogProbs first");
+        if (dLogProbs.Length != a.N) throw new ArgumentException($"dLogProbs must have B*T = {a.N} elements, got {dLogProbs.Length}");
+        Backend.Upload(a.DLogProbs, dLogProbs);
+        BackwardFromLogProbsOnDevice(a);
+    }
+
+    /// <summary>As <see cref="BackwardFromLogProbs"/> with dLogProbs already in a.DLogProbs.</summary>
+    public void BackwardFromLogProbsOnDevice(Activations a)
+    {
+        Backend.TokenLogProbBackward(a.Logits, a.Targets, a.DLogProbs, a.N, Config.VocabSize, lastLogProbTemperature, a.Logits);
+        lastLogProbTemperature = float.NaN; // the logits now hold their gradient
+        Backward(a);
+    }
+
+    void CheckTokens(ReadOnlySpan<int> tokens, int n, string what)
+    {
+        if (tokens.Length != n) throw new ArgumentException($"{what} must have B*T = {n} elements, got {tokens.Length}");
+        for (int i = 0; i < n; i++)
+            if ((uint)tokens[i] >= (uint)Config.VocabSize)
+                throw new ArgumentException($"{what}[{i}] = {tokens[i]} is outside the vocabulary [0, {Config.VocabSize})");
+    }
+
+    public virtual void Dispose()
+    {
+        training?.Dispose();
+        Parameters.Dispose();
+        Gradients.Dispose();
+    }
+}

@@ -1,0 +1,78 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ArcherIlgpu.Kernels;
+using ArcherIlgpu.Model.Gpt2;
+using ArcherIlgpu.Model.IO;
+
+namespace ArcherIlgpu.Model;
+
+/// <summary>
+/// The model families, by config type: presets, creation, and each family's Hugging Face file layout.
+/// Adding a family means one case in each switch below.
+/// </summary>
+public static class Models
+{
+    /// <summary>Every preset name, of every family.</summary>
+    public static string[] PresetNames => [.. Gpt2Config.PresetNames];
+
+    /// <summary>A preset's config; unknown names fail listing the valid ones.</summary>
+    public static IModelConfig Preset(string name)
+    {
+        var key = name.Trim().ToLowerInvariant();
+        if (Gpt2Config.PresetNames.Contains(key)) return Gpt2Config.Preset(key);
+        throw new ArgumentException($"unknown model preset '{name}'; valid presets: {string.Join(", ", PresetNames)}", nameof(name));
+    }
+
+    /// <summary>Reads <c>config.json</c> of a model folder, choosing the family by its model_type.</summary>
+    public static IModelConfig LoadConfig(string modelDir)
+    {
+        var path = Path.Combine(modelDir, "config.json");
+        if (!File.Exists(path)) throw new ModelFormatException($"{path}: file not found (a model folder needs config.json)");
+        var json = File.ReadAllText(path);
+        return ModelTypeOf(json, path) switch
+        {
+            "gpt2" => Gpt2Config.FromHuggingFaceJson(json, path),
+            var other => throw new ModelFormatException($"{path}: model_type '{other}' is not supported; supported: gpt2"),
+        };
+    }
+
+    /// <summary>config.json's model_type ("gpt2" when absent, as in old GPT-2 exports).</summary>
+    static string ModelTypeOf(string json, string source)
+    {
+        JsonNode? root;
+        try { root = JsonNode.Parse(json); }
+        catch (JsonException e) { throw new ModelFormatException($"{source}: not valid JSON ({e.Message})", e); }
+        if (root is not JsonObject obj) throw new ModelFormatException($"{source}: expected a JSON object");
+        return obj["model_type"]?.ToString() ?? "gpt2";
+    }
+
+    /// <summary>A freshly initialised model of <paramref name="config"/>'s family.</summary>
+    public static CausalLm Create(Backend backend, IModelConfig config, int seed) => config switch
+    {
+        Gpt2Config c => new Gpt2Model(backend, c, seed),
+        _ => throw Unknown(config),
+    };
+
+    /// <summary>A model with the given flat parameters.</summary>
+    public static CausalLm Create(Backend backend, IModelConfig config, float[] parameters) => config switch
+    {
+        Gpt2Config c => new Gpt2Model(backend, c, parameters),
+        _ => throw Unknown(config),
+    };
+
+    /// <summary>The flat parameters as the family's Hugging Face tensors (names, file shapes, file order).</summary>
+    public static List<NamedTensor> ToFileTensors(IModelConfig config, float[] flat) => config switch
+    {
+        Gpt2Config c => Gpt2Checkpoint.ToHuggingFace(new ParameterLayout(c), flat),
+        _ => throw Unknown(config),
+    };
+
+    /// <summary>The family's Hugging Face tensors into the flat layout; <paramref name="source"/> names the file in errors.</summary>
+    public static float[] FromFileTensors(IModelConfig config, IReadOnlyDictionary<string, NamedTensor> tensors, string source) => config switch
+    {
+        Gpt2Config c => Gpt2Checkpoint.FromHuggingFace(new ParameterLayout(c), tensors, source),
+        _ => throw Unknown(config),
+    };
+
+    static ArgumentException Unknown(IModelConfig config) => new($"no model family for config type {config.GetType().Name}");
+}
