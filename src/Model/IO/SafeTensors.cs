@@ -318,7 +318,9 @@ public static class SafeTensors
 
     // ---------------------------------------------------------------- writing
 
-    private static void ValidateForWriting(List<NamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata)
+    /// <summary>Throws <see cref="ArgumentException"/> for a tensor list no safetensors file can hold (also used by
+    /// <see cref="SafeTensorsFolder"/> on the whole list before it is split into shards).</summary>
+    internal static void ValidateForWriting(List<NamedTensor> tensors, IReadOnlyDictionary<string, string>? metadata)
     {
         var names = new HashSet<string>(StringComparer.Ordinal);
         foreach (NamedTensor t in tensors)

@@ -1,0 +1,294 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using ArcherIlgpu.Model.IO;
+
+namespace ArcherIlgpu.Model.Llama;
+
+/// <summary>
+/// Shape of a Llama-family decoder (Llama 3, SmolLM2, Qwen2 / Qwen2.5, Qwen3): a token embedding, pre-RMSNorm
+/// blocks of grouped-query causal attention with rotary position embeddings and a SwiGLU MLP, a final RMSNorm
+/// and a head that is tied to the embedding or separate. The three model types differ only in two flags:
+/// Qwen2 has biases on the q, k and v projections; Qwen3 RMS-normalises every query and key head before RoPE.
+/// </summary>
+/// <param name="ModelType">Hugging Face <c>model_type</c>: "llama", "qwen2" or "qwen3".</param>
+/// <param name="VocabSize">V, number of token ids (vocab_size).</param>
+/// <param name="MaxT">Context length: the RoPE table covers positions 0 .. MaxT-1 (max_position_embeddings).</param>
+/// <param name="Layers">L, transformer blocks (num_hidden_layers).</param>
+/// <param name="Heads">H, query heads (num_attention_heads).</param>
+/// <param name="KvHeads">Hkv, key/value heads (num_key_value_heads); each serves H / Hkv query heads.</param>
+/// <param name="HeadSize">D, channels per head (head_dim). Not necessarily Channels / Heads: Qwen3-0.6B has
+/// C 1024 and H·D = 2048.</param>
+/// <param name="Channels">C, width of the residual stream (hidden_size).</param>
+/// <param name="Intermediate">I, hidden width of the SwiGLU MLP (intermediate_size).</param>
+/// <param name="RmsNormEps">epsilon inside every RMSNorm (rms_norm_eps).</param>
+/// <param name="RopeTheta">RoPE base: the frequency of pair i is RopeTheta^(-2i/D) (rope_theta).</param>
+/// <param name="TiedHead">the output head reuses the token embedding (tie_word_embeddings).</param>
+/// <param name="QkvBias">the q, k and v projections have biases (Qwen2 always; never o_proj).</param>
+/// <param name="QkNorm">per-head RMSNorm of queries and keys before RoPE (Qwen3).</param>
+/// <param name="InitStd">standard deviation of the normal initialisation (initializer_range).</param>
+public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int Layers, int Heads, int KvHeads,
+    int HeadSize, int Channels, int Intermediate, float RmsNormEps = 1e-6f, double RopeTheta = 10000,
+    bool TiedHead = true, bool QkvBias = false, bool QkNorm = false, float InitStd = 0.02f)
+{
+    /// <summary>The <c>model_type</c> values this record describes.</summary>
+    public static readonly string[] ModelTypes = ["llama", "qwen2", "qwen3"];
+
+    /// <summary>Names accepted by <see cref="Preset"/>.</summary>
+    public static readonly string[] PresetNames = ["llama-tiny", "qwen2-tiny", "qwen3-tiny", "qwen2-small", "qwen2.5-0.5b"];
+
+    /// <summary>Width of the query projection, H·D.</summary>
+    public int QWidth => Heads * HeadSize;
+
+    /// <summary>Width of the key projection and of the value projection, Hkv·D.</summary>
+    public int KvWidth => KvHeads * HeadSize;
+
+    /// <summary>Width of the fused q|k|v projection row, (H + 2·Hkv)·D.</summary>
+    public int QkvWidth => QWidth + 2 * KvWidth;
+
+    /// <summary>Query heads per key/value head, H / Hkv.</summary>
+    public int GroupSize => Heads / KvHeads;
+
+    /// <summary>
+    /// The *-tiny presets: tests, seconds on CPU (llama-tiny has an untied head so that path is covered too).
+    /// qwen2-small: samples. qwen2.5-0.5b: the shape of Qwen/Qwen2.5-0.5B (config.json of the Hugging Face hub).
+    /// </summary>
+    public static LlamaConfig Preset(string name) => name.Trim().ToLowerInvariant() switch
+    {
+        "llama-tiny" => new LlamaConfig("llama", VocabSize: 64, MaxT: 64, Layers: 2, Heads: 4, KvHeads: 2, HeadSize: 8,
+            Channels: 32, Intermediate: 64, RmsNormEps: 1e-5f, RopeTheta: 10000, TiedHead: false),
+        "qwen2-tiny" => new LlamaConfig("qwen2", VocabSize: 64, MaxT: 64, Layers: 2, Heads: 4, KvHeads: 2, HeadSize: 8,
+            Channels: 32, Intermediate: 64, RopeTheta: 1e6, QkvBias: true),
+        "qwen3-tiny" => new LlamaConfig("qwen3", VocabSize: 64, MaxT: 64, Layers: 2, Heads: 4, KvHeads: 2, HeadSize: 8,
+            Channels: 32, Intermediate: 64, RopeTheta: 1e6, QkNorm: true),
+        "qwen2-small" => new LlamaConfig("qwen2", VocabSize: 256, MaxT: 128, Layers: 4, Heads: 4, KvHeads: 2, HeadSize: 32,
+            Channels: 128, Intermediate: 384, RopeTheta: 1e6, QkvBias: true),
+        "qwen2.5-0.5b" => new LlamaConfig("qwen2", VocabSize: 151936, MaxT: 32768, Layers: 24, Heads: 14, KvHeads: 2, HeadSize: 64,
+            Channels: 896, Intermediate: 4864, RmsNormEps: 1e-6f, RopeTheta: 1e6, TiedHead: true, QkvBias: true),
+        _ => throw new ArgumentException($"unknown Llama-family preset '{name}'; valid presets: {string.Join(", ", PresetNames)}", nameof(name)),
+    };
+
+    /// <summary>
+    /// Number of parameters as transformers counts them (the tied head once): embedding, per layer two RMSNorm
+    /// weights, q/k/v/o (+ q/k/v biases, + q/k norm weights), gate/up/down, then the final norm and an untied head.
+    /// </summary>
+    public long ParameterCount
+    {
+        get
+        {
+            long c = Channels, d = HeadSize;
+            long attention = c * QWidth + 2 * c * KvWidth + (long)QWidth * c
+                + (QkvBias ? QkvWidth : 0) + (QkNorm ? 2 * d : 0);
+            long mlp = 3 * c * Intermediate;
+            long perLayer = attention + mlp + 2 * c;
+            long embedding = (long)VocabSize * c;
+            return embedding + Layers * perLayer + c + (TiedHead ? 0 : embedding);
+        }
+    }
+
+    /// <summary>Throws <see cref="ArgumentException"/> naming the first field (and its Hugging Face key) that breaks a rule.</summary>
+    public LlamaConfig Validate()
+    {
+        static void Require(bool ok, string message)
+        {
+            if (!ok) throw new ArgumentException($"invalid Llama-family config: {message}");
+        }
+        Require(ModelTypes.Contains(ModelType, StringComparer.Ordinal),
+            $"ModelType (model_type) must be one of {string.Join(", ", ModelTypes)}, got '{ModelType}'");
+        Require(VocabSize >= 2, $"VocabSize (vocab_size) must be at least 2, got {VocabSize}");
+        Require(MaxT >= 1, $"MaxT (max_position_embeddings) must be at least 1, got {MaxT}");
+        Require(Layers >= 1, $"Layers (num_hidden_layers) must be at least 1, got {Layers}");
+        Require(Heads >= 1, $"Heads (num_attention_heads) must be at least 1, got {Heads}");
+        Require(KvHeads >= 1, $"KvHeads (num_key_value_heads) must be at least 1, got {KvHeads}");
+        Require(Heads % KvHeads == 0, $"Heads (num_attention_heads = {Heads}) must be a multiple of KvHeads (num_key_value_heads = {KvHeads})");
+        // Rotate-half RoPE pairs channel i with channel i + D/2.
+        Require(HeadSize >= 2 && HeadSize % 2 == 0, $"HeadSize (head_dim) must be even and at least 2 (rotary embeddings rotate pairs), got {HeadSize}");
+        Require(Channels >= 1, $"Channels (hidden_size) must be at least 1, got {Channels}");
+        Require(Intermediate >= 1, $"Intermediate (intermediate_size) must be at least 1, got {Intermediate}");
+        Require(float.IsFinite(RmsNormEps) && RmsNormEps > 0, $"RmsNormEps (rms_norm_eps) must be a positive finite number, got {RmsNormEps}");
+        Require(double.IsFinite(RopeTheta) && RopeTheta > 0, $"RopeTheta (rope_theta) must be a positive finite number, got {RopeTheta}");
+        Require(float.IsFinite(InitStd) && InitStd > 0, $"InitStd (initializer_range) must be a positive finite number, got {InitStd}");
+        // The flags follow from the model type, so that config.json (which has no key for them) round-trips.
+        bool bias = ModelType == "qwen2", qkNorm = ModelType == "qwen3";
+        Require(QkvBias == bias, $"QkvBias must be {bias.ToString().ToLowerInvariant()} for model_type '{ModelType}' (only Qwen2 has q/k/v biases)");
+        Require(QkNorm == qkNorm, $"QkNorm must be {qkNorm.ToString().ToLowerInvariant()} for model_type '{ModelType}' (only Qwen3 normalises q and k per head)");
+        // The largest activation (logits [B*T, V]), every weight and the flat parameter buffer index with int on the cpu backend.
+        Require((long)VocabSize * Channels < int.MaxValue, $"VocabSize * Channels = {(long)VocabSize * Channels} is too large");
+        Require((long)QkvWidth * Channels < int.MaxValue && (long)Intermediate * Channels < int.MaxValue,
+            $"a weight matrix of Channels = {Channels} by {Math.Max(QkvWidth, Intermediate)} is too large");
+        Require(ParameterCount < int.MaxValue, $"{ParameterCount} parameters are more than one flat float32 buffer can index ({int.MaxValue})");
+        return this;
+    }
+
+    // ------------------------------------------------------------ Hugging Face config.json
+
+    /// <summary>The config.json that transformers' LlamaForCausalLM / Qwen2ForCausalLM / Qwen3ForCausalLM reads for this shape.</summary>
+    public string ToHuggingFaceJson()
+    {
+        var json = new JsonObject
+        {
+            ["model_type"] = ModelType,
+            ["architectures"] = new JsonArray(ModelType switch { "qwen2" => "Qwen2ForCausalLM", "qwen3" => "Qwen3ForCausalLM", _ => "LlamaForCausalLM" }),
+            ["vocab_size"] = VocabSize,
+            ["max_position_embeddings"] = MaxT,
+            ["hidden_size"] = Channels,
+            ["intermediate_size"] = Intermediate,
+            ["num_hidden_layers"] = Layers,
+            ["num_attention_heads"] = Heads,
+            ["num_key_value_heads"] = KvHeads,
+            ["head_dim"] = HeadSize,
+            ["hidden_act"] = "silu",
+            ["rms_norm_eps"] = (double)(decimal)RmsNormEps,
+            ["rope_theta"] = RopeTheta,
+            ["rope_scaling"] = null,
+            ["tie_word_embeddings"] = TiedHead,
+            ["initializer_range"] = (double)(decimal)InitStd,
+            ["attention_dropout"] = 0.0,
+            ["use_cache"] = true,
+        };
+        if (ModelType == "llama")
+        {
+            json["attention_bias"] = false;
+            json["mlp_bias"] = false;
+        }
+        else
+        {
+            if (ModelType == "qwen3") json["attention_bias"] = false;
+            json["use_sliding_window"] = false;
+            json["sliding_window"] = null;
+            json["max_window_layers"] = Layers;
+        }
+        return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+    }
+
+    /// <summary>
+    /// Reads a Hugging Face Llama / Qwen2 / Qwen3 config.json; <paramref name="source"/> names the file in errors.
+    /// Absent optional fields take transformers' defaults for that model type. Everything this project cannot
+    /// compute exactly (RoPE scaling, sliding windows, o_proj or MLP biases, other activations) is a
+    /// <see cref="ModelFormatException"/> naming the field, never silently ignored.
+    /// </summary>
+    public static LlamaConfig FromHuggingFaceJson(string json, string source = ModelFiles.ConfigFile)
+    {
+        var obj = ConfigJson.ParseObject(json, source);
+        string type = ReadModelType(obj, source);
+        RejectUnsupportedFeatures(obj, type, source);
+
+        int channels = ConfigJson.RequiredInt(obj, "hidden_size", source);
+        int heads = ConfigJson.RequiredInt(obj, "num_attention_heads", source);
+        var config = new LlamaConfig(
+            ModelType: type,
+            VocabSize: ConfigJson.RequiredInt(obj, "vocab_size", source),
+            MaxT: ConfigJson.RequiredInt(obj, "max_position_embeddings", source),
+            Layers: ConfigJson.RequiredInt(obj, "num_hidden_layers", source),
+            Heads: heads,
+            KvHeads: ConfigJson.OptionalInt(obj, "num_key_value_heads", source) ?? heads,
+            HeadSize: ReadHeadSize(obj, type, channels, heads, source),
+            Channels: channels,
+            Intermediate: ConfigJson.RequiredInt(obj, "intermediate_size", source),
+            RmsNormEps: (float)(ConfigJson.OptionalDouble(obj, "rms_norm_eps", source) ?? 1e-6),
+            RopeTheta: ReadRopeTheta(obj, source),
+            // transformers' LlamaConfig, Qwen2Config and Qwen3Config all default to an untied head.
+            TiedHead: ConfigJson.OptionalBool(obj, "tie_word_embeddings", source) ?? false,
+            QkvBias: type == "qwen2",
+            QkNorm: type == "qwen3",
+            InitStd: (float)(ConfigJson.OptionalDouble(obj, "initializer_range", source) ?? 0.02));
+        try { return config.Validate(); }
+        catch (ArgumentException e) { throw new ModelFormatException($"{source}: {e.Message}", e); }
+    }
+
+    /// <summary>Reads <c>config.json</c> from a model folder.</summary>
+    public static LlamaConfig Load(string modelDir)
+    {
+        var path = Path.Combine(modelDir, ModelFiles.ConfigFile);
+        if (!File.Exists(path)) throw new ModelFormatException($"{path}: file not found (a model folder needs {ModelFiles.ConfigFile})");
+        return FromHuggingFaceJson(File.ReadAllText(path), path);
+    }
+
+    /// <summary>Writes <c>config.json</c> into a model folder (atomically).</summary>
+    public void Save(string modelDir)
+    {
+        Directory.CreateDirectory(modelDir);
+        AtomicFile.WriteAllText(Path.Combine(modelDir, ModelFiles.ConfigFile), ToHuggingFaceJson());
+    }
+
+    static string ReadModelType(JsonObject obj, string source)
+    {
+        string expected = string.Join(", ", ModelTypes);
+        var type = ConfigJson.OptionalString(obj, "model_type", source)
+            ?? throw new ModelFormatException($"{source}: field 'model_type' is missing; expected one of {expected}");
+        if (!ModelTypes.Contains(type, StringComparer.Ordinal))
+            throw new ModelFormatException($"{source}: model_type is '{type}', expected one of {expected}"
+                + (type == "gpt2" ? " (GPT-2 folders load with Gpt2Config)" : ""));
+        return type;
+    }
+
+    static void RejectUnsupportedFeatures(JsonObject obj, string type, string source)
+    {
+        var act = ConfigJson.OptionalString(obj, "hidden_act", source) ?? "silu";
+        // transformers maps "swish" to the same SiLU module.
+        if (act is not ("silu" or "swish"))
+            throw new ModelFormatException($"{source}: hidden_act '{act}' is not supported (the SwiGLU MLP needs 'silu')");
+
+        // Qwen2's q/k/v biases are unconditional and it has no attention_bias key; in Llama and Qwen3 the key
+        // puts a bias on o_proj as well, which the fused attention block does not have.
+        if (type != "qwen2" && ConfigJson.OptionalBool(obj, "attention_bias", source) == true)
+            throw new ModelFormatException($"{source}: attention_bias is true: {type} then has biases on q_proj, k_proj, v_proj AND o_proj; "
+                + "only q/k/v biases (model_type qwen2) are supported");
+        if (type == "llama" && ConfigJson.OptionalBool(obj, "mlp_bias", source) == true)
+            throw new ModelFormatException($"{source}: mlp_bias is true: biases on gate_proj, up_proj and down_proj are not supported");
+
+        if (ConfigJson.OptionalBool(obj, "use_sliding_window", source) == true)
+            throw new ModelFormatException($"{source}: use_sliding_window is true: sliding-window attention is not supported (only full causal attention)");
+        if (obj["layer_types"] is JsonArray layerTypes)
+            foreach (var layer in layerTypes)
+                if (layer?.GetValueKind() != JsonValueKind.String || layer.GetValue<string>() != "full_attention")
+                    throw new ModelFormatException($"{source}: layer_types contains {layer?.ToJsonString() ?? "null"}: only 'full_attention' layers are supported");
+
+        CheckPlainRope(obj["rope_scaling"], "rope_scaling", source);
+        CheckPlainRope(obj["rope_parameters"], "rope_parameters", source);
+    }
+
+    /// <summary>
+    /// RoPE scaling changes the frequencies (llama3, linear, dynamic, yarn, longrope ...); only the plain table
+    /// is computed here. transformers 5 moved rope_theta and the type into "rope_parameters".
+    /// </summary>
+    static void CheckPlainRope(JsonNode? node, string field, string source)
+    {
+        if (node is null) return;
+        if (node is not JsonObject scaling)
+            throw new ModelFormatException($"{source}: field '{field}' must be null or an object, got {node.ToJsonString()}");
+        var kind = ConfigJson.OptionalString(scaling, "rope_type", source + $" ({field})")
+            ?? ConfigJson.OptionalString(scaling, "type", source + $" ({field})");
+        if (kind is null)
+        {
+            if (field == "rope_parameters") return;   // only rope_theta inside: the default type
+            throw new ModelFormatException($"{source}: {field} {node.ToJsonString()} has no rope_type; only plain RoPE is supported (rope_scaling null)");
+        }
+        if (kind != "default")
+            throw new ModelFormatException($"{source}: {field} type '{kind}' is not supported: only plain RoPE is "
+                + $"(rope_scaling null or {{\"rope_type\": \"default\"}}); this model needs '{kind}' frequency scaling");
+    }
+
+    static double ReadRopeTheta(JsonObject obj, string source)
+    {
+        double? theta = obj["rope_parameters"] is JsonObject parameters
+            ? ConfigJson.OptionalDouble(parameters, "rope_theta", source + " (rope_parameters)")
+            : null;
+        return theta ?? ConfigJson.OptionalDouble(obj, "rope_theta", source) ?? 10000;
+    }
+
+    static int ReadHeadSize(JsonObject obj, string type, int channels, int heads, string source)
+    {
+        if (ConfigJson.OptionalInt(obj, "head_dim", source) is int headDim) return headDim;
+        // Qwen3Config's own default; Llama and Qwen2 derive it from the width.
+        if (type == "qwen3") return 128;
+        if (heads < 1) throw new ModelFormatException($"{source}: num_attention_heads must be at least 1, got {heads}");
+        if (channels % heads != 0)
+            throw new ModelFormatException($"{source}: hidden_size = {channels} is not divisible by num_attention_heads = {heads} and head_dim is not given");
+        return channels / heads;
+    }
+
+    public override string ToString() => string.Create(CultureInfo.InvariantCulture,
+        $"{ModelType} V={VocabSize} maxT={MaxT} L={Layers} H={Heads} Hkv={KvHeads} D={HeadSize} C={Channels} I={Intermediate} "
+        + $"eps={RmsNormEps} theta={RopeTheta} tied={TiedHead} qkvBias={QkvBias} qkNorm={QkNorm} std={InitStd}");
+}
