@@ -1,8 +1,7 @@
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.IO;
+using ArcherIlgpu.Model.Llama;
 
 namespace ArcherIlgpu.Model;
 
@@ -29,21 +28,12 @@ public static class Models
         var path = Path.Combine(modelDir, "config.json");
         if (!File.Exists(path)) throw new ModelFormatException($"{path}: file not found (a model folder needs config.json)");
         var json = File.ReadAllText(path);
-        return ModelTypeOf(json, path) switch
+        // ModelTypeFromJson rejects unsupported types, naming the supported ones.
+        return ModelFiles.ModelTypeFromJson(json, path) switch
         {
             "gpt2" => Gpt2Config.FromHuggingFaceJson(json, path),
-            var other => throw new ModelFormatException($"{path}: model_type '{other}' is not supported; supported: gpt2"),
+            _ => LlamaConfig.FromHuggingFaceJson(json, path),
         };
-    }
-
-    /// <summary>config.json's model_type ("gpt2" when absent, as in old GPT-2 exports).</summary>
-    static string ModelTypeOf(string json, string source)
-    {
-        JsonNode? root;
-        try { root = JsonNode.Parse(json); }
-        catch (JsonException e) { throw new ModelFormatException($"{source}: not valid JSON ({e.Message})", e); }
-        if (root is not JsonObject obj) throw new ModelFormatException($"{source}: expected a JSON object");
-        return obj["model_type"]?.ToString() ?? "gpt2";
     }
 
     /// <summary>A freshly initialised model of <paramref name="config"/>'s family.</summary>

@@ -225,7 +225,7 @@ public class BadInputTests
         File.WriteAllText(config, File.ReadAllText(config).Replace("\"model_type\": \"gpt2\"", "\"model_type\": \"bert\""));
         var r = Eval(model);
         Assert.Contains("config.json", r.Err);
-        Assert.Contains("model_type 'bert' is not supported; supported: gpt2", r.Err);
+        Assert.Contains("model_type 'bert' is not supported; supported model types: gpt2, llama, qwen2, qwen3", r.Err);
     }
 
     [Fact]

@@ -29,8 +29,10 @@ namespace ArcherIlgpu.Model.Llama;
 /// <param name="InitStd">standard deviation of the normal initialisation (initializer_range).</param>
 public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int Layers, int Heads, int KvHeads,
     int HeadSize, int Channels, int Intermediate, float RmsNormEps = 1e-6f, double RopeTheta = 10000,
-    bool TiedHead = true, bool QkvBias = false, bool QkNorm = false, float InitStd = 0.02f)
+    bool TiedHead = true, bool QkvBias = false, bool QkNorm = false, float InitStd = 0.02f) : IModelConfig
 {
+    public IModelConfig WithVocabSize(int vocabSize) => this with { VocabSize = vocabSize };
+
     /// <summary>The <c>model_type</c> values this record describes.</summary>
     public static readonly string[] ModelTypes = ["llama", "qwen2", "qwen3"];
 
@@ -59,7 +61,7 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
             Channels: 32, Intermediate: 64, RmsNormEps: 1e-5f, RopeTheta: 10000, TiedHead: false),
         "qwen2-tiny" => new LlamaConfig("qwen2", VocabSize: 64, MaxT: 64, Layers: 2, Heads: 4, KvHeads: 2, HeadSize: 8,
             Channels: 32, Intermediate: 64, RopeTheta: 1e6, QkvBias: true),
-        "qwen3-tiny" => new LlamaConfig("qwen3", VocabSize: 64, MaxT: 64, Layers: 2, Heads: 4, KvHeads: 2, HeadSize: 8,
+        "qwen3-tiny" => new LlamaConfig("qwen3", VocabSize: 64, MaxT: 64, Layers: 2, Heads: 4, KvHeads: 2, HeadSize: 16,
             Channels: 32, Intermediate: 64, RopeTheta: 1e6, QkNorm: true),
         "qwen2-small" => new LlamaConfig("qwen2", VocabSize: 256, MaxT: 128, Layers: 4, Heads: 4, KvHeads: 2, HeadSize: 32,
             Channels: 128, Intermediate: 384, RopeTheta: 1e6, QkvBias: true),

@@ -35,7 +35,9 @@ public class LlamaConfigTests
         foreach (var (name, type) in new[] { ("llama-tiny", "llama"), ("qwen2-tiny", "qwen2"), ("qwen3-tiny", "qwen3") })
         {
             var c = LlamaConfig.Preset(name);
-            Assert.Equal((type, 64, 64, 2, 32, 4, 2, 8), (c.ModelType, c.VocabSize, c.MaxT, c.Layers, c.Channels, c.Heads, c.KvHeads, c.HeadSize));
+            // qwen3-tiny has D 16 so that H·D (64) != C (32), as in Qwen3-0.6B.
+            int D = type == "qwen3" ? 16 : 8;
+            Assert.Equal((type, 64, 64, 2, 32, 4, 2, D), (c.ModelType, c.VocabSize, c.MaxT, c.Layers, c.Channels, c.Heads, c.KvHeads, c.HeadSize));
             Assert.Equal(type == "qwen2", c.QkvBias);
             Assert.Equal(type == "qwen3", c.QkNorm);
         }
@@ -137,7 +139,7 @@ public class LlamaConfigTests
         Assert.Equal("qwen3", ModelFiles.ReadModelType(dir.Path));
         var written = JsonNode.Parse(File.ReadAllText(dir.File("config.json")))!;
         Assert.Equal("Qwen3ForCausalLM", (string)written["architectures"]![0]!);
-        Assert.Equal(8, (int)written["head_dim"]!);
+        Assert.Equal(16, (int)written["head_dim"]!);
     }
 
     [Fact]
