@@ -271,3 +271,32 @@ public class HfBpeTokenizerTests
 
     internal static JsonNode HandMadeJson() => JsonNode.Parse(File.ReadAllText(Path.Combine(HfDir, "hand-made", "tokenizer.json")))!;
 }
+
+/// <summary>Full published tokenizers are too big to check in (5-6 MB). Point ARCHER_HF_TOKENIZER_DIRS at folders
+/// (separated by the path separator) that each hold a tokenizer.json and a vectors.json made as in
+/// TestData/hf-bpe/make_vectors.js, and this compares every vector; without it the test skips.</summary>
+public class HfBpeFullTokenizerTests
+{
+    [SkippableFact]
+    public void FullTokenizers_MatchHuggingFace()
+    {
+        string? dirs = Environment.GetEnvironmentVariable("ARCHER_HF_TOKENIZER_DIRS");
+        Skip.If(string.IsNullOrEmpty(dirs), "ARCHER_HF_TOKENIZER_DIRS is not set");
+        foreach (string dir in dirs!.Split(Path.PathSeparator, StringSplitOptions.RemoveEmptyEntries))
+        {
+            var tok = HfBpeTokenizer.FromFolder(dir);
+            using JsonDocument doc = JsonDocument.Parse(File.ReadAllBytes(Path.Combine(dir, "vectors.json")));
+            int checkedCount = 0;
+            foreach (JsonElement v in doc.RootElement.GetProperty("vectors").EnumerateArray())
+            {
+                string text = v.GetProperty("text").GetString()!, decoded = v.GetProperty("decoded").GetString()!;
+                if (decoded != text && !UnicodeNormalization.IsAvailable) continue;
+                int[] ids = v.GetProperty("ids").EnumerateArray().Select(x => x.GetInt32()).ToArray();
+                Assert.True(ids.SequenceEqual(tok.Encode(text)), $"{dir}: \"{text}\"");
+                Assert.Equal(decoded, tok.Decode(ids));
+                checkedCount++;
+            }
+            Assert.True(checkedCount > 0);
+        }
+    }
+}
