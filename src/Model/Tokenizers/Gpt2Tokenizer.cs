@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Text;
 using System.Text.Json;
 using ArcherIlgpu.Model.IO;
@@ -19,20 +18,13 @@ public sealed class Gpt2Tokenizer : ITokenizer
     public const string NameValue = "gpt2-bpe";
     public const string EndOfTextText = "<|endoftext|>";
 
-    // Longer pieces are rare and would only churn the cache.
-    private const int MaxCachedPieceLength = 64;
-    private const int MaxCacheEntries = 100_000;
-
-    private readonly int[] _idOfByte;                                    // byte -> id of its one-byte token
-    private readonly Dictionary<long, (int Rank, int Merged)> _merges;   // (left id, right id) -> rank, result id
+    private readonly ByteLevelBpe _bpe;
     private readonly byte[]?[] _bytesOfId;                               // id -> the bytes it stands for
-    private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
 
     private Gpt2Tokenizer(int[] idOfByte, Dictionary<long, (int, int)> merges, byte[]?[] bytesOfId, int endOfText,
         string encoderPath, string mergesPath)
     {
-        _idOfByte = idOfByte;
-        _merges = merges;
+        _bpe = new ByteLevelBpe(idOfByte, merges);
         _bytesOfId = bytesOfId;
         EndOfText = endOfText;
         EncoderPath = encoderPath;
@@ -42,7 +34,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
     public int VocabSize => _bytesOfId.Length;
     public int EndOfText { get; }
     public string Name => NameValue;
-    public int MergeCount => _merges.Count;
+    public int MergeCount => _bpe.MergeCount;
 
     /// <summary>The files this tokenizer was read from; <see cref="TokenizerFiles.Save"/> copies them.</summary>
     public string EncoderPath { get; }
@@ -112,66 +104,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
     private void EncodeSpan(string text, int start, int end, List<int> ids) =>
         Gpt2PreTokenizer.Split(text, start, end, (s, n) => ids.AddRange(EncodePiece(text.AsSpan(s, n))));
 
-    private int[] EncodePiece(ReadOnlySpan<char> piece)
-    {
-        if (piece.Length > MaxCachedPieceLength) return Bpe(piece);
-        string key = piece.ToString();
-        if (_cache.TryGetValue(key, out int[]? cached)) return cached;
-        int[] ids = Bpe(piece);
-        if (_cache.Count >= MaxCacheEntries) _cache.Clear();
-        _cache.TryAdd(key, ids);
-        return ids;
-    }
-
-    private int[] Bpe(ReadOnlySpan<char> piece)
-    {
-        byte[] bytes = Encoding.UTF8.GetBytes(piece.ToArray());
-        var word = new int[bytes.Length];
-        for (int i = 0; i < bytes.Length; i++) word[i] = _idOfByte[bytes[i]];
-        int length = word.Length;
-        while (length >= 2)
-        {
-            int bestRank = int.MaxValue, left = 0, right = 0, merged = 0;
-            for (int k = 0; k + 1 < length; k++)
-            {
-                if (_merges.TryGetValue(PairKey(word[k], word[k + 1]), out var m) && m.Rank < bestRank)
-                    (bestRank, left, right, merged) = (m.Rank, word[k], word[k + 1], m.Merged);
-            }
-            if (bestRank == int.MaxValue) break;
-            length = MergeAll(word, length, left, right, merged);
-        }
-        return length == word.Length ? word : word[..length];
-    }
-
-    /// <summary>Replaces every non-overlapping (left, right) pair, scanning left to right, in place.</summary>
-    private static int MergeAll(int[] word, int length, int left, int right, int merged)
-    {
-        int w = 0;
-        for (int k = 0; k < length;)
-        {
-            if (k + 1 < length && word[k] == left && word[k + 1] == right)
-            {
-                word[w++] = merged;
-                k += 2;
-            }
-            else
-            {
-                word[w++] = word[k++];
-            }
-        }
-        return w;
-    }
-
-    private static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;
-
-    /// <summary>long's own hash is <c>high ^ low</c>, i.e. <c>left ^ right</c> here, which piles thousands of merge
-    /// pairs into the same buckets; a multiplicative hash spreads them.</summary>
-    private sealed class PairComparer : IEqualityComparer<long>
-    {
-        public static readonly PairComparer Instance = new();
-        public bool Equals(long x, long y) => x == y;
-        public int GetHashCode(long key) => (int)((ulong)(key * unchecked((long)0x9E3779B97F4A7C15)) >> 32);
-    }
+    private int[] EncodePiece(ReadOnlySpan<char> piece) => _bpe.EncodeCached(piece);
 
     // ---------------------------------------------------------------- decoding
 
@@ -255,7 +188,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
     private static Dictionary<long, (int, int)> ReadMerges(string path, Dictionary<string, int> vocab)
     {
         string[] lines = Encoding.UTF8.GetString(ReadFile(path)).Split('\n');
-        var merges = new Dictionary<long, (int, int)>(lines.Length, PairComparer.Instance);
+        var merges = ByteLevelBpe.NewMergeTable(lines.Length);
         for (int n = 0; n < lines.Length; n++)
         {
             string line = lines[n].TrimEnd('\r');
@@ -266,7 +199,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
             int left = IdOrThrow(path, n, vocab, parts[0]);
             int right = IdOrThrow(path, n, vocab, parts[1]);
             int merged = IdOrThrow(path, n, vocab, parts[0] + parts[1]);
-            if (!merges.TryAdd(PairKey(left, right), (merges.Count, merged)))
+            if (!merges.TryAdd(ByteLevelBpe.PairKey(left, right), (merges.Count, merged)))
                 throw new ModelFormatException($"Merges file '{path}', line {n + 1}: the merge \"{line}\" is listed twice.");
         }
         return merges;

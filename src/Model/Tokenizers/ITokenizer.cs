@@ -13,6 +13,6 @@ public interface ITokenizer
 
     string Decode(IEnumerable<int> ids);
 
-    /// <summary>"char" or "gpt2-bpe"; stored in checkpoints so the right tokenizer is rebuilt.</summary>
+    /// <summary>"char", "gpt2-bpe" or "hf-bpe"; stored in checkpoints so the right tokenizer is rebuilt.</summary>
     string Name { get; }
 }
