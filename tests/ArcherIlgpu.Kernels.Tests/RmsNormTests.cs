@@ -207,6 +207,36 @@ public class RmsNormTests
         }
     }
 
+    [SkippableTheory, MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void QkNormWorksInPlace(string device)
+    {
+        // A model can normalise qkv where it is and turn dOutput into dQkv where it is: same results as
+        // with separate buffers, bit for bit (the same code runs in the same order).
+        var backend = TestBackends.Get(device);
+        foreach (var (N, H, Hkv, D) in new[] { (3, 3, 1, 5), (2, 2, 2, 40) })
+        {
+            int W = RmsNormReference.Width(H, Hkv, D), heads = H + Hkv;
+            var x = Input(51, N * W); var dy = TestData.Floats(52, N * W);
+            var qw = backend.Upload<float>(TestData.Floats(53, D)); var kw = backend.Upload<float>(TestData.Floats(54, D));
+            var xBuf = backend.Upload<float>(x); var rstd = backend.Allocate<float>(N * heads).All;
+            var separate = backend.Allocate<float>(N * W).All;
+            backend.QkNormForward(xBuf, qw, kw, N, H, Hkv, D, Eps, separate, rstd);
+            var inPlace = backend.Upload<float>(x);
+            backend.QkNormForward(inPlace, qw, kw, N, H, Hkv, D, Eps, inPlace, backend.Allocate<float>(N * heads).All);
+            Assert.Equal(backend.ToArray(separate), backend.ToArray(inPlace));
+
+            var dx = backend.Allocate<float>(N * W).All;
+            var dqw = backend.Allocate<float>(D).All; var dkw = backend.Allocate<float>(D).All;
+            backend.QkNormBackward(backend.Upload<float>(dy), xBuf, qw, kw, rstd, N, H, Hkv, D, dx, dqw, dkw);
+            var dyInPlace = backend.Upload<float>(dy);
+            var dqw2 = backend.Allocate<float>(D).All; var dkw2 = backend.Allocate<float>(D).All;
+            backend.QkNormBackward(dyInPlace, xBuf, qw, kw, rstd, N, H, Hkv, D, dyInPlace, dqw2, dkw2);
+            Assert.Equal(backend.ToArray(dx), backend.ToArray(dyInPlace));
+            Assert.Equal(backend.ToArray(dqw), backend.ToArray(dqw2));
+            Assert.Equal(backend.ToArray(dkw), backend.ToArray(dkw2));
+        }
+    }
+
     [Theory]
     [InlineData("RmsNormForwardKernel")]
     [InlineData("RmsNormInputGradKernel")]

@@ -72,9 +72,10 @@ public sealed partial class IlgpuBackend
         RequireElements(qWeight, D); RequireElements(kWeight, D); RequireElements(rstd, (long)N * (H + Hkv));
         RequireElements(dQWeight, D); RequireElements(dKWeight, D);
         if (N == 0 || D == 0) return;
-        LaunchRmsNormInputGrad(dOutput, qkv, qWeight, kWeight, rstd, N, segments, accumulate: false, dQkv);
+        // Weight gradients first: they read dOutput, which dQkv may alias (the backward in place).
         if (H > 0) LaunchRmsNormWeightGrad(dOutput, qkv, rstd, N, segments, firstSeg: 0, segCount: H, dQWeight);
         if (Hkv > 0) LaunchRmsNormWeightGrad(dOutput, qkv, rstd, N, segments, firstSeg: H, segCount: Hkv, dKWeight);
+        LaunchRmsNormInputGrad(dOutput, qkv, qWeight, kWeight, rstd, N, segments, accumulate: false, dQkv);
     }
 
     // ------------------------------------------------------------------ launches
@@ -154,7 +155,8 @@ public sealed partial class IlgpuBackend
     /// <summary>
     /// Group per segment: with g = dy ⊙ w, dx = r g − x · r³ Σ(g ⊙ x) / L (one group reduction), added to
     /// dInput when accumulate is 1 (RMSNorm: the residual stream), written over it otherwise (QK-norm).
-    /// Segments past SegsNormed pass dy through.
+    /// Segments past SegsNormed pass dy through. Each thread writes only the elements it read, after the
+    /// reduction, so dInput may be dOutput itself.
     /// </summary>
     static void RmsNormInputGradKernel(ArrayView<float> dOutput, ArrayView<float> input, ArrayView<float> weightA,
         ArrayView<float> weightB, ArrayView<float> rstd, RmsNormSegments s, int accumulate, ArrayView<float> dInput)
