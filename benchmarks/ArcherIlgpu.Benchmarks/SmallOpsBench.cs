@@ -35,6 +35,28 @@ public sealed class EmbeddingBench : IOpBenchmark
     }
 }
 
+/// <summary>Token embedding alone (rotary models): a gather and the deterministic scatter.</summary>
+public sealed class TokenEmbeddingBench : IOpBenchmark
+{
+    public string Name => "token-embedding";
+
+    public void Run(Backend backend)
+    {
+        foreach (var (N, C) in SmallOpShapes.Rows)
+        {
+            var rng = new Random(1);
+            var tokens = backend.Upload<int>(Enumerable.Range(0, N).Select(_ => rng.Next(SmallOpShapes.Vocab)).ToArray());
+            var wte = Bench.Random(backend, (long)SmallOpShapes.Vocab * C, 2);
+            var output = backend.Allocate<float>((long)N * C).All;
+            Bench.Report(backend, "token embedding forward", $"N={N} C={C}", 0, 4.0 * N * C * 2,
+                () => backend.TokenEmbeddingForward(tokens, wte, N, C, output));
+            var dWte = backend.Allocate<float>((long)SmallOpShapes.Vocab * C).All;
+            Bench.Report(backend, "token embedding backward", $"N={N} C={C}", N * C, 4.0 * N * C * 3,
+                () => backend.TokenEmbeddingBackward(output, tokens, N, C, dWte));
+        }
+    }
+}
+
 public sealed class LayerNormBench : IOpBenchmark
 {
     public string Name => "layernorm";

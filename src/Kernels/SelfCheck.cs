@@ -43,7 +43,15 @@ public static class SelfCheck
             Add(LayerNorm(device, cpu, s[0], s[1]));
             Add(Elementwise(device, cpu, s[0] * s[1]));
             Add(Embedding(device, cpu, s[0], s[1], vocab: 37, maxT: 50));
+            Add(RmsNorm(device, cpu, s[0], s[1]));
+            Add(SwiGlu(device, cpu, s[0], s[1]));
+            Add(TokenEmbedding(device, cpu, s[0], s[1], vocab: 37));
         }
+
+        int[][] qkShapes = quick   // N, H, Hkv, D
+            ? [[1, 1, 1, 1], [3, 3, 1, 5], [33, 2, 2, 8]]
+            : [[1, 1, 1, 1], [3, 3, 1, 5], [33, 2, 2, 8], [127, 6, 2, 33], [1024, 16, 8, 64], [300, 14, 2, 128]];
+        foreach (var s in qkShapes) Add(QkNorm(device, cpu, s[0], s[1], s[2], s[3]));
 
         int[][] headShapes = quick ? [[1, 2], [7, 33], [5, 300]] : [[1, 2], [7, 33], [33, 1000], [64, 50257], [300, 8192]];
         foreach (var s in headShapes) Add(ClassifierHead(device, cpu, s[0], s[1]));
@@ -183,6 +191,63 @@ public static class SelfCheck
             var dO = be.Upload<float>(dOut);
             be.EmbeddingBackward(dO, t, p, n, c, Wte, Wpe);   // accumulates onto the tables
             return [("out", be.ToArray(o)), ("dWte", be.ToArray(Wte)), ("dWpe", be.ToArray(Wpe))];
+        });
+    }
+
+    static IEnumerable<Result> RmsNorm(Backend dev, Backend cpu, int n, int c)
+    {
+        var x = Data(40, (long)n * c, 3); var w = Data(41, c); var dOut = Data(42, (long)n * c); var dIn0 = Data(43, (long)n * c);
+        return Compare("rmsnorm", $"N{n} C{c}", dev, cpu, be =>
+        {
+            var X = be.Upload<float>(x); var W = be.Upload<float>(w);
+            var o = be.Allocate<float>((long)n * c).All; var rstd = be.Allocate<float>(n).All;
+            be.RmsNormForward(X, W, n, c, 1e-6f, o, rstd);
+            var dI = be.Upload<float>(dIn0); var dW = be.Upload<float>(w);   // both accumulate onto their start
+            be.RmsNormBackward(be.Upload<float>(dOut), X, W, rstd, n, c, dI, dW);
+            return [("out", be.ToArray(o)), ("rstd", be.ToArray(rstd)), ("dInput", be.ToArray(dI)), ("dWeight", be.ToArray(dW))];
+        });
+    }
+
+    static IEnumerable<Result> QkNorm(Backend dev, Backend cpu, int n, int h, int hkv, int d)
+    {
+        long width = (long)(h + 2 * hkv) * d;
+        var x = Data(44, n * width, 3); var qw = Data(45, d); var kw = Data(46, d); var dOut = Data(47, n * width);
+        return Compare("qknorm", $"N{n} H{h} Hkv{hkv} D{d}", dev, cpu, be =>
+        {
+            var X = be.Upload<float>(x); var Qw = be.Upload<float>(qw); var Kw = be.Upload<float>(kw);
+            var o = be.Allocate<float>(n * width).All; var rstd = be.Allocate<float>((long)n * (h + hkv)).All;
+            be.QkNormForward(X, Qw, Kw, n, h, hkv, d, 1e-6f, o, rstd);
+            var dX = be.Upload<float>(dOut);   // overwritten: stale values must not show
+            var dQw = be.Upload<float>(qw); var dKw = be.Upload<float>(kw);
+            be.QkNormBackward(be.Upload<float>(dOut), X, Qw, Kw, rstd, n, h, hkv, d, dX, dQw, dKw);
+            return [("out", be.ToArray(o)), ("rstd", be.ToArray(rstd)), ("dQkv", be.ToArray(dX)),
+                    ("dQWeight", be.ToArray(dQw)), ("dKWeight", be.ToArray(dKw))];
+        });
+    }
+
+    static IEnumerable<Result> SwiGlu(Backend dev, Backend cpu, int n, int i)
+    {
+        var gu = Data(48, (long)n * 2 * i, 8); var dOut = Data(49, (long)n * i);
+        return Compare("swiglu", $"N{n} I{i}", dev, cpu, be =>
+        {
+            var G = be.Upload<float>(gu); var o = be.Allocate<float>((long)n * i).All;
+            be.SwiGluForward(G, n, i, o);
+            var dG = be.Upload<float>(gu);   // overwritten
+            be.SwiGluBackward(be.Upload<float>(dOut), G, n, i, dG);
+            return [("out", be.ToArray(o)), ("dGateUp", be.ToArray(dG))];
+        });
+    }
+
+    static IEnumerable<Result> TokenEmbedding(Backend dev, Backend cpu, int n, int c, int vocab)
+    {
+        var tokens = Ints(50, n, vocab); var wte = Data(51, (long)vocab * c); var dOut = Data(52, (long)n * c);
+        return Compare("token-embedding", $"N{n} C{c} V{vocab}", dev, cpu, be =>
+        {
+            var t = be.Upload<int>(tokens); var Wte = be.Upload<float>(wte);
+            var o = be.Allocate<float>((long)n * c).All;
+            be.TokenEmbeddingForward(t, Wte, n, c, o);
+            be.TokenEmbeddingBackward(be.Upload<float>(dOut), t, n, c, Wte);   // accumulates onto the table
+            return [("out", be.ToArray(o)), ("dWte", be.ToArray(Wte))];
         });
     }
 

@@ -108,6 +108,95 @@ public class EmbeddingTests
         Assert.Contains("token 5", e.Message);
     }
 
+    // ------------------------------------------------------------------ token embedding alone (Llama family)
+
+    [SkippableTheory, MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void TokenForwardMatchesReference(string device)
+    {
+        var backend = TestBackends.Get(device);
+        foreach (var (N, C) in Shapes(device))
+        {
+            var tokens = TestData.Ints(N + C, N, V);
+            var wte = TestData.Floats(1, V * C);
+            var output = backend.Upload<float>(Enumerable.Repeat(1000f, N * C).ToArray());
+            backend.TokenEmbeddingForward(backend.Upload<int>(tokens), backend.Upload<float>(wte), N, C, output);
+            // A copy: exactly the table's float.
+            Check.Close(EmbeddingReference.TokenForward(tokens, TestData.ToDouble(wte), N, C), backend.ToArray(output), 0, 0,
+                $"{device} token embedding N={N} C={C}");
+        }
+    }
+
+    [Fact]
+    public void TokenReferenceBackwardMatchesFiniteDifferences()
+    {
+        int N = 7, C = 3;
+        var tokens = TestData.Ints(3, N, V);
+        var wte = TestData.ToDouble(TestData.Floats(4, V * C));
+        var dy = TestData.ToDouble(TestData.Floats(6, N * C));
+        var fd = FiniteDifference.Gradient(w => FiniteDifference.Dot(dy, EmbeddingReference.TokenForward(tokens, w, N, C)), wte);
+        // The loss is linear in the table, so central differences are exact up to rounding: ~1e-16 / 1e-5.
+        var dWte = EmbeddingReference.TokenBackward(dy, tokens, N, C, V);
+        Check.Close(fd, dWte, 1e-9, 1e-9, "token dWte vs finite differences");
+        Assert.True(tokens.Distinct().Count() < N, "the case needs repeated tokens");
+    }
+
+    [SkippableTheory, MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void TokenBackwardMatchesReferenceWithRepeatedIdsAndAccumulates(string device)
+    {
+        var backend = TestBackends.Get(device);
+        foreach (var (N, C) in Shapes(device))
+        {
+            var tokens = TestData.Ints(N * 5 + C, N, V);
+            var dy = TestData.Floats(N + 3 * C, N * C);
+            var initial = TestData.Floats(18, V * C);
+            var dWte = backend.Upload<float>(initial);
+            var dyBuf = backend.Upload<float>(dy); var tokBuf = backend.Upload<int>(tokens);
+            var expected = EmbeddingReference.TokenBackward(TestData.ToDouble(dy), tokens, N, C, V);
+
+            backend.TokenEmbeddingBackward(dyBuf, tokBuf, N, C, dWte);
+            // As for the GPT-2 embedding: a table row sums up to N float terms |x| <= 1 onto |x| <= 1.
+            double atol = 2e-7 * (N + 1);
+            Check.Close(Plus(initial, expected, 1), backend.ToArray(dWte), atol, 1e-6, $"{device} token dWte N={N} C={C}");
+            // ACCUMULATES: a second call adds the same gradient again.
+            backend.TokenEmbeddingBackward(dyBuf, tokBuf, N, C, dWte);
+            Check.Close(Plus(initial, expected, 2), backend.ToArray(dWte), 2 * atol, 1e-6, $"{device} token dWte twice N={N} C={C}");
+        }
+    }
+
+    [SkippableTheory, MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void TokenBackwardIsBitwiseRepeatable(string device)
+    {
+        var backend = TestBackends.Get(device);
+        int N = device == "cpu" ? 1000 : 40, C = device == "cpu" ? 300 : 20;
+        var tokens = backend.Upload<int>(TestData.Ints(21, N, 3));
+        var dy = backend.Upload<float>(TestData.Floats(22, N * C));
+        float[] Run()
+        {
+            var dWte = backend.Allocate<float>(3 * C).All;
+            backend.TokenEmbeddingBackward(dy, tokens, N, C, dWte);
+            return backend.ToArray(dWte);
+        }
+        var first = Run();
+        for (int i = 0; i < 2; i++) Assert.Equal(first, Run());
+    }
+
+    [Fact]
+    public void CpuRejectsTokenOutsideTheVocabularyWithoutWriting()
+    {
+        var backend = TestBackends.Get("cpu");
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => backend.TokenEmbeddingForward(backend.Upload<int>([0, 5]),
+            backend.Allocate<float>(5 * 2).All, 2, 2, backend.Allocate<float>(4).All));
+        Assert.Contains("token 5", e.Message);
+        var dWte = backend.Allocate<float>(5 * 2).All;
+        e = Assert.Throws<ArgumentOutOfRangeException>(() => backend.TokenEmbeddingBackward(backend.Upload<float>([1f, 1f, 1f, 1f]),
+            backend.Upload<int>([1, -1]), 2, 2, dWte));
+        Assert.Contains("token -1", e.Message);
+        Assert.All(backend.ToArray(dWte), v => Assert.Equal(0f, v));
+    }
+
+    [Fact]
+    public void TokenForwardKernelCompilesToPtx() => PtxCompile.KernelWithoutCalls("TokenEmbeddingForwardKernel");
+
     static double[] Plus(float[] start, double[] delta, int times)
     {
         var r = new double[start.Length];

@@ -41,16 +41,57 @@ public sealed partial class CpuBackend
         int N, int C, Buf<float> dWte, Buf<float> dWpe)
     {
         RequireElements(tokens, N); RequireElements(positions, N); RequireElements(dOutput, (long)N * C);
-        var g = dOutput.Buffer.Host!; long go = dOutput.Offset;
+        RequireIdsInTable(tokens, N, dWte, C, nameof(tokens), "token");
+        RequireIdsInTable(positions, N, dWpe, C, nameof(positions), "position");
+        ScatterRowsByStrip(dOutput, N, C, new EmbeddingTarget(tokens, dWte), new EmbeddingTarget(positions, dWpe));
+    }
+
+    public override void TokenEmbeddingForward(Buf<int> tokens, Buf<float> wte, int N, int C, Buf<float> output)
+    {
+        RequireElements(tokens, N); RequireElements(output, (long)N * C);
         var tok = tokens.Buffer.Host!; int to = (int)tokens.Offset;
-        var pos = positions.Buffer.Host!; int po = (int)positions.Offset;
-        var te = dWte.Buffer.Host!; long teo = dWte.Offset; long vocab = dWte.Length / Math.Max(C, 1);
-        var pe = dWpe.Buffer.Host!; long peo = dWpe.Offset; long maxT = dWpe.Length / Math.Max(C, 1);
-        for (int n = 0; n < N; n++)
+        var te = wte.Buffer.Host!; long teo = wte.Offset; long vocab = wte.Length / Math.Max(C, 1);
+        var o = output.Buffer.Host!; long oo = output.Offset;
+        ParallelRange(N, EmbeddingRowGrain, (start, end) =>
         {
-            if ((uint)tok[to + n] >= vocab) throw new ArgumentOutOfRangeException(nameof(tokens), $"token {tok[to + n]} at row {n} is outside [0, {vocab})");
-            if ((uint)pos[po + n] >= maxT) throw new ArgumentOutOfRangeException(nameof(positions), $"position {pos[po + n]} at row {n} is outside [0, {maxT})");
-        }
+            for (int n = start; n < end; n++)
+            {
+                int t = tok[to + n];
+                if ((uint)t >= vocab) throw new ArgumentOutOfRangeException(nameof(tokens), $"token {t} at row {n} is outside [0, {vocab})");
+                te.AsSpan((int)(teo + (long)t * C), C).CopyTo(o.AsSpan((int)(oo + (long)n * C), C));
+            }
+        });
+    }
+
+    public override void TokenEmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, int N, int C, Buf<float> dWte)
+    {
+        RequireElements(tokens, N); RequireElements(dOutput, (long)N * C);
+        RequireIdsInTable(tokens, N, dWte, C, nameof(tokens), "token");
+        ScatterRowsByStrip(dOutput, N, C, new EmbeddingTarget(tokens, dWte), null);
+    }
+
+    /// <summary>A table whose row ids[n] receives row n of the gradient.</summary>
+    readonly record struct EmbeddingTarget(Buf<int> Ids, Buf<float> Table);
+
+    /// <summary>Checked before any write, so a bad id leaves the table untouched.</summary>
+    static void RequireIdsInTable(Buf<int> ids, int N, Buf<float> table, int C, string parameter, string what)
+    {
+        var h = ids.Buffer.Host!; int o = (int)ids.Offset; long rows = table.Length / Math.Max(C, 1);
+        for (int n = 0; n < N; n++)
+            if ((uint)h[o + n] >= rows) throw new ArgumentOutOfRangeException(parameter, $"{what} {h[o + n]} at row {n} is outside [0, {rows})");
+    }
+
+    /// <summary>
+    /// table[ids[n], :] += g[n, :] for every target, strip by strip (see <see cref="EmbeddingStrip"/>);
+    /// both targets of the GPT-2 embedding share one pass over g.
+    /// </summary>
+    static void ScatterRowsByStrip(Buf<float> dOutput, int N, int C, EmbeddingTarget first, EmbeddingTarget? second)
+    {
+        var g = dOutput.Buffer.Host!; long go = dOutput.Offset;
+        var ids1 = first.Ids.Buffer.Host!; int io1 = (int)first.Ids.Offset;
+        var t1 = first.Table.Buffer.Host!; long to1 = first.Table.Offset;
+        var ids2 = second?.Ids.Buffer.Host; int io2 = (int)(second?.Ids.Offset ?? 0);
+        var t2 = second?.Table.Buffer.Host; long to2 = second?.Table.Offset ?? 0;
         int strips = (C + EmbeddingStrip - 1) / EmbeddingStrip;
         // One strip of N rows is N * 64 floats; ask for enough strips per chunk to be worth a thread.
         int grain = Math.Max(1, (1 << 15) / Math.Max(1, N * EmbeddingStrip));
@@ -60,10 +101,11 @@ public sealed partial class CpuBackend
             for (int n = 0; n < N; n++)
             {
                 var src = g.AsSpan((int)(go + (long)n * C + c0), width);
-                var dte = te.AsSpan((int)(teo + (long)tok[to + n] * C + c0), width);
-                TensorPrimitives.Add(dte, src, dte);
-                var dpe = pe.AsSpan((int)(peo + (long)pos[po + n] * C + c0), width);
-                TensorPrimitives.Add(dpe, src, dpe);
+                var d1 = t1.AsSpan((int)(to1 + (long)ids1[io1 + n] * C + c0), width);
+                TensorPrimitives.Add(d1, src, d1);
+                if (t2 is null) continue;
+                var d2 = t2.AsSpan((int)(to2 + (long)ids2![io2 + n] * C + c0), width);
+                TensorPrimitives.Add(d2, src, d2);
             }
         });
     }

@@ -12,6 +12,7 @@ public sealed partial class IlgpuBackend
 
     Action<KernelConfig, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, ArrayView<float>>? embeddingForwardKernel;
     Action<KernelConfig, ArrayView<float>, ArrayView<int>, int, int, int, ArrayView<float>>? embeddingScatterKernel;
+    Action<KernelConfig, ArrayView<int>, ArrayView<float>, int, int, ArrayView<float>>? tokenEmbeddingForwardKernel;
 
     public override void EmbeddingForward(Buf<int> tokens, Buf<int> positions, Buf<float> wte, Buf<float> wpe,
         int N, int C, Buf<float> output)
@@ -33,13 +34,35 @@ public sealed partial class IlgpuBackend
     {
         RequireElements(tokens, N); RequireElements(positions, N); RequireElements(dOutput, (long)N * C);
         if (N == 0 || C == 0) return;
+        ScatterRows(dOutput, tokens, N, C, dWte);
+        ScatterRows(dOutput, positions, N, C, dWpe);
+    }
+
+    public override void TokenEmbeddingForward(Buf<int> tokens, Buf<float> wte, int N, int C, Buf<float> output)
+    {
+        RequireElements(tokens, N); RequireElements(output, (long)N * C);
+        if (N == 0 || C == 0) return;
+        tokenEmbeddingForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<int>, ArrayView<float>, int, int, ArrayView<float>>(
+            TokenEmbeddingForwardKernel);
+        tokenEmbeddingForwardKernel(Linear((long)N * C), tokens.View, wte.View, N, C, output.View);
+    }
+
+    /// <summary>The GPT-2 token scatter alone: deterministic, repeated tokens summed in row order.</summary>
+    public override void TokenEmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, int N, int C, Buf<float> dWte)
+    {
+        RequireElements(tokens, N); RequireElements(dOutput, (long)N * C);
+        if (N == 0 || C == 0) return;
+        ScatterRows(dOutput, tokens, N, C, dWte);
+    }
+
+    /// <summary>table[ids[n], :] += dOutput[n, :] through <see cref="EmbeddingScatterKernel"/>.</summary>
+    void ScatterRows(Buf<float> dOutput, Buf<int> ids, int N, int C, Buf<float> table)
+    {
         embeddingScatterKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<int>, int, int, int, ArrayView<float>>(
             EmbeddingScatterKernel);
         int group = RowGroupSize(C);
         int columnBlocks = (C + group - 1) / group;
-        var config = new KernelConfig(N * columnBlocks, group);
-        embeddingScatterKernel(config, dOutput.View, tokens.View, N, C, columnBlocks, dWte.View);
-        embeddingScatterKernel(config, dOutput.View, positions.View, N, C, columnBlocks, dWpe.View);
+        embeddingScatterKernel(new KernelConfig(N * columnBlocks, group), dOutput.View, ids.View, N, C, columnBlocks, table.View);
     }
 
     /// <summary>One thread per output element. An id outside its table writes NaN instead of reading out of bounds.</summary>
@@ -56,6 +79,16 @@ public sealed partial class IlgpuBackend
             return;
         }
         output[i] = wte[(long)t * C + c] + wpe[(long)p * C + c];
+    }
+
+    /// <summary>One thread per output element; a token outside the table writes NaN, as in the GPT-2 forward.</summary>
+    static void TokenEmbeddingForwardKernel(ArrayView<int> tokens, ArrayView<float> wte, int N, int C, ArrayView<float> output)
+    {
+        long i = Grid.GlobalIndex.X;
+        if (i >= (long)N * C) return;
+        int n = (int)(i / C), c = (int)(i - (long)n * C);
+        int t = tokens[n];
+        output[i] = t < 0 || (long)t * C + C > wte.Length ? float.NaN : wte[(long)t * C + c];
     }
 
     /// <summary>

@@ -25,4 +25,24 @@ public static class EmbeddingReference
             }
         return (dWte, dWpe);
     }
+
+    /// <summary>Token embedding alone (rotary models): output[n, :] = wte[tokens[n], :].</summary>
+    public static double[] TokenForward(int[] tokens, double[] wte, int N, int C)
+    {
+        var output = new double[N * C];
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++)
+                output[n * C + c] = wte[tokens[n] * C + c];
+        return output;
+    }
+
+    /// <summary>Gradient of sum(dOutput ⊙ output) with respect to wte [V, C].</summary>
+    public static double[] TokenBackward(double[] dOutput, int[] tokens, int N, int C, int V)
+    {
+        var dWte = new double[V * C];
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++)
+                dWte[tokens[n] * C + c] += dOutput[n * C + c];
+        return dWte;
+    }
 }
