@@ -85,7 +85,7 @@ public sealed class Gpt2Generator : IDisposable
         model.ForwardToLnF(a);
         int C = Config.Channels;
         for (int l = 0; l < Config.Layers; l++)
-            be.KvCacheWrite(a.Layers[l].Qkv, B, T, C, Config.Heads, Config.MaxT, cache!.K[l], cache.V[l]);
+            be.KvCacheWrite(a.Layers[l].Qkv, B, T, Config.Heads, Config.Heads, C / Config.Heads, Config.MaxT, cache!.K[l], cache.V[l]);
         // The head only needs each row's last real position: gather those rows of ln_f, then one [B, C] matmul.
         for (int b = 0; b < B; b++)
             be.Copy(a.LnF.Slice(((long)b * T + prompts[b].Count - 1) * C, C), decode!.LnF.Slice((long)b * C, C));
