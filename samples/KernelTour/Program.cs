@@ -106,7 +106,7 @@ public sealed class Tour : IDisposable
         Show("LayerNormForward", [x], ln1);      // each row: subtract its mean, divide by its std, scale, shift
         b.MatMulForward(ln1.Data, W("attn.c_attn.weight"), W("attn.c_attn.bias"), N, C, 3 * C, qkv.Data);
         Show("MatMulForward", [ln1], qkv);       // one matmul makes the query, key and value of every token
-        b.AttentionForward(qkv.Data, B, T, C, H, att.Data, logSumExp);
+        b.AttentionForward(qkv.Data, B, T, H, H, C / H, att.Data, logSumExp);
         Show("AttentionForward", [qkv], att);    // token t mixes the values of tokens 0..t (causal), per head
         b.MatMulForward(att.Data, W("attn.c_proj.weight"), W("attn.c_proj.bias"), N, C, C, attProj.Data);
         Show("MatMulForward", [att], attProj);   // mixes the heads back together
@@ -160,7 +160,7 @@ public sealed class Tour : IDisposable
         Show("ResidualBackward", [dRes1], dAttProj);
         b.MatMulBackward(dAttProj.Data, att.Data, W("attn.c_proj.weight"), N, C, C, dAtt.Data, G("attn.c_proj.weight"), G("attn.c_proj.bias"));
         Show("MatMulBackward", [dAttProj], dAtt, "attn.c_proj.weight");
-        b.AttentionBackward(dAtt.Data, qkv.Data, att.Data, logSumExp, B, T, C, H, dQkv.Data);
+        b.AttentionBackward(dAtt.Data, qkv.Data, att.Data, logSumExp, B, T, H, H, C / H, dQkv.Data);
         Show("AttentionBackward", [dAtt], dQkv);           // rebuilds the softmax from the saved logsumexp
         b.MatMulBackward(dQkv.Data, ln1.Data, W("attn.c_attn.weight"), N, C, 3 * C, dLn1.Data, G("attn.c_attn.weight"), G("attn.c_attn.bias"));
         Show("MatMulBackward", [dQkv], dLn1, "attn.c_attn.weight");

@@ -84,35 +84,40 @@ public abstract partial class Backend : IDisposable
         int N, int K, int OC, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias);
 
     // ------------------------------------------------------------ attention
-    // Attention.cs: causal multi-head self-attention over a fused QKV input.
-    // qkv[b, t, :] = [q (C) | k (C) | v (C)], head h uses channels h*D .. h*D+D-1 of each part.
-    // att = softmax(q·kᵀ / sqrt(D)) over keys s <= t; out[b, t, h*D + d] = sum_s att[t, s] * v[s, d].
+    // Attention.cs: causal grouped-query self-attention over a fused QKV input.
+    // qkv[b, t, :] = [q (H·D) | k (Hkv·D) | v (Hkv·D)] (width W = (H + 2·Hkv)·D); query head h uses
+    // channels h·D .. h·D+D-1 of q and key/value head h / (H / Hkv) (Hugging Face's repeat_kv), so
+    // H % Hkv == 0 is required. GPT-2 is the case Hkv = H, D = C / H; D need not be C / H (Qwen3).
+    // att = softmax(q·kᵀ / sqrt(D)) over keys s <= t; out[b, t, h·D + d] = sum_s att[t, s] · v[s, d].
 
-    /// <param name="qkv">[B, T, 3C]</param> <param name="output">[B, T, C]</param>
+    /// <param name="qkv">[B, T, (H + 2Hkv)·D]</param> <param name="output">[B, T, H·D]</param>
     /// <param name="logSumExp">[B, H, T] per query row, log sum_s exp(score) of the scaled scores; saved for backward</param>
-    public abstract void AttentionForward(Buf<float> qkv, int B, int T, int C, int H,
+    public abstract void AttentionForward(Buf<float> qkv, int B, int T, int H, int Hkv, int D,
         Buf<float> output, Buf<float> logSumExp);
 
-    /// <summary>dQkv [B, T, 3C] is OVERWRITTEN. Recomputes the probabilities from qkv and logSumExp.</summary>
+    /// <summary>
+    /// dQkv [B, T, (H + 2Hkv)·D] is OVERWRITTEN; dK and dV of a shared key/value head sum over the query
+    /// heads of its group. Recomputes the probabilities from qkv and logSumExp.
+    /// </summary>
     public abstract void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output,
-        Buf<float> logSumExp, int B, int T, int C, int H, Buf<float> dQkv);
+        Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv);
 
     /// <summary>
-    /// Writes keys and values of qkv [B, T, 3C] into the caches kCache, vCache [B, H, maxT, D] at
-    /// positions 0..T-1 (prefill). Rows shorter than T are right-padded by the caller; the causal
+    /// Writes keys and values of qkv [B, T, (H + 2Hkv)·D] into the caches kCache, vCache [B, Hkv, maxT, D]
+    /// at positions 0..T-1 (prefill). Rows shorter than T are right-padded by the caller; the causal
     /// mask keeps padding out of every real position.
     /// </summary>
-    public abstract void KvCacheWrite(Buf<float> qkv, int B, int T, int C, int H, int maxT,
+    public abstract void KvCacheWrite(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache);
 
     /// <summary>
     /// One decoding step: row b's new token sits at position positions[b]. Writes its key and value
     /// into the caches at that position, then attends over cache positions 0..positions[b].
     /// </summary>
-    /// <param name="qkv">[B, 3C]</param> <param name="positions">[B]</param>
-    /// <param name="kCache">[B, H, maxT, D]</param> <param name="vCache">[B, H, maxT, D]</param>
-    /// <param name="output">[B, C]</param>
-    public abstract void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int C, int H, int maxT,
+    /// <param name="qkv">[B, (H + 2Hkv)·D]</param> <param name="positions">[B]</param>
+    /// <param name="kCache">[B, Hkv, maxT, D]</param> <param name="vCache">[B, Hkv, maxT, D]</param>
+    /// <param name="output">[B, H·D]</param>
+    public abstract void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache, Buf<float> output);
 
     // ---------------------------------------------------- elementwise (Gelu.cs, Residual.cs)

@@ -68,14 +68,14 @@ public sealed class ProfilingBackend(Backend inner) : Backend
     public override void MatMulBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight, int N, int K, int OC, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
         => Time(Key("MatMulBackward", $"{N}x{K}->{OC}"), () => Inner.MatMulBackward(dOutput, input, weight, N, K, OC, dInput, dWeight, dBias));
 
-    public override void AttentionForward(Buf<float> qkv, int B, int T, int C, int H, Buf<float> output, Buf<float> logSumExp)
-        => Time("AttentionForward", () => Inner.AttentionForward(qkv, B, T, C, H, output, logSumExp));
-    public override void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output, Buf<float> logSumExp, int B, int T, int C, int H, Buf<float> dQkv)
-        => Time("AttentionBackward", () => Inner.AttentionBackward(dOutput, qkv, output, logSumExp, B, T, C, H, dQkv));
-    public override void KvCacheWrite(Buf<float> qkv, int B, int T, int C, int H, int maxT, Buf<float> kCache, Buf<float> vCache)
-        => Time("KvCacheWrite", () => Inner.KvCacheWrite(qkv, B, T, C, H, maxT, kCache, vCache));
-    public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int C, int H, int maxT, Buf<float> kCache, Buf<float> vCache, Buf<float> output)
-        => Time("AttentionDecode", () => Inner.AttentionDecode(qkv, positions, B, C, H, maxT, kCache, vCache, output));
+    public override void AttentionForward(Buf<float> qkv, int B, int T, int H, int Hkv, int D, Buf<float> output, Buf<float> logSumExp)
+        => Time("AttentionForward", () => Inner.AttentionForward(qkv, B, T, H, Hkv, D, output, logSumExp));
+    public override void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output, Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv)
+        => Time("AttentionBackward", () => Inner.AttentionBackward(dOutput, qkv, output, logSumExp, B, T, H, Hkv, D, dQkv));
+    public override void KvCacheWrite(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT, Buf<float> kCache, Buf<float> vCache)
+        => Time("KvCacheWrite", () => Inner.KvCacheWrite(qkv, B, T, H, Hkv, D, maxT, kCache, vCache));
+    public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT, Buf<float> kCache, Buf<float> vCache, Buf<float> output)
+        => Time("AttentionDecode", () => Inner.AttentionDecode(qkv, positions, B, H, Hkv, D, maxT, kCache, vCache, output));
 
     public override void GeluForward(Buf<float> input, int n, Buf<float> output)
         => Time("GeluForward", () => Inner.GeluForward(input, n, output));

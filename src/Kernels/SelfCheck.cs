@@ -32,10 +32,18 @@ public static class SelfCheck
         foreach (var s in matmulShapes) Add(WithMatMulPrecision(device, MatMulPrecision.Float32, () => MatMul(device, cpu, s[0], s[1], s[2])));
         Add(TensorCoreMatMuls(device, cpu, quick));
 
-        int[][] attentionShapes = quick   // B, T, C, H
-            ? [[1, 1, 4, 2], [2, 7, 12, 3], [1, 33, 16, 2]]
-            : [[1, 1, 4, 2], [2, 7, 12, 3], [3, 33, 64, 4], [2, 127, 96, 3], [2, 257, 256, 4], [1, 300, 768, 12]];
-        foreach (var s in attentionShapes) Add(Attention(device, cpu, s[0], s[1], s[2], s[3]));
+        // B, T, H, Hkv, D: GPT-2 shapes (Hkv = H), grouped-query ones (Qwen2.5-0.5B has H 14, Hkv 2, D 64),
+        // the largest head size 128 and head sizes that are not powers of two.
+        int[][] attentionShapes = quick
+            ? [[1, 1, 2, 2, 2], [2, 7, 3, 3, 4], [1, 33, 2, 2, 8], [2, 9, 4, 2, 12], [1, 17, 3, 1, 128]]
+            : [[1, 1, 2, 2, 2], [2, 7, 3, 3, 4], [3, 33, 4, 4, 16], [2, 127, 3, 3, 32], [2, 257, 4, 4, 64], [1, 300, 12, 12, 64],
+               [2, 65, 4, 2, 128], [2, 100, 6, 2, 48], [1, 129, 14, 2, 64], [1, 70, 8, 1, 96], [2, 40, 3, 1, 12]];
+        foreach (var s in attentionShapes) Add(Attention(device, cpu, s[0], s[1], s[2], s[3], s[4]));
+
+        int[][] ropeShapes = quick   // N, H, Hkv, D
+            ? [[1, 1, 1, 2], [7, 3, 1, 12], [33, 4, 2, 128]]
+            : [[1, 1, 1, 2], [7, 3, 1, 12], [33, 4, 2, 128], [1024, 14, 2, 64], [300, 16, 8, 128], [127, 12, 12, 64]];
+        foreach (var s in ropeShapes) Add(Rope(device, cpu, s[0], s[1], s[2], s[3]));
 
         int[][] rowShapes = quick ? [[1, 1], [7, 33], [33, 70]] : [[1, 1], [7, 33], [127, 129], [1024, 768], [300, 3072]];
         foreach (var s in rowShapes)
@@ -119,29 +127,46 @@ public static class SelfCheck
         finally { gpu.MatMulPrecision = saved; }
     }
 
-    static IEnumerable<Result> Attention(Backend dev, Backend cpu, int B, int T, int C, int H)
+    static IEnumerable<Result> Attention(Backend dev, Backend cpu, int B, int T, int H, int Hkv, int D)
     {
-        string shape = $"B{B} T{T} C{C} H{H}";
-        var qkv = Data(7, (long)B * T * 3 * C); var dOut = Data(8, (long)B * T * C);
+        string shape = $"B{B} T{T} H{H} Hkv{Hkv} D{D}";
+        int W = (H + 2 * Hkv) * D, HD = H * D;
+        var qkv = Data(7, (long)B * T * W); var dOut = Data(8, (long)B * T * HD);
         int maxT = T + 3;
         var positions = new int[B];
         for (int b = 0; b < B; b++) positions[b] = Math.Max(0, T - 1 - b);   // rows at different positions
         return Compare("attention", shape, dev, cpu, be =>
         {
-            var q = be.Upload<float>(qkv); var o = be.Allocate<float>((long)B * T * C).All;
+            var q = be.Upload<float>(qkv); var o = be.Allocate<float>((long)B * T * HD).All;
             var lse = be.Allocate<float>((long)B * H * T).All;
-            be.AttentionForward(q, B, T, C, H, o, lse);
-            var dO = be.Upload<float>(dOut); var dQ = be.Allocate<float>((long)B * T * 3 * C).All;
-            be.AttentionBackward(dO, q, o, lse, B, T, C, H, dQ);
+            be.AttentionForward(q, B, T, H, Hkv, D, o, lse);
+            var dO = be.Upload<float>(dOut); var dQ = be.Allocate<float>((long)B * T * W).All;
+            be.AttentionBackward(dO, q, o, lse, B, T, H, Hkv, D, dQ);
             // Prefill all T positions, then decode one more token per row at its own position.
-            int D = C / H;
-            var k = be.Allocate<float>((long)B * H * maxT * D).All; var v = be.Allocate<float>((long)B * H * maxT * D).All;
-            be.KvCacheWrite(q, B, T, C, H, maxT, k, v);
-            var step = be.Upload<float>(Data(9, (long)B * 3 * C)); var pos = be.Upload<int>(positions);
-            var dec = be.Allocate<float>((long)B * C).All;
-            be.AttentionDecode(step, pos, B, C, H, maxT, k, v, dec);
+            var k = be.Allocate<float>((long)B * Hkv * maxT * D).All; var v = be.Allocate<float>((long)B * Hkv * maxT * D).All;
+            be.KvCacheWrite(q, B, T, H, Hkv, D, maxT, k, v);
+            var step = be.Upload<float>(Data(9, (long)B * W)); var pos = be.Upload<int>(positions);
+            var dec = be.Allocate<float>((long)B * HD).All;
+            be.AttentionDecode(step, pos, B, H, Hkv, D, maxT, k, v, dec);
             return [("out", be.ToArray(o)), ("logSumExp", be.ToArray(lse)), ("dQkv", be.ToArray(dQ)),
                     ("decode", be.ToArray(dec)), ("kCache", be.ToArray(k))];
+        });
+    }
+
+    static IEnumerable<Result> Rope(Backend dev, Backend cpu, int n, int H, int Hkv, int D)
+    {
+        const int maxT = 4096;
+        long size = (long)n * (H + 2 * Hkv) * D;
+        var x = Data(35, size, 2); var dOut = Data(36, size);
+        var positions = Ints(37, n, maxT);
+        var (cosTable, sinTable) = RopeTable.Create(maxT, D, 1e6);
+        return Compare("rope", $"N{n} H{H} Hkv{Hkv} D{D}", dev, cpu, be =>
+        {
+            var X = be.Upload<float>(x); var dX = be.Upload<float>(dOut); var p = be.Upload<int>(positions);
+            var c = be.Upload<float>(cosTable); var s = be.Upload<float>(sinTable);
+            be.RopeForward(X, p, c, s, n, H, Hkv, D);
+            be.RopeBackward(dX, p, c, s, n, H, Hkv, D);
+            return [("out", be.ToArray(X)), ("dQkv", be.ToArray(dX))];
         });
     }
 

@@ -6,7 +6,7 @@ using System.Numerics.Tensors;
 namespace ArcherIlgpu.Kernels;
 
 /// <summary>
-/// Causal multi-head attention on the managed backend. Training attention (forward, backward) runs on the
+/// Causal grouped-query attention on the managed backend. Training attention (forward, backward) runs on the
 /// packed GEMM over query blocks (see below). Decoding, per (b, h) and block of
 /// queries, keys are visited in blocks of <see cref="AttnKeyBlock"/> with an online softmax, so no
 /// T×T matrix exists anywhere; backward recomputes the probabilities from logSumExp.
@@ -41,10 +41,18 @@ public sealed unsafe partial class CpuBackend
     /// <summary>The pinned array behind a cpu-backend slice (every cpu buffer is allocated pinned).</summary>
     static float* AttnPtr(Buf<float> b) => (float*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(b.Span));
 
-    static void CheckAttentionShape(int B, int T, int C, int H)
+    /// <summary>
+    /// Where one head's vectors sit in a qkv row [q (H·D) | k (Hkv·D) | v (Hkv·D)] and an output row
+    /// [H·D]: query head h reads key/value head h / group.
+    /// </summary>
+    readonly record struct AttnLayout(int H, int Hkv, int D)
     {
-        if (B <= 0 || T <= 0 || C <= 0 || H <= 0 || C % H != 0)
-            throw new ArgumentException($"attention needs positive B, T, C, H with C divisible by H; got B={B} T={T} C={C} H={H}");
+        public int Width => (H + 2 * Hkv) * D;
+        public int OutWidth => H * D;
+        public int Group => H / Hkv;
+        public int Query(int h) => h * D;
+        public int Key(int kvh) => (H + kvh) * D;
+        public int Value(int kvh) => (H + Hkv + kvh) * D;
     }
 
     // ------------------------------------------------------------------ forward
@@ -70,10 +78,11 @@ public sealed unsafe partial class CpuBackend
         return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(a));
     }
 
-    public override void AttentionForward(Buf<float> qkv, int B, int T, int C, int H,
+    public override void AttentionForward(Buf<float> qkv, int B, int T, int H, int Hkv, int D,
         Buf<float> output, Buf<float> logSumExp)
     {
-        CheckAttentionShape(B, T, C, H);
+        AttentionShape.Check(nameof(AttentionForward), B, T, H, Hkv, D);
+        var layout = new AttnLayout(H, Hkv, D);
         nint qkvP = (nint)AttnPtr(qkv), outP = (nint)AttnPtr(output), lseP = (nint)AttnPtr(logSumExp);
         int qBlocks = (T + AttnGemmRows - 1) / AttnGemmRows;
         ParallelRange(B * H * qBlocks, 1, (start, end) =>
@@ -81,25 +90,26 @@ public sealed unsafe partial class CpuBackend
             for (int item = start; item < end; item++)
             {
                 int bh = item / qBlocks, qb = item % qBlocks;
-                AttentionForwardGemm((float*)qkvP, (float*)outP, (float*)lseP, T, C, H,
+                AttentionForwardGemm((float*)qkvP, (float*)outP, (float*)lseP, T, layout,
                     bh / H, bh % H, qb * AttnGemmRows, Math.Min(T, (qb + 1) * AttnGemmRows));
             }
         });
     }
 
     /// <summary>Queries t0..t1-1 of head h in sequence b: S = q·kᵀ, P = softmax(scale S) row by row, out = P·v.</summary>
-    static void AttentionForwardGemm(float* qkv, float* output, float* logSumExp, int T, int C, int H,
+    static void AttentionForwardGemm(float* qkv, float* output, float* logSumExp, int T, AttnLayout layout,
         int b, int h, int t0, int t1)
     {
-        int D = C / H, C3 = 3 * C, rows = t1 - t0, keys = t1;
+        int D = layout.D, H = layout.H, W = layout.Width, HD = layout.OutWidth, kvh = h / layout.Group;
+        int rows = t1 - t0, keys = t1;
         float scale = 1f / MathF.Sqrt(D);
         var s = attnGemmScratch ??= new AttnGemmScratch();
         float* scores = Pinned(ref s.Scores, rows * keys);
-        float* seq = qkv + (long)b * T * C3;
-        float* q = seq + (long)t0 * C3 + h * D, k = seq + C + h * D, v = seq + 2 * C + h * D;
+        float* seq = qkv + (long)b * T * W;
+        float* q = seq + (long)t0 * W + layout.Query(h), k = seq + layout.Key(kvh), v = seq + layout.Value(kvh);
 
         // S[i, s] = q_i · k_s: B(d, s) = k[s, d] is read through its strides (packed by transposes).
-        Gemm.Multiply(rows, keys, D, new StridedMatrix(q, C3, 1), new StridedMatrix(k, 1, C3),
+        Gemm.Multiply(rows, keys, D, new StridedMatrix(q, W, 1), new StridedMatrix(k, 1, W),
             scores, keys, null, accumulate: false, serial: true);
         float* lse = logSumExp + ((long)b * H + h) * T;
         for (int i = 0; i < rows; i++)
@@ -114,8 +124,8 @@ public sealed unsafe partial class CpuBackend
             row[valid..].Clear();
             lse[t0 + i] = scale * max + MathF.Log(sum);
         }
-        Gemm.Multiply(rows, D, keys, new StridedMatrix(scores, keys, 1), new StridedMatrix(v, C3, 1),
-            output + ((long)b * T + t0) * C + h * D, C, null, accumulate: false, serial: true);
+        Gemm.Multiply(rows, D, keys, new StridedMatrix(scores, keys, 1), new StridedMatrix(v, W, 1),
+            output + ((long)b * T + t0) * HD + h * D, HD, null, accumulate: false, serial: true);
     }
 
     /// <summary>x = exp(a x + c) in place.</summary>
@@ -143,29 +153,47 @@ public sealed unsafe partial class CpuBackend
     // ----------------------------------------------------------------- backward
 
     public override void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output,
-        Buf<float> logSumExp, int B, int T, int C, int H, Buf<float> dQkv)
+        Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv)
     {
-        CheckAttentionShape(B, T, C, H);
+        AttentionShape.Check(nameof(AttentionBackward), B, T, H, Hkv, D);
+        var layout = new AttnLayout(H, Hkv, D);
         nint dOutP = (nint)AttnPtr(dOutput), qkvP = (nint)AttnPtr(qkv), outP = (nint)AttnPtr(output),
              lseP = (nint)AttnPtr(logSumExp), dQkvP = (nint)AttnPtr(dQkv);
-        // dK and dV of a key collect contributions from every later query, so each (b, h) is one work
-        // item: no two threads ever write the same gradient element.
-        ParallelRange(B * H, 1, (start, end) =>
+        // dK and dV of a key collect contributions from every later query of every query head in its
+        // group, so each (b, kv head) is one work item: no two threads ever write the same gradient element.
+        ParallelRange(B * Hkv, 1, (start, end) =>
         {
-            for (int bh = start; bh < end; bh++)
-                AttentionBackwardGemm((float*)dOutP, (float*)qkvP, (float*)outP, (float*)lseP, (float*)dQkvP,
-                    T, C, H, bh / H, bh % H);
+            for (int bkv = start; bkv < end; bkv++)
+            {
+                int b = bkv / Hkv, kvh = bkv % Hkv;
+                ClearKeyValueGrads((float*)dQkvP + (long)b * T * layout.Width, T, layout, kvh);
+                for (int h = kvh * layout.Group; h < (kvh + 1) * layout.Group; h++)
+                    AttentionBackwardGemm((float*)dOutP, (float*)qkvP, (float*)outP, (float*)lseP, (float*)dQkvP,
+                        T, layout, b, h);
+            }
         });
+    }
+
+    /// <summary>dK and dV of key/value head kvh in one sequence start at zero: every query head of the group adds into them.</summary>
+    static void ClearKeyValueGrads(float* dSeq, int T, AttnLayout layout, int kvh)
+    {
+        for (int t = 0; t < T; t++)
+        {
+            float* row = dSeq + (long)t * layout.Width;
+            new Span<float>(row + layout.Key(kvh), layout.D).Clear();
+            new Span<float>(row + layout.Value(kvh), layout.D).Clear();
+        }
     }
 
     /// <summary>
     /// One head of one sequence, query block by query block: P is recomputed from q·kᵀ and logSumExp,
     /// dP = dO·vᵀ, dS = P ∘ (dP − delta) · scale; then dV += Pᵀ·dO, dK += dSᵀ·q and dQ = dS·k.
+    /// dK and dV (of query head h's key/value head) must be cleared before its group's first head.
     /// </summary>
     static void AttentionBackwardGemm(float* dOutput, float* qkv, float* output, float* logSumExp, float* dQkv,
-        int T, int C, int H, int b, int h)
+        int T, AttnLayout layout, int b, int h)
     {
-        int D = C / H, C3 = 3 * C;
+        int D = layout.D, H = layout.H, W = layout.Width, HD = layout.OutWidth, kvh = h / layout.Group;
         float scale = 1f / MathF.Sqrt(D);
         var s = attnGemmScratch ??= new AttnGemmScratch();
         int maxRows = Math.Min(T, AttnGemmRows);
@@ -173,30 +201,26 @@ public sealed unsafe partial class CpuBackend
         float* dp = Pinned(ref s.Grad, maxRows * T);
         float* delta = Pinned(ref s.Delta, T);
 
-        float* seq = qkv + (long)b * T * C3;
-        float* dSeq = dQkv + (long)b * T * C3;
-        float* k = seq + C + h * D, v = seq + 2 * C + h * D;
-        float* dK = dSeq + C + h * D, dV = dSeq + 2 * C + h * D;
-        float* dO = dOutput + (long)b * T * C + h * D;
-        float* O = output + (long)b * T * C + h * D;
+        float* seq = qkv + (long)b * T * W;
+        float* dSeq = dQkv + (long)b * T * W;
+        float* k = seq + layout.Key(kvh), v = seq + layout.Value(kvh);
+        float* dK = dSeq + layout.Key(kvh), dV = dSeq + layout.Value(kvh);
+        float* dO = dOutput + (long)b * T * HD + h * D;
+        float* O = output + (long)b * T * HD + h * D;
         float* lse = logSumExp + ((long)b * H + h) * T;
 
-        // delta_t = dO_t · O_t = sum_s P_ts dP_ts, the softmax backward's row term; dK, dV accumulate from zero.
+        // delta_t = dO_t · O_t = sum_s P_ts dP_ts, the softmax backward's row term.
         for (int t = 0; t < T; t++)
-        {
-            delta[t] = TensorPrimitives.Dot(new ReadOnlySpan<float>(dO + (long)t * C, D), new ReadOnlySpan<float>(O + (long)t * C, D));
-            new Span<float>(dK + (long)t * C3, D).Clear();
-            new Span<float>(dV + (long)t * C3, D).Clear();
-        }
+            delta[t] = TensorPrimitives.Dot(new ReadOnlySpan<float>(dO + (long)t * HD, D), new ReadOnlySpan<float>(O + (long)t * HD, D));
 
         for (int t0 = 0; t0 < T; t0 += AttnGemmRows)
         {
             int t1 = Math.Min(T, t0 + AttnGemmRows), rows = t1 - t0, keys = t1;
-            float* q = seq + (long)t0 * C3 + h * D;
-            float* dOb = dO + (long)t0 * C;
-            Gemm.Multiply(rows, keys, D, new StridedMatrix(q, C3, 1), new StridedMatrix(k, 1, C3),
+            float* q = seq + (long)t0 * W + layout.Query(h);
+            float* dOb = dO + (long)t0 * HD;
+            Gemm.Multiply(rows, keys, D, new StridedMatrix(q, W, 1), new StridedMatrix(k, 1, W),
                 p, keys, null, accumulate: false, serial: true);
-            Gemm.Multiply(rows, keys, D, new StridedMatrix(dOb, C, 1), new StridedMatrix(v, 1, C3),
+            Gemm.Multiply(rows, keys, D, new StridedMatrix(dOb, HD, 1), new StridedMatrix(v, 1, W),
                 dp, keys, null, accumulate: false, serial: true);
             for (int i = 0; i < rows; i++)
             {
@@ -214,68 +238,78 @@ public sealed unsafe partial class CpuBackend
                 dRow[valid..].Clear();
             }
             // dV[s] += sum_i P[i, s] dO_i and dK[s] += sum_i dS[i, s] q_i: A(s, i) is P or dS read transposed.
-            Gemm.Multiply(keys, D, rows, new StridedMatrix(p, 1, keys), new StridedMatrix(dOb, C, 1),
-                dV, C3, null, accumulate: true, serial: true);
-            Gemm.Multiply(keys, D, rows, new StridedMatrix(dp, 1, keys), new StridedMatrix(q, C3, 1),
-                dK, C3, null, accumulate: true, serial: true);
+            Gemm.Multiply(keys, D, rows, new StridedMatrix(p, 1, keys), new StridedMatrix(dOb, HD, 1),
+                dV, W, null, accumulate: true, serial: true);
+            Gemm.Multiply(keys, D, rows, new StridedMatrix(dp, 1, keys), new StridedMatrix(q, W, 1),
+                dK, W, null, accumulate: true, serial: true);
             // dQ_i = sum_s dS[i, s] k_s (overwrites).
-            Gemm.Multiply(rows, D, keys, new StridedMatrix(dp, keys, 1), new StridedMatrix(k, C3, 1),
-                dSeq + (long)t0 * C3 + h * D, C3, null, accumulate: false, serial: true);
+            Gemm.Multiply(rows, D, keys, new StridedMatrix(dp, keys, 1), new StridedMatrix(k, W, 1),
+                dSeq + (long)t0 * W + layout.Query(h), W, null, accumulate: false, serial: true);
         }
     }
 
     // ------------------------------------------------------------- KV cache
 
-    public override void KvCacheWrite(Buf<float> qkv, int B, int T, int C, int H, int maxT,
+    public override void KvCacheWrite(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache)
     {
-        CheckAttentionShape(B, T, C, H);
+        AttentionShape.Check(nameof(KvCacheWrite), B, T, H, Hkv, D);
         if (T > maxT) throw new ArgumentException($"KvCacheWrite: T={T} exceeds the cache length maxT={maxT}");
+        var layout = new AttnLayout(H, Hkv, D);
         nint qkvP = (nint)AttnPtr(qkv), kP = (nint)AttnPtr(kCache), vP = (nint)AttnPtr(vCache);
-        int D = C / H;
-        ParallelRange(B * H, 1, (start, end) =>
+        ParallelRange(B * Hkv, 1, (start, end) =>
         {
-            for (int bh = start; bh < end; bh++)
+            for (int bkv = start; bkv < end; bkv++)
             {
-                int b = bh / H, h = bh % H;
-                float* src = (float*)qkvP + (long)b * T * 3 * C + h * D;
-                float* k = (float*)kP + (long)bh * maxT * D, v = (float*)vP + (long)bh * maxT * D;
+                int b = bkv / Hkv, kvh = bkv % Hkv;
+                float* src = (float*)qkvP + (long)b * T * layout.Width;
+                float* k = (float*)kP + (long)bkv * maxT * D, v = (float*)vP + (long)bkv * maxT * D;
                 for (int t = 0; t < T; t++)
                 {
-                    float* row = src + (long)t * 3 * C;
-                    new ReadOnlySpan<float>(row + C, D).CopyTo(new Span<float>(k + (long)t * D, D));
-                    new ReadOnlySpan<float>(row + 2 * C, D).CopyTo(new Span<float>(v + (long)t * D, D));
+                    float* row = src + (long)t * layout.Width;
+                    new ReadOnlySpan<float>(row + layout.Key(kvh), D).CopyTo(new Span<float>(k + (long)t * D, D));
+                    new ReadOnlySpan<float>(row + layout.Value(kvh), D).CopyTo(new Span<float>(v + (long)t * D, D));
                 }
             }
         });
     }
 
-    public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int C, int H, int maxT,
+    public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache, Buf<float> output)
     {
-        CheckAttentionShape(B, 1, C, H);
+        AttentionShape.Check(nameof(AttentionDecode), B, 1, H, Hkv, D);
+        var layout = new AttnLayout(H, Hkv, D);
         var pos = positions.Span;
         for (int b = 0; b < B; b++)
             if ((uint)pos[b] >= (uint)maxT)
                 throw new ArgumentOutOfRangeException(nameof(positions), $"positions[{b}] = {pos[b]} is outside the cache [0, {maxT})");
-        nint qkvP = (nint)AttnPtr(qkv), kP = (nint)AttnPtr(kCache), vP = (nint)AttnPtr(vCache), outP = (nint)AttnPtr(output);
+        float* qkvRows = AttnPtr(qkv), kCacheP = AttnPtr(kCache), vCacheP = AttnPtr(vCache);
+        // The new keys and values go in before any head attends: the query heads of a group share them.
+        for (int b = 0; b < B; b++)
+            for (int kvh = 0; kvh < Hkv; kvh++)
+            {
+                float* row = qkvRows + (long)b * layout.Width;
+                long at = ((long)(b * Hkv + kvh) * maxT + pos[b]) * D;
+                new ReadOnlySpan<float>(row + layout.Key(kvh), D).CopyTo(new Span<float>(kCacheP + at, D));
+                new ReadOnlySpan<float>(row + layout.Value(kvh), D).CopyTo(new Span<float>(vCacheP + at, D));
+            }
+        nint qkvP = (nint)qkvRows, kP = (nint)kCacheP, vP = (nint)vCacheP, outP = (nint)AttnPtr(output);
         nint posP = (nint)Unsafe.AsPointer(ref MemoryMarshal.GetReference(pos));   // pinned like every cpu buffer
         ParallelRange(B * H, 1, (start, end) =>
         {
             for (int bh = start; bh < end; bh++)
-                DecodeHead((float*)qkvP, ((int*)posP)[bh / H], C, H, maxT, (float*)kP, (float*)vP, (float*)outP, bh / H, bh % H);
+                DecodeHead((float*)qkvP, ((int*)posP)[bh / H], layout, maxT, (float*)kP, (float*)vP, (float*)outP, bh / H, bh % H);
         });
     }
 
-    static void DecodeHead(float* qkv, int position, int C, int H, int maxT, float* kCache, float* vCache,
+    static void DecodeHead(float* qkv, int position, AttnLayout layout, int maxT, float* kCache, float* vCache,
         float* output, int b, int h)
     {
-        int D = C / H;
+        int D = layout.D, kvh = h / layout.Group;
         float scale = 1f / MathF.Sqrt(D);
-        float* row = qkv + (long)b * 3 * C + h * D;
-        float* k = kCache + ((long)b * H + h) * maxT * D, v = vCache + ((long)b * H + h) * maxT * D;
-        new ReadOnlySpan<float>(row + C, D).CopyTo(new Span<float>(k + (long)position * D, D));
-        new ReadOnlySpan<float>(row + 2 * C, D).CopyTo(new Span<float>(v + (long)position * D, D));
+        float* row = qkv + (long)b * layout.Width + layout.Query(h);
+        long cacheBase = ((long)b * layout.Hkv + kvh) * maxT * D;
+        float* k = kCache + cacheBase, v = vCache + cacheBase;
 
         var s = AttnThreadScratch;
         int n = position + 1;
@@ -288,7 +322,7 @@ public sealed unsafe partial class CpuBackend
             TensorPrimitives.Subtract(sc, max, sc);
             TensorPrimitives.Exp(sc, sc);
             TensorPrimitives.Multiply(sc, 1f / TensorPrimitives.Sum(sc), sc);
-            float* o = output + (long)b * C + h * D;
+            float* o = output + (long)b * layout.OutWidth + h * D;
             new Span<float>(o, D).Clear();
             WeightedRowSum(scores, n, v, D, o, D);
         }

@@ -5,13 +5,16 @@ using ILGPU.Runtime;
 namespace ArcherIlgpu.Kernels;
 
 /// <summary>
-/// Fused causal attention kernels (flash-attention style: no T×T matrix in global memory).
+/// Fused causal grouped-query attention kernels (flash-attention style: no T×T matrix in global memory).
+/// A qkv row is [q (H·D) | k (Hkv·D) | v (Hkv·D)]; query head h reads key/value head h / (H / Hkv), so
+/// with Hkv = H (GPT-2) the kernels are the multi-head ones with one extra integer division.
 ///
 /// Layout shared by all kernels: a group is W warps of 32 lanes. In the forward and the dQ kernel
 /// each warp owns one query row of a (b, h, query tile of W rows); keys and values go through shared
 /// memory 32 at a time (one key per lane for the scores, one channel per lane for the outputs, so a
 /// lane keeps the channels lane, lane+32, lane+64, lane+96 of its row in four registers: D ≤ 128).
-/// The dK/dV kernel swaps the roles: each warp owns one key and streams query tiles.
+/// The dK/dV kernel swaps the roles: each warp owns one key of a key/value head and streams the query
+/// tiles of every query head in that head's group, so a shared key's gradient still has one writer.
 /// Rows in shared memory use the odd stride 129, so a warp reading one column of 32 rows touches 32
 /// different banks whatever D is.
 /// A tile's 32 per-lane scores and probabilities are passed between lanes through a small per-warp
@@ -29,11 +32,11 @@ public sealed partial class IlgpuBackend
     const int AttnExchangeFloats = AttnMaxWarps * 2 * AttnTile;   // per warp: 32 scores + 32 probabilities
     const float AttnMasked = -1e30f;            // finite "minus infinity": exp of it is exactly 0, no inf - inf
 
-    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? attnForwardKernel;
-    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? attnDqKernel;
-    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? attnDkvKernel;
-    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>? attnCacheWriteKernel;
-    Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>? attnDecodeKernel;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>? attnForwardKernel;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>? attnDqKernel;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>? attnDkvKernel;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int>? attnCacheWriteKernel;
+    Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>? attnDecodeKernel;
     DeviceBuffer<float>? attnDelta;   // [B, H, T] row terms dO·O of the backward, kept between calls
 
     /// <summary>
@@ -42,33 +45,34 @@ public sealed partial class IlgpuBackend
     /// </summary>
     int AttnWarps => Math.Min(Accelerator.AcceleratorType == AcceleratorType.CPU ? 4 : AttnMaxWarps, MaxGroupSize / AttnTile);
 
-    int CheckAttention(int B, int T, int C, int H)
+    /// <summary>
+    /// The shape rules plus the kernels' own limit: a lane holds four channels of a row in registers and
+    /// shared rows are sized for AttnMaxHeadSize, so D ≤ 128 (any D up to it, not only powers of two).
+    /// </summary>
+    void CheckAttention(string op, int B, int T, int H, int Hkv, int D)
     {
-        if (B <= 0 || T <= 0 || C <= 0 || H <= 0 || C % H != 0)
-            throw new ArgumentException($"attention needs positive B, T, C, H with C divisible by H; got B={B} T={T} C={C} H={H}");
-        int D = C / H;
+        AttentionShape.Check(op, B, T, H, Hkv, D);
         if (D > AttnMaxHeadSize)
-            throw new NotSupportedException($"attention kernels support head sizes up to {AttnMaxHeadSize}; got D={D}");
+            throw new NotSupportedException($"{op}: the ILGPU attention kernels support head sizes D up to {AttnMaxHeadSize} (four channels per lane of a 32-lane warp); got D={D}");
         if (WarpSize != AttnTile)
-            throw new NotSupportedException($"attention kernels need a warp of {AttnTile} lanes; this device has {WarpSize}");
-        return D;
+            throw new NotSupportedException($"{op}: the ILGPU attention kernels need a warp of {AttnTile} lanes; this device has {WarpSize}");
     }
 
     // ------------------------------------------------------------------ forward
 
-    public override void AttentionForward(Buf<float> qkv, int B, int T, int C, int H,
+    public override void AttentionForward(Buf<float> qkv, int B, int T, int H, int Hkv, int D,
         Buf<float> output, Buf<float> logSumExp)
     {
-        int D = CheckAttention(B, T, C, H);
-        attnForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>(AttnForwardKernel);
+        CheckAttention(nameof(AttentionForward), B, T, H, Hkv, D);
+        attnForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnForwardKernel);
         int warps = AttnWarps, qTiles = (T + warps - 1) / warps;
         attnForwardKernel(new KernelConfig(B * H * qTiles, warps * AttnTile),
-            qkv.View, output.View, logSumExp.View, T, C, H, qTiles, 1f / MathF.Sqrt(D));
+            qkv.View, output.View, logSumExp.View, T, H, Hkv, D, qTiles, 1f / MathF.Sqrt(D));
     }
 
     /// <summary>One group per (b, h, tile of W queries); warp w owns query t0 + w.</summary>
     static void AttnForwardKernel(ArrayView<float> qkv, ArrayView<float> output, ArrayView<float> logSumExp,
-        int T, int C, int H, int qTiles, float scale)
+        int T, int H, int Hkv, int D, int qTiles, float scale)
     {
         var kTile = SharedMemory.Allocate<float>(AttnTileFloats);
         var vTile = SharedMemory.Allocate<float>(AttnTileFloats);
@@ -77,21 +81,22 @@ public sealed partial class IlgpuBackend
 
         int warps = Group.DimX / AttnTile, warp = Group.IdxX / AttnTile, lane = Group.IdxX % AttnTile;
         int bh = Grid.IdxX / qTiles, t0 = (Grid.IdxX % qTiles) * warps;
-        int b = bh / H, h = bh % H, D = C / H, C3 = 3 * C;
+        int b = bh / H, h = bh % H, kvh = h / (H / Hkv), W = (H + 2 * Hkv) * D;
         int t = t0 + warp;
-        int seqBase = b * T * C3 + h * D;
+        int seqBase = b * T * W, qBase = seqBase + h * D;
+        int kBase = seqBase + (H + kvh) * D, vBase = kBase + Hkv * D;
         int scores = warp * 2 * AttnTile, probs = scores + AttnTile;
 
         for (int d = lane; d < D; d += AttnTile)
-            qRows[warp * AttnMaxHeadSize + d] = t < T ? qkv[seqBase + t * C3 + d] * scale : 0f;
+            qRows[warp * AttnMaxHeadSize + d] = t < T ? qkv[qBase + t * W + d] * scale : 0f;
 
         float runMax = AttnMasked, runSum = 0f, o0 = 0f, o1 = 0f, o2 = 0f, o3 = 0f;
         int lastQuery = Math.Min(T, t0 + warps) - 1;
         for (int s0 = 0; s0 <= lastQuery; s0 += AttnTile)
         {
             Group.Barrier();   // the previous tile is consumed (and the query rows are written)
-            LoadTile(qkv, seqBase + C, C3, s0, T, D, kTile);
-            LoadTile(qkv, seqBase + 2 * C, C3, s0, T, D, vTile);
+            LoadTile(qkv, kBase, W, s0, T, D, kTile);
+            LoadTile(qkv, vBase, W, s0, T, D, vTile);
             Group.Barrier();
             if (t >= T || s0 > t) continue;   // uniform per warp
 
@@ -119,7 +124,7 @@ public sealed partial class IlgpuBackend
 
         if (t >= T) return;
         float inv = 1f / runSum;
-        int outBase = (b * T + t) * C + h * D;
+        int outBase = (b * T + t) * H * D + h * D;
         StoreChannels(output, outBase, lane, D, o0 * inv, o1 * inv, o2 * inv, o3 * inv);
         if (lane == 0) logSumExp[bh * T + t] = runMax + XMath.Log(runSum);
     }
@@ -127,19 +132,20 @@ public sealed partial class IlgpuBackend
     // ----------------------------------------------------------------- backward
 
     public override void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output,
-        Buf<float> logSumExp, int B, int T, int C, int H, Buf<float> dQkv)
+        Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv)
     {
-        int D = CheckAttention(B, T, C, H);
-        attnDqKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>(AttnDqKernel);
-        attnDkvKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>(AttnDkvKernel);
+        CheckAttention(nameof(AttentionBackward), B, T, H, Hkv, D);
+        attnDqKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnDqKernel);
+        attnDkvKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnDkvKernel);
         var delta = AttnDeltaScratch(B * H * T);
         int warps = AttnWarps, tiles = (T + warps - 1) / warps;
         float scale = 1f / MathF.Sqrt(D);
         // dQ first: it also writes delta, which every key's dK needs for all of its queries.
         attnDqKernel(new KernelConfig(B * H * tiles, warps * AttnTile),
-            dOutput.View, qkv.View, output.View, logSumExp.View, delta, dQkv.View, T, C, H, tiles, scale);
-        attnDkvKernel(new KernelConfig(B * H * tiles, warps * AttnTile),
-            dOutput.View, qkv.View, logSumExp.View, delta, dQkv.View, T, C, H, tiles, scale);
+            dOutput.View, qkv.View, output.View, logSumExp.View, delta, dQkv.View, T, H, Hkv, D, tiles, scale);
+        // One group per (b, kv head, key tile): a shared key's dK/dV sums its whole query-head group in registers.
+        attnDkvKernel(new KernelConfig(B * Hkv * tiles, warps * AttnTile),
+            dOutput.View, qkv.View, logSumExp.View, delta, dQkv.View, T, H, Hkv, D, tiles, scale);
     }
 
     ArrayView<float> AttnDeltaScratch(int n)
@@ -159,7 +165,7 @@ public sealed partial class IlgpuBackend
     /// (b, h, tile of W queries), warp w owns query t. Also stores delta_t = dO_t · O_t.
     /// </summary>
     static void AttnDqKernel(ArrayView<float> dOutput, ArrayView<float> qkv, ArrayView<float> output,
-        ArrayView<float> logSumExp, ArrayView<float> delta, ArrayView<float> dQkv, int T, int C, int H, int qTiles, float scale)
+        ArrayView<float> logSumExp, ArrayView<float> delta, ArrayView<float> dQkv, int T, int H, int Hkv, int D, int qTiles, float scale)
     {
         var kTile = SharedMemory.Allocate<float>(AttnTileFloats);
         var vTile = SharedMemory.Allocate<float>(AttnTileFloats);
@@ -169,19 +175,20 @@ public sealed partial class IlgpuBackend
 
         int warps = Group.DimX / AttnTile, warp = Group.IdxX / AttnTile, lane = Group.IdxX % AttnTile;
         int bh = Grid.IdxX / qTiles, t0 = (Grid.IdxX % qTiles) * warps;
-        int b = bh / H, h = bh % H, D = C / H, C3 = 3 * C;
+        int b = bh / H, h = bh % H, kvh = h / (H / Hkv), W = (H + 2 * Hkv) * D, HD = H * D;
         int t = t0 + warp;
-        int seqBase = b * T * C3 + h * D;
+        int seqBase = b * T * W, qBase = seqBase + h * D;
+        int kBase = seqBase + (H + kvh) * D, vBase = kBase + Hkv * D;
         int rowBase = warp * AttnMaxHeadSize;
 
         float partialDelta = 0f;
         for (int d = lane; d < D; d += AttnTile)
         {
             bool live = t < T;
-            float dO = live ? dOutput[(b * T + t) * C + h * D + d] : 0f;
-            qRows[rowBase + d] = live ? qkv[seqBase + t * C3 + d] : 0f;
+            float dO = live ? dOutput[(b * T + t) * HD + h * D + d] : 0f;
+            qRows[rowBase + d] = live ? qkv[qBase + t * W + d] : 0f;
             dORows[rowBase + d] = dO;
-            partialDelta += live ? dO * output[(b * T + t) * C + h * D + d] : 0f;
+            partialDelta += live ? dO * output[(b * T + t) * HD + h * D + d] : 0f;
         }
         float rowDelta = WarpSum(partialDelta);
         float rowLse = t < T ? logSumExp[bh * T + t] : 0f;
@@ -192,8 +199,8 @@ public sealed partial class IlgpuBackend
         for (int s0 = 0; s0 <= lastQuery; s0 += AttnTile)
         {
             Group.Barrier();
-            LoadTile(qkv, seqBase + C, C3, s0, T, D, kTile);
-            LoadTile(qkv, seqBase + 2 * C, C3, s0, T, D, vTile);
+            LoadTile(qkv, kBase, W, s0, T, D, kTile);
+            LoadTile(qkv, vBase, W, s0, T, D, vTile);
             Group.Barrier();
             if (t >= T || s0 > t) continue;
 
@@ -221,16 +228,17 @@ public sealed partial class IlgpuBackend
         }
 
         if (t >= T) return;
-        StoreChannels(dQkv, seqBase + t * C3, lane, D, g0 * scale, g1 * scale, g2 * scale, g3 * scale);
+        StoreChannels(dQkv, qBase + t * W, lane, D, g0 * scale, g1 * scale, g2 * scale, g3 * scale);
     }
 
     /// <summary>
-    /// dV_s = sum_t P_ts dO_t and dK_s = scale · sum_t dS_ts q_t over queries t ≥ s; one group per
-    /// (b, h, tile of W keys), warp w owns key s, and query tiles of 32 stream through shared memory.
-    /// Every key is owned by exactly one warp, so nothing is accumulated across groups.
+    /// dV_s = sum_h sum_t P_ts dO_t and dK_s = scale · sum_h sum_t dS_ts q_t over queries t ≥ s of every
+    /// query head h of the key's group; one group per (b, kv head, tile of W keys), warp w owns key s,
+    /// and query tiles of 32 stream through shared memory, head after head. Every key is owned by exactly
+    /// one warp, so nothing is accumulated across groups.
     /// </summary>
     static void AttnDkvKernel(ArrayView<float> dOutput, ArrayView<float> qkv, ArrayView<float> logSumExp,
-        ArrayView<float> delta, ArrayView<float> dQkv, int T, int C, int H, int kTiles, float scale)
+        ArrayView<float> delta, ArrayView<float> dQkv, int T, int H, int Hkv, int D, int kTiles, float scale)
     {
         var qTile = SharedMemory.Allocate<float>(AttnTileFloats);
         var dOTile = SharedMemory.Allocate<float>(AttnTileFloats);
@@ -241,109 +249,113 @@ public sealed partial class IlgpuBackend
         var exchange = SharedMemory.Allocate<float>(AttnExchangeFloats);
 
         int warps = Group.DimX / AttnTile, warp = Group.IdxX / AttnTile, lane = Group.IdxX % AttnTile;
-        int bh = Grid.IdxX / kTiles, k0 = (Grid.IdxX % kTiles) * warps;
-        int b = bh / H, h = bh % H, D = C / H, C3 = 3 * C;
+        int bkv = Grid.IdxX / kTiles, k0 = (Grid.IdxX % kTiles) * warps;
+        int b = bkv / Hkv, kvh = bkv % Hkv, group = H / Hkv, W = (H + 2 * Hkv) * D, HD = H * D;
         int s = k0 + warp;
-        int seqBase = b * T * C3 + h * D;
+        int seqBase = b * T * W, kBase = seqBase + (H + kvh) * D, vBase = kBase + Hkv * D;
         int rowBase = warp * AttnMaxHeadSize;
 
         for (int d = lane; d < D; d += AttnTile)
         {
-            kRows[rowBase + d] = s < T ? qkv[seqBase + s * C3 + C + d] : 0f;
-            vRows[rowBase + d] = s < T ? qkv[seqBase + s * C3 + 2 * C + d] : 0f;
+            kRows[rowBase + d] = s < T ? qkv[kBase + s * W + d] : 0f;
+            vRows[rowBase + d] = s < T ? qkv[vBase + s * W + d] : 0f;
         }
 
         float k0Grad = 0f, k1Grad = 0f, k2Grad = 0f, k3Grad = 0f;
         float v0Grad = 0f, v1Grad = 0f, v2Grad = 0f, v3Grad = 0f;
-        for (int q0 = k0; q0 < T; q0 += AttnTile)
+        for (int h = kvh * group; h < (kvh + 1) * group; h++)
         {
-            Group.Barrier();
-            LoadTile(qkv, seqBase, C3, q0, T, D, qTile);
-            LoadTile(dOutput, b * T * C + h * D, C, q0, T, D, dOTile);
-            if (Group.IdxX < AttnTile)
+            int bh = b * H + h;
+            for (int q0 = k0; q0 < T; q0 += AttnTile)
             {
-                int q = q0 + Group.IdxX;
-                lseTile[Group.IdxX] = q < T ? logSumExp[bh * T + q] : 0f;
-                deltaTile[Group.IdxX] = q < T ? delta[bh * T + q] : 0f;
-            }
-            Group.Barrier();
-            if (s >= T) continue;
+                Group.Barrier();
+                LoadTile(qkv, seqBase + h * D, W, q0, T, D, qTile);
+                LoadTile(dOutput, b * T * HD + h * D, HD, q0, T, D, dOTile);
+                if (Group.IdxX < AttnTile)
+                {
+                    int q = q0 + Group.IdxX;
+                    lseTile[Group.IdxX] = q < T ? logSumExp[bh * T + q] : 0f;
+                    deltaTile[Group.IdxX] = q < T ? delta[bh * T + q] : 0f;
+                }
+                Group.Barrier();
+                if (s >= T) continue;
 
-            int query = q0 + lane;
-            float p = 0f, dScore = 0f;
-            if (query < T && query >= s)
-            {
-                p = XMath.Exp(RowDot(kRows, rowBase, qTile, lane * AttnStride, D) * scale - lseTile[lane]);
-                float dp = RowDot(vRows, rowBase, dOTile, lane * AttnStride, D);
-                dScore = p * (dp - deltaTile[lane]);
-            }
-            int probs = warp * 2 * AttnTile, dScores = probs + AttnTile;
-            exchange[probs + lane] = p;
-            exchange[dScores + lane] = dScore;
-            Warp.Barrier();
-            int queries = Math.Min(AttnTile, T - q0);
-            for (int i = 0; i < queries; i++)
-            {
-                float pi = exchange[probs + i];
-                float dsi = exchange[dScores + i];
-                int row = i * AttnStride + lane;
-                v0Grad += pi * dOTile[row]; k0Grad += dsi * qTile[row];
-                if (D > 32) { v1Grad += pi * dOTile[row + 32]; k1Grad += dsi * qTile[row + 32]; }
-                if (D > 64) { v2Grad += pi * dOTile[row + 64]; k2Grad += dsi * qTile[row + 64]; }
-                if (D > 96) { v3Grad += pi * dOTile[row + 96]; k3Grad += dsi * qTile[row + 96]; }
+                int query = q0 + lane;
+                float p = 0f, dScore = 0f;
+                if (query < T && query >= s)
+                {
+                    p = XMath.Exp(RowDot(kRows, rowBase, qTile, lane * AttnStride, D) * scale - lseTile[lane]);
+                    float dp = RowDot(vRows, rowBase, dOTile, lane * AttnStride, D);
+                    dScore = p * (dp - deltaTile[lane]);
+                }
+                int probs = warp * 2 * AttnTile, dScores = probs + AttnTile;
+                exchange[probs + lane] = p;
+                exchange[dScores + lane] = dScore;
+                Warp.Barrier();
+                int queries = Math.Min(AttnTile, T - q0);
+                for (int i = 0; i < queries; i++)
+                {
+                    float pi = exchange[probs + i];
+                    float dsi = exchange[dScores + i];
+                    int row = i * AttnStride + lane;
+                    v0Grad += pi * dOTile[row]; k0Grad += dsi * qTile[row];
+                    if (D > 32) { v1Grad += pi * dOTile[row + 32]; k1Grad += dsi * qTile[row + 32]; }
+                    if (D > 64) { v2Grad += pi * dOTile[row + 64]; k2Grad += dsi * qTile[row + 64]; }
+                    if (D > 96) { v3Grad += pi * dOTile[row + 96]; k3Grad += dsi * qTile[row + 96]; }
+                }
             }
         }
 
         if (s >= T) return;
-        int dst = seqBase + s * C3;
-        StoreChannels(dQkv, dst + C, lane, D, k0Grad * scale, k1Grad * scale, k2Grad * scale, k3Grad * scale);
-        StoreChannels(dQkv, dst + 2 * C, lane, D, v0Grad, v1Grad, v2Grad, v3Grad);
+        StoreChannels(dQkv, kBase + s * W, lane, D, k0Grad * scale, k1Grad * scale, k2Grad * scale, k3Grad * scale);
+        StoreChannels(dQkv, vBase + s * W, lane, D, v0Grad, v1Grad, v2Grad, v3Grad);
     }
 
     // ------------------------------------------------------------- KV cache
 
-    public override void KvCacheWrite(Buf<float> qkv, int B, int T, int C, int H, int maxT,
+    public override void KvCacheWrite(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache)
     {
-        int D = CheckAttention(B, T, C, H);
+        CheckAttention(nameof(KvCacheWrite), B, T, H, Hkv, D);
         if (T > maxT) throw new ArgumentException($"KvCacheWrite: T={T} exceeds the cache length maxT={maxT}");
-        attnCacheWriteKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int>(AttnCacheWriteKernel);
-        int n = B * H * T * D;
-        attnCacheWriteKernel(Linear(n), qkv.View, kCache.View, vCache.View, n, T, C, H, maxT);
+        attnCacheWriteKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int>(AttnCacheWriteKernel);
+        int n = B * Hkv * T * D;
+        attnCacheWriteKernel(Linear(n), qkv.View, kCache.View, vCache.View, n, T, H, Hkv, D, maxT);
     }
 
-    /// <summary>One thread per cache element (b, h, t, d): consecutive threads write consecutive d.</summary>
+    /// <summary>One thread per cache element (b, kv head, t, d): consecutive threads write consecutive d.</summary>
     static void AttnCacheWriteKernel(ArrayView<float> qkv, ArrayView<float> kCache, ArrayView<float> vCache,
-        int n, int T, int C, int H, int maxT)
+        int n, int T, int H, int Hkv, int D, int maxT)
     {
         int i = Grid.GlobalIndex.X;
         if (i >= n) return;
-        int D = C / H;
         int d = i % D, row = i / D;
-        int t = row % T, bh = row / T;
-        int b = bh / H, h = bh % H;
-        int src = (b * T + t) * 3 * C + h * D + d;
-        int dst = (bh * maxT + t) * D + d;
-        kCache[dst] = qkv[src + C];
-        vCache[dst] = qkv[src + 2 * C];
+        int t = row % T, bkv = row / T;
+        int b = bkv / Hkv, kvh = bkv % Hkv;
+        int src = (b * T + t) * (H + 2 * Hkv) * D + (H + kvh) * D + d;
+        int dst = (bkv * maxT + t) * D + d;
+        kCache[dst] = qkv[src];
+        vCache[dst] = qkv[src + Hkv * D];
     }
 
-    public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int C, int H, int maxT,
+    public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache, Buf<float> output)
     {
-        int D = CheckAttention(B, 1, C, H);
-        attnDecodeKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float>(AttnDecodeKernel);
+        CheckAttention(nameof(AttentionDecode), B, 1, H, Hkv, D);
+        attnDecodeKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>(AttnDecodeKernel);
         attnDecodeKernel(new KernelConfig(B * H, AttnWarps * AttnTile),
-            qkv.View, positions.View, kCache.View, vCache.View, output.View, C, H, maxT, 1f / MathF.Sqrt(D));
+            qkv.View, positions.View, kCache.View, vCache.View, output.View, H, Hkv, D, maxT, 1f / MathF.Sqrt(D));
     }
 
     /// <summary>
     /// One group per (b, h). The new key and value go into the cache first; then warp w takes key tiles
     /// w, w+W, ... with its own online softmax, and the W partial results are merged at the end.
+    /// Every query head of a key/value group writes the same new key and value: groups cannot wait for
+    /// each other, and identical values written twice are harmless.
     /// Positions outside [0, maxT) are clamped away: the row's output is left untouched.
     /// </summary>
     static void AttnDecodeKernel(ArrayView<float> qkv, ArrayView<int> positions, ArrayView<float> kCache,
-        ArrayView<float> vCache, ArrayView<float> output, int C, int H, int maxT, float scale)
+        ArrayView<float> vCache, ArrayView<float> output, int H, int Hkv, int D, int maxT, float scale)
     {
         var qRow = SharedMemory.Allocate<float>(AttnMaxHeadSize);
         var warpMax = SharedMemory.Allocate<float>(AttnMaxWarps);
@@ -352,18 +364,18 @@ public sealed partial class IlgpuBackend
         var exchange = SharedMemory.Allocate<float>(AttnExchangeFloats);
 
         int warps = Group.DimX / AttnTile, warp = Group.IdxX / AttnTile, lane = Group.IdxX % AttnTile;
-        int bh = Grid.IdxX, b = bh / H, h = bh % H, D = C / H;
+        int bh = Grid.IdxX, b = bh / H, h = bh % H, kvh = h / (H / Hkv);
         int scores = warp * 2 * AttnTile, probs = scores + AttnTile;
         int pos = positions[b];
         if (pos < 0 || pos >= maxT) return;   // uniform per group: nothing to attend to
-        int cacheBase = bh * maxT * D;
-        int src = b * 3 * C + h * D;
+        int cacheBase = (b * Hkv + kvh) * maxT * D;
+        int row = b * (H + 2 * Hkv) * D, kSrc = row + (H + kvh) * D, vSrc = kSrc + Hkv * D;
 
         for (int d = Group.IdxX; d < D; d += Group.DimX)
         {
-            qRow[d] = qkv[src + d] * scale;
-            kCache[cacheBase + pos * D + d] = qkv[src + C + d];
-            vCache[cacheBase + pos * D + d] = qkv[src + 2 * C + d];
+            qRow[d] = qkv[row + h * D + d] * scale;
+            kCache[cacheBase + pos * D + d] = qkv[kSrc + d];
+            vCache[cacheBase + pos * D + d] = qkv[vSrc + d];
         }
         Group.Barrier();   // orders the cache writes (global) and qRow (shared) before any read
 
@@ -415,7 +427,7 @@ public sealed partial class IlgpuBackend
                 sum += warpSum[w] * weight;
                 acc += warpOut[w * AttnMaxHeadSize + d] * weight;
             }
-            output[b * C + h * D + d] = acc / sum;
+            output[(b * H + h) * D + d] = acc / sum;
         }
     }
 

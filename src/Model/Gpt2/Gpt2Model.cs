@@ -82,7 +82,7 @@ public sealed class Gpt2Model : CausalLm
     {
         var a = (Gpt2Activations)prefill;
         for (int l = 0; l < Config.Layers; l++)
-            Backend.KvCacheWrite(a.Layers[l].Qkv, a.B, a.T, Config.Channels, Config.Heads, Config.MaxT, cache.K[l], cache.V[l]);
+            Backend.KvCacheWrite(a.Layers[l].Qkv, a.B, a.T, Config.Heads, Config.Heads, Config.HeadSize, Config.MaxT, cache.K[l], cache.V[l]);
     }
 
     /// <summary>The tied head: logits [N, V] = lnf [N, C] · wteᵀ.</summary>
@@ -99,8 +99,8 @@ public sealed class Gpt2Model : CausalLm
         int N = B * T, C = Config.Channels, H = Config.Heads; float eps = Config.LayerNormEps;
         be.LayerNormForward(input, w.Ln1W, w.Ln1B, N, C, eps, s.Ln1, s.Ln1Mean, s.Ln1Rstd);
         be.MatMulForward(s.Ln1, w.AttnW, w.AttnB, N, C, 3 * C, s.Qkv);
-        if (cache is null) be.AttentionForward(s.Qkv, B, T, C, H, s.Att, s.AttLogSumExp);
-        else be.AttentionDecode(s.Qkv, decodePositions, B, C, H, cache.MaxT, cache.K[l], cache.V[l], s.Att);
+        if (cache is null) be.AttentionForward(s.Qkv, B, T, H, H, C / H, s.Att, s.AttLogSumExp);
+        else be.AttentionDecode(s.Qkv, decodePositions, B, H, H, C / H, cache.MaxT, cache.K[l], cache.V[l], s.Att);
         be.MatMulForward(s.Att, w.AttnProjW, w.AttnProjB, N, C, C, s.AttProj);
         be.ResidualForward(input, s.AttProj, N * C, s.Residual2);
         be.LayerNormForward(s.Residual2, w.Ln2W, w.Ln2B, N, C, eps, s.Ln2, s.Ln2Mean, s.Ln2Rstd);
@@ -144,7 +144,7 @@ public sealed class Gpt2Model : CausalLm
         be.LayerNormBackward(a.DLn, s.Residual2, w.Ln2W, s.Ln2Mean, s.Ln2Rstd, N, C, a.DResidual, g.Ln2W, g.Ln2B);
         // attention branch: dResidual2 -> c_proj -> attention -> c_attn -> ln_1 (adds into dInput)
         be.MatMulBackward(a.DResidual, s.Att, w.AttnProjW, N, C, C, a.DAtt, g.AttnProjW, g.AttnProjB);
-        be.AttentionBackward(a.DAtt, s.Qkv, s.Att, s.AttLogSumExp, a.B, a.T, C, H, a.DQkv);
+        be.AttentionBackward(a.DAtt, s.Qkv, s.Att, s.AttLogSumExp, a.B, a.T, H, H, C / H, a.DQkv);
         be.MatMulBackward(a.DQkv, s.Ln1, w.AttnW, N, C, 3 * C, a.DLn, g.AttnW, g.AttnB);
         be.LayerNormBackward(a.DLn, input, w.Ln1W, s.Ln1Mean, s.Ln1Rstd, N, C, a.DResidual, g.Ln1W, g.Ln1B);
     }
