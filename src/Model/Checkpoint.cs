@@ -7,8 +7,8 @@ namespace ArcherIlgpu.Model;
 
 /// <summary>
 /// Model folders in the Hugging Face format, for every family: <c>config.json</c> plus
-/// <c>model.safetensors</c> with the family's tensor names and file layout, so transformers loads the
-/// folder. Optimizer moments (this project's flat layout) go to <c>optimizer.safetensors</c>.
+/// <c>model.safetensors</c> (or shards with <c>model.safetensors.index.json</c>) with the family's tensor
+/// names and file layout, so transformers loads the folder. Optimizer moments (this project's flat layout) go to <c>optimizer.safetensors</c>.
 /// Every file is written to a temporary name and renamed, so a crash never leaves a half-written one.
 /// </summary>
 public static class Checkpoint
@@ -24,7 +24,7 @@ public static class Checkpoint
         var tensors = Models.ToFileTensors(model.Config, model.DownloadParameters());
         var meta = new Dictionary<string, string> { ["format"] = "pt" };
         if (metadata is not null) foreach (var (k, v) in metadata) meta[k] = v;
-        SafeTensors.Write(Path.Combine(dir, WeightsFile), tensors, meta);
+        SafeTensorsFolder.Write(dir, tensors, meta);
         if (optimizer is not null)
         {
             long n = model.Layout.TotalLength;
@@ -47,7 +47,9 @@ public static class Checkpoint
     public static CausalLm Load(Backend backend, string dir)
     {
         var config = Models.LoadConfig(dir);
-        return Models.Create(backend, config, ReadParameters(config, Path.Combine(dir, WeightsFile)));
+        if (!SafeTensorsFolder.Exists(dir))
+            throw new ModelFormatException($"{dir}: no weights ({SafeTensorsFolder.SingleFile} or {SafeTensorsFolder.IndexFile} with its shards)");
+        return Models.Create(backend, config, Models.FromFileTensors(config, SafeTensorsFolder.Read(dir), dir));
     }
 
     /// <summary>Reads a weights file into the flat layout of <paramref name="config"/> (the family checks names and shapes).</summary>

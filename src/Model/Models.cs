@@ -12,13 +12,14 @@ namespace ArcherIlgpu.Model;
 public static class Models
 {
     /// <summary>Every preset name, of every family.</summary>
-    public static string[] PresetNames => [.. Gpt2Config.PresetNames];
+    public static string[] PresetNames => [.. Gpt2Config.PresetNames, .. LlamaConfig.PresetNames];
 
     /// <summary>A preset's config; unknown names fail listing the valid ones.</summary>
     public static IModelConfig Preset(string name)
     {
         var key = name.Trim().ToLowerInvariant();
         if (Gpt2Config.PresetNames.Contains(key)) return Gpt2Config.Preset(key);
+        if (LlamaConfig.PresetNames.Contains(key)) return LlamaConfig.Preset(key);
         throw new ArgumentException($"unknown model preset '{name}'; valid presets: {string.Join(", ", PresetNames)}", nameof(name));
     }
 
@@ -40,6 +41,7 @@ public static class Models
     public static CausalLm Create(Backend backend, IModelConfig config, int seed) => config switch
     {
         Gpt2Config c => new Gpt2Model(backend, c, seed),
+        LlamaConfig c => new LlamaModel(backend, c, seed),
         _ => throw Unknown(config),
     };
 
@@ -47,6 +49,7 @@ public static class Models
     public static CausalLm Create(Backend backend, IModelConfig config, float[] parameters) => config switch
     {
         Gpt2Config c => new Gpt2Model(backend, c, parameters),
+        LlamaConfig c => new LlamaModel(backend, c, parameters),
         _ => throw Unknown(config),
     };
 
@@ -54,6 +57,7 @@ public static class Models
     public static List<NamedTensor> ToFileTensors(IModelConfig config, float[] flat) => config switch
     {
         Gpt2Config c => Gpt2Checkpoint.ToHuggingFace(new ParameterLayout(c), flat),
+        LlamaConfig c => LlamaCheckpoint.ToHuggingFace(new LlamaLayout(c), flat),
         _ => throw Unknown(config),
     };
 
@@ -61,6 +65,7 @@ public static class Models
     public static float[] FromFileTensors(IModelConfig config, IReadOnlyDictionary<string, NamedTensor> tensors, string source) => config switch
     {
         Gpt2Config c => Gpt2Checkpoint.FromHuggingFace(new ParameterLayout(c), tensors, source),
+        LlamaConfig c => LlamaCheckpoint.FromHuggingFace(new LlamaLayout(c), tensors, source),
         _ => throw Unknown(config),
     };
 
