@@ -1,6 +1,6 @@
 using System.CommandLine;
 using ArcherIlgpu.Kernels;
-using ArcherIlgpu.Model.Gpt2;
+using ArcherIlgpu.Model;
 
 namespace ArcherIlgpu.Cli;
 
@@ -26,7 +26,7 @@ public static class SelfCheckCommand
             void Print(SelfCheck.Result r) =>
                 Console.WriteLine($"{r.Op,-16} {r.Shape,-22} {r.Output,-26} {r.Error,10:E2} {r.Tolerance,10:E1}  {(r.Passed ? "ok" : "FAIL")}");
             var results = SelfCheck.Run(backend, cpu, isQuick, Print);
-            foreach (var r in Gpt2SelfCheck.Run(backend, cpu, isQuick)) { Print(r); results.Add(r); }
+            foreach (var r in ModelSelfCheck.Run(backend, cpu, isQuick)) { Print(r); results.Add(r); }
             var failed = results.Where(r => !r.Passed).ToList();
             Console.WriteLine($"{results.Count - failed.Count} passed, {failed.Count} failed");
             if (failed.Count > 0)

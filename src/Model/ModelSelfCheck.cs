@@ -2,15 +2,19 @@ using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Generation;
 using ArcherIlgpu.Model.Training;
 
-namespace ArcherIlgpu.Model.Gpt2;
+using ArcherIlgpu.Model.Gpt2;
+using ArcherIlgpu.Model.Llama;
+
+namespace ArcherIlgpu.Model;
 
 /// <summary>
 /// The model-level part of <c>archer selfcheck</c>: a few training steps and a short generation of a
-/// small GPT-2 on the device and on the <c>cpu</c> backend from the same initial weights, compared
-/// step by step. The op-level checks (<see cref="SelfCheck"/>) show each kernel is right; this shows
+/// small model of each family (GPT-2; Qwen3 with grouped-query heads, q/k norm and H·D != C; Llama with
+/// one key/value head and a separate head) on the device and on the <c>cpu</c> backend from the same
+/// initial weights, compared step by step. The op-level checks (<see cref="SelfCheck"/>) show each kernel is right; this shows
 /// they are wired together right on the device (buffers, strides, the optimizer, the KV cache).
 /// </summary>
-public static class Gpt2SelfCheck
+public static class ModelSelfCheck
 {
     /// <summary>
     /// Losses after a few AdamW steps drift apart by float32 rounding amplified by the updates
@@ -21,9 +25,25 @@ public static class Gpt2SelfCheck
 
     public static List<SelfCheck.Result> Run(Backend device, Backend cpu, bool quick)
     {
-        // Sizes that are multiples of nothing: V 61, C 36 (D 12), T 19.
-        var config = quick ? new Gpt2Config(61, 24, 1, 3, 36) : new Gpt2Config(61, 40, 2, 3, 36);
+        // Sizes that are multiples of nothing: V 61, C 36, D 12, T 19.
+        int maxT = quick ? 24 : 40, layers = quick ? 1 : 2;
+        IModelConfig[] configs =
+        [
+            new Gpt2Config(61, maxT, layers, 3, 36),
+            new LlamaConfig("qwen3", 61, maxT, layers, Heads: 4, KvHeads: 2, HeadSize: 12, Channels: 36, Intermediate: 44,
+                RopeTheta: 1e6, TiedHead: true, QkNorm: true),
+            new LlamaConfig("llama", 61, maxT, layers, Heads: 3, KvHeads: 1, HeadSize: 12, Channels: 36, Intermediate: 44,
+                RmsNormEps: 1e-5f, TiedHead: false),
+        ];
+        var results = new List<SelfCheck.Result>();
+        foreach (var config in configs) results.AddRange(RunOne(device, cpu, config, quick));
+        return results;
+    }
+
+    static List<SelfCheck.Result> RunOne(Backend device, Backend cpu, IModelConfig config, bool quick)
+    {
         int B = 3, T = quick ? 11 : 19, steps = 3;
+        string train = config.ModelType + "-train", generate = config.ModelType + "-generate";
         var batches = Enumerable.Range(0, steps).Select(s => RandomBatch(config, B, T, seed: 100 + s)).ToArray();
         var results = new List<SelfCheck.Result>();
 
@@ -32,13 +52,13 @@ public static class Gpt2SelfCheck
         try { d = Train(device, config, batches); }
         catch (Exception e)
         {
-            results.Add(new("gpt2-train", Shape(config, B, T), $"threw {e.GetType().Name}: {e.Message}", double.NaN, TrainingTolerance));
+            results.Add(new(train, Shape(config, B, T), $"threw {e.GetType().Name}: {e.Message}", double.NaN, TrainingTolerance));
             return results;
         }
         for (int s = 0; s < steps; s++)
-            results.Add(new("gpt2-train", Shape(config, B, T), $"loss step {s + 1}",
+            results.Add(new(train, Shape(config, B, T), $"loss step {s + 1}",
                 Math.Abs(d.devLosses[s] - cpuLosses[s]) / Math.Max(1, Math.Abs(cpuLosses[s])), TrainingTolerance));
-        results.Add(new("gpt2-train", Shape(config, B, T), "parameters after training",
+        results.Add(new(train, Shape(config, B, T), "parameters after training",
             MaxScaledDifference(cpuParams, d.devParams), TrainingTolerance));
 
         // Generation from the trained cpu weights: prompts of different lengths, greedy and sampled.
@@ -54,7 +74,7 @@ public static class Gpt2SelfCheck
             try { actual = Generate(device, config, cpuParams, prompts, options); }
             catch (Exception e)
             {
-                results.Add(new("gpt2-generate", name, $"threw {e.GetType().Name}: {e.Message}", double.NaN, 0));
+                results.Add(new(generate, name, $"threw {e.GetType().Name}: {e.Message}", double.NaN, 0));
                 continue;
             }
             int mismatches = 0; double logProbError = 0;
@@ -64,28 +84,28 @@ public static class Gpt2SelfCheck
                 else for (int i = 0; i < expected.LogProbs[r].Length; i++)
                         logProbError = Math.Max(logProbError, Math.Abs(expected.LogProbs[r][i] - actual.LogProbs[r][i]));
             }
-            results.Add(new("gpt2-generate", name, "rows with different tokens", mismatches, 0));
-            results.Add(new("gpt2-generate", name, "log-probs", logProbError, SelfCheck.DefaultTolerance));
+            results.Add(new(generate, name, "rows with different tokens", mismatches, 0));
+            results.Add(new(generate, name, "log-probs", logProbError, SelfCheck.DefaultTolerance));
         }
         return results;
     }
 
-    static (double[] Losses, float[] Parameters) Train(Backend backend, Gpt2Config config, TrainingBatch[] batches)
+    static (double[] Losses, float[] Parameters) Train(Backend backend, IModelConfig config, TrainingBatch[] batches)
     {
-        using var model = new Gpt2Model(backend, config, seed: 7);
+        using var model = Models.Create(backend, config, seed: 7);
         using var trainer = new ModelTrainer(model, new LrSchedule(1e-3f, WarmupSteps: 0, TotalSteps: batches.Length, Kind: "constant"));
         var losses = batches.Select(b => trainer.TrainStep(b).Loss).ToArray();
         return (losses, model.DownloadParameters());
     }
 
-    static GenerationResult Generate(Backend backend, Gpt2Config config, float[] parameters, int[][] prompts, SamplingOptions options)
+    static GenerationResult Generate(Backend backend, IModelConfig config, float[] parameters, int[][] prompts, SamplingOptions options)
     {
-        using var model = new Gpt2Model(backend, config, parameters);
+        using var model = Models.Create(backend, config, parameters);
         using var generator = new Generator(model);
         return generator.Generate(prompts, options);
     }
 
-    static TrainingBatch RandomBatch(Gpt2Config config, int B, int T, int seed)
+    static TrainingBatch RandomBatch(IModelConfig config, int B, int T, int seed)
     {
         var rng = new Random(seed);
         var inputs = new int[B * T]; var targets = new int[B * T]; var weights = new float[B * T];
@@ -109,5 +129,5 @@ public static class Gpt2SelfCheck
         return err / scale;
     }
 
-    static string Shape(Gpt2Config c, int B, int T) => $"L{c.Layers} C{c.Channels} B{B} T{T}";
+    static string Shape(IModelConfig c, int B, int T) => $"L{c.Layers} C{c.Channels} B{B} T{T}";
 }
