@@ -8,18 +8,20 @@ OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 tar -xJf .gpu/bundle.tar.xz -C .gpu
 A=.gpu/app/archer
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt"
-timeout 240 $A selfcheck --device cuda > "$OUT/selfcheck.txt" 2>&1; echo "selfcheck rc=$?" >> "$OUT/selfcheck.txt"
+timeout 300 $A selfcheck --device cuda > "$OUT/selfcheck.txt" 2>&1; echo "selfcheck rc=$?" >> "$OUT/selfcheck.txt"
 {
   for p in bench-s bench-m; do timeout 120 $A bench train --preset $p --device cuda --steps 10; done
   timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5
   timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 2 --warmup 1 --profile
+  timeout 150 $A bench train --preset gpt2-medium --batch 8 --seq 1024 --device cuda --steps 3
+  timeout 150 $A bench train --preset qwen2.5-0.5b --batch 4 --seq 1024 --device cuda --steps 3
   timeout 100 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda
   timeout 100 $A bench generate --preset gpt2 --batch 256 --new-tokens 256 --device cuda
 } > "$OUT/ours.txt" 2>&1
 if [ "${SKIP_PYTORCH:-0}" != 1 ]; then
   {
-    timeout 150 python3 benchmarks/pytorch/gpt2_step.py --matmul --shapes bench-s,bench-m,gpt2-b16 --steps 10
-    timeout 150 python3 benchmarks/pytorch/gpt2_step.py --tf32 --matmul --shapes bench-s,bench-m,gpt2-b16 --steps 10
+    timeout 150 python3 benchmarks/pytorch/gpt2_step.py --matmul --shapes bench-s,bench-m,gpt2-b16,350m --steps 10
+    timeout 150 python3 benchmarks/pytorch/gpt2_step.py --tf32 --matmul --shapes bench-s,bench-m,gpt2-b16,350m --steps 10
   } > "$OUT/pytorch.txt" 2>&1
 fi
 tail -4 "$OUT/selfcheck.txt"; grep -vE "^\s*$" "$OUT/ours.txt" | tail -80; cat "$OUT/pytorch.txt" 2>/dev/null

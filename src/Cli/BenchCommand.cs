@@ -5,6 +5,7 @@ using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Generation;
 using ArcherIlgpu.Model.Gpt2;
+using ArcherIlgpu.Model.Llama;
 using ArcherIlgpu.Model.Training;
 
 namespace ArcherIlgpu.Cli;
@@ -26,14 +27,14 @@ public static class BenchCommand
 
     static Option<string> PresetOption() => new("--preset")
     {
-        Description = $"model shape: {string.Join(", ", Gpt2Config.PresetNames)}",
+        Description = $"model shape: {string.Join(", ", Models.PresetNames)}",
         DefaultValueFactory = _ => "bench-s",
     };
 
     static Option<bool> ProfileOption() => new("--profile") { Description = "time every op (synchronising after each) and print a per-op table" };
 
     /// <summary>The batch shapes the TorchSharp peer uses for each benchmark preset.</summary>
-    static (int B, int T) DefaultShape(string preset, Gpt2Config config) => preset.Trim().ToLowerInvariant() switch
+    static (int B, int T) DefaultShape(string preset, IModelConfig config) => preset.Trim().ToLowerInvariant() switch
     {
         "bench-s" => (8, 128),
         "bench-m" => (4, 256),
@@ -57,7 +58,7 @@ public static class BenchCommand
         command.SetAction(parse =>
         {
             string presetName = parse.GetValue(preset)!;
-            var config = Gpt2Config.Preset(presetName);
+            var config = Models.Preset(presetName);
             var (defB, defT) = DefaultShape(presetName, config);
             int B = parse.GetValue(batch) ?? defB, T = parse.GetValue(seq) ?? defT;
             int nSteps = parse.GetValue(steps), nWarmup = parse.GetValue(warmup);
@@ -71,11 +72,11 @@ public static class BenchCommand
         return command;
     }
 
-    static int RunTrain(Backend be, Backend inner, ProfilingBackend? profiler, string presetName, Gpt2Config config,
+    static int RunTrain(Backend be, Backend inner, ProfilingBackend? profiler, string presetName, IModelConfig config,
         int B, int T, int nSteps, int nWarmup)
     {
         Console.WriteLine($"bench train: {presetName} ({config}) B={B} T={T} on {inner.Name} ({inner.Description})");
-        using var model = new Gpt2Model(be, config, seed: 1337);
+        using var model = Models.Create(be, config, seed: 1337);
         using var trainer = new ModelTrainer(model, new LrSchedule(1e-4f, Kind: "constant"));
         var batches = RandomBatches(config, B, T, count: 2, seed: 42);
 
@@ -116,7 +117,7 @@ public static class BenchCommand
         Console.WriteLine(Invariant($"median            {median:F1} ms/step (min {times.Min():F1}, max {times.Max():F1}, {nSteps} steps)"));
         Console.WriteLine(Invariant($"clean median      {cleanMedian:F1} ms/step over the {clean.Length} steps where other processes used < 0.25 cores"));
         Console.WriteLine(Invariant($"tokens/s          {tokens / (median / 1e3):F0}"));
-        Console.WriteLine(Invariant($"achieved          {flops / (median / 1e3) / 1e9:F1} GFLOP/s ({flops / 1e9:F2} GFLOP/step = 6·(params − wpe)·B·T + 6·L·B·T²·C)"));
+        Console.WriteLine(Invariant($"achieved          {flops / (median / 1e3) / 1e9:F1} GFLOP/s ({flops / 1e9:F2} GFLOP/step = 6·(params − lookup-only tables)·B·T + 6·L·B·T²·H·D)"));
         PrintMemory(inner);
         Console.WriteLine(Invariant($"managed alloc     {allocated / (double)nSteps:N0} bytes/step over the timed steps; GCs gen0/1/2: {dGc0}/{dGc1}/{dGc2}"));
         Console.WriteLine(Invariant($"RESULT preset={presetName} device={inner.Name} B={B} T={T} median_ms={median:F2} clean_steps={clean.Length} clean_median_ms={cleanMedian:F2} min_ms={times.Min():F2} tok_per_s={tokens / (median / 1e3):F1} gflops={flops / (median / 1e3) / 1e9:F1} peak_rss_mb={PeakRssBytes() / 1048576.0:F0} backend_peak_mb={inner.PeakBytes / 1048576.0:F0} alloc_per_step={allocated / nSteps} loss={loss:F4}"));
@@ -126,18 +127,24 @@ public static class BenchCommand
 
     /// <summary>
     /// FLOPs of one training step: every weight does one multiply-add per token forward and two
-    /// backward (6·params·tokens), counting the tied embedding once as the head matmul and leaving out
-    /// the position table (a lookup, no arithmetic); plus causal attention, whose q·kᵀ and p·v cost
-    /// 2·T²·C per sequence and layer forward with the mask halving 4·T²·C, and twice that backward.
-    /// LayerNorm, GELU, softmax and the optimizer are left out, as usual.
+    /// backward (6·params·tokens), counting a tied embedding once as the head matmul and leaving out
+    /// tables that are only looked up (GPT-2's position table, an untied model's token embedding); plus
+    /// causal attention, whose q·kᵀ and p·v cost 2·T²·H·D per sequence and layer forward with the mask
+    /// halving 4·T²·H·D, and twice that backward. Norms, activations, softmax and the optimizer are left
+    /// out, as usual.
     /// </summary>
-    public static double TrainingFlops(Gpt2Config c, long parameterCount, int B, int T)
+    public static double TrainingFlops(IModelConfig c, long parameterCount, int B, int T)
     {
-        double weights = parameterCount - (double)c.MaxT * c.Channels;
-        return 6.0 * weights * B * T + 6.0 * c.Layers * B * (double)T * T * c.Channels;
+        var (lookupOnly, attentionWidth) = c switch
+        {
+            Gpt2Config g => ((double)g.MaxT * g.Channels, g.Channels),
+            LlamaConfig l => (l.TiedHead ? 0.0 : (double)l.VocabSize * l.Channels, l.QWidth),
+            _ => throw new ArgumentException($"no FLOP count for {c.GetType().Name}"),
+        };
+        return 6.0 * (parameterCount - lookupOnly) * B * T + 6.0 * c.Layers * B * (double)T * T * attentionWidth;
     }
 
-    static TrainingBatch[] RandomBatches(Gpt2Config config, int B, int T, int count, int seed)
+    static TrainingBatch[] RandomBatches(IModelConfig config, int B, int T, int count, int seed)
     {
         var rng = new Random(seed);
         var result = new TrainingBatch[count];
@@ -173,7 +180,7 @@ public static class BenchCommand
         command.SetAction(parse =>
         {
             string presetName = parse.GetValue(preset)!;
-            var config = Gpt2Config.Preset(presetName);
+            var config = Models.Preset(presetName);
             int B = parse.GetValue(batch), P = parse.GetValue(promptLength);
             if (B < 1 || P < 1 || P >= config.MaxT) throw new ArgumentException($"need --batch >= 1 and 1 <= --prompt-length < {config.MaxT}, got {B} and {P}");
             int n = Math.Min(parse.GetValue(newTokens), config.MaxT - P);
@@ -183,7 +190,7 @@ public static class BenchCommand
             Backend be = profiler ?? inner;
             Console.WriteLine($"bench generate: {presetName} ({config}) B={B} prompt={P} new={n} on {inner.Name} ({inner.Description})");
 
-            using var model = new Gpt2Model(be, config, seed: 1337);
+            using var model = Models.Create(be, config, seed: 1337);
             using var generator = new Generator(model);
             var rng = new Random(7);
             var prompts = new int[B][];

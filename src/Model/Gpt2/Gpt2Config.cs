@@ -28,11 +28,11 @@ public sealed record Gpt2Config(int VocabSize, int MaxT, int Layers, int Heads, 
     public int HeadSize => Channels / Heads;
 
     /// <summary>Names accepted by <see cref="Preset"/>.</summary>
-    public static readonly string[] PresetNames = ["tiny", "small", "bench-s", "bench-m", "gpt2"];
+    public static readonly string[] PresetNames = ["tiny", "small", "bench-s", "bench-m", "gpt2", "gpt2-medium"];
 
     /// <summary>
     /// tiny: tests, seconds on CPU. small: samples. bench-s / bench-m: throughput benchmarks.
-    /// gpt2: the 124M Hugging Face GPT-2.
+    /// gpt2: the 124M Hugging Face GPT-2. gpt2-medium: the 355M one (the benchmarks' 350M shape).
     /// </summary>
     public static Gpt2Config Preset(string name) => name.Trim().ToLowerInvariant() switch
     {
@@ -41,6 +41,7 @@ public sealed record Gpt2Config(int VocabSize, int MaxT, int Layers, int Heads, 
         "bench-s" => new Gpt2Config(VocabSize: 512, MaxT: 128, Layers: 4, Heads: 4, Channels: 256),
         "bench-m" => new Gpt2Config(VocabSize: 8192, MaxT: 256, Layers: 6, Heads: 6, Channels: 384),
         "gpt2" => new Gpt2Config(VocabSize: 50257, MaxT: 1024, Layers: 12, Heads: 12, Channels: 768),
+        "gpt2-medium" => new Gpt2Config(VocabSize: 50257, MaxT: 1024, Layers: 24, Heads: 16, Channels: 1024),
         _ => throw new ArgumentException($"unknown GPT-2 preset '{name}'; valid presets: {string.Join(", ", PresetNames)}", nameof(name)),
     };
 
