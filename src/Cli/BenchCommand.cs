@@ -244,7 +244,7 @@ public static class BenchCommand
         foreach (var line in File.ReadLines(path))
             if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
             {
-                var parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                var parts = line.Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries);   // a tab, not spaces, precedes values of 8+ digits
                 return long.Parse(parts[1], CultureInfo.InvariantCulture) * 1024;   // kB
             }
         return 0;

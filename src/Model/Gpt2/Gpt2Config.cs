@@ -95,10 +95,7 @@ public sealed record Gpt2Config(int VocabSize, int MaxT, int Layers, int Heads, 
     /// <summary>Reads a Hugging Face GPT-2 config.json; <paramref name="source"/> names the file in errors.</summary>
     public static Gpt2Config FromHuggingFaceJson(string json, string source = "config.json")
     {
-        JsonNode? root;
-        try { root = JsonNode.Parse(json); }
-        catch (JsonException e) { throw new ModelFormatException($"{source}: not valid JSON ({e.Message})", e); }
-        if (root is not JsonObject obj) throw new ModelFormatException($"{source}: expected a JSON object");
+        var obj = ConfigJson.ParseObject(json, source);
 
         var type = obj["model_type"]?.ToString();
         if (type is not null && type != "gpt2")
@@ -138,27 +135,10 @@ public sealed record Gpt2Config(int VocabSize, int MaxT, int Layers, int Heads, 
         AtomicFile.WriteAllText(Path.Combine(modelDir, "config.json"), ToHuggingFaceJson());
     }
 
-    static int Int(JsonObject obj, string field, string source, int fallback)
-    {
-        var node = obj[field];
-        if (node is null) return fallback;
-        try { return node.GetValue<int>(); }
-        catch (Exception e) when (e is FormatException or InvalidOperationException)
-        {
-            throw new ModelFormatException($"{source}: field '{field}' must be an integer, got {node.ToJsonString()}", e);
-        }
-    }
+    static int Int(JsonObject obj, string field, string source, int fallback) => ConfigJson.OptionalInt(obj, field, source) ?? fallback;
 
     static float Float(JsonObject obj, string field, string source, float fallback)
-    {
-        var node = obj[field];
-        if (node is null) return fallback;
-        try { return (float)node.GetValue<double>(); }
-        catch (Exception e) when (e is FormatException or InvalidOperationException)
-        {
-            throw new ModelFormatException($"{source}: field '{field}' must be a number, got {node.ToJsonString()}", e);
-        }
-    }
+        => (float)(ConfigJson.OptionalDouble(obj, field, source) ?? fallback);
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
         $"GPT-2 V={VocabSize} maxT={MaxT} L={Layers} H={Heads} C={Channels} eps={LayerNormEps} std={InitStd}");

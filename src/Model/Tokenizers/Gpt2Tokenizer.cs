@@ -136,7 +136,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
 
     private static Dictionary<string, int> ReadVocabulary(string path)
     {
-        byte[] json = ReadFile(path);
+        byte[] json = ReadFileBytes(path);
         var vocab = new Dictionary<string, int>(StringComparer.Ordinal);
         try
         {
@@ -187,7 +187,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
 
     private static Dictionary<long, (int, int)> ReadMerges(string path, Dictionary<string, int> vocab)
     {
-        string[] lines = Encoding.UTF8.GetString(ReadFile(path)).Split('\n');
+        string[] lines = Encoding.UTF8.GetString(ReadFileBytes(path)).Split('\n');
         var merges = ByteLevelBpe.NewMergeTable(lines.Length);
         for (int n = 0; n < lines.Length; n++)
         {
@@ -210,7 +210,8 @@ public sealed class Gpt2Tokenizer : ITokenizer
             ? id
             : throw new ModelFormatException($"Merges file '{path}', line {lineIndex + 1}: token \"{token}\" is not in the vocabulary.");
 
-    private static byte[] ReadFile(string path)
+    /// <summary>A tokenizer file's bytes; an unreadable file is a ModelFormatException naming it.</summary>
+    internal static byte[] ReadFileBytes(string path)
     {
         try
         {

@@ -27,15 +27,7 @@ internal sealed class HfTokenizerJson
 
     public static HfTokenizerJson Read(string path)
     {
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException($"Cannot read tokenizer file '{path}': {e.Message}", e);
-        }
+        byte[] bytes = Gpt2Tokenizer.ReadFileBytes(path);
         try
         {
             using JsonDocument doc = JsonDocument.Parse(bytes, new JsonDocumentOptions { MaxDepth = 64 });

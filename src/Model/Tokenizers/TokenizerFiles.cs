@@ -114,15 +114,7 @@ public static class TokenizerFiles
 
     private static CharTokenizer LoadChar(string path)
     {
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ModelFormatException($"Cannot read tokenizer file '{path}': {e.Message}", e);
-        }
+        byte[] bytes = Gpt2Tokenizer.ReadFileBytes(path);
         try
         {
             using JsonDocument doc = JsonDocument.Parse(bytes);
