@@ -2,7 +2,6 @@ using System.CommandLine;
 using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Generation;
-using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.Tokenizers;
 
 namespace ArcherIlgpu.Cli;

@@ -2,14 +2,13 @@ using System.CommandLine;
 using System.Text.Json;
 using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
-using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.IO;
 
 namespace ArcherIlgpu.Cli;
 
 /// <summary>
 /// <c>archer loss --model DIR --tokens FILE [--grads]</c>: the mean next-token cross-entropy of a token
-/// file under a Hugging Face GPT-2 folder, and optionally the gradient norms, as one JSON line. The same
+/// file under a Hugging Face model folder (GPT-2, Llama, Qwen2, Qwen3), and optionally the gradient norms, as one JSON line. The same
 /// numbers transformers gives for <c>model(input_ids, labels=input_ids)</c>, so the two can be compared.
 /// </summary>
 public static class LossCommand
@@ -30,7 +29,7 @@ public static class LossCommand
         command.SetAction(parse => CliErrors.Guard(parse, (output, _) =>
         {
             string dir = CliErrors.RequireModelDir(parse.GetValue(model)!);
-            var config = Gpt2Config.Load(dir);
+            var config = Models.LoadConfig(dir);
             var rows = TokenFile.Read(parse.GetValue(tokens)!, config.VocabSize, config.MaxT);
             using var backend = Devices.Create(parse.GetValue(device));
             using var m = Checkpoint.Load(backend, dir);
@@ -91,6 +90,7 @@ public static class LossCommand
     static Dictionary<string, string> FileNames(string weightsPath)
     {
         var map = new Dictionary<string, string>(StringComparer.Ordinal);
+        if (!File.Exists(weightsPath)) return map;   // sharded: the Llama family's names are the file's names
         foreach (var info in SafeTensors.ReadIndex(weightsPath, out _))
         {
             var name = info.Name.StartsWith("transformer.", StringComparison.Ordinal) ? info.Name["transformer.".Length..] : info.Name;

@@ -1,7 +1,6 @@
 using System.CommandLine;
 using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
-using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.IO;
 using ArcherIlgpu.Model.Tokenizers;
 using ArcherIlgpu.Rl.Tasks;

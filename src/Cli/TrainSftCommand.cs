@@ -4,7 +4,6 @@ using System.Globalization;
 using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Generation;
-using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.Tokenizers;
 using ArcherIlgpu.Model.Training;
 
@@ -34,7 +33,7 @@ public static class TrainSftCommand
         var seed = new Option<int>("--seed") { Description = "seed for initialisation, shuffling and the held-out split (default 1)", DefaultValueFactory = _ => 1 };
         var evalEvery = new Option<int?>("--eval-every") { Description = "held-out loss, progress line and checkpoint every this many steps (default steps / 10)" };
         var device = Program.DeviceOption();
-        var command = new Command("train-sft", "Supervised fine-tuning of a small GPT-2 on prompt/completion pairs")
+        var command = new Command("train-sft", "Supervised fine-tuning of a small model (GPT-2 or Llama/Qwen) on prompt/completion pairs")
         {
             data, heldOut, fraction, output, preset, init, steps, batch, lr, warmup, seed, evalEvery, device,
         };

@@ -17,7 +17,10 @@ public static class Archer
         return new CliResult(code, output.ToString(), error.ToString());
     }
 
-    public static string GoldenDir => Path.Combine(AppContext.BaseDirectory, "TestData", "golden-tiny-gpt2");
+    public static string GoldenDir => Golden("gpt2");
+
+    /// <summary>A golden tiny checkpoint of the Model tests' TestData (gpt2, qwen2, llama are linked into this project).</summary>
+    public static string Golden(string type) => Path.Combine(AppContext.BaseDirectory, "TestData", "golden-tiny-" + type);
 }
 
 /// <summary>A fresh temporary folder, deleted on dispose.</summary>

@@ -3,28 +3,33 @@ using System.Text.Json;
 namespace ArcherIlgpu.Cli.Tests;
 
 /// <summary>
-/// <c>archer loss</c> against golden numbers from an independent implementation: Hugging Face transformers'
-/// GPT2LMHeadModel in float64 (benchmarks/golden/make_tiny_gpt2.py), which saved the model folder used here.
+/// <c>archer loss</c> against golden numbers from independent implementations: Hugging Face transformers'
+/// GPT2LMHeadModel in float64 (benchmarks/golden/make_tiny_gpt2.py), which saved the GPT-2 folder used here,
+/// and a plain-Python float64 Llama/Qwen2 with its own autodiff (benchmarks/golden/make_tiny_llama.py; the
+/// llama folder is BF16 in two shards).
 /// </summary>
 public class LossCommandTests
 {
     /// <summary>cpu is the managed backend; ilgpu-cpu runs the GPU kernels on the ILGPU simulator.</summary>
-    [Theory, InlineData("cpu"), InlineData("ilgpu-cpu")]
-    public void GoldenLossAndGradientNormsMatchHuggingFace(string device)
+    [Theory]
+    [InlineData("gpt2", "cpu"), InlineData("gpt2", "ilgpu-cpu")]
+    [InlineData("qwen2", "cpu"), InlineData("qwen2", "ilgpu-cpu"), InlineData("llama", "cpu")]
+    public void GoldenLossAndGradientNormsMatchHuggingFace(string type, string device)
     {
-        var r = Archer.Run("loss", "--model", Archer.GoldenDir, "--tokens", Path.Combine(Archer.GoldenDir, "tokens.txt"), "--grads", "--device", device);
+        var folder = Archer.Golden(type);
+        var r = Archer.Run("loss", "--model", folder, "--tokens", Path.Combine(folder, "tokens.txt"), "--grads", "--device", device);
         Assert.True(r.ExitCode == 0, r.ToString());
         var lines = r.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.Single(lines);
         using var ours = JsonDocument.Parse(lines[0]);
-        using var golden = JsonDocument.Parse(File.ReadAllText(Path.Combine(Archer.GoldenDir, "golden.json")));
+        using var golden = JsonDocument.Parse(File.ReadAllText(Path.Combine(folder, "golden.json")));
         var o = ours.RootElement; var g = golden.RootElement;
 
         Assert.Equal(g.GetProperty("tokens").GetInt32(), o.GetProperty("tokens").GetInt32());
         // float32 end to end against float64 (with float32 logits): measured 1.7e-7 relative on cpu;
         // 2e-6 leaves room for the kernels' other summation orders.
         AssertRelative(g.GetProperty("loss").GetDouble(), o.GetProperty("loss").GetDouble(), 2e-6, "loss");
-        // Norms of float32 gradients against float64 ones: measured worst 3.8e-7 relative over the 28
+        // Norms of float32 gradients against float64 ones: measured worst 3.8e-7 relative over GPT-2's 28
         // tensors (cpu) and 3.1e-7 (ilgpu-cpu), global norm 6e-8; 5e-6 leaves an order of magnitude for
         // other summation orders and is far below what a wrong term (a missing head contribution) would move.
         AssertRelative(g.GetProperty("grad_norm").GetDouble(), o.GetProperty("grad_norm").GetDouble(), 5e-6, "grad_norm");

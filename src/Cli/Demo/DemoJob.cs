@@ -5,7 +5,6 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
-using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.IO;
 using ArcherIlgpu.Model.Tokenizers;
 using ArcherIlgpu.Model.Training;
@@ -373,7 +372,7 @@ public sealed class DemoJob
     {
         var sb = new StringBuilder();
         sb.Append($"# {run.Name}\n\n");
-        sb.Append($"SFT then {o.Algorithm} on `{config.Task.Name}` ({string.Join(", ", config.Task.Options)}), GPT-2 preset `{config.Model.Preset}`, device `{o.Device}`, seed {config.Seed}.\n");
+        sb.Append($"SFT then {o.Algorithm} on `{config.Task.Name}` ({string.Join(", ", config.Task.Options)}), model preset `{config.Model.Preset}`, device `{o.Device}`, seed {config.Seed}.\n");
         sb.Append($"Held-out: {config.Eval.Problems} problems never used in training, {config.Eval.Samples} samples each at temperature " +
                   $"{config.Eval.Temperature.ToString("0.##", CultureInfo.InvariantCulture)} (pass@k unbiased), plus one greedy answer.\n\n");
         sb.Append(Table(o.Sft, o.Rl, o.Algorithm)).Append('\n');

@@ -1,7 +1,6 @@
 using ArcherIlgpu.Model;
 using System.Globalization;
 using ArcherIlgpu.Kernels;
-using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Rl.Algorithms;
 using ArcherIlgpu.Rl.Tasks;
 using ArcherIlgpu.Runs;
@@ -111,7 +110,7 @@ public sealed record TaskSettings
     public List<string> Options { get; init; } = ["min_digits=2", "max_digits=2", "operators=+"];
 }
 
-/// <summary>A fresh GPT-2 of a preset shape; the vocabulary comes from the task's character tokenizer.</summary>
+/// <summary>A fresh model of a preset shape (any family); the vocabulary comes from the task's character tokenizer.</summary>
 public sealed record ModelSettings
 {
     public string Preset { get; init; } = "tiny";

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using ArcherIlgpu.Model;
-using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.Tokenizers;
 using ArcherIlgpu.Model.Training;
 using ArcherIlgpu.Rl.Algorithms;

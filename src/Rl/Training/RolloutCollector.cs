@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using ArcherIlgpu.Model;
 using ArcherIlgpu.Model.Generation;
-using ArcherIlgpu.Model.Gpt2;
 using ArcherIlgpu.Model.Tokenizers;
 using ArcherIlgpu.Rl.Algorithms;
 using ArcherIlgpu.Rl.Losses;
