@@ -1,4 +1,7 @@
 using System.Globalization;
+using ArcherIlgpu.Kernels;
+using ArcherIlgpu.Model;
+using ArcherIlgpu.Model.Tokenizers;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Xunit.Abstractions;
@@ -48,5 +51,38 @@ public class QwenEndToEndTests(ITestOutputHelper output)
         // After SFT the model solves most 2-digit additions; pass@4 well above chance shows the RL-trained
         // Qwen2 folder loads and generates sensibly.
         Assert.True(pass4 > 0.5, eval.Out);
+    }
+
+    /// <summary>
+    /// A Hugging Face-style Qwen folder (config.json, model.safetensors, tokenizer.json + tokenizer_config.json):
+    /// the byte-level BPE tokenizer is found, SFT from it keeps it, and generation decodes through it.
+    /// The tokenizer is the cut-down Qwen3 tokenizer.json of the Model tests (6,000 merges).
+    /// </summary>
+    [Fact]
+    public void HuggingFaceTokenizerFolderTrainsAndGenerates()
+    {
+        using var dir = new TempDir();
+        string init = Path.Combine(dir.Path, "init");
+        var tokenizer = HfBpeTokenizer.FromFolder(Path.Combine(AppContext.BaseDirectory, "TestData", "hf-bpe", "qwen3-mini"));
+        using (var backend = new CpuBackend())
+        using (var model = Models.Create(backend, Models.Preset("qwen2-tiny").WithVocabSize(tokenizer.VocabSize), seed: 5))
+        {
+            Checkpoint.Save(model, init);
+            TokenizerFiles.Save(tokenizer, init);
+        }
+
+        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "-o", "max_digits=1", "--count", "300", "--held-out", "20", "--out", dir.File("d.jsonl"));
+        Assert.True(make.ExitCode == 0, make.ToString());
+        string sft = Path.Combine(dir.Path, "sft");
+        var train = Archer.Run("train-sft", "--data", dir.File("d.jsonl"), "--held-out", dir.File("d.heldout.jsonl"), "--out", sft,
+            "--init", init, "--steps", "30", "--batch-size", "8", "--seed", "1", "--device", "cpu");
+        Assert.True(train.ExitCode == 0, train.ToString());
+        Assert.True(File.Exists(Path.Combine(sft, "tokenizer.json")), "the tokenizer.json was not kept");
+        Assert.Equal(tokenizer.VocabSize, TokenizerFiles.Load(sft).VocabSize);
+
+        // Thirty steps teach little; what matters is that sampling decodes through tokenizer.json.
+        var gen = Archer.Run("generate", "--model", sft, "--prompt", "3+4=", "--samples", "2", "--seed", "3", "--max-new-tokens", "4", "--device", "cpu");
+        Assert.True(gen.ExitCode == 0, gen.ToString());
+        Assert.Equal(2, Regex.Matches(gen.Out, "--- sample").Count);
     }
 }
