@@ -48,8 +48,10 @@ public static class Checkpoint
     {
         var config = Models.LoadConfig(dir);
         if (!SafeTensorsFolder.Exists(dir))
-            throw new ModelFormatException($"{dir}: no weights ({SafeTensorsFolder.SingleFile} or {SafeTensorsFolder.IndexFile} with its shards)");
-        return Models.Create(backend, config, Models.FromFileTensors(config, SafeTensorsFolder.Read(dir), dir));
+            throw new ModelFormatException($"{Path.Combine(dir, WeightsFile)}: file not found (nor {SafeTensorsFolder.IndexFile} with shards)");
+        // Errors name the file that holds the weights (the index, for a sharded folder).
+        string source = Path.Combine(dir, File.Exists(Path.Combine(dir, WeightsFile)) ? WeightsFile : SafeTensorsFolder.IndexFile);
+        return Models.Create(backend, config, Models.FromFileTensors(config, SafeTensorsFolder.Read(dir), source));
     }
 
     /// <summary>Reads a weights file into the flat layout of <paramref name="config"/> (the family checks names and shapes).</summary>
