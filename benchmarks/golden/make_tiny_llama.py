@@ -1,4 +1,5 @@
-"""Golden numbers for tiny Llama, Qwen2 and Qwen3 decoders from an independent float64 implementation.
+"""Golden numbers for tiny Llama (plain and Llama 3.1-style scaled RoPE), Qwen2 and Qwen3 decoders from an
+independent float64 implementation.
 
 No torch, numpy or transformers: plain Python 3.11 standard library, so the numbers do not come from any
 code the C# stack shares. For each model this writes a Hugging Face-style folder OUT_ROOT/golden-tiny-<type>/
@@ -9,7 +10,8 @@ stored tensor, all float64.
 
 The forward follows modeling_llama.py / modeling_qwen2.py / modeling_qwen3.py: pre-norm blocks with RMSNorm
 (x * rsqrt(mean(x^2) + eps)) * w; q/k/v projections (Qwen2: with biases); Qwen3: RMSNorm of each q and k head
-BEFORE RoPE; RoPE on the two halves of each head (rotate_half), inv_freq = theta^(-2i/D); grouped-query
+BEFORE RoPE; RoPE on the two halves of each head (rotate_half), inv_freq = theta^(-2i/D) (golden-tiny-llama3:
+then rescaled by rope_type "llama3", see llama3_scaled_frequencies); grouped-query
 attention (query head h reads kv head h // (H/Hkv)); causal softmax(q.k / sqrt(D)); o_proj; residual;
 SwiGLU MLP down(silu(gate(x)) * up(x)); final RMSNorm; lm_head (or the tied embedding).
 
@@ -17,7 +19,7 @@ Gradients come from a small tape-based reverse-mode autodiff over scalars (below
 backward; a float-only run of the same forward checks the autodiff against central finite differences on one
 element of every tensor (the script asserts relative error < 1e-6 and prints the table).
 
-usage: python3 make_tiny_llama.py OUT_ROOT
+usage: python3 make_tiny_llama.py OUT_ROOT [NAME ...]     (NAME: llama, qwen2, qwen3, llama3; default all)
 """
 import json
 import math
@@ -233,11 +235,54 @@ def silu(ops, a):
     return ops.mul(a, sigmoid)
 
 
+def llama3_scaled_frequencies(inv_freq, scaling):
+    """Llama 3.1's rope scaling as read from transformers' modeling_rope_utils.py (_compute_llama3_parameters): with
+    wavelength w = 2 pi / f, pairs turning slower than the pre-training context / low_freq_factor (long w) are
+    slowed down factor times, pairs faster than context / high_freq_factor are kept, and in between the rate
+    is blended linearly in context / w: s = (context / w - low) / (high - low), f' = (1 - s) f / factor + s f.
+    Returns the new frequencies and each pair's band ("kept", "blended" or "scaled")."""
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    context = scaling["original_max_position_embeddings"]
+    long_wavelength, short_wavelength = context / low, context / high
+    out, bands = [], []
+    for f in inv_freq:
+        w = 2.0 * math.pi / f
+        if w < short_wavelength:
+            out.append(f)
+            bands.append("kept")
+        elif w > long_wavelength:
+            out.append(f / factor)
+            bands.append("scaled")
+        else:
+            s = (context / w - low) / (high - low)
+            out.append((1.0 - s) * f / factor + s * f)
+            bands.append("blended")
+    return out, bands
+
+
+def check_llama3_bands(cfg):
+    """The llama3 golden must exercise all three bands, each pair far enough (5 %) from a band edge that float32
+    rounding of a wavelength in the tested code cannot move it to another band. Prints the table."""
+    d, scaling = cfg["head_dim"], cfg["rope_scaling"]
+    inv_freq = [1.0 / cfg["rope_theta"] ** ((2 * i) / d) for i in range(d // 2)]
+    scaled, bands = llama3_scaled_frequencies(inv_freq, scaling)
+    context = scaling["original_max_position_embeddings"]
+    edges = (context / scaling["high_freq_factor"], context / scaling["low_freq_factor"])
+    print(f"  llama3 rope bands (wavelength edges {edges[0]:g} and {edges[1]:g}):")
+    for i, (f, g, band) in enumerate(zip(inv_freq, scaled, bands)):
+        w = 2.0 * math.pi / f
+        print(f"    pair {i}: wavelength {w:10.4f}  inv_freq {f:.10f} -> {g:.10f}  {band}")
+        assert all(abs(w / e - 1.0) > 0.05 for e in edges), f"pair {i}: wavelength {w} is within 5 % of a band edge"
+    assert {"kept", "blended", "scaled"} <= set(bands), f"not every band is exercised: {bands}"
+
+
 def rope_tables(cfg):
     """cos/sin [T][D]: frequencies of the first half repeated for the second (cat(freqs, freqs))."""
     d = cfg["head_dim"]
     half = d // 2
     inv_freq = [1.0 / cfg["rope_theta"] ** ((2 * i) / d) for i in range(half)]
+    if cfg.get("rope_scaling") is not None:
+        inv_freq, _ = llama3_scaled_frequencies(inv_freq, cfg["rope_scaling"])
     cos = [[math.cos(t * inv_freq[j % half]) for j in range(d)] for t in range(T)]
     sin = [[math.sin(t * inv_freq[j % half]) for j in range(d)] for t in range(T)]
     return cos, sin
@@ -360,6 +405,18 @@ MODELS = {
         max_position_embeddings=32, rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
         bos_token_id=44, eos_token_id=46, torch_dtype="float32", seed=20251203,
         _qkv_bias=False, _qk_norm=True),
+    # Llama 3.1/3.2's rope: D 16 gives 8 pairs; theta 200 spreads their wavelengths 2 pi * 200^(i/8) = 6.3, 12.2,
+    # 23.6, 45.8, ... over the band edges 32/4 = 8 and 32/1 = 32: one pair kept, two blended, five scaled.
+    # (With original_max_position_embeddings 16 the short edge would be 4, below every wavelength >= 2 pi:
+    # no pair would be kept.)
+    "llama3": dict(
+        model_type="llama", architectures=["LlamaForCausalLM"], vocab_size=43, hidden_size=32,
+        intermediate_size=40, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+        max_position_embeddings=64, rope_theta=200.0, rms_norm_eps=1e-5, tie_word_embeddings=True,
+        rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                      "original_max_position_embeddings": 32},
+        bos_token_id=40, eos_token_id=41, torch_dtype="float32", seed=20251204,
+        _qkv_bias=False, _qk_norm=False),
 }
 
 
@@ -372,7 +429,7 @@ def hf_config(model_type, cfg):
         "intermediate_size": cfg["intermediate_size"], "max_position_embeddings": cfg["max_position_embeddings"],
         "model_type": model_type, "num_attention_heads": cfg["num_attention_heads"],
         "num_hidden_layers": cfg["num_hidden_layers"], "num_key_value_heads": cfg["num_key_value_heads"],
-        "rms_norm_eps": cfg["rms_norm_eps"], "rope_scaling": None, "rope_theta": cfg["rope_theta"],
+        "rms_norm_eps": cfg["rms_norm_eps"], "rope_scaling": cfg.get("rope_scaling"), "rope_theta": cfg["rope_theta"],
         "tie_word_embeddings": cfg["tie_word_embeddings"], "torch_dtype": cfg["torch_dtype"],
         "transformers_version": "4.51.3", "use_cache": True, "vocab_size": cfg["vocab_size"],
     }
@@ -589,10 +646,13 @@ def finite_difference_check(cfg, weights, tokens, loss, grads):
     return rows, worst
 
 
-def make(model_type, cfg, out_root):
+def make(name, cfg, out_root):
     started = time.time()
-    folder = os.path.join(out_root, f"golden-tiny-{model_type}")
+    model_type = cfg.get("model_type", name)
+    folder = os.path.join(out_root, f"golden-tiny-{name}")
     os.makedirs(folder, exist_ok=True)
+    if cfg.get("rope_scaling") is not None:
+        check_llama3_bands(cfg)
     shapes = tensor_shapes(cfg)
     weights = random_weights(cfg, shapes)
     rng = random.Random(cfg["seed"] + 1)
@@ -626,21 +686,21 @@ def make(model_type, cfg, out_root):
     with open(os.path.join(folder, "golden.json"), "w") as f:
         json.dump(golden, f)
 
-    print(f"golden-tiny-{model_type}: loss {loss:.15f} grad_norm {golden['grad_norm']:.15f} "
+    print(f"golden-tiny-{name}: loss {loss:.15f} grad_norm {golden['grad_norm']:.15f} "
           f"tensors {len(shapes)} ({time.time() - started:.1f} s)")
     for c in checks:
         print(f"  {c['tensor']:<45} [{c['index']:>4}] autodiff {c['autodiff']: .12e} "
               f"fd {c['finite_difference']: .12e} rel {c['rel_err']:.1e}")
     print(f"  worst relative error {worst:.2e} (tolerance {FD_TOLERANCE:g})")
-    assert worst < FD_TOLERANCE, f"{model_type}: autodiff disagrees with finite differences ({worst:.2e})"
+    assert worst < FD_TOLERANCE, f"{name}: autodiff disagrees with finite differences ({worst:.2e})"
 
 
 def main():
-    if len(sys.argv) != 2:
+    if len(sys.argv) < 2 or any(name not in MODELS for name in sys.argv[2:]):
         sys.exit(__doc__)
     started = time.time()
-    for model_type, cfg in MODELS.items():
-        make(model_type, cfg, sys.argv[1])
+    for name in sys.argv[2:] or list(MODELS):
+        make(name, MODELS[name], sys.argv[1])
     print(f"total {time.time() - started:.1f} s")
 
 

@@ -63,6 +63,69 @@ public class RopeTests
         Assert.Throws<ArgumentOutOfRangeException>(() => RopeTable.Create(0, 8, 1e4));
     }
 
+    // Llama 3.2's scaling (factor 32, low 1, high 4, original context 8192) on its table (D 64, theta 5e5).
+    static readonly RopeScaling Llama32 = new("llama3", 32, 1, 4, 8192);
+
+    /// <summary>
+    /// inv_freq of the llama3 scaling worked by hand with every step rounded to float32 as torch does it on the
+    /// CPU (Python: f(x) = struct.unpack('f', struct.pack('f', x)); wavelength f(f(1/inv)·f(2π)); for the blended
+    /// band s = f(f(f(f(1/wl)·8192) − 1) / 3), f(f(f(f(1 − s)·inv) / 32) + f(s·inv))). With D 64 and theta 5e5,
+    /// pairs 0–14 have wavelengths under 8192/4 (kept), 15–17 between (blended), 18–31 over 8192 (divided by 32).
+    /// The blended values are 1 to 3 float32 ulp away from the same formula in double (e.g. pair 16:
+    /// 4.2955679655936815e-4 in double), so comparing bit for bit tells the float32 steps apart.
+    /// </summary>
+    [Theory]
+    [InlineData(0, 1.0)]
+    [InlineData(14, 0.0032114461064338684)]
+    [InlineData(15, 0.0012905480107292533)]
+    [InlineData(16, 0.000429556705057621)]
+    [InlineData(17, 9.708286233944818e-05)]
+    [InlineData(18, 1.9461638657958247e-05)]
+    [InlineData(31, 9.418306490260875e-08)]
+    public void Llama3InverseFrequenciesMatchHandWorkedFloat32Values(int i, double expected)
+    {
+        var inv = RopeTable.InverseFrequencies(64, 5e5, Llama32);
+        // The same float32 operations in the same order (and the same libm pow on both sides): bitwise equal.
+        Assert.Equal((float)expected, inv[i]);
+    }
+
+    [Fact]
+    public void Llama3ScalingKeepsHighFrequenciesAndDividesLowOnesByTheFactor()
+    {
+        var plain = RopeTable.InverseFrequencies(64, 5e5);
+        var scaled = RopeTable.InverseFrequencies(64, 5e5, Llama32);
+        for (int i = 0; i <= 14; i++) Assert.Equal(plain[i], scaled[i]);
+        // Division by 32 is exact in float32.
+        for (int i = 18; i < 32; i++) Assert.Equal(plain[i] / 32, scaled[i]);
+        // The blend is strictly between the two and falls with the wavelength.
+        for (int i = 15; i <= 17; i++) Assert.InRange(scaled[i], plain[i] / 32 * 1.0001f, plain[i] * 0.9999f);
+        Assert.True(scaled[15] / plain[15] > scaled[16] / plain[16] && scaled[16] / plain[16] > scaled[17] / plain[17]);
+    }
+
+    /// <summary>cos/sin of (float)pos · scaled inv_freq at long positions, worked by hand in float32 as above.</summary>
+    [Theory]
+    [InlineData(100000, 15, -0.9690371155738831, -0.24691513180732727)]
+    [InlineData(100000, 16, 0.5177069306373596, -0.8555580377578735)]
+    [InlineData(100000, 17, -0.9600799679756165, -0.2797256410121918)]
+    [InlineData(5000, 14, -0.9396238923072815, -0.3422088921070099)]
+    [InlineData(5000, 20, 0.9990820288658142, 0.042838167399168015)]
+    [InlineData(131071, 31, 0.999923825263977, 0.012344354763627052)]
+    public void Llama3TableMatchesHandWorkedFloat32Values(int pos, int i, double expCos, double expSin)
+    {
+        var (cos, sin) = RopeTable.Create(pos + 1, 64, 5e5, Llama32);
+        // One float32 rounding of the same angle's cos/sin on both sides, as in the plain table test.
+        Check.Close([expCos], [cos[pos * 32 + i]], 1e-9, 1.2e-7, $"cos[{pos}, {i}]");
+        Check.Close([expSin], [sin[pos * 32 + i]], 1e-9, 1.2e-7, $"sin[{pos}, {i}]");
+    }
+
+    [Fact]
+    public void TableRejectsAnInvalidScaling()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => RopeTable.Create(8, 8, 1e4, Llama32 with { Type = "yarn" }));
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => RopeTable.Create(8, 8, 1e4, Llama32 with { HighFreqFactor = 1 }));
+        Assert.Contains("high_freq_factor", e.Message);
+    }
+
     // ---------------------------------------------------------------- forward
 
     [SkippableTheory, MemberData(nameof(Cases))]

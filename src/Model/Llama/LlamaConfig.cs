@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.IO;
 
 namespace ArcherIlgpu.Model.Llama;
@@ -27,9 +28,12 @@ namespace ArcherIlgpu.Model.Llama;
 /// <param name="QkvBias">the q, k and v projections have biases (Qwen2 always; never o_proj).</param>
 /// <param name="QkNorm">per-head RMSNorm of queries and keys before RoPE (Qwen3).</param>
 /// <param name="InitStd">standard deviation of the normal initialisation (initializer_range).</param>
+/// <param name="RopeScaling">frequency scaling of RoPE (rope_scaling), null for the plain table: Llama 3.1 / 3.2
+/// checkpoints carry rope_type "llama3" and were trained with it at every context length.</param>
 public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int Layers, int Heads, int KvHeads,
     int HeadSize, int Channels, int Intermediate, float RmsNormEps = 1e-6f, double RopeTheta = 10000,
-    bool TiedHead = true, bool QkvBias = false, bool QkNorm = false, float InitStd = 0.02f) : IModelConfig
+    bool TiedHead = true, bool QkvBias = false, bool QkNorm = false, float InitStd = 0.02f,
+    RopeScaling? RopeScaling = null) : IModelConfig
 {
     public IModelConfig WithVocabSize(int vocabSize) => this with { VocabSize = vocabSize };
 
@@ -109,6 +113,7 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
         Require(Intermediate >= 1, $"Intermediate (intermediate_size) must be at least 1, got {Intermediate}");
         Require(float.IsFinite(RmsNormEps) && RmsNormEps > 0, $"RmsNormEps (rms_norm_eps) must be a positive finite number, got {RmsNormEps}");
         Require(double.IsFinite(RopeTheta) && RopeTheta > 0, $"RopeTheta (rope_theta) must be a positive finite number, got {RopeTheta}");
+        if (RopeScaling?.Problem() is string ropeProblem) Require(false, ropeProblem);
         Require(float.IsFinite(InitStd) && InitStd > 0, $"InitStd (initializer_range) must be a positive finite number, got {InitStd}");
         // The flags follow from the model type, so that config.json (which has no key for them) round-trips.
         bool bias = ModelType == "qwen2", qkNorm = ModelType == "qwen3";
@@ -142,7 +147,7 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
             ["hidden_act"] = "silu",
             ["rms_norm_eps"] = (double)(decimal)RmsNormEps,
             ["rope_theta"] = RopeTheta,
-            ["rope_scaling"] = null,
+            ["rope_scaling"] = RopeScalingJson(RopeScaling),
             ["tie_word_embeddings"] = TiedHead,
             ["initializer_range"] = (double)(decimal)InitStd,
             ["attention_dropout"] = 0.0,
@@ -163,10 +168,31 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
         return json.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
+    /// <summary>rope_scaling as transformers 4.x saves it: keys sorted, the factors as floats ("32.0"), the context an int.</summary>
+    static JsonObject? RopeScalingJson(RopeScaling? scaling) => scaling is null ? null : new JsonObject
+    {
+        ["factor"] = PythonFloat(scaling.Factor),
+        ["high_freq_factor"] = PythonFloat(scaling.HighFreqFactor),
+        ["low_freq_factor"] = PythonFloat(scaling.LowFreqFactor),
+        ["original_max_position_embeddings"] = scaling.OriginalMaxT,
+        ["rope_type"] = scaling.Type,
+    };
+
+    /// <summary>
+    /// A double written the way Python's json writes a float: whole numbers keep ".0", so transformers'
+    /// check that factor and the freq factors are floats (it warns on an int) passes.
+    /// </summary>
+    static JsonNode PythonFloat(double value)
+    {
+        var text = value.ToString("R", CultureInfo.InvariantCulture);
+        if (!text.Contains('.') && !text.Contains('E')) text += ".0";
+        return JsonNode.Parse(text)!;
+    }
+
     /// <summary>
     /// Reads a Hugging Face Llama / Qwen2 / Qwen3 config.json; <paramref name="source"/> names the file in errors.
     /// Absent optional fields take transformers' defaults for that model type. Everything this project cannot
-    /// compute exactly (RoPE scaling, sliding windows, o_proj or MLP biases, other activations) is a
+    /// compute exactly (RoPE scaling other than llama3, sliding windows, o_proj or MLP biases, other activations) is a
     /// <see cref="ModelFormatException"/> naming the field, never silently ignored.
     /// </summary>
     public static LlamaConfig FromHuggingFaceJson(string json, string source = ModelFiles.ConfigFile)
@@ -193,7 +219,8 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
             TiedHead: ConfigJson.OptionalBool(obj, "tie_word_embeddings", source) ?? false,
             QkvBias: type == "qwen2",
             QkNorm: type == "qwen3",
-            InitStd: (float)(ConfigJson.OptionalDouble(obj, "initializer_range", source) ?? 0.02));
+            InitStd: (float)(ConfigJson.OptionalDouble(obj, "initializer_range", source) ?? 0.02),
+            RopeScaling: ReadRopeScaling(obj, source));
         try { return config.Validate(); }
         catch (ArgumentException e) { throw new ModelFormatException($"{source}: {e.Message}", e); }
     }
@@ -245,30 +272,46 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
             foreach (var layer in layerTypes)
                 if (layer?.GetValueKind() != JsonValueKind.String || layer.GetValue<string>() != "full_attention")
                     throw new ModelFormatException($"{source}: layer_types contains {layer?.ToJsonString() ?? "null"}: only 'full_attention' layers are supported");
-
-        CheckPlainRope(obj["rope_scaling"], "rope_scaling", source);
-        CheckPlainRope(obj["rope_parameters"], "rope_parameters", source);
     }
 
     /// <summary>
-    /// RoPE scaling changes the frequencies (llama3, linear, dynamic, yarn, longrope ...); only the plain table
-    /// is computed here. transformers 5 moved rope_theta and the type into "rope_parameters".
+    /// The RoPE scaling of a config: transformers 4.x writes it as "rope_scaling" (old files spell the type key
+    /// "type"), transformers 5 as "rope_parameters" together with rope_theta. Null for the plain table. Scalings
+    /// that change the frequencies in other ways (linear, dynamic, yarn, longrope ...) are rejected naming the type.
     /// </summary>
-    static void CheckPlainRope(JsonNode? node, string field, string source)
+    static RopeScaling? ReadRopeScaling(JsonObject obj, string source)
     {
-        if (node is null) return;
-        if (node is not JsonObject scaling)
+        var scaling = ReadRopeField(obj, "rope_scaling", source);
+        var parameters = ReadRopeField(obj, "rope_parameters", source);
+        if (scaling is not null && parameters is not null && scaling != parameters)
+            throw new ModelFormatException($"{source}: rope_scaling ({scaling}) and rope_parameters ({parameters}) disagree; give one of them");
+        return parameters ?? scaling;
+    }
+
+    static RopeScaling? ReadRopeField(JsonObject obj, string field, string source)
+    {
+        var node = obj[field];
+        if (node is null) return null;
+        if (node is not JsonObject rope)
             throw new ModelFormatException($"{source}: field '{field}' must be null or an object, got {node.ToJsonString()}");
-        var kind = ConfigJson.OptionalString(scaling, "rope_type", source + $" ({field})")
-            ?? ConfigJson.OptionalString(scaling, "type", source + $" ({field})");
+        string where = $"{source} ({field})";
+        var kind = ConfigJson.OptionalString(rope, "rope_type", where) ?? ConfigJson.OptionalString(rope, "type", where);
         if (kind is null)
         {
-            if (field == "rope_parameters") return;   // only rope_theta inside: the default type
-            throw new ModelFormatException($"{source}: {field} {node.ToJsonString()} has no rope_type; only plain RoPE is supported (rope_scaling null)");
+            if (field == "rope_parameters") return null;   // only rope_theta inside: the default type
+            throw new ModelFormatException($"{source}: {field} {node.ToJsonString()} has no rope_type; "
+                + $"supported are null, {{\"rope_type\": \"default\"}} and {{\"rope_type\": \"llama3\", ...}}");
         }
-        if (kind != "default")
-            throw new ModelFormatException($"{source}: {field} type '{kind}' is not supported: only plain RoPE is "
-                + $"(rope_scaling null or {{\"rope_type\": \"default\"}}); this model needs '{kind}' frequency scaling");
+        if (kind == "default") return null;
+        if (!RopeScaling.Types.Contains(kind, StringComparer.Ordinal))
+            throw new ModelFormatException($"{source}: {field} type '{kind}' is not supported: only plain RoPE (rope_scaling null "
+                + $"or {{\"rope_type\": \"default\"}}) and {string.Join(", ", RopeScaling.Types.Select(t => $"'{t}'"))} scaling are; "
+                + $"this model needs '{kind}' frequency scaling");
+        double Required(string key) => ConfigJson.OptionalDouble(rope, key, where) ?? throw MissingKey(key);
+        ModelFormatException MissingKey(string key) => new($"{source}: {field} of type '{kind}' has no '{key}' "
+            + "(it needs factor, low_freq_factor, high_freq_factor and original_max_position_embeddings)");
+        return new RopeScaling(kind, Required("factor"), Required("low_freq_factor"), Required("high_freq_factor"),
+            ConfigJson.OptionalInt(rope, "original_max_position_embeddings", where) ?? throw MissingKey("original_max_position_embeddings"));
     }
 
     static double ReadRopeTheta(JsonObject obj, string source)
@@ -292,5 +335,5 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
 
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
         $"{ModelType} V={VocabSize} maxT={MaxT} L={Layers} H={Heads} Hkv={KvHeads} D={HeadSize} C={Channels} I={Intermediate} "
-        + $"eps={RmsNormEps} theta={RopeTheta} tied={TiedHead} qkvBias={QkvBias} qkNorm={QkNorm} std={InitStd}");
+        + $"eps={RmsNormEps} theta={RopeTheta}{(RopeScaling is null ? "" : $" rope={RopeScaling}")} tied={TiedHead} qkvBias={QkvBias} qkNorm={QkNorm} std={InitStd}");
 }

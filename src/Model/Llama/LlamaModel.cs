@@ -69,7 +69,7 @@ public sealed class LlamaModel : CausalLm
         Layout = layout;
         Weights = LlamaWeights.Carve(layout, Parameters);
         Grads = LlamaWeights.Carve(layout, Gradients);
-        var (cos, sin) = RopeTable.Create(Config.MaxT, Config.HeadSize, Config.RopeTheta);
+        var (cos, sin) = RopeTable.Create(Config.MaxT, Config.HeadSize, Config.RopeTheta, Config.RopeScaling);
         ropeCos = backend.Allocate<float>(cos.Length); ropeSin = backend.Allocate<float>(sin.Length);
         backend.Upload(ropeCos.All, cos); backend.Upload(ropeSin.All, sin);
     }

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.IO;
 using ArcherIlgpu.Model.Llama;
 using ArcherIlgpu.Model.Tests.IO;
@@ -94,12 +95,26 @@ public class LlamaConfigTests
     }
 
     [Fact]
-    public void Llama32ConfigIsRejectedForItsLlama3RopeScaling()
+    public void Llama32ConfigParsesWithItsLlama3RopeScaling()
     {
-        var e = Assert.Throws<ModelFormatException>(() => LlamaConfig.FromHuggingFaceJson(RealConfig("llama-3.2-1b"), "Llama-3.2-1B/config.json"));
-        Assert.Contains("Llama-3.2-1B/config.json", e.Message);
-        Assert.Contains("rope_scaling", e.Message);
-        Assert.Contains("'llama3'", e.Message);
+        var c = LlamaConfig.FromHuggingFaceJson(RealConfig("llama-3.2-1b"), "Llama-3.2-1B/config.json");
+        Assert.Equal(("llama", 128256, 131072, 16, 32, 8, 64, 2048, 8192), (c.ModelType, c.VocabSize, c.MaxT, c.Layers, c.Heads, c.KvHeads, c.HeadSize, c.Channels, c.Intermediate));
+        Assert.Equal((1e-5f, 500000.0, true), (c.RmsNormEps, c.RopeTheta, c.TiedHead));
+        Assert.Equal(new RopeScaling("llama3", Factor: 32, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxT: 8192), c.RopeScaling);
+        Assert.Equal(1_235_814_400, c.ParameterCount);   // the scaling adds no parameter (worked out below)
+        Assert.Equal(c, LlamaConfig.FromHuggingFaceJson(c.ToHuggingFaceJson()));
+    }
+
+    [Fact]
+    public void Llama3RopeScalingIsWrittenAsTransformersWritesIt()
+    {
+        var published = JsonNode.Parse(RealConfig("llama-3.2-1b"))!["rope_scaling"]!;
+        var c = LlamaConfig.FromHuggingFaceJson(RealConfig("llama-3.2-1b"));
+        var written = JsonNode.Parse(c.ToHuggingFaceJson())!["rope_scaling"]!;
+        // Same keys in the same (sorted) order and the same number spellings: "32.0", not "32" (transformers
+        // warns when factor or the freq factors are not floats), "8192" as an int.
+        Assert.Equal(published.ToJsonString(), written.ToJsonString());
+        Assert.Contains("\"factor\":32.0", written.ToJsonString());
     }
 
     [Fact]
@@ -126,6 +141,8 @@ public class LlamaConfigTests
         Assert.Equal(c, LlamaConfig.FromHuggingFaceJson(c.ToHuggingFaceJson()));
         var q3 = c with { ModelType = "qwen3", QkNorm = true, TiedHead = true, RopeTheta = 1234.5 };
         Assert.Equal(q3, LlamaConfig.FromHuggingFaceJson(q3.ToHuggingFaceJson()));
+        var scaled = c with { RopeScaling = new RopeScaling("llama3", 2.5, 0.75, 3.125, 40) };
+        Assert.Equal(scaled, LlamaConfig.FromHuggingFaceJson(scaled.ToHuggingFaceJson()));
     }
 
     [Fact]
@@ -175,6 +192,25 @@ public class LlamaConfigTests
         Assert.Equal(5e5, LlamaConfig.FromHuggingFaceJson(Minimal + """, "rope_theta": 500000.0, "hidden_act": "swish", "sliding_window": 4096, "use_sliding_window": false, "layer_types": ["full_attention", "full_attention"]}""").RopeTheta);
     }
 
+    [Fact]
+    public void Llama3ScalingSpellingsAreAccepted()
+    {
+        var expected = new RopeScaling("llama3", 8, 1, 4, 16);
+        const string keys = "\"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 16";
+        Assert.Equal(expected, LlamaConfig.FromHuggingFaceJson(Minimal + ", \"rope_scaling\": {\"rope_type\": \"llama3\", " + keys + "}}").RopeScaling);
+        // Older configs spell the type key "type".
+        Assert.Equal(expected, LlamaConfig.FromHuggingFaceJson(Minimal + ", \"rope_scaling\": {\"type\": \"llama3\", " + keys + "}}").RopeScaling);
+        // Integers where transformers expects floats (it only warns).
+        Assert.Equal(expected, LlamaConfig.FromHuggingFaceJson(Minimal + """, "rope_scaling": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 16}}""").RopeScaling);
+        // transformers 5: type, base and scaling together in rope_parameters (also next to a null or default rope_scaling).
+        var t5 = LlamaConfig.FromHuggingFaceJson(Minimal + ", \"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0, " + keys + "}}");
+        Assert.Equal((expected, 500000.0), (t5.RopeScaling, t5.RopeTheta));
+        Assert.Equal(expected, LlamaConfig.FromHuggingFaceJson(Minimal + ", \"rope_scaling\": null, \"rope_parameters\": {\"rope_type\": \"llama3\", " + keys + "}}").RopeScaling);
+        Assert.Equal(expected, LlamaConfig.FromHuggingFaceJson(Minimal + ", \"rope_scaling\": {\"rope_type\": \"llama3\", " + keys + "}, \"rope_parameters\": {\"rope_type\": \"llama3\", " + keys + "}}").RopeScaling);
+        // No scaling at all is null, not a scaling of factor 1.
+        Assert.Null(LlamaConfig.FromHuggingFaceJson(Minimal + """, "rope_scaling": {"rope_type": "default"}}""").RopeScaling);
+    }
+
     // ------------------------------------------------------------ every error
 
     static ModelFormatException Bad(string json) =>
@@ -188,7 +224,7 @@ public class LlamaConfigTests
     }
 
     [Theory]
-    [InlineData("llama3"), InlineData("linear"), InlineData("yarn"), InlineData("dynamic"), InlineData("longrope")]
+    [InlineData("linear"), InlineData("yarn"), InlineData("dynamic"), InlineData("longrope"), InlineData("ntk")]
     public void RopeScalingIsRejectedNamingItsType(string kind)
     {
         BadNaming(Minimal + ", \"rope_scaling\": {\"rope_type\": \"" + kind + "\", \"factor\": 8.0}}", "rope_scaling", $"'{kind}'");
@@ -201,6 +237,25 @@ public class LlamaConfigTests
     {
         BadNaming(Minimal + """, "rope_scaling": {"factor": 8.0}}""", "rope_scaling", "no rope_type");
         BadNaming(Minimal + """, "rope_scaling": 2}""", "rope_scaling", "null or an object");
+    }
+
+    [Fact]
+    public void Llama3ScalingWithMissingOrBadValuesIsRejectedNamingTheKey()
+    {
+        const string full = "\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 16";
+        string With(string scaling) => Minimal + ", \"rope_scaling\": {" + scaling + "}}";
+        foreach (var key in new[] { "factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings" })
+        {
+            var without = string.Join(", ", full.Split(", ").Where(kv => !kv.StartsWith($"\"{key}\"", StringComparison.Ordinal)));
+            BadNaming(With(without), "rope_scaling", $"'{key}'", "llama3");
+        }
+        BadNaming(With(full.Replace("8.0", "0.5")), "rope_scaling.factor", ">= 1", "0.5");
+        BadNaming(With(full.Replace("\"high_freq_factor\": 4.0", "\"high_freq_factor\": 1.0")), "rope_scaling.high_freq_factor", "greater than");
+        BadNaming(With(full.Replace("\"low_freq_factor\": 1.0", "\"low_freq_factor\": 0")), "rope_scaling.low_freq_factor", "positive");
+        BadNaming(With(full.Replace(": 16", ": 0")), "rope_scaling.original_max_position_embeddings", "at least 1");
+        BadNaming(With(full.Replace(": 16", ": 16.5")), "original_max_position_embeddings", "integer");
+        BadNaming(With(full.Replace("8.0", "\"8\"")), "factor", "number");
+        BadNaming(With(full).Replace("}}", "}, \"rope_parameters\": {" + full.Replace("8.0", "4.0") + "}}"), "rope_scaling", "rope_parameters", "disagree");
     }
 
     [Fact]
@@ -265,6 +320,14 @@ public class LlamaConfigTests
         Fails(ok with { RmsNormEps = float.NaN }, "RmsNormEps");
         Fails(ok with { RopeTheta = double.PositiveInfinity }, "RopeTheta");
         Fails(ok with { InitStd = 0 }, "InitStd");
+        var llama3 = new RopeScaling("llama3", 8, 1, 4, 16);
+        var scaled = ok with { RopeScaling = llama3 };
+        Assert.Same(scaled, scaled.Validate());
+        Fails(ok with { RopeScaling = llama3 with { Type = "yarn" } }, "RopeScaling.Type", "'yarn'", "llama3");
+        Fails(ok with { RopeScaling = llama3 with { Factor = double.NaN } }, "RopeScaling.Factor", "factor");
+        Fails(ok with { RopeScaling = llama3 with { LowFreqFactor = -1 } }, "RopeScaling.LowFreqFactor", "low_freq_factor");
+        Fails(ok with { RopeScaling = llama3 with { HighFreqFactor = 1 } }, "RopeScaling.HighFreqFactor", "high_freq_factor");
+        Fails(ok with { RopeScaling = llama3 with { OriginalMaxT = 0 } }, "RopeScaling.OriginalMaxT", "original_max_position_embeddings");
         Fails(ok with { QkvBias = true }, "QkvBias", "llama");
         Fails(LlamaConfig.Preset("qwen2-tiny") with { QkvBias = false }, "QkvBias", "qwen2");
         Fails(LlamaConfig.Preset("qwen3-tiny") with { QkNorm = false }, "QkNorm", "qwen3");

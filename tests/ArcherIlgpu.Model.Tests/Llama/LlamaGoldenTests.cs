@@ -9,14 +9,17 @@ namespace ArcherIlgpu.Model.Tests.Llama;
 /// Golden numbers from an independent implementation: benchmarks/golden/make_tiny_llama.py, a pure-Python
 /// float64 transcription of Hugging Face's modeling_llama / qwen2 / qwen3 with its own reverse-mode
 /// autodiff (checked there by finite differences to 1e-6). Each folder is a Hugging Face checkpoint
-/// (llama: BF16 in two shards with an index; qwen2 / qwen3: one float32 file) that we load by name.
+/// (llama: BF16 in two shards with an index; qwen2 / qwen3 / llama3: one float32 file) that we load by name.
+/// llama3 is a model_type "llama" with Llama 3.1's rope_scaling (rope_type "llama3"), its head size and
+/// rope_theta chosen so that some RoPE pairs are kept, some blended and some scaled; without the scaling its
+/// logits move by up to 2.1, far outside the tolerance below.
 /// </summary>
 [Collection(Gpt2Collection.Name)]
 public class LlamaGoldenTests
 {
     public static IEnumerable<object[]> Cases()
     {
-        foreach (var type in new[] { "llama", "qwen2", "qwen3" })
+        foreach (var type in new[] { "llama", "qwen2", "qwen3", "llama3" })
             foreach (var row in ModelBackends.Names)
                 yield return [type, (string)row[0]];
     }
@@ -30,6 +33,9 @@ public class LlamaGoldenTests
         }
         throw new DirectoryNotFoundException($"TestData/golden-tiny-{type} not found above " + AppContext.BaseDirectory);
     }
+
+    /// <summary>The model_type in a golden folder's config.json (the folder name says which variant).</summary>
+    public static string ModelTypeOf(string type) => type == "llama3" ? "llama" : type;
 
     public sealed record Golden(double Loss, double[] Logits, Dictionary<string, double[]> Grads, int B, int T, int[] Inputs, int[] Targets);
 
@@ -55,7 +61,8 @@ public class LlamaGoldenTests
     {
         var g = Read(type);
         using var model = (LlamaModel)Checkpoint.Load(ModelBackends.Get(backendName), GoldenDir(type));
-        Assert.Equal(type, model.Config.ModelType);
+        Assert.Equal(ModelTypeOf(type), model.Config.ModelType);
+        Assert.Equal(type == "llama3", ((LlamaConfig)model.Config).RopeScaling is not null);
 
         var logits = model.ForwardLogits(g.B, g.T, g.Inputs);
         // float32 end to end vs float64: logits are O(1); measured ~1e-6 on cpu; 2e-5 leaves room for

@@ -42,7 +42,7 @@ public class LlamaModelTests
         }
     }
 
-    [Theory, InlineData("llama"), InlineData("qwen2"), InlineData("qwen3")]
+    [Theory, InlineData("llama"), InlineData("qwen2"), InlineData("qwen3"), InlineData("llama3")]
     public void SavedFolderReloadsExactlyWithHuggingFaceNames(string type)
     {
         var be = ModelBackends.Get("cpu");
