@@ -152,7 +152,9 @@ public class MatMulTests
 
     /// <summary>
     /// Sizes past one K slice (256), several row and column tiles and every edge: the blocked,
-    /// packed and parallel paths of the cpu GEMM, with each micro-kernel this machine can run.
+    /// packed and parallel paths of the cpu GEMM, with each micro-kernel this machine can run. The
+    /// last two go past one NC-wide column block (4096, a partial panel in the second): the forward's
+    /// OC, then K, which is the column count of dInput and dWeight.
     /// </summary>
     [Theory]
     [InlineData(true)]
@@ -165,7 +167,7 @@ public class MatMulTests
         Gemm.UseVector512 = vector512;
         try
         {
-            foreach (var (N, K, OC) in new[] { (300, 257, 190), (190, 300, 257), (33, 600, 70) })
+            foreach (var (N, K, OC) in new[] { (300, 257, 190), (190, 300, 257), (33, 600, 70), (12, 40, Gemm.NC + 37), (12, Gemm.NC + 37, 40) })
             {
                 var p = Problem.Random(N, K, OC, seed: N + K + OC);
                 Check.Close(p.Forward(true), RunForward(backend, p, true), Atol(K), Rtol, $"out {N}x{K}x{OC}");

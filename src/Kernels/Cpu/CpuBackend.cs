@@ -41,15 +41,14 @@ public sealed partial class CpuBackend : Backend
 
     /// <summary>
     /// Runs body(start, end) over [0, n) in chunks of at least <paramref name="grain"/> items, at most
-    /// a few chunks per core: cheap enough for 2 cores, balanced enough for 64.
+    /// a few chunks per core: cheap enough for 2 cores, balanced enough for 64. The loop itself
+    /// allocates nothing (<see cref="CpuWorkers"/>); only the caller's closure does.
     /// </summary>
     internal static void ParallelRange(int n, int grain, Action<int, int> body)
     {
         if (n <= 0) return;
         int maxChunks = Environment.ProcessorCount * 4;
         int chunk = Math.Max(grain, (n + maxChunks - 1) / maxChunks);
-        int chunks = (n + chunk - 1) / chunk;
-        if (chunks == 1) { body(0, n); return; }
-        Parallel.For(0, chunks, i => body(i * chunk, Math.Min(n, (i + 1) * chunk)));
+        CpuWorkers.ForRanges(n, chunk, body);
     }
 }

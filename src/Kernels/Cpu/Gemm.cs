@@ -18,8 +18,8 @@ internal readonly unsafe struct StridedMatrix(float* ptr, int rowStride, int col
 
 /// <summary>
 /// Single-precision GEMM, C[M, N] = A[M, K] · B[K, N] (+ C) (+ bias[N] broadcast over rows), in the
-/// Goto/BLIS style. For each KC-deep slice of K, B is packed once into NR-column panels (shared,
-/// packed in parallel); then each task packs a row block of A into MR-row panels in its own buffer
+/// Goto/BLIS style. For each NC-wide column block of C and each KC-deep slice of K, B is packed once
+/// into NR-column panels (shared, packed in parallel); then each task packs a row block of A into MR-row panels in its own buffer
 /// (which stays in its core's L2) and sweeps the B panels past it with an MR×NR register-blocked FMA
 /// micro-kernel. Panels are zero-padded, so the micro-kernel never branches on edges. Strided
 /// operands are packed with 8×8 register transposes or contiguous vector copies, never gathers.
@@ -37,6 +37,12 @@ internal static unsafe class Gemm
     /// (192 KiB) stays in L2, a B micro-panel (48 KiB) streams through L1, and K = 768 is two slices.
     /// </summary>
     internal const int KC = 384;
+    /// <summary>
+    /// Columns of C per packed B block. Without this bound the packed B of the classifier head
+    /// (N = V = 151936) was V·KC floats, 233 MB, allocated on the first step and kept by the calling
+    /// thread; now it is at most NC·KC floats (6 MiB, which 2 to 64 cores' L3 hold). A multiple of both NR.
+    /// </summary>
+    internal const int NC = 4096;
     const int MaxMicroTile = 8 * 32;
     /// <summary>Rows of A packed per task: 128×KC floats (192 KiB) stay in L2.</summary>
     const int BlockRows = 128;
@@ -79,6 +85,10 @@ internal static unsafe class Gemm
         int M, N, K, ldc;
         StridedMatrix A, B;
         float* C, bias;
+        /// <summary>The whole problem's N, B, C and bias; N, B, C and bias above are the current NC-wide column block.</summary>
+        int fullN;
+        StridedMatrix fullB;
+        float* fullC, fullBias;
         bool accumulate;
 
         // Per K slice.
@@ -105,10 +115,20 @@ internal static unsafe class Gemm
         {
             wide = UseVector512;
             MR = wide ? 8 : 6; NR = wide ? 32 : 16;
-            M = m; N = n; K = k; A = a; B = b; C = c; this.ldc = ldc; this.bias = bias; this.accumulate = accumulate;
+            M = m; K = k; A = a; this.ldc = ldc; this.accumulate = accumulate;
+            fullN = n; fullB = b; fullC = c; fullBias = bias;
             mPanels = (m + MR - 1) / MR;
-            nPanels = (n + NR - 1) / NR;
-            packB = EnsureAligned(ref packBBuffer, (long)nPanels * NR * KC);
+            packB = EnsureAligned(ref packBBuffer, (long)CeilDiv(Math.Min(n, NC), NR) * NR * KC);
+        }
+
+        /// <summary>Points N, B, C and bias at columns [j0, j0 + width) of the whole problem.</summary>
+        void SelectColumnBlock(int j0, int width)
+        {
+            N = width;
+            B = new StridedMatrix(fullB.Ptr + (long)j0 * fullB.ColStride, fullB.RowStride, fullB.ColStride);
+            C = fullC + j0;
+            bias = fullBias == null ? null : fullBias + j0;
+            nPanels = (width + NR - 1) / NR;
             ChoosePartition();
         }
 
@@ -138,20 +158,24 @@ internal static unsafe class Gemm
 
         public void Run(bool serialOnly)
         {
-            bool serial = serialOnly || (long)M * N * K < SerialWork || Environment.ProcessorCount == 1;
-            for (pc = 0; pc < K; pc += KC)
+            bool serial = serialOnly || (long)M * fullN * K < SerialWork || Environment.ProcessorCount == 1;
+            for (int jc = 0; jc < fullN; jc += NC)
             {
-                kc = Math.Min(KC, K - pc);
-                firstSlice = pc == 0;
-                For(packTasks, packBody, serial);
-                For(rowBlocks * columnParts, computeBody, serial);
+                SelectColumnBlock(jc, Math.Min(NC, fullN - jc));
+                for (pc = 0; pc < K; pc += KC)
+                {
+                    kc = Math.Min(KC, K - pc);
+                    firstSlice = pc == 0;
+                    For(packTasks, packBody, serial);
+                    For(rowBlocks * columnParts, computeBody, serial);
+                }
             }
         }
 
         static void For(int n, Action<int> body, bool serial)
         {
             if (serial || n == 1) { for (int i = 0; i < n; i++) body(i); }
-            else Parallel.For(0, n, body);
+            else CpuWorkers.For(n, body);
         }
 
         /// <summary>
