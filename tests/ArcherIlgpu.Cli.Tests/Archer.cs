@@ -1,3 +1,6 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+
 namespace ArcherIlgpu.Cli.Tests;
 
 /// <summary>What one in-process run of the <c>archer</c> command printed and returned.</summary>
@@ -32,5 +35,26 @@ public sealed class TempDir : IDisposable
     public void Dispose()
     {
         try { Directory.Delete(Path, recursive: true); } catch (IOException) { }
+    }
+}
+
+/// <summary>The new user's first run, shared by the end-to-end tests: 2-digit addition data, then train-sft of a preset.</summary>
+public static class AdditionSft
+{
+    public sealed record Summary(CliResult Train, double LossBefore, double LossAfter, int Correct, int Total);
+
+    /// <summary>Makes 4,000 training and 200 held-out problems in <paramref name="dir"/> and trains <paramref name="preset"/> into <paramref name="outDir"/>.</summary>
+    public static Summary Run(TempDir dir, string outDir, string preset, int steps)
+    {
+        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "-o", "operators=+", "-o", "min_digits=2", "-o", "max_digits=2",
+            "--count", "4000", "--held-out", "200", "--out", dir.File("add.jsonl"));
+        Assert.True(make.ExitCode == 0, make.ToString());
+        var train = Archer.Run("train-sft", "--data", dir.File("add.jsonl"), "--held-out", dir.File("add.heldout.jsonl"), "--out", outDir,
+            "--preset", preset, "--steps", steps.ToString(CultureInfo.InvariantCulture), "--batch-size", "32", "--lr", "0.005", "--seed", "1", "--device", "cpu");
+        Assert.True(train.ExitCode == 0, train.ToString());
+        var m = Regex.Match(train.Out, @"held-out loss ([\d.]+) \(from ([\d.]+)\), greedy exact match (\d+)/(\d+)");
+        Assert.True(m.Success, train.Out);
+        double Number(int g) => double.Parse(m.Groups[g].Value, CultureInfo.InvariantCulture);
+        return new Summary(train, Number(2), Number(1), (int)Number(3), (int)Number(4));
     }
 }
