@@ -30,6 +30,27 @@ internal sealed class ByteLevelBpe
         _merges = merges;
     }
 
+    /// <summary>
+    /// Joins the tokens' bytes and reads them as UTF-8; bytes that do not form valid UTF-8 (a character cut
+    /// between tokens) become U+FFFD, as OpenAI's and Hugging Face's decoders do. An id without bytes fails
+    /// naming its position and <paramref name="vocabulary"/>.
+    /// </summary>
+    public static string Decode(byte[]?[] bytesOfId, IEnumerable<int> ids, string vocabulary)
+    {
+        ArgumentNullException.ThrowIfNull(ids);
+        var bytes = new List<byte>();
+        int position = 0;
+        foreach (int id in ids)
+        {
+            byte[]? tokenBytes = (uint)id < (uint)bytesOfId.Length ? bytesOfId[id] : null;
+            if (tokenBytes is null)
+                throw new ArgumentException($"Token id {id} at position {position} is not in {vocabulary} (size {bytesOfId.Length}).", nameof(ids));
+            bytes.AddRange(tokenBytes);
+            position++;
+        }
+        return System.Text.Encoding.UTF8.GetString(bytes.ToArray());
+    }
+
     public int MergeCount => _merges.Count;
 
     public static long PairKey(int left, int right) => ((long)left << 32) | (uint)right;

@@ -110,21 +110,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
 
     /// <summary>Joins the tokens' bytes and reads them as UTF-8; bytes that do not form valid UTF-8 (a sequence cut
     /// between tokens) become U+FFFD, as OpenAI's decoder does with errors="replace".</summary>
-    public string Decode(IEnumerable<int> ids)
-    {
-        ArgumentNullException.ThrowIfNull(ids);
-        var bytes = new List<byte>();
-        int position = 0;
-        foreach (int id in ids)
-        {
-            byte[]? tokenBytes = (uint)id < (uint)_bytesOfId.Length ? _bytesOfId[id] : null;
-            if (tokenBytes is null)
-                throw new ArgumentException($"Token id {id} at position {position} is not in the GPT-2 vocabulary (size {VocabSize}).", nameof(ids));
-            bytes.AddRange(tokenBytes);
-            position++;
-        }
-        return Encoding.UTF8.GetString(bytes.ToArray());
-    }
+    public string Decode(IEnumerable<int> ids) => ByteLevelBpe.Decode(_bytesOfId, ids, "the GPT-2 vocabulary");
 
     /// <summary>The bytes one token stands for (useful to show partial UTF-8 tokens).</summary>
     public ReadOnlySpan<byte> TokenBytes(int id) =>
