@@ -7,28 +7,12 @@ using ArcherIlgpu.Rl.Tasks;
 
 namespace ArcherIlgpu.Cli;
 
-/// <summary>A command-line mistake: printed as "error: message" with exit code 2, no stack trace.</summary>
+/// <summary>A command-line mistake: one error line and exit code 1 (<see cref="CliErrors.Guard"/>), no stack trace.</summary>
 public sealed class RlCommandException(string message) : Exception(message);
 
-/// <summary>Shared pieces of <c>train-rl</c> and <c>eval</c>: model + tokenizer loading, key=value lists, error reporting.</summary>
+/// <summary>Shared pieces of <c>train-rl</c> and <c>eval</c>: model + tokenizer loading, key=value lists, tasks.</summary>
 internal static class RlCommandSupport
 {
-    /// <summary>Runs <paramref name="body"/>; bad input (ours, a task's, a config's, a file's) becomes a one-line error and exit code 2.</summary>
-    public static int Guard(Func<int> body)
-    {
-        try
-        {
-            return body();
-        }
-        catch (Exception e) when (e is RlCommandException or ArgumentException or TaskDataException or ModelFormatException
-                                      or DeviceNotFoundException or FileNotFoundException or DirectoryNotFoundException or InvalidDataException)
-        {
-            string message = e is ArgumentException { ParamName: string name } ? e.Message.Replace($" (Parameter '{name}')", "") : e.Message;
-            Console.Error.WriteLine("error: " + message);
-            return 2;
-        }
-    }
-
     public static Option<string[]> KeyValueOption(string name, string description) => new(name)
     {
         Description = description,

@@ -18,6 +18,8 @@ public static class Checkpoint
 
     // ================================================================ save
 
+    /// <param name="metadata">extra header entries of the weights file and, when saved, of the optimizer file
+    /// (a resumable run tags both with its step, so a folder mixing two saves is detected).</param>
     public static void Save(CausalLm model, string dir, AdamWOptimizer? optimizer = null, IReadOnlyDictionary<string, string>? metadata = null)
     {
         Directory.CreateDirectory(dir);
@@ -28,14 +30,16 @@ public static class Checkpoint
         if (optimizer is not null)
         {
             long n = model.Layout.TotalLength;
+            var optimizerMeta = new Dictionary<string, string>
+            {
+                ["step"] = optimizer.Step.ToString(CultureInfo.InvariantCulture),
+                ["skipped_steps"] = optimizer.SkippedSteps.ToString(CultureInfo.InvariantCulture),
+                ["layout"] = model.Config.ToString()!,
+            };
+            if (metadata is not null) foreach (var (k, v) in metadata) optimizerMeta.TryAdd(k, v);
             SafeTensors.Write(Path.Combine(dir, OptimizerFile),
                 [new NamedTensor("adamw.m", [n], optimizer.DownloadM()), new NamedTensor("adamw.v", [n], optimizer.DownloadV())],
-                new Dictionary<string, string>
-                {
-                    ["step"] = optimizer.Step.ToString(CultureInfo.InvariantCulture),
-                    ["skipped_steps"] = optimizer.SkippedSteps.ToString(CultureInfo.InvariantCulture),
-                    ["layout"] = model.Config.ToString()!,
-                });
+                optimizerMeta);
         }
         // config.json last: a folder with a config always has complete weights beside it.
         model.Config.Save(dir);

@@ -314,6 +314,7 @@ public sealed class DemoJob
             o["rl"] = new JsonObject
             {
                 ["step"] = r.Step, ["data_seed"] = r.DataSeed, ["data_cursor"] = r.DataCursor, ["seed"] = r.Seed, ["rng_counter"] = r.RngCounter,
+                ["skipped_total"] = r.SkippedTotal,
             };
         return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
     }
@@ -329,7 +330,7 @@ public sealed class DemoJob
             if (phase is not ("sft" or "rl" or "done")) throw new CliInputException($"{path}: phase is '{phase}', expected sft, rl or done");
             RlTrainerState? rl = o["rl"] is JsonObject r
                 ? new RlTrainerState(r["step"]!.GetValue<int>(), r["data_seed"]!.GetValue<long>(), r["data_cursor"]!.GetValue<long>(),
-                    r["seed"]!.GetValue<ulong>(), r["rng_counter"]!.GetValue<long>())
+                    r["seed"]!.GetValue<ulong>(), r["rng_counter"]!.GetValue<long>(), r["skipped_total"]?.GetValue<int>() ?? 0)
                 : null;
             return new JobState(phase, o["global_step"]!.GetValue<long>(), o["sft_step"]!.GetValue<int>(), rl,
                 o["sft_eval"] as JsonObject, o["rl_eval"] as JsonObject);

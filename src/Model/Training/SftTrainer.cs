@@ -51,11 +51,24 @@ public sealed class SftTrainer : IDisposable
     /// <summary>Held-out masked mean loss (NaN without held-out data).</summary>
     public double HeldOutLoss() => Trainer.Evaluate(heldOut);
 
-    /// <summary>Runs all steps; <paramref name="log"/> sees each one.</summary>
+    /// <summary>
+    /// Continues after <paramref name="stepsDone"/> steps of an earlier run with the same data, seed and batch
+    /// size (weights and optimizer are restored separately): the example order is replayed up to that step,
+    /// which needs no training, only the seeded shuffles, and the schedule continues from there.
+    /// </summary>
+    public void ResumeAt(int stepsDone)
+    {
+        if (Trainer.StepsTaken != 0) throw new InvalidOperationException("ResumeAt must come before any training step");
+        if (stepsDone < 0 || stepsDone > Options.Steps) throw new ArgumentOutOfRangeException(nameof(stepsDone), stepsDone, $"must be in [0, {Options.Steps}]");
+        for (int s = 0; s < stepsDone; s++) NextExamples(Options.BatchSize);
+        Trainer.StepsTaken = stepsDone;
+    }
+
+    /// <summary>Runs the remaining steps (all of them, unless <see cref="ResumeAt"/> was called); <paramref name="log"/> sees each one.</summary>
     public List<SftMetrics> Run(Action<SftMetrics>? log = null)
     {
         var history = new List<SftMetrics>();
-        for (int s = 0; s < Options.Steps; s++)
+        for (int s = Trainer.StepsTaken; s < Options.Steps; s++)
         {
             var examples = NextExamples(Options.BatchSize);
             int per = (examples.Count + Options.MicroBatches - 1) / Options.MicroBatches;

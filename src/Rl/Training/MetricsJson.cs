@@ -45,10 +45,23 @@ public static class MetricsJson
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 
-    public static string Line(RlTrainerState s) => Line(new Dictionary<string, double>
+    /// <summary>trainer_state.json: integers written exactly (a 64-bit seed does not survive a double).</summary>
+    public static string Line(RlTrainerState s)
     {
-        ["step"] = s.Step, ["data_seed"] = s.DataSeed, ["data_cursor"] = s.DataCursor, ["seed"] = s.Seed, ["rng_counter"] = s.RngCounter,
-    });
+        using var buffer = new MemoryStream();
+        using (var json = new Utf8JsonWriter(buffer, Options))
+        {
+            json.WriteStartObject();
+            json.WriteNumber("step", s.Step);
+            json.WriteNumber("data_seed", s.DataSeed);
+            json.WriteNumber("data_cursor", s.DataCursor);
+            json.WriteNumber("seed", s.Seed);
+            json.WriteNumber("rng_counter", s.RngCounter);
+            json.WriteNumber("skipped_total", s.SkippedTotal);
+            json.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
 
     static void WriteNumber(Utf8JsonWriter json, string key, double value)
     {

@@ -31,9 +31,10 @@ public sealed record RlTrainerOptions(ulong Seed = 1, long? DataSeed = null, int
 
 /// <summary>
 /// Everything besides the weights and optimizer moments that a resumed run needs to continue exactly:
-/// training steps done, the data cursor, and the rollout RNG (seed + the next sequence's stream id).
+/// training steps done, the data cursor, the rollout RNG (seed + the next sequence's stream id), and the
+/// count of skipped updates that the metrics report as a running total.
 /// </summary>
-public sealed record RlTrainerState(int Step, long DataSeed, long DataCursor, ulong Seed, long RngCounter);
+public sealed record RlTrainerState(int Step, long DataSeed, long DataCursor, ulong Seed, long RngCounter, int SkippedTotal = 0);
 
 /// <summary>One sampled completion with its reward, for samples.jsonl.</summary>
 public sealed record SampleRecord(int Step, long ExampleIndex, string Prompt, string Completion, string Answer,
@@ -106,19 +107,22 @@ public sealed class RlTrainer : IDisposable
     /// </summary>
     public Action<CausalLm>? BeforeOptimizerStep { get; set; }
 
-    static bool UsesReference(AlgorithmConfig c) => c.UseKl && (c.Low.KlCoef > 0 || c.High.KlCoef > 0);
+    /// <summary>Whether the loss has a KL term, so the trainer keeps a frozen reference model (the starting weights).</summary>
+    public static bool UsesReference(AlgorithmConfig c) => c.UseKl && (c.Low.KlCoef > 0 || c.High.KlCoef > 0);
 
-    public RlTrainerState State => new(StepIndex, data.Seed, data.Position, Options.Seed, rngCounter);
+    public RlTrainerState State => new(StepIndex, data.Seed, data.Position, Options.Seed, rngCounter, skippedTotal);
 
     /// <summary>Continues from a saved state (weights and optimizer moments are restored separately).</summary>
     public void Restore(RlTrainerState state)
     {
         if (state.Seed != Options.Seed || state.DataSeed != data.Seed)
             throw new ArgumentException($"the saved state has seed {state.Seed} / data seed {state.DataSeed}, this trainer {Options.Seed} / {data.Seed}");
-        if (state.Step < 0 || state.DataCursor < 0 || state.RngCounter < 0) throw new ArgumentException("saved step, data cursor and RNG counter must be >= 0");
+        if (state.Step < 0 || state.DataCursor < 0 || state.RngCounter < 0 || state.SkippedTotal < 0)
+            throw new ArgumentException("saved step, data cursor, RNG counter and skipped count must be >= 0");
         StepIndex = state.Step;
         data.Position = state.DataCursor;
         rngCounter = state.RngCounter;
+        skippedTotal = state.SkippedTotal;
     }
 
     // ================================================================ one step
