@@ -198,3 +198,79 @@ static class FmaPeak
         return Vector256.Sum(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11);
     }
 }
+
+/// <summary>
+/// The optional GEMM strategies of the ILGPU backend (<see cref="GemmVariants"/>: split-K, 128-bit
+/// loads) side by side at the gpt2 B16·T1024 products, each product timed alone: forward, dInput and
+/// dWeight of the qkv (768→2304), fc (768→3072), attention projection (768→768) and MLP projection
+/// (3072→768) layers; then dWeight with forced slice counts, to tune the automatic choice. The shape
+/// column adds how the product ran: 128×128 or 64×64 tiles, slices × depth, vector loads. Short
+/// timings (about 0.1 s each) so the GPU script can afford it:
+///   ArcherIlgpu.Benchmarks --device cuda --op gemm-variants
+/// </summary>
+public sealed class GemmVariantsBench : IOpBenchmark
+{
+    public string Name => "gemm-variants";
+
+    static readonly (int N, int K, int OC)[] Shapes = [(16384, 768, 2304), (16384, 768, 3072), (16384, 768, 768), (16384, 3072, 768)];
+
+    static readonly (string Tag, GemmVariants Variants)[] Configurations =
+        [("default", GemmVariants.None), ("splitk", GemmVariants.SplitK), ("vec4", GemmVariants.Vec4Loads), ("splitk+vec4", GemmVariants.SplitK | GemmVariants.Vec4Loads)];
+
+    public void Run(Backend backend)
+    {
+        if (backend is not IlgpuBackend gpu) { Console.WriteLine("gemm-variants: ILGPU backends only"); return; }
+        var (savedVariants, savedSlices, savedPrecision) = (gpu.GemmVariants, gpu.SplitKSlices, gpu.MatMulPrecision);
+        gpu.MatMulPrecision = MatMulPrecision.Float32;
+        try
+        {
+            foreach (var (N, K, OC) in Shapes) RunShape(gpu, N, K, OC);
+        }
+        finally { (gpu.GemmVariants, gpu.SplitKSlices, gpu.MatMulPrecision) = (savedVariants, savedSlices, savedPrecision); }
+    }
+
+    static void RunShape(IlgpuBackend gpu, int N, int K, int OC)
+    {
+        var input = Bench.Random(gpu, (long)N * K, 1);
+        var weight = Bench.Random(gpu, (long)OC * K, 2, 0.05f);
+        var bias = Bench.Random(gpu, OC, 3);
+        var output = gpu.Allocate<float>((long)N * OC).All;
+        var dOutput = Bench.Random(gpu, (long)N * OC, 4);
+        var dInput = gpu.Allocate<float>((long)N * K).All;
+        var dWeight = gpu.Allocate<float>((long)OC * K).All;
+        double flops = 2.0 * N * K * OC;
+        // The dInput product exactly as MatMulBackward issues it (the contract has no dInput-only call).
+        var dInputShape = new IlgpuBackend.GemmShape { M = N, N = K, K = OC, ARow = OC, ACol = 1, BRow = K, BCol = 1, Ldc = K };
+        var forwardShape = new IlgpuBackend.GemmShape { M = N, N = OC, K = K, ARow = K, ACol = 1, BRow = 1, BCol = K, Ldc = OC };
+        var dWeightShape = new IlgpuBackend.GemmShape { M = OC, N = K, K = N, ARow = 1, ACol = OC, BRow = K, BCol = 1, Ldc = K };
+        string Shape(ArrayViewPair views, IlgpuBackend.GemmShape s) => $"{N}x{K}x{OC} {Describe(gpu.ChooseGemm(views.A, views.B, s))}";
+        var forwardViews = new ArrayViewPair(input.View, weight.View);
+        var dInputViews = new ArrayViewPair(dOutput.View, weight.View);
+        var dWeightViews = new ArrayViewPair(dOutput.View, input.View);
+
+        foreach (var (tag, variants) in Configurations)
+        {
+            gpu.GemmVariants = variants;
+            gpu.SplitKSlices = 0;
+            Bench.Report(gpu, $"gemm forward {tag}", Shape(forwardViews, forwardShape), flops, 0,
+                () => gpu.MatMulForward(input, weight, bias, N, K, OC, output), minSeconds: 0.1);
+            Bench.Report(gpu, $"gemm dInput {tag}", Shape(dInputViews, dInputShape), flops, 0,
+                () => gpu.LaunchGemm(dOutput.View, weight.View, dInput.View, dInput.View, dInputShape), minSeconds: 0.1);
+            Bench.Report(gpu, $"gemm dWeight {tag}", Shape(dWeightViews, dWeightShape), flops, 0,
+                () => gpu.MatMulBackward(dOutput, input, weight, N, K, OC, default, dWeight, default), minSeconds: 0.1);
+        }
+        gpu.GemmVariants = GemmVariants.SplitK;
+        foreach (int slices in new[] { 2, 4, 8, 16 })
+        {
+            gpu.SplitKSlices = slices;
+            Bench.Report(gpu, $"gemm dWeight splitk forced {slices}", Shape(dWeightViews, dWeightShape), flops, 0,
+                () => gpu.MatMulBackward(dOutput, input, weight, N, K, OC, default, dWeight, default), minSeconds: 0.1);
+        }
+        foreach (var b in new[] { input, weight, bias, output, dOutput, dInput, dWeight }) b.Buffer.Dispose();
+    }
+
+    readonly record struct ArrayViewPair(ILGPU.ArrayView<float> A, ILGPU.ArrayView<float> B);
+
+    static string Describe(IlgpuBackend.GemmChoice c) =>
+        $"{(c.Big ? "128" : "64")}{(c.Slices > 1 ? $" S{c.Slices}x{c.SliceDepth}" : "")}{(c.Quads ? " v4" : "")}";
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the GPU machine runs in one call (see ../shared/gpu/README.md): verification, our
 # training and generation benchmarks, then PyTorch eager on the same card. Build the bundle first:
-#   ../shared/gpu/bundle.sh src/Cli/ArcherIlgpu.Cli.csproj
+#   ../shared/gpu/bundle.sh src/Cli/ArcherIlgpu.Cli.csproj && benchmarks/gpu/bundle-bench.sh
+# (the second adds the op benchmarks for the GEMM-variant comparison; without it that step is skipped)
 # then run this from the repository root with carry [".gpu"]; results land in $OUT (or ./gpu-out).
 set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
@@ -18,10 +19,16 @@ timeout 300 $A selfcheck --device cuda > "$OUT/selfcheck.txt" 2>&1; echo "selfch
   timeout 100 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda
   timeout 100 $A bench generate --preset gpt2 --batch 256 --new-tokens 256 --device cuda
 } > "$OUT/ours.txt" 2>&1
+# The optional GEMM strategies (ARCHER_GEMM=splitk,vec4; off by default) against the default kernels
+# at the gpt2 products, each timed alone (about 15 s).
+if [ -f .gpu/bench.tar.xz ]; then
+  tar -xJf .gpu/bench.tar.xz -C .gpu/app
+  timeout 120 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op gemm-variants > "$OUT/gemm-variants.txt" 2>&1
+fi
 if [ "${SKIP_PYTORCH:-0}" != 1 ]; then
   {
     timeout 150 python3 benchmarks/pytorch/gpt2_step.py --matmul --shapes bench-s,bench-m,gpt2-b16,350m --steps 10
     timeout 150 python3 benchmarks/pytorch/gpt2_step.py --tf32 --matmul --shapes bench-s,bench-m,gpt2-b16,350m --steps 10
   } > "$OUT/pytorch.txt" 2>&1
 fi
-tail -4 "$OUT/selfcheck.txt"; grep -vE "^\s*$" "$OUT/ours.txt" | tail -80; cat "$OUT/pytorch.txt" 2>/dev/null
+tail -4 "$OUT/selfcheck.txt"; grep -vE "^\s*$" "$OUT/ours.txt" | tail -80; cat "$OUT/gemm-variants.txt" 2>/dev/null; cat "$OUT/pytorch.txt" 2>/dev/null

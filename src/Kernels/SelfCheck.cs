@@ -31,6 +31,7 @@ public static class SelfCheck
             : [[1, 1, 1], [7, 33, 5], [70, 65, 129], [127, 768, 257], [512, 768, 2304], [1000, 3072, 768]];
         foreach (var s in matmulShapes) Add(WithMatMulPrecision(device, MatMulPrecision.Float32, () => MatMul(device, cpu, s[0], s[1], s[2])));
         Add(TensorCoreMatMuls(device, cpu, quick));
+        Add(GemmVariantMatMuls(device, cpu, quick));
 
         // B, T, H, Hkv, D: GPT-2 shapes (Hkv = H), grouped-query ones (Qwen2.5-0.5B has H 14, Hkv 2, D 64),
         // the largest head size 128 and head sizes that are not powers of two.
@@ -125,6 +126,35 @@ public static class SelfCheck
         gpu.MatMulPrecision = precision;
         try { return run().ToList(); }
         finally { gpu.MatMulPrecision = saved; }
+    }
+
+    /// <summary>
+    /// On ILGPU backends, the float32 matmul cases again with each optional GEMM strategy on (see
+    /// <see cref="GemmVariants"/>; off by default until measured). The minimum slice depth is lowered
+    /// to 16 so that split-K cuts even these sizes into many slices with a ragged last one; the
+    /// 4096-row case is a dWeight with few tiles and a long reduction, as in training.
+    /// </summary>
+    static IEnumerable<Result> GemmVariantMatMuls(Backend device, Backend cpu, bool quick)
+    {
+        if (device is not IlgpuBackend gpu) return [];
+        int[][] shapes = quick ? [[33, 100, 7], [70, 68, 132]] : [[7, 33, 5], [70, 65, 129], [127, 768, 257], [1000, 3072, 768], [4096, 768, 768]];
+        var results = new List<Result>();
+        foreach (var variants in new[] { GemmVariants.SplitK, GemmVariants.Vec4Loads, GemmVariants.SplitK | GemmVariants.Vec4Loads })
+        {
+            string tag = variants switch { GemmVariants.SplitK => "splitk", GemmVariants.Vec4Loads => "vec4", _ => "splitk+vec4" };
+            foreach (var s in shapes)
+                foreach (var r in WithGemmVariants(gpu, variants, () => MatMul(device, cpu, s[0], s[1], s[2])))
+                    results.Add(r with { Op = $"matmul {tag}" });
+        }
+        return results;
+    }
+
+    static IEnumerable<Result> WithGemmVariants(IlgpuBackend gpu, GemmVariants variants, Func<IEnumerable<Result>> run)
+    {
+        var (savedVariants, savedDepth, savedPrecision) = (gpu.GemmVariants, gpu.SplitKMinDepth, gpu.MatMulPrecision);
+        (gpu.GemmVariants, gpu.SplitKMinDepth, gpu.MatMulPrecision) = (variants, 16, MatMulPrecision.Float32);
+        try { return run().ToList(); }
+        finally { (gpu.GemmVariants, gpu.SplitKMinDepth, gpu.MatMulPrecision) = (savedVariants, savedDepth, savedPrecision); }
     }
 
     static IEnumerable<Result> Attention(Backend dev, Backend cpu, int B, int T, int H, int Hkv, int D)

@@ -133,6 +133,7 @@ public sealed partial class IlgpuBackend : Backend
 
     public override void Dispose()
     {
+        splitWorkspace?.Dispose();
         Accelerator.Dispose();
         context.Dispose();
     }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -80,15 +81,21 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    void LaunchGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape shape)
+    /// <summary>
+    /// One GEMM on the stream, through the kernel <see cref="ChooseGemm"/> picks (the tensor-core one
+    /// when <see cref="MatMulPrecision"/> asks for it).
+    /// </summary>
+    internal void LaunchGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape shape)
     {
         if (shape.M == 0 || shape.N == 0) return;
         if (MaxGroupSize < GemmThreads)
             throw new NotSupportedException($"{Name}: the matmul kernels need groups of {GemmThreads} threads, the device allows {MaxGroupSize}");
         var precision = EffectiveMatMulPrecision;
-        if (precision != MatMulPrecision.Float32) LaunchTensorGemm(a, b, c, bias, shape, precision);
-        else if (UseSmallGemm(shape)) LaunchSmallGemm(a, b, c, bias, shape);
-        else LaunchTiledGemm(a, b, c, bias, shape);
+        if (precision != MatMulPrecision.Float32) { LaunchTensorGemm(a, b, c, bias, shape, precision); return; }
+        var choice = ChooseGemm(a, b, shape);
+        if (choice.Slices > 1) LaunchSplitGemm(a, b, c, bias, shape, choice);
+        else if (choice.Big) LaunchTiledGemm(a, b, c, bias, shape, choice.Quads);
+        else LaunchSmallGemm(a, b, c, bias, shape);
     }
 
     /// <summary>
@@ -122,7 +129,12 @@ public sealed partial class IlgpuBackend
     /// micro-tile: rows ty + 16r and columns tx + 16c, so a warp's B reads are 16 consecutive floats
     /// and its A reads are broadcasts. Out-of-range elements load as zero; stores are bounds-checked.
     /// </summary>
-    static void GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s)
+    static void GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
+        SmallGemm(a, b, c, bias, s, 0);
+
+    /// <summary>The 64×64 GEMM over depths [kBegin, s.K): all of them, or one split-K slice.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void SmallGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int kBegin)
     {
         var tileA = SharedMemory.Allocate<float>(GemmShared);   // [p][i], pitch 65
         var tileB = SharedMemory.Allocate<float>(GemmShared);   // [p][j], pitch 65
@@ -133,7 +145,7 @@ public sealed partial class IlgpuBackend
         float c00 = 0, c01 = 0, c02 = 0, c03 = 0, c10 = 0, c11 = 0, c12 = 0, c13 = 0;
         float c20 = 0, c21 = 0, c22 = 0, c23 = 0, c30 = 0, c31 = 0, c32 = 0, c33 = 0;
 
-        for (int k0 = 0; k0 < s.K; k0 += GemmDepth)
+        for (int k0 = kBegin; k0 < s.K; k0 += GemmDepth)
         {
             for (int q = 0; q < GemmTile * GemmDepth / GemmThreads; q++)
             {

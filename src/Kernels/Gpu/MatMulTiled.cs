@@ -23,10 +23,14 @@ public sealed partial class IlgpuBackend
 
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>? tiledGemmKernel;
 
-    void LaunchTiledGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape shape)
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>? tiledGemmVec4Kernel;
+
+    void LaunchTiledGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape shape, bool vec4)
     {
-        tiledGemmKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(TiledGemmKernel);
-        tiledGemmKernel(new KernelConfig(BigGrid(shape), new Index2D(GemmThreads, 1)), a, b, c, bias, shape);
+        var kernel = vec4
+            ? tiledGemmVec4Kernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(TiledGemmVec4Kernel)
+            : tiledGemmKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(TiledGemmKernel);
+        kernel(new KernelConfig(BigGrid(shape), new Index2D(GemmThreads, 1)), a, b, c, bias, shape);
     }
 
     static Index2D BigGrid(GemmShape s) => new((s.N + BigTile - 1) / BigTile, (s.M + BigTile - 1) / BigTile);
@@ -69,7 +73,28 @@ public sealed partial class IlgpuBackend
     /// memory into registers before the current one is multiplied, and stored into the other buffer
     /// after, so one barrier per slice suffices. Elements outside A or B load as zero.
     /// </summary>
-    static void TiledGemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s)
+    static void TiledGemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
+        TiledGemm(a, b, c, bias, s, 0, false);
+
+    /// <summary>
+    /// The same kernel, but each thread moves 4 adjacent elements of each operand per slice with one
+    /// 128-bit global load (ld.global.v4.f32) instead of 4 scalar ones. Only launched when both
+    /// operands are contiguous along their tile dimension with the other stride and the view offset
+    /// multiples of 4 (<see cref="CanLoadQuads"/>); a quad that crosses the edge of A or B loads
+    /// its elements one by one.
+    /// </summary>
+    static void TiledGemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
+        TiledGemm(a, b, c, bias, s, 0, true);
+
+    /// <summary>
+    /// The 128×128 GEMM over depths [kBegin, s.K): the whole product when kBegin is 0, one split-K
+    /// slice otherwise (MatMulVariants.cs). <paramref name="quads"/> picks the global load pattern:
+    /// thread t moves elements t + 256u (scalar) or 4t + u (one vector), u = 0..3. Both are
+    /// compile-time constants in every kernel, so each kernel compiles to one straight path.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void TiledGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s,
+        int kBegin, bool quads)
     {
         var tileA = SharedMemory.Allocate<float>(BigShared);
         var tileB = SharedMemory.Allocate<float>(BigShared);
@@ -78,10 +103,12 @@ public sealed partial class IlgpuBackend
         int t = Group.IdxX;
         int tx = t % 16, ty = t / 16;
         int m0 = Grid.IdxY * BigTile, n0 = Grid.IdxX * BigTile;
-        int slices = (s.K + BigDepth - 1) / BigDepth;
+        int slices = (s.K - kBegin + BigDepth - 1) / BigDepth;
+        int e = quads ? 4 * t : t, step = quads ? 1 : GemmThreads;
 
-        var staged = LoadBigSlice(a, b, s, m0, n0, 0, t);
-        StoreBigSlice(tileA, tileB, s, staged, 0, t);
+        var staged = quads ? LoadBigQuads(a, b, s, m0, n0, kBegin, e) : LoadBigSlice(a, b, s, m0, n0, kBegin, e, step);
+        if (quads) StoreBigQuads(tileA, tileB, s, staged, 0, e);
+        else StoreBigSlice(tileA, tileB, s, staged, 0, e, step);
         Group.Barrier();
 
         Row8 r0 = default, r1 = default, r2 = default, r3 = default, r4 = default, r5 = default, r6 = default, r7 = default;
@@ -90,7 +117,8 @@ public sealed partial class IlgpuBackend
         {
             int buffer = slice & 1;
             bool more = slice + 1 < slices;
-            if (more) staged = LoadBigSlice(a, b, s, m0, n0, (slice + 1) * BigDepth, t);
+            int kNext = kBegin + (slice + 1) * BigDepth;
+            if (more) staged = quads ? LoadBigQuads(a, b, s, m0, n0, kNext, e) : LoadBigSlice(a, b, s, m0, n0, kNext, e, step);
             int rowBase = buffer * BigDepth * vecPitch;
             for (int p = 0; p < BigDepth; p++)
             {
@@ -100,7 +128,11 @@ public sealed partial class IlgpuBackend
                 r0.Add(aLo.X, bLo, bHi); r1.Add(aLo.Y, bLo, bHi); r2.Add(aLo.Z, bLo, bHi); r3.Add(aLo.W, bLo, bHi);
                 r4.Add(aHi.X, bLo, bHi); r5.Add(aHi.Y, bLo, bHi); r6.Add(aHi.Z, bLo, bHi); r7.Add(aHi.W, bLo, bHi);
             }
-            if (more) StoreBigSlice(tileA, tileB, s, staged, buffer ^ 1, t);
+            if (more)
+            {
+                if (quads) StoreBigQuads(tileA, tileB, s, staged, buffer ^ 1, e);
+                else StoreBigSlice(tileA, tileB, s, staged, buffer ^ 1, e, step);
+            }
             Group.Barrier();
         }
 
@@ -111,29 +143,90 @@ public sealed partial class IlgpuBackend
         StoreRow8(c, bias, s, i + 66, j, r6); StoreRow8(c, bias, s, i + 67, j, r7);
     }
 
-    static Staged4 LoadBigSlice(ArrayView<float> a, ArrayView<float> b, GemmShape s, int m0, int n0, int k0, int t) => new()
+    /// <summary>Elements e, e + step, e + 2·step, e + 3·step of this slice's A and B tiles.</summary>
+    static Staged4 LoadBigSlice(ArrayView<float> a, ArrayView<float> b, GemmShape s, int m0, int n0, int k0, int e, int step) => new()
     {
-        A0 = LoadTileA(a, s, m0, k0, t, BigTile, BigDepth),
-        A1 = LoadTileA(a, s, m0, k0, t + GemmThreads, BigTile, BigDepth),
-        A2 = LoadTileA(a, s, m0, k0, t + 2 * GemmThreads, BigTile, BigDepth),
-        A3 = LoadTileA(a, s, m0, k0, t + 3 * GemmThreads, BigTile, BigDepth),
-        B0 = LoadTileB(b, s, n0, k0, t, BigTile, BigDepth),
-        B1 = LoadTileB(b, s, n0, k0, t + GemmThreads, BigTile, BigDepth),
-        B2 = LoadTileB(b, s, n0, k0, t + 2 * GemmThreads, BigTile, BigDepth),
-        B3 = LoadTileB(b, s, n0, k0, t + 3 * GemmThreads, BigTile, BigDepth),
+        A0 = LoadTileA(a, s, m0, k0, e, BigTile, BigDepth),
+        A1 = LoadTileA(a, s, m0, k0, e + step, BigTile, BigDepth),
+        A2 = LoadTileA(a, s, m0, k0, e + 2 * step, BigTile, BigDepth),
+        A3 = LoadTileA(a, s, m0, k0, e + 3 * step, BigTile, BigDepth),
+        B0 = LoadTileB(b, s, n0, k0, e, BigTile, BigDepth),
+        B1 = LoadTileB(b, s, n0, k0, e + step, BigTile, BigDepth),
+        B2 = LoadTileB(b, s, n0, k0, e + 2 * step, BigTile, BigDepth),
+        B3 = LoadTileB(b, s, n0, k0, e + 3 * step, BigTile, BigDepth),
     };
 
-    static void StoreBigSlice(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, Staged4 v, int buffer, int t)
+    static void StoreBigSlice(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, Staged4 v, int buffer, int e, int step)
     {
         int offset = buffer * BigDepth * BigPitch;
-        tileA[offset + TileOffsetA(s, t, BigTile, BigDepth, BigPitch)] = v.A0;
-        tileA[offset + TileOffsetA(s, t + GemmThreads, BigTile, BigDepth, BigPitch)] = v.A1;
-        tileA[offset + TileOffsetA(s, t + 2 * GemmThreads, BigTile, BigDepth, BigPitch)] = v.A2;
-        tileA[offset + TileOffsetA(s, t + 3 * GemmThreads, BigTile, BigDepth, BigPitch)] = v.A3;
-        tileB[offset + TileOffsetB(s, t, BigTile, BigDepth, BigPitch)] = v.B0;
-        tileB[offset + TileOffsetB(s, t + GemmThreads, BigTile, BigDepth, BigPitch)] = v.B1;
-        tileB[offset + TileOffsetB(s, t + 2 * GemmThreads, BigTile, BigDepth, BigPitch)] = v.B2;
-        tileB[offset + TileOffsetB(s, t + 3 * GemmThreads, BigTile, BigDepth, BigPitch)] = v.B3;
+        tileA[offset + TileOffsetA(s, e, BigTile, BigDepth, BigPitch)] = v.A0;
+        tileA[offset + TileOffsetA(s, e + step, BigTile, BigDepth, BigPitch)] = v.A1;
+        tileA[offset + TileOffsetA(s, e + 2 * step, BigTile, BigDepth, BigPitch)] = v.A2;
+        tileA[offset + TileOffsetA(s, e + 3 * step, BigTile, BigDepth, BigPitch)] = v.A3;
+        tileB[offset + TileOffsetB(s, e, BigTile, BigDepth, BigPitch)] = v.B0;
+        tileB[offset + TileOffsetB(s, e + step, BigTile, BigDepth, BigPitch)] = v.B1;
+        tileB[offset + TileOffsetB(s, e + 2 * step, BigTile, BigDepth, BigPitch)] = v.B2;
+        tileB[offset + TileOffsetB(s, e + 3 * step, BigTile, BigDepth, BigPitch)] = v.B3;
+    }
+
+    /// <summary>
+    /// Elements e..e+3 (e a multiple of 4) of each tile: consecutive elements are consecutive in
+    /// global memory (the tile walks the contiguous dimension), so each quad is one 16-byte load.
+    /// </summary>
+    static Staged4 LoadBigQuads(ArrayView<float> a, ArrayView<float> b, GemmShape s, int m0, int n0, int k0, int e)
+    {
+        var qa = LoadQuadA(a, s, m0, k0, e);
+        var qb = LoadQuadB(b, s, n0, k0, e);
+        return new Staged4 { A0 = qa.X, A1 = qa.Y, A2 = qa.Z, A3 = qa.W, B0 = qb.X, B1 = qb.Y, B2 = qb.Z, B3 = qb.W };
+    }
+
+    static Vec4 LoadQuadA(ArrayView<float> a, GemmShape s, int m0, int k0, int e)
+    {
+        int i = m0 + TileRowA(s, e, BigTile, BigDepth), p = k0 + TileDepthA(s, e, BigTile, BigDepth);
+        // The quad runs along depth when A is K-contiguous, along rows otherwise (then ARow is 1).
+        bool inside = s.ACol == 1 ? i < s.M && p + 3 < s.K : i + 3 < s.M && p < s.K;
+        if (inside) return a.Cast<Vec4>()[((long)i * s.ARow + (long)p * s.ACol) >> 2];
+        return new Vec4
+        {
+            X = LoadTileA(a, s, m0, k0, e, BigTile, BigDepth), Y = LoadTileA(a, s, m0, k0, e + 1, BigTile, BigDepth),
+            Z = LoadTileA(a, s, m0, k0, e + 2, BigTile, BigDepth), W = LoadTileA(a, s, m0, k0, e + 3, BigTile, BigDepth),
+        };
+    }
+
+    static Vec4 LoadQuadB(ArrayView<float> b, GemmShape s, int n0, int k0, int e)
+    {
+        int j = n0 + TileColB(s, e, BigTile, BigDepth), p = k0 + TileDepthB(s, e, BigTile, BigDepth);
+        // Along columns when B is N-contiguous, along depth otherwise (then BRow is 1).
+        bool inside = s.BCol == 1 ? j + 3 < s.N && p < s.K : j < s.N && p + 3 < s.K;
+        if (inside) return b.Cast<Vec4>()[((long)p * s.BRow + (long)j * s.BCol) >> 2];
+        return new Vec4
+        {
+            X = LoadTileB(b, s, n0, k0, e, BigTile, BigDepth), Y = LoadTileB(b, s, n0, k0, e + 1, BigTile, BigDepth),
+            Z = LoadTileB(b, s, n0, k0, e + 2, BigTile, BigDepth), W = LoadTileB(b, s, n0, k0, e + 3, BigTile, BigDepth),
+        };
+    }
+
+    /// <summary>
+    /// A quad that lies along the tile dimension (A M-contiguous, B N-contiguous) is 4 adjacent
+    /// floats of one shared row: one 128-bit store, conflict-free per quarter-warp, where 4 scalar
+    /// stores would hit each bank 4 times. A quad along depth goes to 4 rows: scalar stores, whose
+    /// banks (16·(t%2) + 4u + t/2 with pitch 132) are 32 distinct per warp.
+    /// </summary>
+    static void StoreBigQuads(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, Staged4 v, int buffer, int e)
+    {
+        int offset = buffer * BigDepth * BigPitch;
+        int at = offset + TileOffsetA(s, e, BigTile, BigDepth, BigPitch);
+        if (s.ACol == 1)
+        {
+            tileA[at] = v.A0; tileA[at + BigPitch] = v.A1; tileA[at + 2 * BigPitch] = v.A2; tileA[at + 3 * BigPitch] = v.A3;
+        }
+        else tileA.Cast<Vec4>()[at >> 2] = new Vec4 { X = v.A0, Y = v.A1, Z = v.A2, W = v.A3 };
+        int bt = offset + TileOffsetB(s, e, BigTile, BigDepth, BigPitch);
+        if (s.BCol == 1) tileB.Cast<Vec4>()[bt >> 2] = new Vec4 { X = v.B0, Y = v.B1, Z = v.B2, W = v.B3 };
+        else
+        {
+            tileB[bt] = v.B0; tileB[bt + BigPitch] = v.B1; tileB[bt + 2 * BigPitch] = v.B2; tileB[bt + 3 * BigPitch] = v.B3;
+        }
     }
 
     // Element e of a tile × depth slice: consecutive e walk whichever dimension of the operand is
