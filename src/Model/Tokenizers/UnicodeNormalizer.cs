@@ -132,7 +132,7 @@ public static class UnicodeNormalizer
             {
                 int n = DecomposeAndOrder(text, compat, ref buffer);
                 if (compose) n = Compose(buffer, n);
-                return ToUtf16(buffer.AsSpan(0, n));
+                return ToUtf16(buffer, n);
             }
             finally
             {
@@ -224,25 +224,26 @@ public static class UnicodeNormalizer
             return _composites.TryGetValue(PairKey(first, second), out composite);
         }
 
-        private static string ToUtf16(ReadOnlySpan<int> codePoints)
+        private static string ToUtf16(int[] codePoints, int count)
         {
-            int length = 0;
-            foreach (int cp in codePoints) length += cp >= 0x10000 ? 2 : 1;
-            var chars = length <= 512 ? stackalloc char[length] : new char[length];
-            int w = 0;
-            foreach (int cp in codePoints)
+            int length = count;
+            foreach (int cp in codePoints.AsSpan(0, count)) if (cp >= 0x10000) length++;
+            return string.Create(length, (codePoints, count), static (chars, state) =>
             {
-                if (cp >= 0x10000)
+                int w = 0;
+                foreach (int cp in state.codePoints.AsSpan(0, state.count))
                 {
-                    chars[w++] = (char)(0xD800 + ((cp - 0x10000) >> 10));
-                    chars[w++] = (char)(0xDC00 + ((cp - 0x10000) & 0x3FF));
+                    if (cp >= 0x10000)
+                    {
+                        chars[w++] = (char)(0xD800 + ((cp - 0x10000) >> 10));
+                        chars[w++] = (char)(0xDC00 + ((cp - 0x10000) & 0x3FF));
+                    }
+                    else
+                    {
+                        chars[w++] = (char)cp;
+                    }
                 }
-                else
-                {
-                    chars[w++] = (char)cp;
-                }
-            }
-            return new string(chars);
+            });
         }
 
         private static int[] FullDecomposition(Dictionary<int, (bool Compat, int[] Mapping)> oneLevel, int cp, bool compat)
