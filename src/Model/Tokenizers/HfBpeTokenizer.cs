@@ -8,8 +8,8 @@ namespace ArcherIlgpu.Model.Tokenizers;
 /// A byte-level BPE read from a Hugging Face <c>tokenizer.json</c>: Qwen2, Qwen2.5, Qwen3, Llama 3, SmolLM2, GPT-2.
 /// Encoding follows Hugging Face's pipeline: added tokens (<c>&lt;|endoftext|&gt;</c>, <c>&lt;|im_start|&gt;</c>, ...) are cut
 /// out of the text first, leftmost and longest, those with <c>normalized: false</c> before the normalizer runs and the
-/// others after; the rest is normalized (NFC, ...), split by the pre-tokenizer's pattern (see
-/// <see cref="CodePointRegexSplitter"/>), and each piece's UTF-8 bytes are merged by the shared
+/// others after; the rest is normalized (NFC, ..., by the managed <see cref="UnicodeNormalizer"/>, so alike on every
+/// runtime), split by the pre-tokenizer's pattern (see <see cref="CodePointRegexSplitter"/>), and each piece's UTF-8 bytes are merged by the shared
 /// <see cref="ByteLevelBpe"/> loop (with <c>ignore_merges</c>, as Llama 3 sets, a piece that is itself a vocabulary
 /// token is taken whole). Decoding joins the tokens' bytes and reads them as UTF-8; added tokens decode to their text,
 /// so <c>Decode(Encode(s))</c> is <c>s</c> after normalization.
@@ -67,7 +67,7 @@ public sealed class HfBpeTokenizer : ITokenizer
 
     public IReadOnlyList<HfAddedToken> AddedTokens { get; }
 
-    /// <summary>The normalization forms applied in order (Qwen2: NFC; Llama 3: none).</summary>
+    /// <summary>The normalization forms applied in order (Qwen2: NFC; Llama 3: none), by <see cref="UnicodeNormalizer"/>.</summary>
     public IReadOnlyList<NormalizationForm> Normalizers => _normalizers;
 
     /// <summary>The file this tokenizer was read from; <see cref="TokenizerFiles.Save"/> copies it.</summary>
