@@ -1,7 +1,4 @@
-using System.Globalization;
-using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.IO;
-using ArcherIlgpu.Model.Training;
 
 namespace ArcherIlgpu.Model.Gpt2;
 
