@@ -22,15 +22,16 @@ public static class EvalCommand
         var maxTokens = new Option<int>("--max-response-tokens") { Description = "most tokens per answer (default: the model's context)" };
         var seed = new Option<ulong>("--seed") { Description = "sampling seed (default 1)", DefaultValueFactory = _ => 1UL };
         var device = Program.DeviceOption();
+        var allowExtra = ModelLoadOption.Create();
         var command = new Command("eval", "Evaluate a model on held-out problems of a task")
         {
-            model, task, taskOptions, n, problems, temperature, topP, maxTokens, seed, device,
+            model, task, taskOptions, n, problems, temperature, topP, maxTokens, seed, device, allowExtra,
         };
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, stderr) =>
         {
             var t = RlCommandSupport.CreateTask(parse.GetValue(task)!, parse.GetValue(taskOptions) ?? []);
             using var backend = Devices.Create(parse.GetValue(device));
-            var (m, tokenizer) = RlCommandSupport.LoadModel(backend, parse.GetValue(model)!);
+            var (m, tokenizer) = RlCommandSupport.LoadModel(backend, parse.GetValue(model)!, ModelLoadOption.Read(parse, allowExtra));
             using var _ = m;
             int max = parse.GetValue(maxTokens);
             if (max < 0) throw new RlCommandException($"--max-response-tokens must be >= 1, got {max}");

@@ -23,9 +23,10 @@ public static class GenerateCommand
         var seed = new Option<ulong>("--seed") { Description = "random seed; the same seed gives the same samples (default 0)" };
         var samples = new Option<int>("--samples") { Description = "number of completions (default 1)", DefaultValueFactory = _ => 1 };
         var device = Program.DeviceOption();
+        var allowExtra = ModelLoadOption.Create();
         var command = new Command("generate", "Continue a prompt with a trained model")
         {
-            model, prompt, maxNew, temperature, topK, topP, seed, samples, device,
+            model, prompt, maxNew, temperature, topK, topP, seed, samples, device, allowExtra,
         };
         command.SetAction(parse => CliErrors.Guard(parse, (output, _) =>
         {
@@ -36,7 +37,7 @@ public static class GenerateCommand
             var options = new SamplingOptions(parse.GetValue(maxNew), parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP),
                 parse.GetValue(seed), EndToken: tokenizer.EndOfText).Validate();
             using var backend = Devices.Create(parse.GetValue(device));
-            using var m = Checkpoint.Load(backend, dir);
+            using var m = Checkpoint.Load(backend, dir, ModelLoadOption.Read(parse, allowExtra));
             if (tokenizer.VocabSize > m.Config.VocabSize)
                 throw new CliInputException($"{dir}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {m.Config.VocabSize}; the folder mixes files of different models");
             var completions = Complete(m, tokenizer, parse.GetValue(prompt)!, n, options);

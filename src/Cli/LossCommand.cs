@@ -22,9 +22,10 @@ public static class LossCommand
         var tokens = new Option<string>("--tokens") { Description = "file with one sequence of whitespace-separated token ids per line, all lines the same length", Required = true };
         var grads = new Option<bool>("--grads") { Description = "also report the global gradient L2 norm and one per tensor" };
         var device = Program.DeviceOption();
+        var allowExtra = ModelLoadOption.Create();
         var command = new Command("loss", "Mean next-token cross-entropy (and gradient norms) of token sequences under a model, as JSON")
         {
-            model, tokens, grads, device,
+            model, tokens, grads, device, allowExtra,
         };
         command.SetAction(parse => CliErrors.Guard(parse, (output, _) =>
         {
@@ -32,8 +33,11 @@ public static class LossCommand
             var config = Models.LoadConfig(dir);
             var rows = TokenFile.Read(parse.GetValue(tokens)!, config.VocabSize, config.MaxT);
             using var backend = Devices.Create(parse.GetValue(device));
-            using var m = Checkpoint.Load(backend, dir);
+            using var m = Checkpoint.Load(backend, dir, ModelLoadOption.Read(parse, allowExtra));
             var result = Compute(m, rows, parse.GetValue(grads));
+            // A finite model can still overflow (huge weights); a NaN loss is no answer, so it is an error, not a null.
+            if (!double.IsFinite(result.Loss))
+                throw new CliInputException($"{dir}: the loss is {result.Loss} (not a finite number): the model's activations overflow float32 on these tokens");
             output.WriteLine(ToJson(result, FileNames(Path.Combine(dir, Checkpoint.WeightsFile))));
             return 0;
         }));

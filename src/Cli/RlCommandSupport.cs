@@ -34,11 +34,11 @@ internal static class RlCommandSupport
     }
 
     /// <summary>Loads config.json + model.safetensors + the tokenizer of a model folder onto the backend.</summary>
-    public static (CausalLm Model, ITokenizer Tokenizer) LoadModel(Backend backend, string dir)
+    public static (CausalLm Model, ITokenizer Tokenizer) LoadModel(Backend backend, string dir, LoadOptions? options = null)
     {
         if (!Directory.Exists(dir)) throw new RlCommandException($"model folder \"{dir}\" does not exist");
         var tokenizer = TokenizerFiles.Load(dir);
-        var model = Checkpoint.Load(backend, dir);
+        var model = Checkpoint.Load(backend, dir, options);
         if (tokenizer.VocabSize > model.Config.VocabSize)
         {
             model.Dispose();

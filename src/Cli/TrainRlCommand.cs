@@ -52,22 +52,23 @@ public static class TrainRlCommand
         var evalProblems = new Option<int>("--eval-problems") { Description = "evaluate this many held-out problems before and after (default 0 = no evaluation)" };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last save (same command; --steps is the total)" };
         var device = Program.DeviceOption();
+        var allowExtra = ModelLoadOption.Create();
         var command = new Command("train-rl", "Train a model with RL on a task with a verifier")
         {
-            algo, model, task, taskOptions, steps, groupSize, prompts, set, seed, outDir, micro, sampleEvery, saveEvery, evalProblems, resume, device,
+            algo, model, task, taskOptions, steps, groupSize, prompts, set, seed, outDir, micro, sampleEvery, saveEvery, evalProblems, resume, device, allowExtra,
         };
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) => Run(new Settings(
             parse.GetValue(algo)!, parse.GetValue(model)!, parse.GetValue(task)!, parse.GetValue(taskOptions) ?? [], parse.GetValue(steps),
             parse.GetValue(groupSize), parse.GetValue(prompts), parse.GetValue(set) ?? [], parse.GetValue(seed), parse.GetValue(outDir),
             parse.GetValue(micro), parse.GetValue(sampleEvery), parse.GetValue(saveEvery), parse.GetValue(evalProblems), parse.GetValue(device)!,
-            parse.GetValue(resume)), stdout)));
+            parse.GetValue(resume), AllowExtraTensors: parse.GetValue(allowExtra)), stdout)));
         return command;
     }
 
     /// <param name="InterruptAfterStep">test hook: stop right after this step's log lines, before any save, as if killed.</param>
     public sealed record Settings(string Algo, string Model, string Task, string[] TaskOptions, int Steps, int? GroupSize, int? PromptsPerStep,
         string[] Set, ulong Seed, string? Out, int MicroBatch, int SampleEvery, int SaveEvery, int EvalProblems, string Device,
-        bool Resume = false, int? InterruptAfterStep = null);
+        bool Resume = false, int? InterruptAfterStep = null, bool AllowExtraTensors = false);
 
     public static int Run(Settings s, TextWriter log)
     {
@@ -93,7 +94,7 @@ public static class TrainRlCommand
         }
 
         using var backend = Devices.Create(s.Device);
-        var (model, tokenizer) = RlCommandSupport.LoadModel(backend, saved is null ? s.Model : modelDir);
+        var (model, tokenizer) = RlCommandSupport.LoadModel(backend, saved is null ? s.Model : modelDir, new LoadOptions(s.AllowExtraTensors));
         using var _ = model;
         var config = runConfig ?? ResolveConfig(s, model.Config, log);
         if (saved is null) StartFresh(s, outDir, config, log);

@@ -42,15 +42,17 @@ public static class TrainSftCommand
         var evalEvery = new Option<int?>("--eval-every") { Description = "held-out loss, progress line and checkpoint every this many steps (default steps / 10)" };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last save (same data, batch size and seed; --steps is the total)" };
         var device = Program.DeviceOption();
+        var allowExtra = ModelLoadOption.Create();
         var command = new Command("train-sft", "Supervised fine-tuning of a small model (GPT-2 or Llama/Qwen) on prompt/completion pairs")
         {
-            data, heldOut, fraction, output, preset, init, steps, batch, lr, warmup, seed, evalEvery, resume, device,
+            data, heldOut, fraction, output, preset, init, steps, batch, lr, warmup, seed, evalEvery, resume, device, allowExtra,
         };
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
             var s = new Settings(parse.GetValue(data)!, parse.GetValue(heldOut), parse.GetValue(fraction), parse.GetValue(output)!,
                 parse.GetValue(preset)!, parse.GetValue(init), parse.GetValue(steps), parse.GetValue(batch), parse.GetValue(lr),
-                parse.GetValue(warmup), parse.GetValue(seed), parse.GetValue(evalEvery), parse.GetValue(device)!, parse.GetValue(resume));
+                parse.GetValue(warmup), parse.GetValue(seed), parse.GetValue(evalEvery), parse.GetValue(device)!, parse.GetValue(resume),
+                AllowExtraTensors: parse.GetValue(allowExtra));
             Run(s, stdout);
             return 0;
         }));
@@ -59,7 +61,8 @@ public static class TrainSftCommand
 
     /// <param name="InterruptAfterStep">test hook: stop right after this step's metrics line, before any save, as if killed.</param>
     public sealed record Settings(string Data, string? HeldOut, double? HeldOutFraction, string Out, string Preset, string? Init,
-        int Steps, int BatchSize, float? Lr, int? Warmup, int Seed, int? EvalEvery, string Device, bool Resume = false, int? InterruptAfterStep = null);
+        int Steps, int BatchSize, float? Lr, int? Warmup, int Seed, int? EvalEvery, string Device, bool Resume = false, int? InterruptAfterStep = null,
+        bool AllowExtraTensors = false);
 
     /// <summary>What the run ended with.</summary>
     public sealed record Summary(double FirstLoss, double HeldOutLossBefore, double HeldOutLoss, int Correct, int HeldOutCount);
@@ -95,7 +98,7 @@ public static class TrainSftCommand
         if (from is not null)
         {
             tokenizer = TokenizerFiles.Load(from);
-            model = Checkpoint.Load(backend, from);
+            model = Checkpoint.Load(backend, from, new LoadOptions(s.AllowExtraTensors));
             if (tokenizer.VocabSize > model.Config.VocabSize)
                 throw new CliInputException($"{from}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {model.Config.VocabSize}");
         }

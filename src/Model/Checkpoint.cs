@@ -47,15 +47,20 @@ public static class Checkpoint
 
     // ================================================================ load
 
-    /// <summary>Loads a model folder (config.json + weights) onto <paramref name="backend"/>, whatever its family.</summary>
-    public static CausalLm Load(Backend backend, string dir)
+    /// <summary>
+    /// Loads a model folder (config.json + weights) onto <paramref name="backend"/>, whatever its family. The folder
+    /// loads only if config.json and the tensors agree exactly (<see cref="FileWeights"/>; <paramref name="options"/>
+    /// can let extra tensors through); anything else is a <see cref="ModelFormatException"/> naming the file and the
+    /// tensor or key.
+    /// </summary>
+    public static CausalLm Load(Backend backend, string dir, LoadOptions? options = null)
     {
         var config = Models.LoadConfig(dir);
         if (!SafeTensorsFolder.Exists(dir))
             throw new ModelFormatException($"{Path.Combine(dir, WeightsFile)}: file not found (nor {SafeTensorsFolder.IndexFile} with shards)");
         // Errors name the file that holds the weights (the index, for a sharded folder).
         string source = Path.Combine(dir, File.Exists(Path.Combine(dir, WeightsFile)) ? WeightsFile : SafeTensorsFolder.IndexFile);
-        return Models.Create(backend, config, Models.FromFileTensors(config, SafeTensorsFolder.Read(dir), source));
+        return Models.Create(backend, config, Models.FromFileTensors(config, SafeTensorsFolder.Read(dir), source, options));
     }
 
     /// <summary>Reads a weights file into the flat layout of <paramref name="config"/> (the family checks names and shapes).</summary>

@@ -61,11 +61,12 @@ public static class Models
         _ => throw Unknown(config),
     };
 
-    /// <summary>The family's Hugging Face tensors into the flat layout; <paramref name="source"/> names the file in errors.</summary>
-    public static float[] FromFileTensors(IModelConfig config, IReadOnlyDictionary<string, NamedTensor> tensors, string source) => config switch
+    /// <summary>The family's Hugging Face tensors into the flat layout, strictly (<see cref="FileWeights"/>);
+    /// <paramref name="source"/> names the file in errors.</summary>
+    public static float[] FromFileTensors(IModelConfig config, IReadOnlyDictionary<string, NamedTensor> tensors, string source, LoadOptions? options = null) => config switch
     {
-        Gpt2Config c => Gpt2Checkpoint.FromHuggingFace(new ParameterLayout(c), tensors, source),
-        LlamaConfig c => LlamaCheckpoint.FromHuggingFace(new LlamaLayout(c), tensors, source),
+        Gpt2Config c => Gpt2Checkpoint.FromHuggingFace(new ParameterLayout(c), tensors, source, options ?? LoadOptions.Strict),
+        LlamaConfig c => LlamaCheckpoint.FromHuggingFace(new LlamaLayout(c), tensors, source, options ?? LoadOptions.Strict),
         _ => throw Unknown(config),
     };
 

@@ -34,41 +34,12 @@ public static class Gpt2Checkpoint
     }
 
     /// <summary>
-    /// Reads Hugging Face GPT-2 weights into this project's flat layout. Accepts names with or without
-    /// the "transformer." prefix, ignores attention-mask buffers, and accepts a tied "lm_head.weight"
-    /// (absent, or equal to wte). A missing or mis-shaped tensor fails naming it and the expected shape.
+    /// Reads Hugging Face GPT-2 weights into this project's flat layout, strictly (see <see cref="FileWeights"/>).
+    /// Accepts names with or without the "transformer." prefix, skips attention-mask buffers, and accepts a tied
+    /// "lm_head.weight" (absent, or equal to wte).
     /// </summary>
-    public static float[] FromHuggingFace(ParameterLayout layout, IReadOnlyDictionary<string, NamedTensor> tensors, string path)
-    {
-        var byName = new Dictionary<string, NamedTensor>();
-        NamedTensor? lmHead = null;
-        foreach (var (key, t) in tensors)
-        {
-            var name = key.StartsWith("transformer.", StringComparison.Ordinal) ? key["transformer.".Length..] : key;
-            if (name == "lm_head.weight") { lmHead = t; continue; }
-            if (IsIgnoredBuffer(name)) continue;
-            byName[name] = t;
-        }
+    public static float[] FromHuggingFace(ParameterLayout layout, IReadOnlyDictionary<string, NamedTensor> tensors, string path, LoadOptions options)
+        => new FileWeights(layout, layout.Config, WithoutPrefix, IsIgnoredBuffer, TiedEmbedding: "wte.weight").Gather(tensors, path, options);
 
-        var flat = new float[layout.TotalLength];
-        foreach (var spec in layout.Specs)
-        {
-            string expected = "[" + string.Join(", ", spec.FileShape) + "]" + (spec.TransposedInFile ? " (Conv1D layout [in, out])" : "");
-            if (!byName.TryGetValue(spec.Name, out var t))
-                throw new ModelFormatException($"{path}: tensor '{spec.Name}' is missing; expected shape {expected} for {layout.Config}");
-            if (!t.Shape.SequenceEqual(spec.FileShape) || t.Data.LongLength != spec.Length)
-                throw new ModelFormatException($"{path}: tensor '{spec.Name}' has shape [{string.Join(", ", t.Shape)}], expected {expected} for {layout.Config}");
-            var dst = flat.AsSpan((int)spec.Offset, (int)spec.Length);
-            if (spec.TransposedInFile) Transpose(t.Data, spec.Shape[1], spec.Shape[0]).CopyTo(dst);
-            else t.Data.CopyTo(dst);
-        }
-
-        if (lmHead is not null)
-        {
-            var wte = byName["wte.weight"];
-            if (!lmHead.Shape.SequenceEqual(wte.Shape) || !lmHead.Data.AsSpan().SequenceEqual(wte.Data))
-                throw new ModelFormatException($"{path}: 'lm_head.weight' differs from 'wte.weight'; only GPT-2 with the head tied to the token embedding is supported");
-        }
-        return flat;
-    }
+    static string WithoutPrefix(string name) => name.StartsWith("transformer.", StringComparison.Ordinal) ? name["transformer.".Length..] : name;
 }

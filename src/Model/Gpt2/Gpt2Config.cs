@@ -52,6 +52,7 @@ public sealed record Gpt2Config(int VocabSize, int MaxT, int Layers, int Heads, 
         {
             if (!ok) throw new ArgumentException($"invalid GPT-2 config: {message}");
         }
+        static void RequireNoProblem(string? problem) => Require(problem is null, problem!);
         Require(VocabSize >= 2, $"VocabSize (vocab_size) must be at least 2, got {VocabSize}");
         Require(MaxT >= 1, $"MaxT (n_positions) must be at least 1, got {MaxT}");
         Require(Layers >= 1, $"Layers (n_layer) must be at least 1, got {Layers}");
@@ -60,9 +61,32 @@ public sealed record Gpt2Config(int VocabSize, int MaxT, int Layers, int Heads, 
         Require(Channels % Heads == 0, $"Channels (n_embd = {Channels}) must be divisible by Heads (n_head = {Heads})");
         Require(float.IsFinite(LayerNormEps) && LayerNormEps > 0, $"LayerNormEps (layer_norm_epsilon) must be a positive finite number, got {LayerNormEps}");
         Require(float.IsFinite(InitStd) && InitStd > 0, $"InitStd (initializer_range) must be a positive finite number, got {InitStd}");
-        // The largest activation (logits [B*T, V]) and the parameter count must index with int on the cpu backend.
-        Require((long)VocabSize * Channels < int.MaxValue, $"VocabSize * Channels = {(long)VocabSize * Channels} is too large");
+        RequireNoProblem(ConfigSizes.ContextTooLong("MaxT (n_positions)", MaxT));
+        // Every weight, the logits of one position [V] and the flat parameter buffer index with int on the cpu backend.
+        long c = Channels;
+        foreach (var (what, elements) in new (string, long)[]
+        {
+            ("VocabSize * Channels (vocab_size × n_embd, wte.weight)", ConfigSizes.Product(VocabSize, c)),
+            ("MaxT * Channels (n_positions × n_embd, wpe.weight)", ConfigSizes.Product(MaxT, c)),
+            ("4 * Channels * Channels (4 × n_embd × n_embd, mlp.c_fc.weight)", ConfigSizes.Product(4, c, c)),
+            ("the parameters of vocab_size, n_positions, n_layer and n_embd", ParameterCount),
+        })
+            RequireNoProblem(ConfigSizes.TooLarge(what, elements));
         return this;
+    }
+
+    /// <summary>
+    /// Number of parameters (the tied head once): the two embeddings, per layer 12C² + 13C (c_attn, c_proj, c_fc,
+    /// mlp c_proj with their biases, two LayerNorms), and the final LayerNorm; saturates instead of overflowing.
+    /// </summary>
+    public long ParameterCount
+    {
+        get
+        {
+            long c = Channels;
+            long perLayer = ConfigSizes.Sum(ConfigSizes.Product(12, c, c), 13 * c);
+            return ConfigSizes.Sum(ConfigSizes.Product((long)VocabSize + MaxT, c), ConfigSizes.Product(Layers, perLayer), 2 * c);
+        }
     }
 
     // ------------------------------------------------------------ Hugging Face config.json
@@ -100,11 +124,12 @@ public sealed record Gpt2Config(int VocabSize, int MaxT, int Layers, int Heads, 
         var type = obj["model_type"]?.ToString();
         if (type is not null && type != "gpt2")
             throw new ModelFormatException($"{source}: model_type is '{type}', expected 'gpt2'");
+        RejectUnsupportedFeatures(obj, source);
         if (obj["n_inner"] is JsonNode inner && inner.GetValueKind() != JsonValueKind.Null)
         {
             int nInner = Int(obj, "n_inner", source, 0);
             int embd = Int(obj, "n_embd", source, 768);
-            if (nInner != 4 * embd) throw new ModelFormatException($"{source}: n_inner = {nInner} is not supported (only 4 * n_embd = {4 * embd})");
+            if (nInner != 4L * embd) throw new ModelFormatException($"{source}: n_inner = {nInner} is not supported (only 4 * n_embd = {4L * embd})");
         }
 
         int maxT = obj.ContainsKey("n_positions") ? Int(obj, "n_positions", source, 1024) : Int(obj, "n_ctx", source, 1024);
@@ -118,6 +143,29 @@ public sealed record Gpt2Config(int VocabSize, int MaxT, int Layers, int Heads, 
             InitStd: Float(obj, "initializer_range", source, 0.02f));
         try { return config.Validate(); }
         catch (ArgumentException e) { throw new ModelFormatException($"{source}: {e.Message}", e); }
+    }
+
+    /// <summary>
+    /// The names transformers gives GELU's tanh form, the MLP's activation here: gelu_new (GPT-2's own),
+    /// gelu_pytorch_tanh, gelu_fast and gelu_accurate all compute 0.5x(1 + tanh(sqrt(2/π)(x + 0.044715x³))).
+    /// "gelu" is the exact erf form, a different function.
+    /// </summary>
+    public static readonly string[] GeluTanhNames = ["gelu_new", "gelu_pytorch_tanh", "gelu_fast", "gelu_accurate"];
+
+    /// <summary>
+    /// The keys of transformers' GPT2Config that change what the model computes, each held to the value this
+    /// project implements. reorder_and_upcast_attn only changes the precision of fp16 attention (ours is float32)
+    /// and the dropouts only training with dropout (ours has none), so they are accepted.
+    /// </summary>
+    static void RejectUnsupportedFeatures(JsonObject obj, string source)
+    {
+        var act = ConfigJson.OptionalString(obj, "activation_function", source) ?? "gelu_new";
+        if (!GeluTanhNames.Contains(act, StringComparer.Ordinal))
+            throw new ModelFormatException($"{source}: activation_function '{act}' is not supported (the MLP computes GELU's tanh form: {string.Join(", ", GeluTanhNames)})");
+        ConfigJson.RejectFlag(obj, "scale_attn_weights", unsupported: false, source, "attention without the 1/sqrt(head size) scaling is not supported");
+        ConfigJson.RejectFlag(obj, "scale_attn_by_inverse_layer_idx", unsupported: true, source, "attention scores divided by the layer index are not supported");
+        ConfigJson.RejectFlag(obj, "add_cross_attention", unsupported: true, source, "cross-attention blocks (an encoder-decoder GPT-2) are not supported");
+        ConfigJson.RejectFlag(obj, "tie_word_embeddings", unsupported: false, source, "only GPT-2 with the head tied to the token embedding (wte) is supported");
     }
 
     /// <summary>Reads <c>config.json</c> from a model folder.</summary>

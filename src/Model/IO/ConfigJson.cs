@@ -33,6 +33,16 @@ internal static class ConfigJson
     public static string? OptionalString(JsonObject obj, string field, string source) =>
         obj[field] is null ? null : Get(obj, field, source, "a string", n => n.GetValue<string>());
 
+    /// <summary>
+    /// Fails naming the field and <paramref name="why"/> when a boolean architecture key holds
+    /// <paramref name="unsupported"/>, the value whose computation this project does not implement.
+    /// </summary>
+    public static void RejectFlag(JsonObject obj, string field, bool unsupported, string source, string why)
+    {
+        if (OptionalBool(obj, field, source) == unsupported)
+            throw new ModelFormatException($"{source}: {field} is {(unsupported ? "true" : "false")}: {why}");
+    }
+
     static T? Get<T>(JsonObject obj, string field, string source, string expected, Func<JsonNode, T> read) where T : struct
     {
         var node = obj[field];

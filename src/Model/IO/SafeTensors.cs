@@ -36,7 +36,7 @@ public static class SafeTensors
         var (index, meta, dataStart) = ReadIndex(path, handle);
         var result = new Dictionary<string, NamedTensor>(index.Count, StringComparer.Ordinal);
         foreach (TensorInfo info in index)
-            result.Add(info.Name, new NamedTensor(info.Name, info.Shape, ReadData(path, handle, dataStart, info)));
+            result.Add(info.Name, new NamedTensor(info.Name, info.Shape, ReadData(path, handle, dataStart, info), info.Dtype));
         metadata = meta;
         return result;
     }

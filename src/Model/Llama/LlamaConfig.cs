@@ -82,13 +82,14 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
     {
         get
         {
-            long c = Channels, d = HeadSize;
-            long attention = c * QWidth + 2 * c * KvWidth + (long)QWidth * c
-                + (QkvBias ? QkvWidth : 0) + (QkNorm ? 2 * d : 0);
-            long mlp = 3 * c * Intermediate;
-            long perLayer = attention + mlp + 2 * c;
-            long embedding = (long)VocabSize * c;
-            return embedding + Layers * perLayer + c + (TiedHead ? 0 : embedding);
+            // In long, saturating: Validate calls this on configs whose int widths (QWidth ...) may overflow.
+            long c = Channels, d = HeadSize, q = (long)Heads * d, kv = (long)KvHeads * d;
+            long attention = ConfigSizes.Sum(ConfigSizes.Product(2, c, q), ConfigSizes.Product(2, c, kv),
+                QkvBias ? q + 2 * kv : 0, QkNorm ? 2 * d : 0);
+            long mlp = ConfigSizes.Product(3, c, Intermediate);
+            long perLayer = ConfigSizes.Sum(attention, mlp, 2 * c);
+            long embedding = ConfigSizes.Product(VocabSize, c);
+            return ConfigSizes.Sum(embedding, ConfigSizes.Product(Layers, perLayer), c, TiedHead ? 0 : embedding);
         }
     }
 
@@ -99,6 +100,7 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
         {
             if (!ok) throw new ArgumentException($"invalid Llama-family config: {message}");
         }
+        static void RequireNoProblem(string? problem) => Require(problem is null, problem!);
         Require(ModelTypes.Contains(ModelType, StringComparer.Ordinal),
             $"ModelType (model_type) must be one of {string.Join(", ", ModelTypes)}, got '{ModelType}'");
         Require(VocabSize >= 2, $"VocabSize (vocab_size) must be at least 2, got {VocabSize}");
@@ -113,17 +115,26 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
         Require(Intermediate >= 1, $"Intermediate (intermediate_size) must be at least 1, got {Intermediate}");
         Require(float.IsFinite(RmsNormEps) && RmsNormEps > 0, $"RmsNormEps (rms_norm_eps) must be a positive finite number, got {RmsNormEps}");
         Require(double.IsFinite(RopeTheta) && RopeTheta > 0, $"RopeTheta (rope_theta) must be a positive finite number, got {RopeTheta}");
-        if (RopeScaling?.Problem() is string ropeProblem) Require(false, ropeProblem);
+        RequireNoProblem(RopeScaling?.Problem());
         Require(float.IsFinite(InitStd) && InitStd > 0, $"InitStd (initializer_range) must be a positive finite number, got {InitStd}");
         // The flags follow from the model type, so that config.json (which has no key for them) round-trips.
         bool bias = ModelType == "qwen2", qkNorm = ModelType == "qwen3";
         Require(QkvBias == bias, $"QkvBias must be {bias.ToString().ToLowerInvariant()} for model_type '{ModelType}' (only Qwen2 has q/k/v biases)");
         Require(QkNorm == qkNorm, $"QkNorm must be {qkNorm.ToString().ToLowerInvariant()} for model_type '{ModelType}' (only Qwen3 normalises q and k per head)");
-        // The largest activation (logits [B*T, V]), every weight and the flat parameter buffer index with int on the cpu backend.
-        Require((long)VocabSize * Channels < int.MaxValue, $"VocabSize * Channels = {(long)VocabSize * Channels} is too large");
-        Require((long)QkvWidth * Channels < int.MaxValue && (long)Intermediate * Channels < int.MaxValue,
-            $"a weight matrix of Channels = {Channels} by {Math.Max(QkvWidth, Intermediate)} is too large");
-        Require(ParameterCount < int.MaxValue, $"{ParameterCount} parameters are more than one flat float32 buffer can index ({int.MaxValue})");
+        RequireNoProblem(ConfigSizes.ContextTooLong("MaxT (max_position_embeddings)", MaxT));
+        // Every weight, the RoPE tables, one sequence's keys of a layer and the flat parameter buffer index with int on the cpu backend.
+        long c = Channels, d = HeadSize;
+        foreach (var (what, elements) in new (string, long)[]
+        {
+            ("VocabSize * Channels (vocab_size × hidden_size, model.embed_tokens.weight)", ConfigSizes.Product(VocabSize, c)),
+            ("(Heads + 2 * KvHeads) * HeadSize * Channels ((num_attention_heads + 2 × num_key_value_heads) × head_dim × hidden_size, q/k/v_proj)",
+                ConfigSizes.Product((long)Heads + 2L * KvHeads, d, c)),
+            ("2 * Intermediate * Channels (2 × intermediate_size × hidden_size, gate_proj and up_proj)", ConfigSizes.Product(2, Intermediate, c)),
+            ("MaxT * HeadSize / 2 (max_position_embeddings × head_dim / 2, the RoPE tables)", ConfigSizes.Product(MaxT, d / 2)),
+            ("MaxT * KvHeads * HeadSize (max_position_embeddings × num_key_value_heads × head_dim, a layer's cached keys)", ConfigSizes.Product(MaxT, KvHeads, d)),
+            ("the parameters of vocab_size, num_hidden_layers, hidden_size, intermediate_size and the heads", ParameterCount),
+        })
+            RequireNoProblem(ConfigSizes.TooLarge(what, elements));
         return this;
     }
 
@@ -260,14 +271,12 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
 
         // Qwen2's q/k/v biases are unconditional and it has no attention_bias key; in Llama and Qwen3 the key
         // puts a bias on o_proj as well, which the fused attention block does not have.
-        if (type != "qwen2" && ConfigJson.OptionalBool(obj, "attention_bias", source) == true)
-            throw new ModelFormatException($"{source}: attention_bias is true: {type} then has biases on q_proj, k_proj, v_proj AND o_proj; "
+        if (type != "qwen2")
+            ConfigJson.RejectFlag(obj, "attention_bias", unsupported: true, source, $"{type} then has biases on q_proj, k_proj, v_proj AND o_proj; "
                 + "only q/k/v biases (model_type qwen2) are supported");
-        if (type == "llama" && ConfigJson.OptionalBool(obj, "mlp_bias", source) == true)
-            throw new ModelFormatException($"{source}: mlp_bias is true: biases on gate_proj, up_proj and down_proj are not supported");
-
-        if (ConfigJson.OptionalBool(obj, "use_sliding_window", source) == true)
-            throw new ModelFormatException($"{source}: use_sliding_window is true: sliding-window attention is not supported (only full causal attention)");
+        if (type == "llama")
+            ConfigJson.RejectFlag(obj, "mlp_bias", unsupported: true, source, "biases on gate_proj, up_proj and down_proj are not supported");
+        ConfigJson.RejectFlag(obj, "use_sliding_window", unsupported: true, source, "sliding-window attention is not supported (only full causal attention)");
         if (obj["layer_types"] is JsonArray layerTypes)
             foreach (var layer in layerTypes)
                 if (layer?.GetValueKind() != JsonValueKind.String || layer.GetValue<string>() != "full_attention")

@@ -1,0 +1,102 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using ArcherIlgpu.Model.IO;
+
+namespace ArcherIlgpu.Model;
+
+/// <summary>
+/// A family's Hugging Face tensors into its flat parameter layout, exactly: every tensor of the layout is in
+/// the file once, with the file shape, a floating dtype and only finite values; the file holds nothing else
+/// but the family's known non-parameter buffers and, for a tied head, an lm_head equal to the embedding.
+/// Anything else fails naming the tensor, so that a config.json that does not describe its weights (n_layer
+/// too small, an integer tensor, a NaN) is an error instead of a model that answers garbage.
+/// </summary>
+/// <param name="Layout">the family's tensors for this config.</param>
+/// <param name="Config">named in errors.</param>
+/// <param name="CanonicalName">a file's tensor name as the layout spells it (GPT-2 drops "transformer.").</param>
+/// <param name="IsBuffer">names that are not parameters and are skipped (old exports' causal masks, rotary tables).</param>
+/// <param name="TiedEmbedding">the embedding an "lm_head.weight" must equal when the head is tied; null when untied.</param>
+internal sealed partial record FileWeights(ParameterTable Layout, IModelConfig Config, Func<string, string> CanonicalName,
+    Func<string, bool> IsBuffer, string? TiedEmbedding)
+{
+    /// <summary>The dtypes a weight may be stored in: the float formats models are trained and shipped in.</summary>
+    public static readonly string[] WeightDtypes = ["F32", "BF16", "F16"];
+
+    public const string HeadName = "lm_head.weight";
+
+    /// <summary>The flat parameters from <paramref name="tensors"/>; <paramref name="source"/> names the file in errors.</summary>
+    public float[] Gather(IReadOnlyDictionary<string, NamedTensor> tensors, string source, LoadOptions options)
+    {
+        var flat = new float[Layout.TotalLength];
+        var found = new Dictionary<string, string>(StringComparer.Ordinal);   // layout name -> file name
+        var extra = new List<string>();
+        NamedTensor? head = null;
+        foreach (var (fileName, t) in tensors.OrderBy(e => e.Key, StringComparer.Ordinal))
+        {
+            string name = CanonicalName(fileName);
+            if (IsBuffer(name)) continue;
+            if (TiedEmbedding is not null && name == HeadName) { head = t; continue; }
+            if (!Layout.Contains(name)) { extra.Add(fileName); continue; }
+            if (!found.TryAdd(name, fileName))
+                throw new ModelFormatException($"{source}: tensor '{name}' is there twice, as '{found[name]}' and as '{fileName}'");
+            Copy(Layout[name], t, fileName, flat, source);
+        }
+        foreach (var spec in Layout.FileOrder)
+            if (!found.ContainsKey(spec.Name))
+                throw new ModelFormatException($"{source}: tensor '{spec.Name}' is missing; expected shape {FileShapeText(spec)} for {Config}");
+        if (extra.Count > 0 && !options.AllowExtraTensors)
+            throw new ModelFormatException($"{source}: tensor '{extra[0]}' is not part of a {Config.ModelType} model with this config.json"
+                + $"{LayerHint(extra[0])}{(extra.Count > 1 ? $" ({extra.Count - 1} more such tensors)" : "")}; "
+                + "fix config.json, or load with --allow-extra-tensors to ignore such tensors");
+        if (head is not null) CheckTiedHead(head, tensors, found[TiedEmbedding!], source);
+        return flat;
+    }
+
+    /// <summary>Checks dtype, shape and values of one tensor, then copies it to its place (transposing Conv1D weights).</summary>
+    static void Copy(ParameterSpec spec, NamedTensor t, string fileName, float[] flat, string source)
+    {
+        if (!WeightDtypes.Contains(t.Dtype, StringComparer.Ordinal))
+            throw new ModelFormatException($"{source}: tensor '{fileName}' has dtype {t.Dtype}; weights must be {string.Join(", ", WeightDtypes)}");
+        if (!t.Shape.SequenceEqual(spec.FileShape) || t.Data.LongLength != spec.Length)
+            throw new ModelFormatException($"{source}: tensor '{fileName}' has shape [{string.Join(", ", t.Shape)}], expected {FileShapeText(spec)}");
+        CheckFinite(t, fileName, source);
+        var dst = flat.AsSpan((int)spec.Offset, (int)spec.Length);
+        if (!spec.TransposedInFile) { t.Data.CopyTo(dst); return; }
+        // The file holds [in, out] = [Shape[1], Shape[0]]; the layout wants [out, in].
+        int rows = spec.Shape[1], cols = spec.Shape[0];
+        for (int r = 0; r < rows; r++)
+            for (int c = 0; c < cols; c++) dst[c * rows + r] = t.Data[(long)r * cols + c];
+    }
+
+    static void CheckFinite(NamedTensor t, string fileName, string source)
+    {
+        var data = t.Data;
+        for (int i = 0; i < data.Length; i++)
+            if (!float.IsFinite(data[i]))
+                throw new ModelFormatException(string.Create(CultureInfo.InvariantCulture,
+                    $"{source}: tensor '{fileName}' holds {data[i]} at element {i}; weights must be finite (the file is corrupt or was saved from a diverged run)"));
+    }
+
+    void CheckTiedHead(NamedTensor head, IReadOnlyDictionary<string, NamedTensor> tensors, string embeddingFileName, string source)
+    {
+        var embedding = tensors[embeddingFileName];
+        if (!head.Shape.SequenceEqual(embedding.Shape) || !head.Data.AsSpan().SequenceEqual(embedding.Data))
+            throw new ModelFormatException($"{source}: '{HeadName}' differs from '{embeddingFileName}', but this model's head is tied to "
+                + $"the embedding ({(Config.ModelType == "gpt2" ? "the only GPT-2 head supported" : "config.json says tie_word_embeddings = true")})");
+    }
+
+    static string FileShapeText(ParameterSpec spec) =>
+        "[" + string.Join(", ", spec.FileShape) + "]" + (spec.TransposedInFile ? " (Conv1D layout [in, out])" : "");
+
+    /// <summary>" (layer 5; config.json has 2 layers)" for a block tensor past the config's layers, else "".</summary>
+    string LayerHint(string fileName)
+    {
+        var m = LayerIndex().Match(fileName);
+        return m.Success && int.TryParse(m.Groups[1].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out int layer) && layer >= Config.Layers
+            ? $" (it is in layer {layer}; config.json has {Config.Layers} layers)"
+            : "";
+    }
+
+    [GeneratedRegex(@"(?:^|\.)(?:h|layers)\.(\d+)\.")]
+    private static partial Regex LayerIndex();
+}
