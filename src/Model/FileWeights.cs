@@ -45,9 +45,11 @@ internal sealed partial record FileWeights(ParameterTable Layout, IModelConfig C
             if (!found.ContainsKey(spec.Name))
                 throw new ModelFormatException($"{source}: tensor '{spec.Name}' is missing; expected shape {FileShapeText(spec)} for {Config}");
         if (extra.Count > 0 && !options.AllowExtraTensors)
+        {
+            var notes = new[] { LayerHint(extra[0]), extra.Count > 1 ? $"{extra.Count - 1} more such tensors" : null }.OfType<string>().ToList();
             throw new ModelFormatException($"{source}: tensor '{extra[0]}' is not part of a {Config.ModelType} model with this config.json"
-                + $"{LayerHint(extra[0])}{(extra.Count > 1 ? $" ({extra.Count - 1} more such tensors)" : "")}; "
-                + "fix config.json, or load with --allow-extra-tensors to ignore such tensors");
+                + (notes.Count > 0 ? $" ({string.Join("; ", notes)})" : "") + "; fix config.json, or load with --allow-extra-tensors to ignore such tensors");
+        }
         if (head is not null) CheckTiedHead(head, tensors, found[TiedEmbedding!], source);
         return flat;
     }
@@ -88,13 +90,13 @@ internal sealed partial record FileWeights(ParameterTable Layout, IModelConfig C
     static string FileShapeText(ParameterSpec spec) =>
         "[" + string.Join(", ", spec.FileShape) + "]" + (spec.TransposedInFile ? " (Conv1D layout [in, out])" : "");
 
-    /// <summary>" (layer 5; config.json has 2 layers)" for a block tensor past the config's layers, else "".</summary>
-    string LayerHint(string fileName)
+    /// <summary>"it is in layer 5, config.json has 2 layers" for a block tensor past the config's layers, else null.</summary>
+    string? LayerHint(string fileName)
     {
         var m = LayerIndex().Match(fileName);
         return m.Success && int.TryParse(m.Groups[1].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out int layer) && layer >= Config.Layers
-            ? $" (it is in layer {layer}; config.json has {Config.Layers} layers)"
-            : "";
+            ? $"it is in layer {layer}, config.json has {Config.Layers} layer{(Config.Layers == 1 ? "" : "s")}"
+            : null;
     }
 
     [GeneratedRegex(@"(?:^|\.)(?:h|layers)\.(\d+)\.")]
