@@ -13,10 +13,18 @@ internal static class ConfigJson
     public static JsonObject ParseObject(string json, string source)
     {
         JsonNode? root;
-        try { root = JsonNode.Parse(json); }
-        catch (JsonException e) { throw new ModelFormatException($"{source}: not valid JSON ({e.Message})", e); }
+        // A key given twice is an error, not "the last one wins": a hand-edited config must say one thing.
+        try { root = JsonNode.Parse(json, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false }); }
+        catch (JsonException e) { throw new ModelFormatException($"{source}: not valid JSON ({Describe(e)})", e); }
         return root as JsonObject ?? throw new ModelFormatException($"{source}: expected a JSON object");
     }
+
+    /// <summary>
+    /// A <see cref="JsonException"/> on one line: its message when that is one line (it names line and byte), else
+    /// only the position (System.Text.Json quotes a bad literal with everything after it, newlines included).
+    /// </summary>
+    public static string Describe(JsonException e) => e.Message.AsSpan().IndexOfAny('\n', '\r') < 0 ? e.Message
+        : $"at line {(e.LineNumber ?? 0) + 1}, byte {(e.BytePositionInLine ?? 0) + 1}";
 
     public static int RequiredInt(JsonObject obj, string field, string source) =>
         OptionalInt(obj, field, source) ?? throw new ModelFormatException($"{source}: required field '{field}' is missing");

@@ -132,7 +132,7 @@ public static class SafeTensors
         }
         catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException)
         {
-            throw Bad(path, $"the header is not valid JSON: {e.Message}", e);
+            throw Bad(path, $"the header is not valid JSON: {(e is JsonException json ? ConfigJson.Describe(json) : e.Message)}", e);
         }
         JsonValueKind kind = doc.RootElement.ValueKind;
         if (kind != JsonValueKind.Object)

@@ -223,8 +223,11 @@ public static partial class SafeTensorsFolder
         public static ShardIndex Parse(string path)
         {
             JsonDocument doc;
-            try { doc = JsonDocument.Parse(File.ReadAllBytes(path)); }
-            catch (JsonException e) { throw BadIndex(path, $"not valid JSON ({e.Message})", e); }
+            var bytes = File.ReadAllBytes(path);
+            // JsonDocument checks UTF-8 only when a string is read, which would throw InvalidOperationException later.
+            if (!System.Text.Unicode.Utf8.IsValid(bytes)) throw BadIndex(path, "not valid JSON: it is not valid UTF-8 text");
+            try { doc = JsonDocument.Parse(bytes); }
+            catch (JsonException e) { throw BadIndex(path, $"not valid JSON ({ConfigJson.Describe(e)})", e); }
             using (doc)
             {
                 if (doc.RootElement.ValueKind != JsonValueKind.Object)
