@@ -131,4 +131,46 @@ public class LossCommandTests
         File.Copy(Path.Combine(Archer.GoldenDir, "config.json"), dir.File("config.json"));
         AssertFails(Archer.Run("loss", "--model", dir.Path, "--tokens", Path.Combine(Archer.GoldenDir, "tokens.txt"), "--device", "cpu"), "model.safetensors");
     }
+
+    /// <summary>A copy of the golden GPT-2 folder with wte.weight changed by <paramref name="edit"/>.</summary>
+    static void WriteWithEmbedding(TempDir dir, Action<float[]> edit)
+    {
+        foreach (var file in new[] { "config.json", "tokens.txt" }) File.Copy(Path.Combine(Archer.GoldenDir, file), dir.File(file));
+        var tensors = Model.IO.SafeTensors.Read(Path.Combine(Archer.GoldenDir, "model.safetensors")).Values.ToList();
+        edit(tensors.Single(t => t.Name == "wte.weight").Data);
+        Model.IO.SafeTensors.Write(dir.File("model.safetensors"), tensors);
+    }
+
+    [Fact]
+    public void NonFiniteWeightIsRefusedNamingTheTensor()
+    {
+        using var dir = new TempDir();
+        WriteWithEmbedding(dir, wte => wte[5] = float.NaN);
+        AssertFails(Archer.Run("loss", "--model", dir.Path, "--tokens", dir.File("tokens.txt"), "--device", "cpu"), "'wte.weight'", "NaN", "finite");
+    }
+
+    [Fact]
+    public void NonFiniteLossIsAnErrorNotANull()
+    {
+        using var dir = new TempDir();
+        // Finite weights whose logits overflow float32: the loss is not a number, which is no answer.
+        WriteWithEmbedding(dir, wte => Array.Fill(wte, 3e38f));
+        AssertFails(Archer.Run("loss", "--model", dir.Path, "--tokens", dir.File("tokens.txt"), "--device", "cpu"), "not a finite number");
+    }
+
+    [Fact]
+    public void ExtraTensorsAreRefusedUnlessAllowed()
+    {
+        using var dir = new TempDir();
+        WriteWithEmbedding(dir, _ => { });
+        var path = dir.File("model.safetensors");
+        var tensors = Model.IO.SafeTensors.Read(path).Values.Append(new Model.IO.NamedTensor("score.weight", [2], [1f, 2f]));
+        Model.IO.SafeTensors.Write(path, tensors.ToList());
+        string[] args = ["loss", "--model", dir.Path, "--tokens", dir.File("tokens.txt"), "--device", "cpu"];
+        AssertFails(Archer.Run(args), "'score.weight'", "--allow-extra-tensors");
+        var r = Archer.Run([.. args, "--allow-extra-tensors"]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        double golden = JsonDocument.Parse(File.ReadAllText(Path.Combine(Archer.GoldenDir, "golden.json"))).RootElement.GetProperty("loss").GetDouble();
+        Assert.Equal(golden, JsonDocument.Parse(r.Out.Trim()).RootElement.GetProperty("loss").GetDouble(), 2e-6 * golden);
+    }
 }
