@@ -69,6 +69,10 @@ public class SafeTensorsCorruptionTests
         AssertRejected(Build("\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[8,16]}", 16), "w", "64 bits");
 
     [Fact]
+    public void NegativeShapeDimension() =>
+        AssertRejected(Build("\"w\":{\"dtype\":\"F32\",\"shape\":[-2,-1],\"data_offsets\":[8,16]}", 16), "w", "\"shape\" entry 0 must be a non-negative integer");
+
+    [Fact]
     public void FractionalShape() =>
         AssertRejected(Build("\"w\":{\"dtype\":\"F32\",\"shape\":[2.5],\"data_offsets\":[8,16]}", 16), "w", "\"shape\" entry 0");
 
