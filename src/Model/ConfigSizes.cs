@@ -16,8 +16,9 @@ internal static class ConfigSizes
     /// </summary>
     public const int MaxContext = 1 << 24;
 
-    /// <summary>The most elements one tensor, and the flat parameter buffer, may have: the cpu backend indexes them with int.</summary>
-    public const long MaxElements = int.MaxValue;
+    /// <summary>The most elements one tensor, and the flat parameter buffer, may have: the largest .NET array (a little
+    /// under int.MaxValue; the flat parameters are one array on the host, and the cpu backend indexes with int).</summary>
+    public static readonly long MaxElements = Array.MaxLength;
 
     /// <summary>The product of non-negative factors, or <see cref="long.MaxValue"/> where it would overflow.</summary>
     public static long Product(params ReadOnlySpan<long> factors)
@@ -43,10 +44,16 @@ internal static class ConfigSizes
         return s;
     }
 
-    /// <summary>Null when <paramref name="elements"/> fit one buffer, else why not, naming <paramref name="what"/>.</summary>
-    public static string? TooLarge(string what, long elements) => elements <= MaxElements ? null
-        : string.Create(CultureInfo.InvariantCulture,
-            $"{what} = {(elements == long.MaxValue ? "more than 9.2e18" : elements.ToString(CultureInfo.InvariantCulture))} elements, more than one float32 buffer can index ({MaxElements})");
+    /// <summary>Null when every size fits one buffer, else why the first that does not, naming its <c>What</c>
+    /// (the config's fields and their Hugging Face keys).</summary>
+    public static string? FirstTooLarge(params ReadOnlySpan<(string What, long Elements)> sizes)
+    {
+        foreach (var (what, elements) in sizes)
+            if (elements > MaxElements)
+                return string.Create(CultureInfo.InvariantCulture,
+                    $"{what} = {(elements == long.MaxValue ? "more than 9.2e18" : elements.ToString(CultureInfo.InvariantCulture))} elements, more than one float32 buffer can hold ({MaxElements})");
+        return null;
+    }
 
     /// <summary>Null when <paramref name="contextLength"/> is at most <see cref="MaxContext"/>, else why not, naming <paramref name="what"/>.</summary>
     public static string? ContextTooLong(string what, int contextLength) => contextLength <= MaxContext ? null

@@ -67,6 +67,17 @@ public class StrictLoadingTests
         Refused(dir, "config.json", fragment);
     }
 
+    [Fact]
+    public void AConfigKeyGivenTwiceIsRefused()
+    {
+        using var tmp = new TempDir();
+        var dir = ModelFolderFiles.CopyGolden("gpt2", tmp);
+        var path = Path.Combine(dir, "config.json");
+        // Which of the two would win is a reader's accident; the file must say one thing.
+        File.WriteAllText(path, File.ReadAllText(path).Replace("\"n_layer\": 2,", "\"n_layer\": 2, \"n_layer\": 1,"));
+        Refused(dir, "config.json", "not valid JSON", "n_layer");
+    }
+
     [Theory]
     [InlineData("activation_function", "\"gelu_pytorch_tanh\"")]
     [InlineData("activation_function", "\"gelu_fast\"")]

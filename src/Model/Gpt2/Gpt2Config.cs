@@ -64,14 +64,11 @@ public sealed record Gpt2Config(int VocabSize, int MaxT, int Layers, int Heads, 
         RequireNoProblem(ConfigSizes.ContextTooLong("MaxT (n_positions)", MaxT));
         // Every weight, the logits of one position [V] and the flat parameter buffer index with int on the cpu backend.
         long c = Channels;
-        foreach (var (what, elements) in new (string, long)[]
-        {
+        RequireNoProblem(ConfigSizes.FirstTooLarge(
             ("VocabSize * Channels (vocab_size × n_embd, wte.weight)", ConfigSizes.Product(VocabSize, c)),
             ("MaxT * Channels (n_positions × n_embd, wpe.weight)", ConfigSizes.Product(MaxT, c)),
             ("4 * Channels * Channels (4 × n_embd × n_embd, mlp.c_fc.weight)", ConfigSizes.Product(4, c, c)),
-            ("the parameters of vocab_size, n_positions, n_layer and n_embd", ParameterCount),
-        })
-            RequireNoProblem(ConfigSizes.TooLarge(what, elements));
+            ("the parameters of vocab_size, n_positions, n_layer and n_embd", ParameterCount)));
         return this;
     }
 

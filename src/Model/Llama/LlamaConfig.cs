@@ -124,17 +124,14 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
         RequireNoProblem(ConfigSizes.ContextTooLong("MaxT (max_position_embeddings)", MaxT));
         // Every weight, the RoPE tables, one sequence's keys of a layer and the flat parameter buffer index with int on the cpu backend.
         long c = Channels, d = HeadSize;
-        foreach (var (what, elements) in new (string, long)[]
-        {
+        RequireNoProblem(ConfigSizes.FirstTooLarge(
             ("VocabSize * Channels (vocab_size × hidden_size, model.embed_tokens.weight)", ConfigSizes.Product(VocabSize, c)),
             ("(Heads + 2 * KvHeads) * HeadSize * Channels ((num_attention_heads + 2 × num_key_value_heads) × head_dim × hidden_size, q/k/v_proj)",
                 ConfigSizes.Product((long)Heads + 2L * KvHeads, d, c)),
             ("2 * Intermediate * Channels (2 × intermediate_size × hidden_size, gate_proj and up_proj)", ConfigSizes.Product(2, Intermediate, c)),
             ("MaxT * HeadSize / 2 (max_position_embeddings × head_dim / 2, the RoPE tables)", ConfigSizes.Product(MaxT, d / 2)),
             ("MaxT * KvHeads * HeadSize (max_position_embeddings × num_key_value_heads × head_dim, a layer's cached keys)", ConfigSizes.Product(MaxT, KvHeads, d)),
-            ("the parameters of vocab_size, num_hidden_layers, hidden_size, intermediate_size and the heads", ParameterCount),
-        })
-            RequireNoProblem(ConfigSizes.TooLarge(what, elements));
+            ("the parameters of vocab_size, num_hidden_layers, hidden_size, intermediate_size and the heads", ParameterCount)));
         return this;
     }
 
