@@ -60,6 +60,8 @@ public static class Checkpoint
             throw new ModelFormatException($"{Path.Combine(dir, WeightsFile)}: file not found (nor {SafeTensorsFolder.IndexFile} with shards)");
         // Errors name the file that holds the weights (the index, for a sharded folder).
         string source = Path.Combine(dir, File.Exists(Path.Combine(dir, WeightsFile)) ? WeightsFile : SafeTensorsFolder.IndexFile);
+        // Names, dtypes and shapes first, from the headers: a config.json that does not describe the weights fails before gigabytes are read.
+        Models.CheckFileTensors(config, SafeTensorsFolder.ReadIndex(dir), source, options);
         return Models.Create(backend, config, Models.FromFileTensors(config, SafeTensorsFolder.Read(dir), source, options));
     }
 

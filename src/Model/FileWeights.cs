@@ -24,22 +24,27 @@ internal sealed partial record FileWeights(ParameterTable Layout, IModelConfig C
 
     public const string HeadName = "lm_head.weight";
 
-    /// <summary>The flat parameters from <paramref name="tensors"/>; <paramref name="source"/> names the file in errors.</summary>
-    public float[] Gather(IReadOnlyDictionary<string, NamedTensor> tensors, string source, LoadOptions options)
+    /// <summary>
+    /// Checks what a file's headers say (names, dtypes, shapes) against the layout, before any data is read: every
+    /// parameter once, with its shape and a weight dtype; nothing else unless <paramref name="options"/> allows it.
+    /// Returns where each parameter is in the file: layout name -> file name.
+    /// </summary>
+    public IReadOnlyDictionary<string, string> Match(IEnumerable<(string Name, string Dtype, long[] Shape)> entries, string source, LoadOptions options)
     {
-        var flat = new float[Layout.TotalLength];
         var found = new Dictionary<string, string>(StringComparer.Ordinal);   // layout name -> file name
         var extra = new List<string>();
-        NamedTensor? head = null;
-        foreach (var (fileName, t) in tensors.OrderBy(e => e.Key, StringComparer.Ordinal))
+        foreach (var (fileName, dtype, shape) in entries.OrderBy(e => e.Name, StringComparer.Ordinal))
         {
             string name = CanonicalName(fileName);
-            if (IsBuffer(name)) continue;
-            if (TiedEmbedding is not null && name == HeadName) { head = t; continue; }
+            if (IsBuffer(name) || (TiedEmbedding is not null && name == HeadName)) continue;
             if (!Layout.Contains(name)) { extra.Add(fileName); continue; }
             if (!found.TryAdd(name, fileName))
                 throw new ModelFormatException($"{source}: tensor '{name}' is there twice, as '{found[name]}' and as '{fileName}'");
-            Copy(Layout[name], t, fileName, flat, source);
+            var spec = Layout[name];
+            if (!WeightDtypes.Contains(dtype, StringComparer.Ordinal))
+                throw new ModelFormatException($"{source}: tensor '{fileName}' has dtype {dtype}; weights must be {string.Join(", ", WeightDtypes)}");
+            if (!shape.SequenceEqual(spec.FileShape))
+                throw new ModelFormatException($"{source}: tensor '{fileName}' has shape [{string.Join(", ", shape)}], expected {FileShapeText(spec)}");
         }
         foreach (var spec in Layout.FileOrder)
             if (!found.ContainsKey(spec.Name))
@@ -50,24 +55,35 @@ internal sealed partial record FileWeights(ParameterTable Layout, IModelConfig C
             throw new ModelFormatException($"{source}: tensor '{extra[0]}' is not part of a {Config.ModelType} model with this config.json"
                 + (notes.Count > 0 ? $" ({string.Join("; ", notes)})" : "") + "; fix config.json, or load with --allow-extra-tensors to ignore such tensors");
         }
-        if (head is not null) CheckTiedHead(head, tensors, found[TiedEmbedding!], source);
+        return found;
+    }
+
+    /// <summary>The flat parameters from <paramref name="tensors"/> (<see cref="Match"/>ed first; then every value must be
+    /// finite and a tied head equal to the embedding); <paramref name="source"/> names the file in errors.</summary>
+    public float[] Gather(IReadOnlyDictionary<string, NamedTensor> tensors, string source, LoadOptions options)
+    {
+        var found = Match(tensors.Values.Select(t => (t.Name, t.Dtype, t.Shape)), source, options);
+        var flat = new float[Layout.TotalLength];
+        foreach (var spec in Layout.FileOrder)
+        {
+            var fileName = found[spec.Name];
+            CheckFinite(tensors[fileName], fileName, source);
+            Copy(spec, tensors[fileName].Data, flat);
+        }
+        if (TiedEmbedding is not null && tensors.Keys.FirstOrDefault(k => CanonicalName(k) == HeadName) is string head)
+            CheckTiedHead(tensors[head], tensors[found[TiedEmbedding]], found[TiedEmbedding], source);
         return flat;
     }
 
-    /// <summary>Checks dtype, shape and values of one tensor, then copies it to its place (transposing Conv1D weights).</summary>
-    static void Copy(ParameterSpec spec, NamedTensor t, string fileName, float[] flat, string source)
+    /// <summary>Copies one tensor to its place in the flat buffer, transposing Conv1D weights.</summary>
+    static void Copy(ParameterSpec spec, float[] data, float[] flat)
     {
-        if (!WeightDtypes.Contains(t.Dtype, StringComparer.Ordinal))
-            throw new ModelFormatException($"{source}: tensor '{fileName}' has dtype {t.Dtype}; weights must be {string.Join(", ", WeightDtypes)}");
-        if (!t.Shape.SequenceEqual(spec.FileShape) || t.Data.LongLength != spec.Length)
-            throw new ModelFormatException($"{source}: tensor '{fileName}' has shape [{string.Join(", ", t.Shape)}], expected {FileShapeText(spec)}");
-        CheckFinite(t, fileName, source);
         var dst = flat.AsSpan((int)spec.Offset, (int)spec.Length);
-        if (!spec.TransposedInFile) { t.Data.CopyTo(dst); return; }
+        if (!spec.TransposedInFile) { data.CopyTo(dst); return; }
         // The file holds [in, out] = [Shape[1], Shape[0]]; the layout wants [out, in].
         int rows = spec.Shape[1], cols = spec.Shape[0];
         for (int r = 0; r < rows; r++)
-            for (int c = 0; c < cols; c++) dst[c * rows + r] = t.Data[(long)r * cols + c];
+            for (int c = 0; c < cols; c++) dst[c * rows + r] = data[(long)r * cols + c];
     }
 
     static void CheckFinite(NamedTensor t, string fileName, string source)
@@ -79,9 +95,8 @@ internal sealed partial record FileWeights(ParameterTable Layout, IModelConfig C
                     $"{source}: tensor '{fileName}' holds {data[i]} at element {i}; weights must be finite (the file is corrupt or was saved from a diverged run)"));
     }
 
-    void CheckTiedHead(NamedTensor head, IReadOnlyDictionary<string, NamedTensor> tensors, string embeddingFileName, string source)
+    void CheckTiedHead(NamedTensor head, NamedTensor embedding, string embeddingFileName, string source)
     {
-        var embedding = tensors[embeddingFileName];
         if (!head.Shape.SequenceEqual(embedding.Shape) || !head.Data.AsSpan().SequenceEqual(embedding.Data))
             throw new ModelFormatException($"{source}: '{HeadName}' differs from '{embeddingFileName}', but this model's head is tied to "
                 + $"the embedding ({(Config.ModelType == "gpt2" ? "the only GPT-2 head supported" : "config.json says tie_word_embeddings = true")})");

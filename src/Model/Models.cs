@@ -63,10 +63,18 @@ public static class Models
 
     /// <summary>The family's Hugging Face tensors into the flat layout, strictly (<see cref="FileWeights"/>);
     /// <paramref name="source"/> names the file in errors.</summary>
-    public static float[] FromFileTensors(IModelConfig config, IReadOnlyDictionary<string, NamedTensor> tensors, string source, LoadOptions? options = null) => config switch
+    public static float[] FromFileTensors(IModelConfig config, IReadOnlyDictionary<string, NamedTensor> tensors, string source, LoadOptions? options = null)
+        => FileWeightsOf(config).Gather(tensors, source, options ?? LoadOptions.Strict);
+
+    /// <summary>Checks the header entries of a weights file (names, dtypes, shapes) against the family's layout, before any data is read.</summary>
+    public static void CheckFileTensors(IModelConfig config, IEnumerable<TensorInfo> index, string source, LoadOptions? options = null)
+        => FileWeightsOf(config).Match(index.Select(t => (t.Name, t.Dtype, t.Shape)), source, options ?? LoadOptions.Strict);
+
+    /// <summary>The family's file names and layout (<see cref="FileWeights"/>).</summary>
+    static FileWeights FileWeightsOf(IModelConfig config) => config switch
     {
-        Gpt2Config c => Gpt2Checkpoint.FromHuggingFace(new ParameterLayout(c), tensors, source, options ?? LoadOptions.Strict),
-        LlamaConfig c => LlamaCheckpoint.FromHuggingFace(new LlamaLayout(c), tensors, source, options ?? LoadOptions.Strict),
+        Gpt2Config c => Gpt2Checkpoint.FileWeights(new ParameterLayout(c)),
+        LlamaConfig c => LlamaCheckpoint.FileWeights(new LlamaLayout(c)),
         _ => throw Unknown(config),
     };
 

@@ -110,6 +110,20 @@ public class StrictLoadingTests
     }
 
     [Fact]
+    public void AMismatchIsFoundInTheHeadersBeforeAnyDataIsRead()
+    {
+        using var tmp = new TempDir();
+        var dir = ModelFolderFiles.CopyGolden("gpt2", tmp);
+        var tensors = SafeTensorsFolder.Read(dir).Values.ToList();
+        tensors.Add(new NamedTensor("score.weight", [4_000_000], new float[4_000_000]));   // 16 MB of data
+        SafeTensorsFolder.Write(dir, tensors);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Refused(dir, "'score.weight'");
+        // Reading the data would allocate the 16 MB tensor; the headers and config take a few hundred kB.
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 4_000_000, $"{GC.GetAllocatedBytesForCurrentThread() - before} bytes allocated");
+    }
+
+    [Fact]
     public void TheSameTensorUnderTwoNamesIsRefused()
     {
         using var tmp = new TempDir();

@@ -34,12 +34,12 @@ public static class Gpt2Checkpoint
     }
 
     /// <summary>
-    /// Reads Hugging Face GPT-2 weights into this project's flat layout, strictly (see <see cref="FileWeights"/>).
-    /// Accepts names with or without the "transformer." prefix, skips attention-mask buffers, and accepts a tied
-    /// "lm_head.weight" (absent, or equal to wte).
+    /// How Hugging Face GPT-2 weights map onto this project's flat layout, for strict loading (see <see cref="FileWeights"/>):
+    /// names with or without the "transformer." prefix, attention-mask buffers skipped, a tied "lm_head.weight"
+    /// (absent, or equal to wte).
     /// </summary>
-    public static float[] FromHuggingFace(ParameterLayout layout, IReadOnlyDictionary<string, NamedTensor> tensors, string path, LoadOptions options)
-        => new FileWeights(layout, layout.Config, WithoutPrefix, IsIgnoredBuffer, TiedEmbedding: "wte.weight").Gather(tensors, path, options);
+    internal static FileWeights FileWeights(ParameterLayout layout)
+        => new(layout, layout.Config, WithoutPrefix, IsIgnoredBuffer, TiedEmbedding: "wte.weight");
 
     static string WithoutPrefix(string name) => name.StartsWith("transformer.", StringComparison.Ordinal) ? name["transformer.".Length..] : name;
 }

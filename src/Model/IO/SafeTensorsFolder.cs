@@ -37,21 +37,43 @@ public static partial class SafeTensorsFolder
     /// <summary>
     /// Every tensor of the folder by name, as float32 (see <see cref="SafeTensors.Read(string, out IReadOnlyDictionary{string, string})"/>
     /// for the dtype conversions). <paramref name="metadata"/> is the single file's metadata, or the union of the
-    /// shards' (the first shard in index order wins a key they disagree on). A sharded folder must be consistent:
-    /// every shard the index names exists, every tensor sits in the shard the index names and in no other, and
-    /// no shard holds a tensor the index does not list.
+    /// shards' (the first shard in index order wins a key they disagree on). A sharded folder must be consistent
+    /// (see <see cref="ReadIndex"/>), which is checked before any tensor data is read.
     /// </summary>
     public static IReadOnlyDictionary<string, NamedTensor> Read(string dir, out IReadOnlyDictionary<string, string> metadata)
     {
+        var files = ReadHeaders(dir);
+        var result = new Dictionary<string, NamedTensor>(StringComparer.Ordinal);
+        foreach (var file in files)
+            foreach (var (name, tensor) in SafeTensors.Read(file.Path))
+                result.Add(name, tensor);
+        metadata = MergeMetadata(files.Select(f => f.Metadata));
+        return result;
+    }
+
+    /// <summary>
+    /// Every tensor's header entry (name, dtype, shape, offsets), of the single file or of every shard, without
+    /// reading any tensor data. A sharded folder must be consistent: every shard the index names exists, every tensor
+    /// sits in the shard the index names and in no other, no shard holds a tensor the index does not list, and
+    /// every shard comes from the same save as the index.
+    /// </summary>
+    public static IReadOnlyList<TensorInfo> ReadIndex(string dir) => ReadHeaders(dir).SelectMany(f => f.Index).ToList();
+
+    /// <summary>A weights file of the folder with its checked header.</summary>
+    private sealed record HeaderOf(string Path, IReadOnlyList<TensorInfo> Index, IReadOnlyDictionary<string, string> Metadata);
+
+    private static List<HeaderOf> ReadHeaders(string dir)
+    {
         ArgumentException.ThrowIfNullOrEmpty(dir);
         var single = Path.Combine(dir, SingleFile);
-        if (File.Exists(single)) return SafeTensors.Read(single, out metadata);
+        if (File.Exists(single)) return [new HeaderOf(single, SafeTensors.ReadIndex(single, out var singleMetadata), singleMetadata)];
         var indexPath = Path.Combine(dir, IndexFile);
         if (!File.Exists(indexPath))
             throw new ModelFormatException($"Model folder '{dir}': no weights: neither {SingleFile} nor {IndexFile} is there.");
         var index = ShardIndex.Parse(indexPath);
 
-        var shards = new List<(string File, IReadOnlyDictionary<string, NamedTensor> Tensors, IReadOnlyDictionary<string, string> Metadata)>();
+        var shards = new List<HeaderOf>();
+        var foundIn = new Dictionary<string, string>(StringComparer.Ordinal);
         foreach (string file in index.Files)
         {
             var path = Path.Combine(dir, file);
@@ -60,20 +82,15 @@ public static partial class SafeTensorsFolder
                 var needed = index.WeightMap.Where(e => e.Value == file).Select(e => e.Key).ToList();
                 throw BadIndex(indexPath, $"shard '{file}' is missing; it should hold {needed.Count} tensor(s), e.g. '{needed[0]}'");
             }
-            var tensors = SafeTensors.Read(path, out var shardMetadata);
-            shards.Add((file, tensors, shardMetadata));
-        }
-
-        var result = new Dictionary<string, NamedTensor>(StringComparer.Ordinal);
-        var foundIn = new Dictionary<string, string>(StringComparer.Ordinal);
-        foreach (var (file, tensors, _) in shards)
-            foreach (var (name, tensor) in tensors)
+            var header = new HeaderOf(path, SafeTensors.ReadIndex(path, out var shardMetadata), shardMetadata);
+            shards.Add(header);
+            foreach (var tensor in header.Index)
             {
-                if (foundIn.TryGetValue(name, out var other))
-                    throw BadIndex(indexPath, $"tensor '{name}' appears in two shards, '{other}' and '{file}'");
-                foundIn.Add(name, file);
-                result.Add(name, tensor);
+                if (foundIn.TryGetValue(tensor.Name, out var other))
+                    throw BadIndex(indexPath, $"tensor '{tensor.Name}' appears in two shards, '{other}' and '{file}'");
+                foundIn.Add(tensor.Name, file);
             }
+        }
         foreach (var (name, file) in index.WeightMap)
             if (!foundIn.TryGetValue(name, out var actual) || actual != file)
                 throw BadIndex(indexPath, $"tensor '{name}' is listed in shard '{file}' but that shard does not hold it"
@@ -82,9 +99,8 @@ public static partial class SafeTensorsFolder
             if (!index.WeightMap.ContainsKey(name))
                 throw BadIndex(indexPath, $"shard '{file}' holds tensor '{name}', which the index does not list");
 
-        CheckSameSave(indexPath, index, shards.Select(s => (s.File, s.Metadata)));
-        metadata = MergeMetadata(shards.Select(s => s.Metadata));
-        return result;
+        CheckSameSave(indexPath, index, shards.Select(s => (Path.GetFileName(s.Path), s.Metadata)));
+        return shards;
     }
 
     /// <summary>

@@ -14,13 +14,12 @@ public static class LlamaCheckpoint
         => layout.FileOrder.Select(s => new NamedTensor(s.Name, s.FileShape, flat.AsSpan((int)s.Offset, (int)s.Length).ToArray())).ToList();
 
     /// <summary>
-    /// Hugging Face tensors into the flat layout, strictly (see <see cref="FileWeights"/>): a tensor this
-    /// architecture does not have (e.g. an o_proj bias) fails rather than being ignored. A tied model accepts an
-    /// lm_head.weight equal to the embedding.
+    /// How Hugging Face tensors map onto the flat layout, for strict loading (see <see cref="FileWeights"/>): a tensor
+    /// this architecture does not have (e.g. an o_proj bias) fails rather than being ignored; rotary buffers are
+    /// skipped; a tied model accepts an lm_head.weight equal to the embedding.
     /// </summary>
-    public static float[] FromHuggingFace(LlamaLayout layout, IReadOnlyDictionary<string, NamedTensor> tensors, string source, LoadOptions options)
-        => new FileWeights(layout, layout.Config, name => name, IsIgnored, layout.Config.TiedHead ? "model.embed_tokens.weight" : null)
-            .Gather(tensors, source, options);
+    internal static FileWeights FileWeights(LlamaLayout layout)
+        => new(layout, layout.Config, name => name, IsIgnored, layout.Config.TiedHead ? "model.embed_tokens.weight" : null);
 
     /// <summary>Buffers some exports carry that are not parameters (precomputed rotary frequencies).</summary>
     static bool IsIgnored(string name) => name.EndsWith(".rotary_emb.inv_freq", StringComparison.Ordinal);
