@@ -23,6 +23,7 @@ public static class Program
         root.Subcommands.Add(TrainRlCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
+        CliErrors.GuardAll(root);
         return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 

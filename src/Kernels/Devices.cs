@@ -92,7 +92,10 @@ public static class Devices
         {
             var env = Environment.GetEnvironmentVariable(EnvironmentVariable);
             if (!string.IsNullOrWhiteSpace(env) && env.Trim().ToLowerInvariant() != "auto")
-                return Create(env);
+            {
+                try { return Create(env); }
+                catch (DeviceNotFoundException e) { throw new DeviceNotFoundException($"{EnvironmentVariable}={env}: {e.Message}"); }
+            }
             var gpus = ProbeGpus();
             return gpus.Count > 0 ? Create(gpus[0].Name) : new CpuBackend();
         }

@@ -19,7 +19,8 @@ namespace ArcherIlgpu.Runs;
 /// </summary>
 public static class ConfigBinder
 {
-    static readonly JsonDocumentOptions jsonOptions = new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true };
+    // A key given twice in one file is a mistake (which one was meant?), so the parser refuses it.
+    static readonly JsonDocumentOptions jsonOptions = new() { CommentHandling = JsonCommentHandling.Skip, AllowTrailingCommas = true, AllowDuplicateProperties = false };
 
     public static T Bind<T>(T defaults, string? jsonFile = null, IEnumerable<string>? sets = null) where T : notnull
     {
@@ -69,6 +70,8 @@ public static class ConfigBinder
 
     static object ApplyJsonFile(object target, string path)
     {
+        if (Directory.Exists(path))
+            throw new ConfigException($"config file '{path}' is a folder; expected a JSON file (e.g. a run's config.json)", file: path);
         string text;
         try { text = System.IO.File.ReadAllText(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
