@@ -43,10 +43,12 @@ public static class DemoCommand
                 run = RunFolder.Open(resumeDir);
                 if (!File.Exists(run.ConfigPath)) throw new CliInputException($"'{resumeDir}' has no config.json, so it cannot be resumed");
                 config = ConfigBinder.Bind(RunPresets.Demo, run.ConfigPath, sets);
+                MemoryChecks.RequireDemoFits(config);
             }
             else
             {
                 config = RunPresets.Registry.Bind(parse.GetValue(preset)!, parse.GetValue(configFile), sets);
+                MemoryChecks.RequireDemoFits(config);
                 run = RunFolder.Create(parse.GetValue(runsDir)!, config.Name);
             }
             PrintConfig(config, stdout);

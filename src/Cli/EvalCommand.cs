@@ -36,6 +36,7 @@ public static class EvalCommand
             if (max < 0) throw new RlCommandException($"--max-response-tokens must be >= 1, got {max}");
             var options = new EvalOptions(Problems: parse.GetValue(problems), Samples: parse.GetValue(n), Temperature: parse.GetValue(temperature),
                 Seed: parse.GetValue(seed)).Validate();
+            MemoryChecks.Eval(m.Config, options.Problems, options.Samples, $"--problems {options.Problems} × --n {options.Samples}").RequireFits(backend);
             double p = parse.GetValue(topP);
             if (!(p > 0 && p <= 1)) throw new RlCommandException($"--top-p must be in (0, 1], got {p}");
             var r = Evaluator.Evaluate(m, tokenizer, t, options, max > 0 ? max : m.Config.MaxT, p);

@@ -37,6 +37,7 @@ public static class GenerateCommand
                 parse.GetValue(seed), EndToken: tokenizer.EndOfText).Validate();
             using var backend = Devices.Create(parse.GetValue(device));
             using var m = Checkpoint.Load(backend, dir);
+            MemoryChecks.Generation(m.Config, n, tokenizer.Encode(parse.GetValue(prompt)!).Count, $"--samples {n}").RequireFits(backend);
             if (tokenizer.VocabSize > m.Config.VocabSize)
                 throw new CliInputException($"{dir}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {m.Config.VocabSize}; the folder mixes files of different models");
             var completions = Complete(m, tokenizer, parse.GetValue(prompt)!, n, options);

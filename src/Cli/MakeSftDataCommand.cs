@@ -39,6 +39,8 @@ public static class MakeSftDataCommand
             var t = TaskRegistry.Create(parse.GetValue(task)!, ParseOptions(parse.GetValue(options) ?? []));
             string outPath = parse.GetValue(output)!;
             string heldOutPath = parse.GetValue(heldOutOut) ?? HeldOutPathFor(outPath);
+            RequireFilePath(outPath, "--out");
+            if (h > 0) RequireFilePath(heldOutPath, "--held-out-out");
             var (train, held) = Make(t, parse.GetValue(seed), n, h);
             Write(outPath, train);
             stdout.WriteLine($"wrote {train.Count} {t.Name} examples to {outPath}");
@@ -50,6 +52,13 @@ public static class MakeSftDataCommand
             return 0;
         }));
         return command;
+    }
+
+    /// <summary>An output path must name a file: writing over a folder fails half-way otherwise.</summary>
+    static void RequireFilePath(string path, string option)
+    {
+        if (Directory.Exists(path))
+            throw new CliInputException($"{option} '{path}' is a folder; expected the path of a JSONL file to write, e.g. {Path.Combine(path, "train.jsonl")}");
     }
 
     public static string HeldOutPathFor(string outPath)

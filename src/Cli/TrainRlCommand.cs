@@ -96,6 +96,8 @@ public static class TrainRlCommand
         var (model, tokenizer) = RlCommandSupport.LoadModel(backend, saved is null ? s.Model : modelDir);
         using var _ = model;
         var config = runConfig ?? ResolveConfig(s, model.Config, log);
+        MemoryChecks.Rl(model.Config, config, s.MicroBatch, 0, $"--prompts-per-step {config.TrainBatchPrompts} × --group-size {config.GroupSize} " +
+            $"(mini_batch_prompts {config.MiniBatchPrompts}, --micro-batch {s.MicroBatch}, max_response_tokens {config.MaxResponseTokens})").RequireFits(backend);
         if (saved is null) StartFresh(s, outDir, config, log);
         log.WriteLine($"train-rl: {config.Name} on {task.Name}, {model.Config}, device {backend.Name}, {s.Steps} steps of " +
                       $"{config.TrainBatchPrompts} prompts × {config.GroupSize} samples; " +

@@ -109,6 +109,7 @@ public static class TrainSftCommand
         var config = model.Config;
         var train = trainPairs.Select(p => SftData.Tokenize(p.Prompt, p.Completion, tokenizer, config.MaxT, p.Source)).ToList();
         var held = heldPairs.Select(p => SftData.Tokenize(p.Prompt, p.Completion, tokenizer, config.MaxT, p.Source)).ToList();
+        MemoryChecks.Sft(config, s.BatchSize, train.Concat(held).Select(e => e.Length).DefaultIfEmpty(1).Max(), $"--batch-size {s.BatchSize}").RequireFits(backend);
 
         int evalEvery = Math.Max(1, s.EvalEvery ?? s.Steps / 10);
         var options = new SftOptions(Steps: s.Steps, BatchSize: s.BatchSize, Lr: peakLr, WarmupSteps: warmupSteps, EvalEvery: evalEvery, Seed: s.Seed);

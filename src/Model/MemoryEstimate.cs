@@ -142,15 +142,21 @@ public sealed class MemoryEstimate
     // ================================================================ the check
 
     /// <summary>Refuses (with <see cref="SizeLimitException"/>) an estimate that does not fit <paramref name="backend"/>'s memory.</summary>
-    public void RequireFits(Backend backend)
+    public void RequireFits(Backend backend) => RequireFits(backend.Name, backend.BuffersInHostMemory, backend.MemoryCapacity);
+
+    /// <summary>
+    /// Refuses an estimate that does not fit device <paramref name="device"/>: with <paramref name="hostMemory"/>
+    /// every part against <paramref name="capacityBytes"/> (the host's), else the device parts against
+    /// it and the host parts against <see cref="HostMemory"/>.
+    /// </summary>
+    public void RequireFits(string device, bool hostMemory, long capacityBytes)
     {
-        long host = HostMemory();
-        if (backend.BuffersInHostMemory)
-            RequireFits(TotalBytes, host, $"{backend.Name} (host memory)", parts);
+        if (hostMemory)
+            RequireFits(TotalBytes, capacityBytes, $"memory on {device}", parts);
         else
         {
-            RequireFits(DeviceBytes, backend.MemoryCapacity, $"{backend.Name} device memory", parts.Where(p => !p.Host));
-            RequireFits(HostBytes, host, "host memory", parts.Where(p => p.Host));
+            RequireFits(DeviceBytes, capacityBytes, $"{device} device memory", parts.Where(p => !p.Host));
+            RequireFits(HostBytes, HostMemory(), "host memory", parts.Where(p => p.Host));
         }
     }
 
