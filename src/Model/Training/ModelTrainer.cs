@@ -12,9 +12,9 @@ public readonly record struct TrainStepResult(int Step, double Loss, double Grad
 public sealed class TrainingDivergedException(string message) : Exception(message)
 {
     /// <summary>The message for <paramref name="count"/> consecutive skipped steps ending at <paramref name="lastStep"/>.</summary>
-    public static TrainingDivergedException AfterSkippedSteps(string what, int count, long lastStep, double lr) => new(
+    public static TrainingDivergedException AfterSkippedSteps(string what, int count, long lastStep, double peakLr) => new(
         $"training stopped: the loss or gradient norm was not finite in {count} consecutive {what} (up to step {lastStep}, " +
-        $"learning rate {lr.ToString("G4", System.Globalization.CultureInfo.InvariantCulture)}); " +
+        $"peak learning rate {peakLr.ToString("G4", System.Globalization.CultureInfo.InvariantCulture)}); " +
         "the weights keep their last finite update; lower the learning rate");
 }
 
@@ -61,7 +61,7 @@ public sealed class ModelTrainer : IDisposable
         StepsTaken++;
         consecutiveSkipped = r.Skipped ? consecutiveSkipped + 1 : 0;
         if (consecutiveSkipped >= MaxConsecutiveSkippedSteps)
-            throw TrainingDivergedException.AfterSkippedSteps("steps", consecutiveSkipped, StepsTaken, lr);
+            throw TrainingDivergedException.AfterSkippedSteps("steps", consecutiveSkipped, StepsTaken, Schedule.PeakLr);
         return new TrainStepResult(StepsTaken, loss, r.GradNorm, lr, r.Skipped, total);
     }
 
