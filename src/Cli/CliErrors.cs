@@ -77,8 +77,15 @@ public static class CliErrors
         // Any other IO error (a folder where a file was expected, a full disk) concerns a path the user gave.
         or IOException;
 
-    /// <summary>A multi-line message (a list of config problems) stays readable on one line.</summary>
-    static string OneLine(string message) => string.Join("; ", message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+    /// <summary>A multi-line message (a heading and a list of config problems) stays readable on one line.</summary>
+    static string OneLine(string message)
+    {
+        var lines = message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var result = new System.Text.StringBuilder();
+        for (int i = 0; i < lines.Length; i++)
+            result.Append(i == 0 ? "" : lines[i - 1].EndsWith(':') ? " " : "; ").Append(lines[i]);
+        return result.ToString();
+    }
 
     /// <summary>Writes the full exception to a new log file and returns its path (or why it could not be written).</summary>
     static string WriteLog(string command, Exception e)

@@ -65,6 +65,6 @@ public class CliErrorsTests
         command.SetAction(_ => Throw(new ArgumentException("invalid RunConfig:\n  rl.steps must be >= 1\n  rl.group_size must be >= 2")));
         var (code, _, err) = Invoke(command, "cfg");
         Assert.Equal(CliErrors.BadInput, code);
-        Assert.Equal("archer cfg: error: invalid RunConfig:; rl.steps must be >= 1; rl.group_size must be >= 2", err.TrimEnd());
+        Assert.Equal("archer cfg: error: invalid RunConfig: rl.steps must be >= 1; rl.group_size must be >= 2", err.TrimEnd());
     }
 }

@@ -9,14 +9,19 @@ namespace ArcherIlgpu.Rl.Tests.Training;
 /// <summary>RL updates that stay non-finite stop training after <see cref="ModelTrainer.MaxConsecutiveSkippedSteps"/> skipped updates in a row.</summary>
 public class RlDivergenceTests
 {
+    /// <summary>No filter, one epoch, 6 prompts in mini-batches of 2: three optimizer updates per training step.</summary>
+    static RlTrainer ThreeUpdatesPerStep(Gpt2Model model)
+    {
+        var config = TinyArithmetic.Scaled("grpo", groupSize: 4, prompts: 6, lr: 1e-3) with { Filter = GroupFilterMode.None, PpoEpochs = 1, MiniBatchPrompts = 2 };
+        return new RlTrainer(model, TinyArithmetic.Tokenizer, TinyArithmetic.Task, config, new RlTrainerOptions(Seed: 2));
+    }
+
     [Fact]
     public void TenSkippedUpdatesInARowStopTraining()
     {
         using var backend = new CpuBackend();
         using var model = new Gpt2Model(backend, TinyArithmetic.ModelConfig, seed: 5);
-        // No filter, one epoch, 6 prompts in mini-batches of 2: three optimizer updates per training step.
-        var config = TinyArithmetic.Scaled("grpo", groupSize: 4, prompts: 6, lr: 1e-3) with { Filter = GroupFilterMode.None, PpoEpochs = 1, MiniBatchPrompts = 2 };
-        using var trainer = new RlTrainer(model, TinyArithmetic.Tokenizer, TinyArithmetic.Task, config, new RlTrainerOptions(Seed: 2));
+        using var trainer = ThreeUpdatesPerStep(model);
         trainer.BeforeOptimizerStep = m => backend.Upload(m.Gradients.All.Slice(3, 1), new[] { float.NaN });
         var before = model.DownloadParameters();
 
@@ -35,8 +40,7 @@ public class RlDivergenceTests
     {
         using var backend = new CpuBackend();
         using var model = new Gpt2Model(backend, TinyArithmetic.ModelConfig, seed: 5);
-        var config = TinyArithmetic.Scaled("grpo", groupSize: 4, prompts: 6, lr: 1e-3) with { Filter = GroupFilterMode.None, PpoEpochs = 1, MiniBatchPrompts = 2 };
-        using var trainer = new RlTrainer(model, TinyArithmetic.Tokenizer, TinyArithmetic.Task, config, new RlTrainerOptions(Seed: 2));
+        using var trainer = ThreeUpdatesPerStep(model);
         int update = 0;
         // Every 9th update is clean: nine skipped in a row at most, never ten.
         trainer.BeforeOptimizerStep = m => { if (++update % 9 != 0) backend.Upload(m.Gradients.All.Slice(3, 1), new[] { float.NaN }); };
