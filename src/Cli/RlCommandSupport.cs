@@ -47,6 +47,49 @@ internal static class RlCommandSupport
         return (model, tokenizer);
     }
 
+    /// <summary><see cref="LoadModel(Backend, string)"/>, then a check that the model's tokenizer can write the task's problems.</summary>
+    public static (CausalLm Model, ITokenizer Tokenizer) LoadModel(Backend backend, string dir, ITask task)
+    {
+        var loaded = LoadModel(backend, dir);
+        try { RequireTaskFitsTokenizer(task, loaded.Tokenizer, dir); }
+        catch { loaded.Model.Dispose(); throw; }
+        return loaded;
+    }
+
+    /// <summary>Problems a task is checked on before a run: enough to meet every operator and digit of a small task.</summary>
+    const int ProblemsChecked = 256;
+
+    /// <summary>
+    /// A character tokenizer knows only the characters of the data it was made from; a task whose problems
+    /// hold others (subtraction for a model trained on sums) fails here, before anything runs, saying what
+    /// to change, instead of deep inside a rollout.
+    /// </summary>
+    public static void RequireTaskFitsTokenizer(ITask task, ITokenizer tokenizer, string dir)
+    {
+        if (tokenizer is not CharTokenizer chars) return;
+        long count = Math.Min(task.Count ?? ProblemsChecked, ProblemsChecked);
+        for (long i = 0; i < count; i++)
+        {
+            var example = task.Generate(1, i);
+            foreach (var text in new[] { example.Prompt, example.Answer })
+            {
+                int bad = IndexOfUnknown(text, chars.Alphabet);
+                if (bad < 0) continue;
+                throw new CliInputException(
+                    $"the task's problem \"{example.Prompt}\" (answer \"{example.Answer}\") has '{text[bad]}', which the model in {dir} has never seen: " +
+                    $"its character tokenizer knows only \"{chars.Alphabet}\", the characters of its training data. Give the task options the model " +
+                    "was trained with (e.g. --task-option operators=+ for a model trained on sums), or train the model on data that has this character");
+            }
+        }
+    }
+
+    static int IndexOfUnknown(string text, string alphabet)
+    {
+        for (int i = 0; i < text.Length; i++)
+            if (alphabet.IndexOf(text[i]) < 0) return i;
+        return -1;
+    }
+
     public static ITask CreateTask(string name, IEnumerable<string> options) =>
         TaskRegistry.Create(name, ParsePairs(options, "--task-option").ToDictionary(kv => kv.Key, kv => kv.Value));
 }

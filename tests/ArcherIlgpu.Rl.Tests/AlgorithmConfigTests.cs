@@ -114,7 +114,7 @@ public class AlgorithmConfigTests
         var e2 = Assert.Throws<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "ppo_epochs", "two"));
         Assert.Contains("integer", e2.Message);
         var e3 = Assert.Throws<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "aggregation", "mean"));
-        Assert.Contains("seq-mean-token-mean", e3.Message);
+        Assert.Contains("seq_mean_token_mean", e3.Message);
         Assert.Throws<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "low", "1"));
         Assert.Throws<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "low.nope", "1"));
     }
