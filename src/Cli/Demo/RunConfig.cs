@@ -172,7 +172,7 @@ public sealed record RlSettings
     public int PromptsPerStep { get; init; } = AlgorithmScale.Small.PromptsPerStep;
     public int MiniBatchPrompts { get; init; } = AlgorithmScale.Small.MiniBatchPrompts;
     /// <summary>Measured on the demo: 5e-4 and 2e-4 lower held-out accuracy within 150 steps, 1e-4 and below raise it.</summary>
-    public double LearningRate { get; init; } = 5e-5;
+    public double LearningRate { get; init; } = AlgorithmScale.Small.LearningRate;
     public int WarmupSteps { get; init; } = AlgorithmScale.Small.WarmupSteps;
     /// <summary>ρ, the token-entropy quantile above which a token is "high entropy"; null keeps the algorithm's (0.8).</summary>
     public double? EntropyQuantile { get; init; }

@@ -127,7 +127,10 @@ public static class AlgorithmRegistry
 public sealed record AlgorithmScale(int GroupSize, int PromptsPerStep, int MiniBatchPrompts, double LearningRate, int WarmupSteps, int MaxResponseTokens)
 {
     /// <summary>
-    /// 16 prompts × 8 samples in two optimizer steps, lr 1e-3?, 2 warm-up steps, responses up to 64 tokens.
+    /// 16 prompts × 8 samples in two optimizer steps, lr 5e-5 after 2 warm-up steps, responses up to 64 tokens.
+    /// Measured: the demo (tiny GPT-2, 2-digit sums) gains with lr 1e-4 and 5e-5 and loses with 2e-4 and
+    /// above; README's qwen2-tiny after SFT goes from held-out avg@8 0.579 to 0.703 in 1000 steps (about a
+    /// minute on 2 CPU cores), 0.713 with 1e-4, and down to 0.48 with 3e-4 (300 steps).
     /// </summary>
     public static AlgorithmScale Small { get; } = new(GroupSize: 8, PromptsPerStep: 16, MiniBatchPrompts: 8, LearningRate: 5e-5, WarmupSteps: 2, MaxResponseTokens: 64);
 
