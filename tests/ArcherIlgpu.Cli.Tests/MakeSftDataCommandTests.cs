@@ -63,7 +63,7 @@ public class MakeSftDataCommandTests
         Assert.Contains("max_digits", r.Err);
         r = Archer.Run("make-sft-data", "--task", "arithmetic", "--task-option", "max_digits", "--out", dir.File("x.jsonl"));
         Assert.NotEqual(0, r.ExitCode);
-        Assert.Contains("KEY=VALUE", r.Err);
+        Assert.Contains("key=value", r.Err);
     }
 
     [Fact]

@@ -144,7 +144,7 @@ public class OneToolTests
                 var parse = Program.CreateRoot().Parse(ShellWords(example));
                 Assert.True(parse.Errors.Count == 0, $"example \"{example}\": {string.Join("; ", parse.Errors.Select(e => e.Message))}");
                 // A group's (bench's) examples run its subcommands.
-                Assert.Contains(parse.CommandResult.Command, AllCommands(command).Prepend(command));
+                Assert.Contains(parse.CommandResult.Command.Name, AllCommands(command).Prepend(command).Select(c => c.Name));
             }
         }
     }
