@@ -40,7 +40,10 @@ public static class GenerateCommand
             using var m = Checkpoint.Load(backend, dir);
             if (tokenizer.VocabSize > m.Config.VocabSize)
                 throw new CliInputException($"{dir}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {m.Config.VocabSize}; the folder mixes files of different models");
-            var completions = Complete(m, tokenizer, parse.GetValue(prompt)!, n, options);
+            string text = parse.GetValue(prompt)!;
+            if (RlCommandSupport.UnknownCharacter(text, tokenizer, dir) is string unknown)
+                throw new CliInputException($"the prompt \"{text}\" has {unknown}");
+            var completions = Complete(m, tokenizer, text, n, options);
             for (int i = 0; i < completions.Count; i++)
             {
                 if (completions.Count > 1) output.WriteLine($"--- sample {i + 1} ---");

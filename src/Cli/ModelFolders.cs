@@ -16,7 +16,7 @@ public static class ModelFolders
     public static string Resolve(string path)
     {
         if (!Directory.Exists(path))
-            throw new CliInputException($"model folder '{path}' does not exist (expected a model folder with config.json, or a run folder with checkpoints/)");
+            throw new CliInputException($"model folder '{path}' not found (expected a model folder with config.json, or a run folder with checkpoints/)");
         if (File.Exists(Path.Combine(path, "config.json"))) return path;
 
         bool isRun = File.Exists(Path.Combine(path, RunFolder.MarkerFile)) || Directory.Exists(Path.Combine(path, "checkpoints"));

@@ -66,28 +66,26 @@ internal static class RlCommandSupport
     /// </summary>
     public static void RequireTaskFitsTokenizer(ITask task, ITokenizer tokenizer, string dir)
     {
-        if (tokenizer is not CharTokenizer chars) return;
         long count = Math.Min(task.Count ?? ProblemsChecked, ProblemsChecked);
         for (long i = 0; i < count; i++)
         {
             var example = task.Generate(1, i);
             foreach (var text in new[] { example.Prompt, example.Answer })
-            {
-                int bad = IndexOfUnknown(text, chars.Alphabet);
-                if (bad < 0) continue;
-                throw new CliInputException(
-                    $"the task's problem \"{example.Prompt}\" (answer \"{example.Answer}\") has '{text[bad]}', which the model in {dir} has never seen: " +
-                    $"its character tokenizer knows only \"{chars.Alphabet}\", the characters of its training data. Give the task options the model " +
-                    "was trained with (e.g. --task-option operators=+ for a model trained on sums), or train the model on data that has this character");
-            }
+                if (UnknownCharacter(text, tokenizer, dir) is string unknown)
+                    throw new CliInputException(
+                        $"the task's problem \"{example.Prompt}\" (answer \"{example.Answer}\") has {unknown}. Give the task options the model " +
+                        "was trained with (e.g. --task-option operators=+ for a model trained on sums), or train the model on data that has this character");
         }
     }
 
-    static int IndexOfUnknown(string text, string alphabet)
+    /// <summary>"'-', which the model in DIR has never seen: ..." for the first character a character tokenizer cannot encode; null when it can encode all.</summary>
+    public static string? UnknownCharacter(string text, ITokenizer tokenizer, string dir)
     {
-        for (int i = 0; i < text.Length; i++)
-            if (alphabet.IndexOf(text[i]) < 0) return i;
-        return -1;
+        if (tokenizer is not CharTokenizer chars) return null;
+        foreach (char c in text)
+            if (chars.Alphabet.IndexOf(c) < 0)
+                return $"'{c}', which the model in {dir} has never seen: its character tokenizer knows only \"{chars.Alphabet}\", the characters of its training data";
+        return null;
     }
 
     public static ITask CreateTask(string name, IEnumerable<string> options) =>

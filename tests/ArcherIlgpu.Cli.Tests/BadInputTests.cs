@@ -234,6 +234,6 @@ public class BadInputTests
         using var dir = new TempDir();
         var r = Eval(dir.File("nothing-here"));
         Assert.Contains("nothing-here", r.Err);
-        Assert.Contains("does not exist", r.Err);
+        Assert.Contains("not found", r.Err);
     }
 }

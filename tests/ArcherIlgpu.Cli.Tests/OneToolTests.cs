@@ -265,10 +265,7 @@ public class OneToolTests
     public void GenerateAndEvalTakeARunFolderAndUseItsNewestCheckpoint()
     {
         using var dir = new TempDir();
-        var make = Archer.Run(["make-sft-data", "--task", "arithmetic", .. AdditionOptions, "--count", "64", "--out", dir.File("d.jsonl")]);
-        Assert.True(make.ExitCode == 0, make.ToString());
-        var sft = Archer.Run("train-sft", "--data", dir.File("d.jsonl"), "--out", dir.File("model"), "--steps", "4", "--batch-size", "4", "--device", "cpu");
-        Assert.True(sft.ExitCode == 0, sft.ToString());
+        TrainTinyAdditionModel(dir);
 
         // A run folder: an older checkpoint, the newest, and a newer one whose save never finished (.tmp).
         string run = dir.File("run");
@@ -299,10 +296,7 @@ public class OneToolTests
     public void ATaskTheTokenizerCannotWriteSaysWhichOptionToGive()
     {
         using var dir = new TempDir();
-        var make = Archer.Run(["make-sft-data", "--task", "arithmetic", .. AdditionOptions, "--count", "32", "--out", dir.File("d.jsonl")]);
-        Assert.True(make.ExitCode == 0, make.ToString());
-        var sft = Archer.Run("train-sft", "--data", dir.File("d.jsonl"), "--out", dir.File("model"), "--steps", "2", "--batch-size", "4", "--device", "cpu");
-        Assert.True(sft.ExitCode == 0, sft.ToString());
+        TrainTinyAdditionModel(dir);
 
         // Without operators=+ the task also asks subtractions, whose '-' a model trained on sums has never seen.
         string outDir = dir.File("rl");
@@ -313,6 +307,19 @@ public class OneToolTests
         Assert.Contains("--task-option operators=+", r.Err);
         Assert.DoesNotContain("Parameter", r.Err);
         Assert.False(Directory.Exists(outDir), "the rejected run wrote its folder");
+
+        var generate = Archer.Run("generate", "--model", dir.File("model"), "--prompt", "3-1=", "--device", "cpu");
+        Assert.Equal(1, generate.ExitCode);
+        Assert.Contains("the prompt \"3-1=\" has '-', which the model", generate.Err);
+    }
+
+    /// <summary>A tiny GPT-2 in dir/model, trained a few steps on one-digit sums (its tokenizer knows "+0123456789=").</summary>
+    static void TrainTinyAdditionModel(TempDir dir)
+    {
+        var make = Archer.Run(["make-sft-data", "--task", "arithmetic", .. AdditionOptions, "--count", "64", "--out", dir.File("d.jsonl")]);
+        Assert.True(make.ExitCode == 0, make.ToString());
+        var sft = Archer.Run("train-sft", "--data", dir.File("d.jsonl"), "--out", dir.File("model"), "--steps", "4", "--batch-size", "4", "--device", "cpu");
+        Assert.True(sft.ExitCode == 0, sft.ToString());
     }
 
     static void CopyFolder(string from, string to)
