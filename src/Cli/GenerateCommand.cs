@@ -18,9 +18,9 @@ public static class GenerateCommand
         var prompt = new Option<string>("--prompt") { Description = "text to continue", Required = true };
         var maxNew = new Option<int>("--max-new-tokens") { Description = "most tokens to generate per sample", DefaultValueFactory = _ => 64 };
         var temperature = new Option<float>("--temperature") { Description = "sampling temperature; 0 = greedy", DefaultValueFactory = _ => 1f };
-        var topK = new Option<int>("--top-k") { Description = "keep the k most likely tokens; 0 = all (default 0)" };
+        var topK = new Option<int>("--top-k") { Description = "keep the k most likely tokens; 0 = all", DefaultValueFactory = _ => 0 };
         var topP = new Option<float>("--top-p") { Description = "keep the smallest set of tokens with this much probability (1 = all)", DefaultValueFactory = _ => 1f };
-        var seed = new Option<ulong>("--seed") { Description = "random seed; the same seed gives the same samples (default 0)" };
+        var seed = new Option<ulong>("--seed") { Description = "random seed; the same seed gives the same samples", DefaultValueFactory = _ => 0UL };
         var samples = new Option<int>("--samples") { Description = "number of completions", DefaultValueFactory = _ => 1 };
         var device = Program.DeviceOption();
         var command = new Command("generate", "Continue a prompt with a trained model")

@@ -21,7 +21,7 @@ public static class MakeSftDataCommand
         var options = RlCommandSupport.KeyValueOption("--task-option", "task option key=value (repeatable; arithmetic: min_digits, max_digits, operators, allow_negative)");
         var count = new Option<int>("--count") { Description = "training examples", DefaultValueFactory = _ => 1000 };
         var seed = new Option<long>("--seed") { Description = "seed of the task's example stream", DefaultValueFactory = _ => 1 };
-        var heldOut = new Option<int>("--held-out") { Description = "also write this many held-out examples, none of whose prompts is in the training file (default 0)" };
+        var heldOut = new Option<int>("--held-out") { Description = "also write this many held-out examples, none of whose prompts is in the training file", DefaultValueFactory = _ => 0 };
         var heldOutOut = new Option<string?>("--held-out-out") { Description = "file for the held-out examples (default: OUT with .heldout before the extension)" };
         var output = new Option<string>("--out") { Description = "JSONL file to write", Required = true };
         var command = new Command("make-sft-data", "Write a {prompt, completion, answer} JSONL dataset from a task's examples (for train-sft, and for eval/train-rl with --task jsonl)")

@@ -52,10 +52,10 @@ public static class TrainRlCommand
         var set = RlCommandSupport.KeyValueOption("--set", "algorithm setting rl.KEY=VALUE, as in the demo, e.g. rl.learning_rate=1e-4 rl.low.clip_high=0.3 (repeatable; algorithm.txt in a run folder lists every key)");
         var seed = new Option<ulong>("--seed") { Description = "seed of the rollouts and the data order", DefaultValueFactory = _ => 1UL };
         var outDir = new Option<string?>("--out") { Description = "run folder (default runs/<algo>-<task>-seed<seed>)" };
-        var micro = new Option<int>("--micro-batch") { Description = "responses per forward/backward (gradient accumulation); 0 = whole mini-batch (default)" };
+        var micro = new Option<int>("--micro-batch") { Description = "responses per forward/backward (gradient accumulation); 0 = the whole mini-batch", DefaultValueFactory = _ => 0 };
         var sampleEvery = new Option<int>("--sample-every") { Description = "write sample completions every N steps (0 = never)", DefaultValueFactory = _ => 10 };
-        var saveEvery = new Option<int>("--save-every") { Description = "also save the model every N steps (default 0 = only at the end)" };
-        var evalProblems = new Option<int>("--eval-problems") { Description = "evaluate this many held-out problems before and after (default 0 = no evaluation)" };
+        var saveEvery = new Option<int>("--save-every") { Description = "also save the model every N steps (0 = only at the end)", DefaultValueFactory = _ => 0 };
+        var evalProblems = new Option<int>("--eval-problems") { Description = "evaluate this many held-out problems before and after (0 = no evaluation)", DefaultValueFactory = _ => 0 };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last save (same command; --steps is the total)" };
         var device = Program.DeviceOption();
         var command = new Command("train-rl", "Train a model with RL on a task with a verifier")

@@ -139,6 +139,9 @@ public class OneToolTests
             foreach (var line in r.Out.Split('\n'))
                 Assert.False(Regex.Matches(line, "default", RegexOptions.IgnoreCase).Count > 1, $"{string.Join(' ', path)}: default twice in \"{line.Trim()}\"");
             Assert.Contains("Example", r.Out);
+            // A constant default belongs in DefaultValueFactory (help prints it as "[default: X]"), not in the description too.
+            foreach (var option in command.Options.Where(o => o.HasDefaultValue))
+                Assert.False(Regex.IsMatch(option.Description ?? "", @"\(default[ :]"), $"{string.Join(' ', path)} {option.Name}: \"{option.Description}\" repeats its default");
             foreach (var example in CliHelp.ExamplesOf(command))
             {
                 var parse = Program.CreateRoot().Parse(ShellWords(example));
