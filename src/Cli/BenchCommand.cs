@@ -22,6 +22,7 @@ public static class BenchCommand
         var command = new Command("bench", "Training and generation throughput on a device");
         command.Subcommands.Add(CreateTrain());
         command.Subcommands.Add(CreateGenerate());
+        command.WithExamples("bench train --preset bench-s --device cpu", "bench generate --preset bench-s --device cpu");
         return command;
     }
 
@@ -70,6 +71,7 @@ public static class BenchCommand
             Backend be = profiler ?? inner;
             return RunTrain(be, inner, profiler, presetName, config, B, T, nSteps, nWarmup);
         }));
+        command.WithExamples("bench train --preset bench-s --device cpu");
         return command;
     }
 
@@ -210,6 +212,7 @@ public static class BenchCommand
             if (profiler is not null) PrintProfile(profiler, 1);
             return 0;
         }));
+        command.WithExamples("bench generate --preset bench-s --device cpu");
         return command;
     }
 

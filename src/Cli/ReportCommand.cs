@@ -15,6 +15,7 @@ public static class ReportCommand
         var runs = new Argument<string[]>("runs") { Description = "run folders (runs/2026-11-22_2315_demo ...)", Arity = ArgumentArity.OneOrMore };
         var output = new Option<string?>("--out") { Description = "folder for report.md and comparison charts (default: the run folder for one run, runs/compare_<time> for several)" };
         var command = new Command("report", "Redraw a run's plots; compare several runs in a table and charts") { runs, output };
+        command.WithExamples("report runs/2026-11-23_0108_demo", "report RUN_A RUN_B --out runs/compare");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
             var result = Generate(parse.GetValue(runs)!, parse.GetValue(output));

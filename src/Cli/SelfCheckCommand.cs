@@ -15,6 +15,7 @@ public static class SelfCheckCommand
         var device = Program.DeviceOption();
         var quick = new Option<bool>("--quick") { Description = "small sizes only (for the ilgpu-cpu simulator)" };
         var command = new Command("selfcheck", "Check every op on a device against the cpu backend") { device, quick };
+        command.WithExamples("selfcheck --device cuda");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
             string name = parse.GetValue(device)!;

@@ -234,7 +234,7 @@ public class BadInputTests
         using var dir = new TempDir();
         var r = Eval(dir.File("nothing-here"));
         Assert.Contains("nothing-here", r.Err);
-        Assert.Contains("does not exist", r.Err);
+        Assert.Contains("not found", r.Err);
     }
 
     // ------------------------------------------------------------------ sizes, devices, files: one line, exit 1
