@@ -49,6 +49,7 @@ public static class DemoCommand
             else
             {
                 config = RunConfig.Bind(own => RunPresets.Registry.Bind(parse.GetValue(preset)!, parse.GetValue(configFile), own), sets);
+                MemoryChecks.RequireDemoFits(config);
                 run = RunFolder.Create(parse.GetValue(runsDir)!, config.Name);
             }
             PrintConfig(config, stdout);
