@@ -16,18 +16,19 @@ public static class DemoCommand
     {
         var preset = new Option<string>("--preset")
         {
-            Description = "starting config: " + string.Join("; ", RunPresets.Registry.Select(p => $"{p.Name} ({p.Description})")) + " (default demo)",
+            Description = "starting config: " + string.Join("; ", RunPresets.Registry.Select(p => $"{p.Name} ({p.Description})")),
             DefaultValueFactory = _ => "demo",
         };
         var configFile = new Option<string?>("--config") { Description = "JSON config file applied over the preset (a run's config.json works)" };
-        var set = RlCommandSupport.KeyValueOption("--set", "override one setting, e.g. rl.steps=50 rl.group_size=8 seed=2 (repeatable; see config.json for every key)");
+        var set = RlCommandSupport.KeyValueOption("--set", "override one setting, e.g. rl.steps=50 rl.group_size=8 seed=2; every algorithm setting is rl.KEY, as in train-rl (rl.low.clip_high=0.3) (repeatable; see config.json for the run's keys)");
         var resume = new Option<string?>("--resume") { Description = "continue the run in this folder from its newest checkpoint (--set still applies, e.g. rl.steps=200)" };
-        var runsDir = new Option<string>("--runs-dir") { Description = "where new run folders go (default runs)", DefaultValueFactory = _ => "runs" };
+        var runsDir = new Option<string>("--runs-dir") { Description = "where new run folders go", DefaultValueFactory = _ => "runs" };
         var device = new Option<string?>("--device") { Description = "device: auto, cpu, ilgpu-cpu, cuda, opencl (default: the config's, auto)" };
         var command = new Command("demo", "SFT a small model, evaluate, train it with Archer, evaluate again: the whole pipeline in one command")
         {
             preset, configFile, set, resume, runsDir, device,
         };
+        command.WithExamples("demo", "demo --preset quick --set rl.algorithm=grpo rl.steps=50 rl.low.clip_high=0.3 seed=2");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
             var sets = (parse.GetValue(set) ?? []).ToList();
@@ -42,11 +43,13 @@ public static class DemoCommand
                     throw new CliInputException("--resume continues a run with its own config.json; give changes with --set, not --preset or --config");
                 run = RunFolder.Open(resumeDir);
                 if (!File.Exists(run.ConfigPath)) throw new CliInputException($"'{resumeDir}' has no config.json, so it cannot be resumed");
-                config = ConfigBinder.Bind(RunPresets.Demo, run.ConfigPath, sets);
+                config = RunConfig.Bind(own => ConfigBinder.Bind(RunPresets.Demo, run.ConfigPath, own), sets);
+                MemoryChecks.RequireDemoFits(config);
             }
             else
             {
-                config = RunPresets.Registry.Bind(parse.GetValue(preset)!, parse.GetValue(configFile), sets);
+                config = RunConfig.Bind(own => RunPresets.Registry.Bind(parse.GetValue(preset)!, parse.GetValue(configFile), own), sets);
+                MemoryChecks.RequireDemoFits(config);
                 run = RunFolder.Create(parse.GetValue(runsDir)!, config.Name);
             }
             PrintConfig(config, stdout);

@@ -36,39 +36,52 @@ public static class TrainRlCommand
 
     public static Command Create()
     {
-        var algo = new Option<string>("--algo") { Description = $"algorithm: {string.Join(", ", AlgorithmRegistry.Names)}", Required = true };
-        var model = new Option<string>("--model") { Description = "starting model folder (config.json, model.safetensors, tokenizer)", Required = true };
+        var algo = new Option<string>("--algo") { Description = $"algorithm: {AlgorithmRegistry.Describe()}", Required = true };
+        var preset = new Option<string>("--preset")
+        {
+            Description = "scale: small (16 prompts × 8 samples, lr 5e-5, responses up to 64 tokens: minutes on a CPU) or paper (the algorithm's published scale: 64 × 16, lr 1e-6, 32,768-token responses)",
+            DefaultValueFactory = _ => "small",
+        };
+        preset.AcceptOnlyFromAmong(ScaleNames);
+        var model = new Option<string>("--model") { Description = "starting model folder (config.json, model.safetensors, tokenizer), or a run folder (its newest checkpoint)", Required = true };
         var task = new Option<string>("--task") { Description = "task name (arithmetic, countdown, jsonl, ...)", Required = true };
         var taskOptions = RlCommandSupport.KeyValueOption("--task-option", "task option key=value, e.g. max_digits=2 (repeatable)");
-        var steps = new Option<int>("--steps") { Description = "training steps in all, a resumed run's earlier ones included (default 100)", DefaultValueFactory = _ => 100 };
-        var groupSize = new Option<int?>("--group-size") { Description = "G, samples per prompt (default: the algorithm's)" };
-        var prompts = new Option<int?>("--prompts-per-step") { Description = "prompts per training step (default: the algorithm's)" };
-        var set = RlCommandSupport.KeyValueOption("--set", "algorithm setting key=value, e.g. learning_rate=1e-4 low.clip_high=0.3 (repeatable)");
-        var seed = new Option<ulong>("--seed") { Description = "seed of the rollouts and the data order (default 1)", DefaultValueFactory = _ => 1UL };
+        var steps = new Option<int>("--steps") { Description = "training steps in all, a resumed run's earlier ones included", DefaultValueFactory = _ => 100 };
+        var groupSize = new Option<int?>("--group-size") { Description = "G, samples per prompt, the same as --set rl.group_size (default: the --preset's)" };
+        var prompts = new Option<int?>("--prompts-per-step") { Description = "prompts per training step, the same as --set rl.prompts_per_step (default: the --preset's)" };
+        var set = RlCommandSupport.KeyValueOption("--set", "algorithm setting rl.KEY=VALUE, as in the demo, e.g. rl.learning_rate=1e-4 rl.low.clip_high=0.3 (repeatable; algorithm.txt in a run folder lists every key)");
+        var seed = new Option<ulong>("--seed") { Description = "seed of the rollouts and the data order", DefaultValueFactory = _ => 1UL };
         var outDir = new Option<string?>("--out") { Description = "run folder (default runs/<algo>-<task>-seed<seed>)" };
-        var micro = new Option<int>("--micro-batch") { Description = "responses per forward/backward (gradient accumulation); 0 = whole mini-batch (default)" };
-        var sampleEvery = new Option<int>("--sample-every") { Description = "write sample completions every N steps (default 10; 0 = never)", DefaultValueFactory = _ => 10 };
-        var saveEvery = new Option<int>("--save-every") { Description = "also save the model every N steps (default 0 = only at the end)" };
-        var evalProblems = new Option<int>("--eval-problems") { Description = "evaluate this many held-out problems before and after (default 0 = no evaluation)" };
+        var micro = new Option<int>("--micro-batch") { Description = "responses per forward/backward (gradient accumulation); 0 = the whole mini-batch", DefaultValueFactory = _ => 0 };
+        var sampleEvery = new Option<int>("--sample-every") { Description = "write sample completions every N steps (0 = never)", DefaultValueFactory = _ => 10 };
+        var saveEvery = new Option<int>("--save-every") { Description = "also save the model every N steps (0 = only at the end)", DefaultValueFactory = _ => 0 };
+        var evalProblems = new Option<int>("--eval-problems") { Description = "evaluate this many held-out problems before and after (0 = no evaluation)", DefaultValueFactory = _ => 0 };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last save (same command; --steps is the total)" };
         var device = Program.DeviceOption();
         var allowExtra = ModelLoadOption.Create();
         var command = new Command("train-rl", "Train a model with RL on a task with a verifier")
         {
-            algo, model, task, taskOptions, steps, groupSize, prompts, set, seed, outDir, micro, sampleEvery, saveEvery, evalProblems, resume, device, allowExtra,
+            algo, preset, model, task, taskOptions, steps, groupSize, prompts, set, seed, outDir, micro, sampleEvery, saveEvery, evalProblems, resume, device, allowExtra,
         };
+        command.WithExamples(
+            "train-rl --algo archer --model runs/qwen-sft --task arithmetic --task-option min_digits=2 max_digits=2 operators=+ --steps 100 --eval-problems 100",
+            "train-rl --algo 80/20 --preset paper --model MODEL_DIR --task countdown --set rl.learning_rate=1e-6");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) => Run(new Settings(
-            parse.GetValue(algo)!, parse.GetValue(model)!, parse.GetValue(task)!, parse.GetValue(taskOptions) ?? [], parse.GetValue(steps),
+            parse.GetValue(algo)!, ModelFolders.Resolve(parse.GetValue(model)!), parse.GetValue(task)!, parse.GetValue(taskOptions) ?? [], parse.GetValue(steps),
             parse.GetValue(groupSize), parse.GetValue(prompts), parse.GetValue(set) ?? [], parse.GetValue(seed), parse.GetValue(outDir),
             parse.GetValue(micro), parse.GetValue(sampleEvery), parse.GetValue(saveEvery), parse.GetValue(evalProblems), parse.GetValue(device)!,
-            parse.GetValue(resume), AllowExtraTensors: parse.GetValue(allowExtra)), stdout)));
+            parse.GetValue(resume), Preset: parse.GetValue(preset)!,
+            AllowExtraTensors: parse.GetValue(allowExtra)), stdout)));
         return command;
     }
 
     /// <param name="InterruptAfterStep">test hook: stop right after this step's log lines, before any save, as if killed.</param>
     public sealed record Settings(string Algo, string Model, string Task, string[] TaskOptions, int Steps, int? GroupSize, int? PromptsPerStep,
         string[] Set, ulong Seed, string? Out, int MicroBatch, int SampleEvery, int SaveEvery, int EvalProblems, string Device,
-        bool Resume = false, int? InterruptAfterStep = null, bool AllowExtraTensors = false);
+        bool Resume = false, int? InterruptAfterStep = null, string Preset = "small", bool AllowExtraTensors = false);
+
+    /// <summary>--preset: the small scale (the default) or the algorithm's own, the paper's.</summary>
+    static readonly string[] ScaleNames = ["small", "paper"];
 
     public static int Run(Settings s, TextWriter log)
     {
@@ -76,7 +89,7 @@ public static class TrainRlCommand
         if (s.SaveEvery < 0) throw new RlCommandException($"--save-every must be >= 0, got {s.SaveEvery}");
         if (s.EvalProblems < 0) throw new RlCommandException($"--eval-problems must be >= 0, got {s.EvalProblems}");
         var task = RlCommandSupport.CreateTask(s.Task, s.TaskOptions);
-        string outDir = s.Out ?? Path.Combine("runs", $"{s.Algo}-{s.Task}-seed{s.Seed}");
+        string outDir = s.Out ?? Path.Combine("runs", $"{AlgorithmRegistry.Canonical(s.Algo) ?? s.Algo}-{s.Task}-seed{s.Seed}");
         string modelDir = Path.Combine(outDir, ModelFolder);
 
         RlTrainerState? saved = null;
@@ -94,9 +107,11 @@ public static class TrainRlCommand
         }
 
         using var backend = Devices.Create(s.Device);
-        var (model, tokenizer) = RlCommandSupport.LoadModel(backend, saved is null ? s.Model : modelDir, new LoadOptions(s.AllowExtraTensors));
+        var (model, tokenizer) = RlCommandSupport.LoadModel(backend, saved is null ? s.Model : modelDir, task, new LoadOptions(s.AllowExtraTensors));
         using var _ = model;
         var config = runConfig ?? ResolveConfig(s, model.Config, log);
+        MemoryChecks.Rl(model.Config, config, s.MicroBatch, 0, $"--prompts-per-step {config.TrainBatchPrompts} × --group-size {config.GroupSize} " +
+            $"(mini_batch_prompts {config.MiniBatchPrompts}, --micro-batch {s.MicroBatch}, max_response_tokens {config.MaxResponseTokens})").RequireFits(backend);
         if (saved is null) StartFresh(s, outDir, config, log);
         log.WriteLine($"train-rl: {config.Name} on {task.Name}, {model.Config}, device {backend.Name}, {s.Steps} steps of " +
                       $"{config.TrainBatchPrompts} prompts × {config.GroupSize} samples; " +
@@ -228,15 +243,15 @@ public static class TrainRlCommand
         return Checkpoint.ReadParameters(config, path);
     }
 
-    /// <summary>The preset, then --group-size / --prompts-per-step, then --set; then fitted to the model's context.</summary>
+    /// <summary>The algorithm at the --preset's scale, then --group-size / --prompts-per-step, then --set; then fitted to the model's context.</summary>
     public static AlgorithmConfig ResolveConfig(Settings s, IModelConfig model, TextWriter notes)
     {
-        var config = AlgorithmRegistry.Get(s.Algo);
+        if (!ScaleNames.Contains(s.Preset)) throw new CliInputException($"--preset must be one of {string.Join(", ", ScaleNames)}, got '{s.Preset}'");
+        var config = AlgorithmRegistry.Get(s.Algo, s.Preset == "paper" ? null : AlgorithmScale.Small);
         if (s.GroupSize is int g) config = config with { GroupSize = g };
         if (s.PromptsPerStep is int p) config = config with { TrainBatchPrompts = p };
-        var overrides = RlCommandSupport.ParsePairs(s.Set, "--set");
-        config = AlgorithmOverrides.Apply(config, overrides);
-        bool miniSet = overrides.Any(kv => kv.Key == "mini_batch_prompts");
+        config = AlgorithmOverrides.ApplySets(config, s.Set);
+        bool miniSet = s.Set.Any(item => item.StartsWith(AlgorithmOverrides.Prefix + "mini_batch_prompts=", StringComparison.Ordinal));
         if (!miniSet && config.MiniBatchPrompts > config.TrainBatchPrompts)
         {
             notes.WriteLine($"note: mini_batch_prompts {config.MiniBatchPrompts} > prompts per step {config.TrainBatchPrompts}; using {config.TrainBatchPrompts}");

@@ -28,17 +28,17 @@ public static class TrainSftCommand
 
     public static Command Create()
     {
-        var data = new Option<string>("--data") { Description = "training JSONL, one {\"prompt\", \"completion\"} per line", Required = true };
+        var data = new Option<string>("--data") { Description = "training JSONL, one {\"prompt\", \"completion\"} per line (\"answer\" stands in for a missing completion)", Required = true };
         var heldOut = new Option<string?>("--held-out") { Description = "held-out JSONL (default: a fraction of --data, see --held-out-fraction)" };
         var fraction = new Option<double?>("--held-out-fraction") { Description = "fraction of --data held out when no --held-out file is given (default 0.1)" };
         var output = new Option<string>("--out") { Description = "model folder to write", Required = true };
-        var preset = new Option<string>("--preset") { Description = $"model shape for a fresh model: {string.Join(", ", Models.PresetNames)} (default tiny; the vocabulary comes from the tokenizer)", DefaultValueFactory = _ => "tiny" };
-        var init = new Option<string?>("--init") { Description = "start from this model folder (weights, config and tokenizer) instead of a fresh model" };
-        var steps = new Option<int>("--steps") { Description = "optimizer steps in all, a resumed run's earlier ones included (default 2000)", DefaultValueFactory = _ => 2000 };
-        var batch = new Option<int>("--batch-size") { Description = "examples per step (default 32)", DefaultValueFactory = _ => 32 };
+        var preset = new Option<string>("--preset") { Description = $"model shape for a fresh model: {string.Join(", ", Models.PresetNames)} (the vocabulary comes from the tokenizer)", DefaultValueFactory = _ => "tiny" };
+        var init = new Option<string?>("--init") { Description = "start from this model folder (weights, config and tokenizer), or a run folder's newest checkpoint, instead of a fresh model" };
+        var steps = new Option<int>("--steps") { Description = "optimizer steps in all, a resumed run's earlier ones included", DefaultValueFactory = _ => 2000 };
+        var batch = new Option<int>("--batch-size") { Description = "examples per step", DefaultValueFactory = _ => 32 };
         var lr = new Option<float?>("--lr") { Description = "peak learning rate, cosine decay to a tenth (default 0.005 for a fresh tiny model, else 0.001)" };
         var warmup = new Option<int?>("--warmup") { Description = "linear warm-up steps (default steps / 20)" };
-        var seed = new Option<int>("--seed") { Description = "seed for initialisation, shuffling and the held-out split (default 1)", DefaultValueFactory = _ => 1 };
+        var seed = new Option<int>("--seed") { Description = "seed for initialisation, shuffling and the held-out split", DefaultValueFactory = _ => 1 };
         var evalEvery = new Option<int?>("--eval-every") { Description = "held-out loss, progress line and checkpoint every this many steps (default steps / 10)" };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last save (same data, batch size and seed; --steps is the total)" };
         var device = Program.DeviceOption();
@@ -47,10 +47,11 @@ public static class TrainSftCommand
         {
             data, heldOut, fraction, output, preset, init, steps, batch, lr, warmup, seed, evalEvery, resume, device, allowExtra,
         };
+        command.WithExamples("train-sft --data runs/add.jsonl --held-out runs/add.heldout.jsonl --out runs/add-model", "train-sft --data runs/add.jsonl --held-out runs/add.heldout.jsonl --out runs/add-model --resume");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
             var s = new Settings(parse.GetValue(data)!, parse.GetValue(heldOut), parse.GetValue(fraction), parse.GetValue(output)!,
-                parse.GetValue(preset)!, parse.GetValue(init), parse.GetValue(steps), parse.GetValue(batch), parse.GetValue(lr),
+                parse.GetValue(preset)!, parse.GetValue(init) is string i ? ModelFolders.Resolve(i) : null, parse.GetValue(steps), parse.GetValue(batch), parse.GetValue(lr),
                 parse.GetValue(warmup), parse.GetValue(seed), parse.GetValue(evalEvery), parse.GetValue(device)!, parse.GetValue(resume),
                 AllowExtraTensors: parse.GetValue(allowExtra));
             Run(s, stdout);
@@ -112,6 +113,7 @@ public static class TrainSftCommand
         var config = model.Config;
         var train = trainPairs.Select(p => SftData.Tokenize(p.Prompt, p.Completion, tokenizer, config.MaxT, p.Source)).ToList();
         var held = heldPairs.Select(p => SftData.Tokenize(p.Prompt, p.Completion, tokenizer, config.MaxT, p.Source)).ToList();
+        MemoryChecks.Sft(config, s.BatchSize, train.Concat(held).Select(e => e.Length).DefaultIfEmpty(1).Max(), $"--batch-size {s.BatchSize}").RequireFits(backend);
 
         int evalEvery = Math.Max(1, s.EvalEvery ?? s.Steps / 10);
         var options = new SftOptions(Steps: s.Steps, BatchSize: s.BatchSize, Lr: peakLr, WarmupSteps: warmupSteps, EvalEvery: evalEvery, Seed: s.Seed);

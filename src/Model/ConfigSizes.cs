@@ -16,10 +16,6 @@ internal static class ConfigSizes
     /// </summary>
     public const int MaxContext = 1 << 24;
 
-    /// <summary>The most elements one tensor, and the flat parameter buffer, may have: the largest .NET array (a little
-    /// under int.MaxValue; the flat parameters are one array on the host, and the cpu backend indexes with int).</summary>
-    public static readonly long MaxElements = Array.MaxLength;
-
     /// <summary>The product of non-negative factors, or <see cref="long.MaxValue"/> where it would overflow.</summary>
     public static long Product(params ReadOnlySpan<long> factors)
     {
@@ -44,14 +40,15 @@ internal static class ConfigSizes
         return s;
     }
 
-    /// <summary>Null when every size fits one buffer, else why the first that does not, naming its <c>What</c>
-    /// (the config's fields and their Hugging Face keys).</summary>
+    /// <summary>Null when every size fits one buffer (<see cref="MemoryEstimate.MaxBufferElements"/>: every tensor and the
+    /// flat parameters are one array on the host), else why the first that does not, naming its <c>What</c> (the config's
+    /// fields and their Hugging Face keys).</summary>
     public static string? FirstTooLarge(params ReadOnlySpan<(string What, long Elements)> sizes)
     {
         foreach (var (what, elements) in sizes)
-            if (elements > MaxElements)
+            if (elements > MemoryEstimate.MaxBufferElements)
                 return string.Create(CultureInfo.InvariantCulture,
-                    $"{what} = {(elements == long.MaxValue ? "more than 9.2e18" : elements.ToString(CultureInfo.InvariantCulture))} elements, more than one float32 buffer can hold ({MaxElements})");
+                    $"{what} = {(elements == long.MaxValue ? "more than 9.2e18" : elements.ToString(CultureInfo.InvariantCulture))} elements, more than one float32 buffer can hold ({MemoryEstimate.MaxBufferElements})");
         return null;
     }
 

@@ -46,7 +46,7 @@ public static class AdditionSft
     /// <summary>Makes 4,000 training and 200 held-out problems in <paramref name="dir"/> and trains <paramref name="preset"/> into <paramref name="outDir"/>.</summary>
     public static Summary Run(TempDir dir, string outDir, string preset, int steps)
     {
-        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "-o", "operators=+", "-o", "min_digits=2", "-o", "max_digits=2",
+        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "--task-option", "operators=+", "--task-option", "min_digits=2", "--task-option", "max_digits=2",
             "--count", "4000", "--held-out", "200", "--out", dir.File("add.jsonl"));
         Assert.True(make.ExitCode == 0, make.ToString());
         var train = Archer.Run("train-sft", "--data", dir.File("add.jsonl"), "--held-out", dir.File("add.heldout.jsonl"), "--out", outDir,

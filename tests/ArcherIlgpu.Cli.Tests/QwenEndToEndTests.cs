@@ -62,7 +62,7 @@ public class QwenEndToEndTests(ITestOutputHelper output)
             TokenizerFiles.Save(tokenizer, init);
         }
 
-        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "-o", "max_digits=1", "--count", "300", "--held-out", "20", "--out", dir.File("d.jsonl"));
+        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "--task-option", "max_digits=1", "--count", "300", "--held-out", "20", "--out", dir.File("d.jsonl"));
         Assert.True(make.ExitCode == 0, make.ToString());
         string sft = Path.Combine(dir.Path, "sft");
         var train = Archer.Run("train-sft", "--data", dir.File("d.jsonl"), "--held-out", dir.File("d.heldout.jsonl"), "--out", sft,

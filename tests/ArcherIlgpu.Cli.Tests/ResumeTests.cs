@@ -16,7 +16,7 @@ public sealed class ResumeFixture : IDisposable
 
     public ResumeFixture()
     {
-        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "-o", "operators=+", "-o", "min_digits=1", "-o", "max_digits=1",
+        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "--task-option", "operators=+", "--task-option", "min_digits=1", "--task-option", "max_digits=1",
             "--count", "80", "--held-out", "10", "--out", Data);
         Assert.True(make.ExitCode == 0, make.ToString());
         // 60 steps of 16 leave the tiny model right on some problems and wrong on others (measured: ~1/3 of groups informative).
@@ -45,13 +45,13 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
     string[] RlArgs(string outDir, int steps, params string[] extra) =>
     [
         "train-rl", "--algo", "archer", "--model", fixture.Start, .. Task, "--steps", steps.ToString(CultureInfo.InvariantCulture),
-        "--group-size", "4", "--prompts-per-step", "4", "--set", "mini_batch_prompts=2", "--set", "warmup_steps=0", "--set", "learning_rate=1e-3",
+        "--group-size", "4", "--prompts-per-step", "4", "--set", "rl.mini_batch_prompts=2", "--set", "rl.warmup_steps=0", "--set", "rl.learning_rate=1e-3",
         "--sample-every", "1", "--seed", "3", "--out", outDir, "--device", "cpu", .. extra,
     ];
 
     static TrainRlCommand.Settings RlSettings(string model, string outDir, int steps, int saveEvery, int? interruptAfter) =>
         new("archer", model, "arithmetic", ["operators=+", "min_digits=1", "max_digits=1"], steps, 4, 4,
-            ["mini_batch_prompts=2", "warmup_steps=0", "learning_rate=1e-3"], 3, outDir, 0, 1, saveEvery, 0, "cpu", false, interruptAfter);
+            ["rl.mini_batch_prompts=2", "rl.warmup_steps=0", "rl.learning_rate=1e-3"], 3, outDir, 0, 1, saveEvery, 0, "cpu", false, interruptAfter);
 
     string[] SftArgs(string outDir, params string[] extra) =>
     [
@@ -140,7 +140,7 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
         Assert.Contains("algorithm settings differ", grpo.Err);
         Assert.Contains("name: archer in the run, grpo now", grpo.Err);
 
-        var lr = Archer.Run(RlArgs(run, RlSteps, "--resume").Select(a => a == "learning_rate=1e-3" ? "learning_rate=2e-3" : a).ToArray());
+        var lr = Archer.Run(RlArgs(run, RlSteps, "--resume").Select(a => a == "rl.learning_rate=1e-3" ? "rl.learning_rate=2e-3" : a).ToArray());
         Assert.Equal(1, lr.ExitCode);
         Assert.Contains("learning_rate: 0.001 in the run, 0.002 now", lr.Err);
 

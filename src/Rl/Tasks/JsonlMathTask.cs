@@ -4,7 +4,10 @@ namespace ArcherIlgpu.Rl.Tasks;
 
 /// <summary>
 /// A fixed math dataset from a JSONL file, one object per line: {"prompt": "...", "answer": "42"} with an
-/// optional "solution". The answer may be a JSON string or number. Blank lines are skipped. A line that
+/// optional "solution" (or "completion"). The answer may be a JSON string or number. A line with a
+/// "completion" but no "answer" (an SFT file, as <c>archer make-sft-data</c> writes, or one of your own)
+/// takes the answer found in the completion by <see cref="AnswerExtractor.Extract"/>, so one file serves
+/// both SFT and evaluation. Blank lines are skipped. A line that
 /// cannot be read fails with the file and line number; a file without examples fails too.
 /// Example i is line i modulo the count (the trainer shuffles); the seed is not used.
 /// The reward compares <see cref="AnswerExtractor.Extract"/> of the completion with the answer.
@@ -56,13 +59,21 @@ public sealed class JsonlMathTask : ITask
                 var root = doc.RootElement;
                 if (root.ValueKind != JsonValueKind.Object) throw new TaskDataException($"{where}: expected a JSON object, got {root.ValueKind}");
                 var prompt = Field(root, "prompt", where, required: true)!;
-                var answer = Field(root, "answer", where, required: true)!;
-                var solution = Field(root, "solution", where, required: false);
+                var solution = Field(root, "solution", where, required: false) ?? Field(root, "completion", where, required: false);
+                var answer = Field(root, "answer", where, required: false) ?? AnswerIn(solution, where);
                 list.Add(new TaskExample(prompt, answer, solution));
             }
         }
         if (list.Count == 0) throw new TaskDataException($"{source}: dataset is empty (expected JSONL lines like {{\"prompt\": \"...\", \"answer\": \"...\"}})");
         return list.ToArray();
+    }
+
+    /// <summary>The answer a line without "answer" implies: the one its solution or completion ends with.</summary>
+    static string AnswerIn(string? solution, string where)
+    {
+        if (solution is null) throw new TaskDataException($"{where}: missing \"answer\" (or a \"completion\" to take the answer from)");
+        return AnswerExtractor.Extract(solution)
+            ?? throw new TaskDataException($"{where}: no \"answer\", and no answer (a number, \\boxed{{...}} or #### ...) in the completion \"{solution}\"");
     }
 
     static string? Field(JsonElement root, string name, string where, bool required)
