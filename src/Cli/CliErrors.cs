@@ -34,7 +34,7 @@ public static class CliErrors
 
     static bool IsUserError(Exception e) => e is CliInputException or RlCommandException or ModelFormatException or InvalidDataException
         or FileNotFoundException or DirectoryNotFoundException or DeviceNotFoundException or TaskDataException
-        or ArgumentException or UnauthorizedAccessException;
+        or ArgumentException or UnauthorizedAccessException or Runs.RunFolderException;
 
     /// <summary>A model folder must exist and hold config.json; says so in the user's terms.</summary>
     public static string RequireModelDir(string dir)
