@@ -81,7 +81,8 @@ public static class TrainRlCommand
         if (s.SampleEvery < 0) throw new RlCommandException($"--sample-every must be >= 0 (0 = never), got {s.SampleEvery}");
         if (s.Resume && s.Overwrite) throw new RlCommandException("give either --resume (continue the run in --out) or --overwrite (replace it), not both");
         var task = RlCommandSupport.CreateTask(s.Task, s.TaskOptions);
-        var run = RunFolder.At(s.Out ?? Path.Combine("runs", $"{s.Algo}-{s.Task}-seed{s.Seed}"));
+        string outDir = s.Out ?? Path.Combine("runs", $"{s.Algo}-{s.Task}-seed{s.Seed}");
+        var run = RunFolder.At(outDir);
         string startModel = CliErrors.RequireModelDir(RunFolder.ModelFolderOf(s.Model));
         var startConfig = Models.LoadConfig(startModel);
         var config = ResolveConfig(s, startConfig, log);
@@ -97,10 +98,10 @@ public static class TrainRlCommand
             run.RequireSameSettings(savedSettings.Select(kv => (kv.Key, kv.Value)), settings.Select(kv => (kv.Key, kv.Value)), MayChange);
             int done = saved.Rl?.Step ?? throw new CliInputException($"{checkpoint.File(TrainingCheckpoint.StateFile)}: has no RL trainer state");
             if (s.Steps < done)
-                throw new CliInputException($"the run in {run.Path} is already at step {done}; --steps is the total number of steps, so give --steps {done} or more");
+                throw new CliInputException($"the run in {outDir} is already at step {done}; --steps is the total number of steps, so give --steps {done} or more");
             if (done == s.Steps)
             {
-                log.WriteLine($"train-rl: the run in {run.Path} is already at step {done} of {s.Steps}; nothing to do (a larger --steps continues it)");
+                log.WriteLine($"train-rl: the run in {outDir} is already at step {done} of {s.Steps}; nothing to do (a larger --steps continues it)");
                 return 0;
             }
         }
@@ -122,12 +123,12 @@ public static class TrainRlCommand
 
         // Only now, with every input read and checked, does the run folder change.
         using var runLock = run.Lock();
-        if (runLock.TookOverFrom is int dead) log.WriteLine($"note: took over the lock of {run.Path} from pid {dead}, which is no longer running");
+        if (runLock.TookOverFrom is int dead) log.WriteLine($"note: took over the lock of {outDir} from pid {dead}, which is no longer running");
         if (saved is null) run.Begin("train-rl", runLock);
         run.WriteSettings(settings);
         log.WriteLine($"train-rl: {config.Name} on {task.Name}, {model.Config}, device {backend.Name}, {s.Steps} steps of " +
                       $"{config.TrainBatchPrompts} prompts × {config.GroupSize} samples, checkpoint every {(saveEvery == 0 ? "- (only at the end)" : saveEvery)} steps; " +
-                      (saved is null ? $"writing {run.Path}" : $"resuming {run.Path} after step {saved.Rl!.Step}"));
+                      (saved is null ? $"writing {outDir}" : $"resuming {outDir} after step {saved.Rl!.Step}"));
 
         var evals = new EvalFile(run.EvalPath, s.EvalProblems, saved is null);
         if (s.EvalProblems > 0)
@@ -161,7 +162,7 @@ public static class TrainRlCommand
             }
         }
         var final = savedStep == trainer.StepIndex ? store.Find(savedStep)! : Save();
-        log.WriteLine($"saved {final.Path}; skipped optimizer steps: {trainer.SkippedOptimizerSteps}");
+        log.WriteLine($"saved {Path.Combine(outDir, "checkpoints", Path.GetFileName(final.Path))}; skipped optimizer steps: {trainer.SkippedOptimizerSteps}");
         if (s.EvalProblems > 0)
         {
             var after = Evaluate(model, tokenizer, task, config, s, "after", log);

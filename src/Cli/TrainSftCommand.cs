@@ -148,7 +148,7 @@ public static class TrainSftCommand
         log.WriteLine($"train-sft: {train.Count} training / {held.Count} held-out examples, {Describe(tokenizer)}");
         log.WriteLine($"model: {config} ({model.ParameterCount / 1e6:F2}M parameters{(saved is not null || s.Init is null ? "" : ", from " + s.Init)}) on {backend.Name}");
         log.WriteLine($"steps {s.Steps}, batch {s.BatchSize}, lr {peakLr.ToString(CultureInfo.InvariantCulture)}, warm-up {options.WarmupSteps}, " +
-                      $"checkpoints in {run.CheckpointsDir} every {evalEvery} steps");
+                      $"checkpoints in {Path.Combine(s.Out, "checkpoints")} every {evalEvery} steps");
         if (saved is not null) log.WriteLine($"resuming {s.Out} after step {saved.SftStep}");
 
         double heldBefore = saved?.HeldOutLossStart ?? trainer.HeldOutLoss();
@@ -192,7 +192,7 @@ public static class TrainSftCommand
             });
         }
         if (saved is not null && saved.SftStep == s.Steps) log.WriteLine($"the run was already at step {s.Steps}: nothing to train (a larger --steps continues it)");
-        else log.WriteLine($"saved {store.Latest()!.Path} ({clock.Elapsed.TotalSeconds:F0}s of training)");
+        else log.WriteLine($"saved {Path.Combine(s.Out, "checkpoints", CheckpointStore.FolderName(state.Step))} ({clock.Elapsed.TotalSeconds:F0}s of training)");
 
         double lastHeld = state.HeldOutLoss;
         if (held.Count == 0)
