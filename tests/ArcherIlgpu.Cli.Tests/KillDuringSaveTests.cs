@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Globalization;
 using ArcherIlgpu.Runs;
 
+using static ArcherIlgpu.Cli.Tests.Archer;
+
 namespace ArcherIlgpu.Cli.Tests;
 
 /// <summary>
@@ -104,13 +106,6 @@ public class KillDuringSaveTests(ResumeFixture fixture) : IClassFixture<ResumeFi
     {
         ResumeTests.AssertSameCheckpoint(ResumeTests.Newest(expected), ResumeTests.Newest(actual));
         Assert.Equal(ResumeTests.MetricLines(Path.Combine(expected, "metrics.jsonl")), ResumeTests.MetricLines(Path.Combine(actual, "metrics.jsonl")));
-    }
-
-    static CliResult Ok(params string[] args)
-    {
-        var r = Archer.Run(args);
-        Assert.True(r.ExitCode == 0, r.ToString());
-        return r;
     }
 
     /// <summary>The one run folder a demo made under <paramref name="runsDir"/>.</summary>

@@ -5,6 +5,8 @@ using ArcherIlgpu.Model;
 using ArcherIlgpu.Runs;
 using Xunit.Abstractions;
 
+using static ArcherIlgpu.Cli.Tests.Archer;
+
 namespace ArcherIlgpu.Cli.Tests;
 
 /// <summary>1-digit addition data and a briefly SFT-trained tiny model that solves some of it: RL groups then have mixed rewards, so RL steps really update.</summary>
@@ -61,13 +63,6 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
         "train-sft", "--data", fixture.Data, "--held-out", fixture.HeldOut, "--out", outDir, "--steps", SftSteps.ToString(CultureInfo.InvariantCulture),
         "--batch-size", "8", "--eval-every", "2", "--seed", "2", "--device", "cpu", .. extra,
     ];
-
-    CliResult Ok(params string[] args)
-    {
-        var r = Archer.Run(args);
-        Assert.True(r.ExitCode == 0, r.ToString());
-        return r;
-    }
 
     // ==================================================================== train-rl
 

@@ -3,6 +3,8 @@ using System.Security.Cryptography;
 using ArcherIlgpu.Cli.Demo;
 using ArcherIlgpu.Runs;
 
+using static ArcherIlgpu.Cli.Tests.Archer;
+
 namespace ArcherIlgpu.Cli.Tests;
 
 /// <summary>
@@ -34,13 +36,6 @@ public class RunSystemTests(ResumeFixture fixture) : IClassFixture<ResumeFixture
     [
         "--set", "sft.steps=4", "--set", "sft.examples=40", "--set", "rl.steps=2", "--set", "eval.problems=3", "--set", "eval.samples=2", "--set", "checkpoint_every=2",
     ];
-
-    static CliResult Ok(params string[] args)
-    {
-        var r = Archer.Run(args);
-        Assert.True(r.ExitCode == 0, r.ToString());
-        return r;
-    }
 
     static CliResult Fails(params string[] args)
     {
