@@ -62,7 +62,7 @@ public static class TrainingCheckpoint
     {
         var latest = run.Checkpoints().Latest()
             ?? throw new CliInputException($"--resume: '{run.Path}' has no checkpoint to resume (expected {run.CheckpointsDir}/step-NNNNNN/; " +
-                                           $"{command} saves one periodically and at the end)");
+                                           $"{command} saves one periodically, at the end and on Ctrl-C); start the run again with --overwrite");
         return (latest, ReadState(latest));
     }
 
