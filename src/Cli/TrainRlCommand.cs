@@ -127,7 +127,7 @@ public static class TrainRlCommand
         if (saved is null) run.Begin("train-rl", runLock);
         run.WriteSettings(settings);
         log.WriteLine($"train-rl: {config.Name} on {task.Name}, {model.Config}, device {backend.Name}, {s.Steps} steps of " +
-                      $"{config.TrainBatchPrompts} prompts × {config.GroupSize} samples, checkpoint every {(saveEvery == 0 ? "- (only at the end)" : saveEvery)} steps; " +
+                      $"{config.TrainBatchPrompts} prompts × {config.GroupSize} samples, checkpoints {(saveEvery == 0 ? "at the end" : $"every {saveEvery} steps")}; " +
                       (saved is null ? $"writing {outDir}" : $"resuming {outDir} after step {saved.Rl!.Step}"));
 
         var evals = new EvalFile(run.EvalPath, s.EvalProblems, saved is null);
