@@ -38,12 +38,12 @@ public static class GenerateCommand
                 parse.GetValue(seed), EndToken: tokenizer.EndOfText).Validate();
             using var backend = Devices.Create(parse.GetValue(device));
             using var m = Checkpoint.Load(backend, dir);
-            MemoryChecks.Generation(m.Config, n, tokenizer.Encode(parse.GetValue(prompt)!).Count, $"--samples {n}").RequireFits(backend);
             if (tokenizer.VocabSize > m.Config.VocabSize)
                 throw new CliInputException($"{dir}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {m.Config.VocabSize}; the folder mixes files of different models");
             string text = parse.GetValue(prompt)!;
             if (RlCommandSupport.UnknownCharacter(text, tokenizer, dir) is string unknown)
                 throw new CliInputException($"the prompt \"{text}\" has {unknown}");
+            MemoryChecks.Generation(m.Config, n, tokenizer.Encode(text).Count, $"--samples {n}").RequireFits(backend);
             var completions = Complete(m, tokenizer, text, n, options);
             for (int i = 0; i < completions.Count; i++)
             {

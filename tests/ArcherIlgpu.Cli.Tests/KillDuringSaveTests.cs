@@ -27,7 +27,7 @@ public class KillDuringSaveTests(ResumeFixture fixture) : IClassFixture<ResumeFi
     string[] RlArgs(string outDir) =>
     [
         "train-rl", "--algo", "archer", "--model", fixture.Start, .. Task, "--steps", "4", "--group-size", "4", "--prompts-per-step", "4",
-        "--set", "mini_batch_prompts=2", "--set", "warmup_steps=0", "--set", "learning_rate=1e-3", "--sample-every", "1", "--seed", "3",
+        "--set", "rl.mini_batch_prompts=2", "--set", "rl.warmup_steps=0", "--set", "rl.learning_rate=1e-3", "--sample-every", "1", "--seed", "3",
         "--save-every", "2", "--out", outDir, "--device", "cpu",
     ];
 

@@ -28,7 +28,7 @@ public class RunSystemTests(ResumeFixture fixture) : IClassFixture<ResumeFixture
     [
         "train-rl", "--algo", "archer", "--model", fixture.Start, .. Task, .. extra.Contains("--steps") ? [] : new[] { "--steps", "2" },
         "--group-size", "4", "--prompts-per-step", "4",
-        "--set", "mini_batch_prompts=2", "--seed", "3", "--out", outDir, "--device", "cpu", .. extra,
+        "--set", "rl.mini_batch_prompts=2", "--seed", "3", "--out", outDir, "--device", "cpu", .. extra,
     ];
 
     /// <summary>The quick demo cut to seconds.</summary>
@@ -74,8 +74,8 @@ public class RunSystemTests(ResumeFixture fixture) : IClassFixture<ResumeFixture
         Fails(Rl(rl, "--save-every", "-1", "--overwrite"));
         Fails(Rl(rl, "--eval-problems", "-1", "--overwrite"));
         Fails(Rl(rl, "--sample-every", "-1", "--overwrite"));
-        Fails(Rl(rl, "--set", "no_such_setting=1", "--overwrite"));
-        Fails(Rl(rl, "--set", "learning_rate=fast", "--overwrite"));
+        Fails(Rl(rl, "--set", "rl.no_such_setting=1", "--overwrite"));
+        Fails(Rl(rl, "--set", "rl.learning_rate=fast", "--overwrite"));
         Fails([.. Rl(rl, "--overwrite"), "--task-option", "max_digits=x"]);
         Fails(Rl(rl));                                      // a fresh run over a run
         Fails(Rl(rl, "--resume", "--overwrite"));
