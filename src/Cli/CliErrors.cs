@@ -73,7 +73,7 @@ public static class CliErrors
 
     static bool IsUserError(Exception e) => e is CliInputException or RlCommandException or ModelFormatException or InvalidDataException
         or FileNotFoundException or DirectoryNotFoundException or DeviceNotFoundException or TaskDataException
-        or ArgumentException or UnauthorizedAccessException or SizeLimitException or TrainingDivergedException
+        or ArgumentException or UnauthorizedAccessException or SizeLimitException or TrainingDivergedException or Runs.RunFolderException
         // Any other IO error (a folder where a file was expected, a full disk) concerns a path the user gave.
         or IOException;
 

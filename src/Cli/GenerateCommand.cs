@@ -38,14 +38,14 @@ public static class GenerateCommand
             var options = new SamplingOptions(parse.GetValue(maxNew), parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP),
                 parse.GetValue(seed), EndToken: tokenizer.EndOfText).Validate();
             using var backend = Devices.Create(parse.GetValue(device));
+            using var m = Checkpoint.Load(backend, dir, ModelLoadOption.Read(parse, allowExtra));
+            if (tokenizer.VocabSize > m.Config.VocabSize)
+                throw new CliInputException($"{dir}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {m.Config.VocabSize}; the folder mixes files of different models");
             string text = parse.GetValue(prompt)!;
             // Before anything encodes the prompt: an unknown character is named here, not thrown from inside Encode.
             if (RlCommandSupport.UnknownCharacter(text, tokenizer, dir) is string unknown)
                 throw new CliInputException($"the prompt \"{text}\" has {unknown}");
-            using var m = Checkpoint.Load(backend, dir, ModelLoadOption.Read(parse, allowExtra));
             MemoryChecks.Generation(m.Config, n, tokenizer.Encode(text).Count, $"--samples {n}").RequireFits(backend);
-            if (tokenizer.VocabSize > m.Config.VocabSize)
-                throw new CliInputException($"{dir}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {m.Config.VocabSize}; the folder mixes files of different models");
             var completions = Complete(m, tokenizer, text, n, options);
             for (int i = 0; i < completions.Count; i++)
             {

@@ -3,6 +3,7 @@ using System.Text.Encodings.Web;
 using System.Text.Json;
 using ArcherIlgpu.Model.IO;
 using ArcherIlgpu.Rl.Tasks;
+using ArcherIlgpu.Runs;
 
 namespace ArcherIlgpu.Cli;
 

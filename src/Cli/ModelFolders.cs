@@ -17,9 +17,10 @@ public static class ModelFolders
     {
         if (!Directory.Exists(path))
             throw new CliInputException($"model folder '{path}' not found (expected a model folder with config.json, or a run folder with checkpoints/)");
-        if (File.Exists(Path.Combine(path, "config.json"))) return path;
-
+        // A run folder's own config.json holds the run's settings, not a model's: look for the marker first.
         bool isRun = File.Exists(Path.Combine(path, RunFolder.MarkerFile)) || Directory.Exists(Path.Combine(path, "checkpoints"));
+        if (!isRun && File.Exists(Path.Combine(path, "config.json"))) return path;
+
         if (new CheckpointStore(path).Latest() is { } newest) return Path.Combine(path, "checkpoints", Path.GetFileName(newest.Path));
         string legacy = Path.Combine(path, LegacyModelFolder);
         if (File.Exists(Path.Combine(legacy, "config.json"))) return legacy;

@@ -20,6 +20,14 @@ public static class Archer
         return new CliResult(code, output.ToString(), error.ToString());
     }
 
+    /// <summary>Runs the command and asserts exit code 0, showing its output when not.</summary>
+    public static CliResult Ok(params string[] args)
+    {
+        var r = Run(args);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        return r;
+    }
+
     public static string GoldenDir => Golden("gpt2");
 
     /// <summary>A golden tiny checkpoint of the Model tests' TestData (gpt2, qwen2, llama are linked into this project).</summary>

@@ -269,18 +269,19 @@ public class OneToolTests
     {
         using var dir = new TempDir();
         TrainTinyAdditionModel(dir);
+        string model = ModelFolders.Resolve(dir.File("model"));   // train-sft wrote a run folder: its newest checkpoint
 
         // A run folder: an older checkpoint, the newest, and a newer one whose save never finished (.tmp).
         string run = dir.File("run");
         string newest = Path.Combine(run, "checkpoints", "step-000020");
-        CopyFolder(dir.File("model"), newest);
+        CopyFolder(model, newest);
         Directory.CreateDirectory(Path.Combine(run, "checkpoints", "step-000010"));
         Directory.CreateDirectory(Path.Combine(run, "checkpoints", "step-000030.tmp"));
         File.WriteAllText(Path.Combine(run, RunFolder.MarkerFile), "{}");
         Assert.Equal(Path.GetFullPath(newest), Path.GetFullPath(ModelFolders.Resolve(run)));
-        Assert.Equal(dir.File("model"), ModelFolders.Resolve(dir.File("model")));
+        Assert.Equal(model, ModelFolders.Resolve(model));   // a model folder stands for itself
 
-        var direct = Archer.Run("generate", "--model", dir.File("model"), "--prompt", "1+2=", "--temperature", "0", "--device", "cpu");
+        var direct = Archer.Run("generate", "--model", model, "--prompt", "1+2=", "--temperature", "0", "--device", "cpu");
         var viaRun = Archer.Run("generate", "--model", run, "--prompt", "1+2=", "--temperature", "0", "--device", "cpu");
         Assert.True(viaRun.ExitCode == 0, viaRun.ToString());
         Assert.Equal(direct.Out, viaRun.Out);
