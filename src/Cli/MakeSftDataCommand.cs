@@ -9,8 +9,9 @@ namespace ArcherIlgpu.Cli;
 /// <summary>
 /// <c>archer make-sft-data --task arithmetic --option operators=+ --out train.jsonl</c>: a synthetic SFT
 /// dataset from a task's seeded examples, one <c>{"prompt", "completion"}</c> line each, the completion
-/// being the task's worked solution (or its answer when it has none). <c>--held-out N</c> adds N examples
-/// whose prompts never occur in the training file.
+/// being the task's worked solution (or its answer when it has none). The training examples never include a
+/// held-out problem (<see cref="HeldOut"/>); <c>--held-out N</c> writes N of those, the first N problems that
+/// <c>archer eval</c> evaluates. <c>--problems-file</c> takes the problems from a user's JSONL file instead.
 /// </summary>
 public static class MakeSftDataCommand
 {
@@ -27,9 +28,10 @@ public static class MakeSftDataCommand
         var heldOut = new Option<int>("--held-out") { Description = "also write this many held-out examples, none of whose prompts is in the training file (default 0)" };
         var heldOutOut = new Option<string?>("--held-out-out") { Description = "file for the held-out examples (default: OUT with .heldout before the extension)" };
         var output = new Option<string>("--out") { Description = "JSONL file to write", Required = true };
+        var problemsFile = EvalCommand.ProblemsFileOption("take the problems from this JSONL file (countdown: {\"numbers\":[84,9,14,28],\"target\":73} a line); held-out ones are skipped");
         var command = new Command("make-sft-data", "Write a {prompt, completion} JSONL dataset from a task's examples")
         {
-            task, options, count, seed, heldOut, heldOutOut, output,
+            task, options, count, seed, heldOut, heldOutOut, output, problemsFile,
         };
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
@@ -37,6 +39,7 @@ public static class MakeSftDataCommand
             if (n < 1) throw new CliInputException($"--count must be at least 1, got {n}");
             if (h < 0) throw new CliInputException($"--held-out must be >= 0, got {h}");
             var t = TaskRegistry.Create(parse.GetValue(task)!, ParseOptions(parse.GetValue(options) ?? []));
+            if (parse.GetValue(problemsFile) is string file) t = ProblemFile.Load(t, file);
             string outPath = parse.GetValue(output)!;
             string heldOutPath = parse.GetValue(heldOutOut) ?? HeldOutPathFor(outPath);
             var (train, held) = Make(t, parse.GetValue(seed), n, h);
@@ -71,31 +74,16 @@ public static class MakeSftDataCommand
     }
 
     /// <summary>
-    /// Examples 0..count-1 of the seeded stream for training; the held-out ones follow in the stream,
-    /// skipping any whose prompt is already in the training set (a small problem space repeats prompts).
+    /// Examples 0..count-1 of the seeded training stream (<see cref="HeldOut.TrainingView"/>: no held-out problem),
+    /// and the first <paramref name="heldOut"/> problems of the evaluation set (<see cref="HeldOut.EvalSet"/>).
     /// </summary>
     public static (List<(string Prompt, string Completion)> Train, List<(string Prompt, string Completion)> HeldOut) Make(ITask task, long seed, int count, int heldOut)
     {
         static (string, string) Pair(TaskExample e) => (e.Prompt, e.Solution ?? e.Answer);
+        var training = HeldOut.TrainingView(task);
         var train = new List<(string, string)>(count);
-        var prompts = new HashSet<string>(StringComparer.Ordinal);
-        long index = 0;
-        for (; index < count; index++)
-        {
-            var e = task.Generate(seed, index);
-            train.Add(Pair(e));
-            prompts.Add(e.Prompt);
-        }
-        var held = new List<(string, string)>(heldOut);
-        // A bounded search: a task with too few distinct problems must fail, not loop forever.
-        long limit = index + 100L * heldOut + 1000;
-        for (; held.Count < heldOut && index < limit; index++)
-        {
-            var e = task.Generate(seed, index);
-            if (prompts.Add(e.Prompt)) held.Add(Pair(e));
-        }
-        if (held.Count < heldOut)
-            throw new CliInputException($"task \"{task.Name}\" produced only {held.Count} held-out prompts not in the training set (asked for {heldOut}); the task has too few distinct problems for --count {count}");
+        for (long index = 0; index < count; index++) train.Add(Pair(training.Generate(seed, index)));
+        var held = heldOut == 0 ? [] : HeldOut.EvalSet(task, heldOut).Select(Pair).ToList();
         return (train, held);
     }
 

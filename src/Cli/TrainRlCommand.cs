@@ -7,6 +7,7 @@ using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.IO;
 using ArcherIlgpu.Model.Tokenizers;
 using ArcherIlgpu.Rl.Algorithms;
+using ArcherIlgpu.Rl.Tasks;
 using ArcherIlgpu.Rl.Training;
 
 namespace ArcherIlgpu.Cli;
@@ -50,24 +51,26 @@ public static class TrainRlCommand
         var sampleEvery = new Option<int>("--sample-every") { Description = "write sample completions every N steps (default 10; 0 = never)", DefaultValueFactory = _ => 10 };
         var saveEvery = new Option<int>("--save-every") { Description = "also save the model every N steps (default 0 = only at the end)" };
         var evalProblems = new Option<int>("--eval-problems") { Description = "evaluate this many held-out problems before and after (default 0 = no evaluation)" };
+        var problemsFile = EvalCommand.ProblemsFileOption("train on the problems of this JSONL file (countdown: {\"numbers\":[84,9,14,28],\"target\":73} a line); held-out ones are skipped");
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last save (same command; --steps is the total)" };
         var device = Program.DeviceOption();
         var command = new Command("train-rl", "Train a model with RL on a task with a verifier")
         {
-            algo, model, task, taskOptions, steps, groupSize, prompts, set, seed, outDir, micro, sampleEvery, saveEvery, evalProblems, resume, device,
+            algo, model, task, taskOptions, steps, groupSize, prompts, set, seed, outDir, micro, sampleEvery, saveEvery, evalProblems, resume, problemsFile, device,
         };
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) => Run(new Settings(
             parse.GetValue(algo)!, parse.GetValue(model)!, parse.GetValue(task)!, parse.GetValue(taskOptions) ?? [], parse.GetValue(steps),
             parse.GetValue(groupSize), parse.GetValue(prompts), parse.GetValue(set) ?? [], parse.GetValue(seed), parse.GetValue(outDir),
             parse.GetValue(micro), parse.GetValue(sampleEvery), parse.GetValue(saveEvery), parse.GetValue(evalProblems), parse.GetValue(device)!,
-            parse.GetValue(resume)), stdout)));
+            parse.GetValue(resume), ProblemsFile: parse.GetValue(problemsFile)), stdout)));
         return command;
     }
 
     /// <param name="InterruptAfterStep">test hook: stop right after this step's log lines, before any save, as if killed.</param>
+    /// <param name="ProblemsFile">train on this file's problems instead of the task's stream.</param>
     public sealed record Settings(string Algo, string Model, string Task, string[] TaskOptions, int Steps, int? GroupSize, int? PromptsPerStep,
         string[] Set, ulong Seed, string? Out, int MicroBatch, int SampleEvery, int SaveEvery, int EvalProblems, string Device,
-        bool Resume = false, int? InterruptAfterStep = null);
+        bool Resume = false, int? InterruptAfterStep = null, string? ProblemsFile = null);
 
     public static int Run(Settings s, TextWriter log)
     {
@@ -75,6 +78,8 @@ public static class TrainRlCommand
         if (s.SaveEvery < 0) throw new RlCommandException($"--save-every must be >= 0, got {s.SaveEvery}");
         if (s.EvalProblems < 0) throw new RlCommandException($"--eval-problems must be >= 0, got {s.EvalProblems}");
         var task = RlCommandSupport.CreateTask(s.Task, s.TaskOptions);
+        // Training never sees a held-out problem (the evaluation's), whether from the task's stream or a file.
+        var trainTask = HeldOut.TrainingView(s.ProblemsFile is null ? task : ProblemFile.Load(task, s.ProblemsFile));
         string outDir = s.Out ?? Path.Combine("runs", $"{s.Algo}-{s.Task}-seed{s.Seed}");
         string modelDir = Path.Combine(outDir, ModelFolder);
 
@@ -109,7 +114,7 @@ public static class TrainRlCommand
         }
         var options = new RlTrainerOptions(Seed: s.Seed, MicroBatchResponses: s.MicroBatch, SampleEvery: s.SampleEvery);
         float[]? reference = saved is not null && RlTrainer.UsesReference(config) ? ReadReference(outDir, model.Config) : null;
-        using var trainer = new RlTrainer(model, tokenizer, task, config, options, reference);
+        using var trainer = new RlTrainer(model, tokenizer, trainTask, config, options, reference);
         if (saved is null)
         {
             // The KL reference is the starting model; a resumed run cannot rebuild it from the trained weights.
@@ -166,6 +171,7 @@ public static class TrainRlCommand
         {
             ["algo"] = s.Algo, ["model"] = Path.GetFullPath(s.Model), ["task"] = s.Task,
             ["task_options"] = new JsonArray(NormalizedTaskOptions(s).Select(o => (JsonNode)o).ToArray()), ["seed"] = s.Seed,
+            ["problems_file"] = ProblemsFilePath(s),
         };
         AtomicFile.WriteAllText(Path.Combine(outDir, CommandFile), command.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
     }
@@ -194,8 +200,10 @@ public static class TrainRlCommand
         var differences = TrainingResume.Differences(
             [("--task", TrainingResume.Field<string>(saved, "task", commandPath)),
              ("--task-option", string.Join(" ", (saved["task_options"] as JsonArray ?? []).Select(n => n?.GetValue<string>()))),
-             ("--seed", TrainingResume.Field<ulong>(saved, "seed", commandPath).ToString(CultureInfo.InvariantCulture))],
-            [("--task", s.Task), ("--task-option", string.Join(" ", NormalizedTaskOptions(s))), ("--seed", s.Seed.ToString(CultureInfo.InvariantCulture))]);
+             ("--seed", TrainingResume.Field<ulong>(saved, "seed", commandPath).ToString(CultureInfo.InvariantCulture)),
+             ("--problems-file", saved["problems_file"]?.GetValue<string>() ?? "")],
+            [("--task", s.Task), ("--task-option", string.Join(" ", NormalizedTaskOptions(s))), ("--seed", s.Seed.ToString(CultureInfo.InvariantCulture)),
+             ("--problems-file", ProblemsFilePath(s))]);
         if (differences.Count > 0)
             throw new CliInputException($"--resume: this command is not the run in {outDir} ({string.Join("; ", differences)}); " +
                                         "repeat the run's --task, --task-option and --seed, or start a new run with another --out");
@@ -216,6 +224,8 @@ public static class TrainRlCommand
                                         "Resume with the run's --algo, --group-size, --prompts-per-step and --set, or start a new run with another --out");
         return config;
     }
+
+    static string ProblemsFilePath(Settings s) => s.ProblemsFile is null ? "" : Path.GetFullPath(s.ProblemsFile);
 
     static IEnumerable<string> NormalizedTaskOptions(Settings s) =>
         RlCommandSupport.ParsePairs(s.TaskOptions, "--task-option").Select(kv => $"{kv.Key}={kv.Value}").Order(StringComparer.Ordinal);

@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace ArcherIlgpu.Rl.Tasks;
 
 /// <summary>
@@ -41,42 +39,8 @@ public sealed class JsonlMathTask : ITask
 
     static TaskExample[] Parse(string source, IEnumerable<string> lines)
     {
-        var list = new List<TaskExample>();
-        int lineNumber = 0;
-        foreach (var raw in lines)
-        {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(raw)) continue;
-            string where = $"{source}:{lineNumber}";
-            JsonDocument doc;
-            try { doc = JsonDocument.Parse(raw); }
-            catch (JsonException e) { throw new TaskDataException($"{where}: not valid JSON ({e.Message})"); }
-            using (doc)
-            {
-                var root = doc.RootElement;
-                if (root.ValueKind != JsonValueKind.Object) throw new TaskDataException($"{where}: expected a JSON object, got {root.ValueKind}");
-                var prompt = Field(root, "prompt", where, required: true)!;
-                var answer = Field(root, "answer", where, required: true)!;
-                var solution = Field(root, "solution", where, required: false);
-                list.Add(new TaskExample(prompt, answer, solution));
-            }
-        }
+        var list = ProblemFile.ReadLines(source, lines, ProblemFile.PromptAnswer);
         if (list.Count == 0) throw new TaskDataException($"{source}: dataset is empty (expected JSONL lines like {{\"prompt\": \"...\", \"answer\": \"...\"}})");
         return list.ToArray();
-    }
-
-    static string? Field(JsonElement root, string name, string where, bool required)
-    {
-        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null)
-        {
-            if (required) throw new TaskDataException($"{where}: missing \"{name}\"");
-            return null;
-        }
-        return v.ValueKind switch
-        {
-            JsonValueKind.String => v.GetString(),
-            JsonValueKind.Number => v.GetRawText(),
-            _ => throw new TaskDataException($"{where}: \"{name}\" must be a string or a number, got {v.ValueKind}"),
-        };
     }
 }
