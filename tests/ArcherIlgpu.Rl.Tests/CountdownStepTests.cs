@@ -206,3 +206,21 @@ public class CountdownStepTests
             problems.SelectMany(p => answers(p).Take(n).Select(a => new EvalCompletion(a, a.Length + 1, true))).ToArray();
     }
 }
+
+public class CountdownPresetTests
+{
+    [Theory]
+    // Qin et al. 2025, KempnerInstitute/Backtrack countdown/configs/sft-mix-4-cd-{3M,17M}-qwen.conf.
+    [InlineData("countdown-3m", 256, 6, 4, 1, 512, 3.0e6, 3.7e6)]
+    [InlineData("countdown-17m", 512, 8, 4, 1, 1024, 17.0e6, 18.5e6)]
+    public void PresetsHaveThePapersShapes(string name, int hidden, int layers, int heads, int kvHeads, int ffn, double minParams, double maxParams)
+    {
+        var c = (ArcherIlgpu.Model.Llama.LlamaConfig)ArcherIlgpu.Model.Models.Preset(name);
+        Assert.Equal("qwen2", c.ModelType);
+        Assert.Equal((hidden, layers, heads, kvHeads, ffn), (c.Channels, c.Layers, c.Heads, c.KvHeads, c.Intermediate));
+        Assert.Equal(hidden, c.Heads * c.HeadSize);
+        Assert.Equal(CharTokenizer.ForArithmetic().VocabSize, c.VocabSize);
+        Assert.InRange(c.ParameterCount, minParams, maxParams);
+        c.Validate();
+    }
+}
