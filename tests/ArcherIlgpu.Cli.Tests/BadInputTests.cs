@@ -139,7 +139,7 @@ public class BadInputTests
     // ------------------------------------------------------------------ model folders through archer eval
 
     /// <summary>A small valid model folder (tiny preset, char tokenizer).</summary>
-    static string ModelFolder(TempDir dir)
+    internal static string ModelFolder(TempDir dir)
     {
         string path = dir.File("model");
         using var backend = new CpuBackend();

@@ -1,9 +1,4 @@
 using System.Text.Json;
-using ArcherIlgpu.Kernels;
-using ArcherIlgpu.Model;
-using ArcherIlgpu.Model.Gpt2;
-using ArcherIlgpu.Model.IO;
-using ArcherIlgpu.Model.Tokenizers;
 using ArcherIlgpu.Rl.Tasks;
 using ArcherIlgpu.Rl.Training;
 
@@ -56,22 +51,11 @@ public class HeldOutCommandTests
         Assert.DoesNotContain("   at ", bad.Err);
     }
 
-    static string TinyModel(TempDir dir)
-    {
-        string path = dir.File("model");
-        using var backend = new CpuBackend();
-        var tokenizer = CharTokenizer.ForArithmetic();
-        using var model = new Gpt2Model(backend, Gpt2Config.Preset("tiny") with { VocabSize = tokenizer.VocabSize }, seed: 3);
-        Checkpoint.Save(model, path);
-        TokenizerFiles.Save(tokenizer, path);
-        return path;
-    }
-
     [Fact]
     public void EvalReadsAProblemsFileAndNamesABadLine()
     {
         using var dir = new TempDir();
-        string model = TinyModel(dir);
+        string model = BadInputTests.ModelFolder(dir);
         File.WriteAllLines(dir.File("p.jsonl"), ["""{"numbers":[84,9,14,28],"target":73}""", "", """{"numbers":[5,5,7],"target":7}"""]);
         string[] common = ["eval", "--model", model, "--task", "countdown", "--task-option", "format=steps", "--n", "2", "--max-response-tokens", "6", "--device", "cpu"];
         var r = Archer.Run([.. common, "--problems-file", dir.File("p.jsonl")]);
@@ -91,7 +75,7 @@ public class HeldOutCommandTests
     public void EvalReportsUnseenTargetsSeparately()
     {
         using var dir = new TempDir();
-        var r = Archer.Run("eval", "--model", TinyModel(dir), "--task", "countdown", "--task-option", "format=steps", "--problems", "3", "--n", "1",
+        var r = Archer.Run("eval", "--model", BadInputTests.ModelFolder(dir), "--task", "countdown", "--task-option", "format=steps", "--problems", "3", "--n", "1",
             "--max-response-tokens", "4", "--device", "cpu");
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.Contains("eval on unseen targets:", r.Out);

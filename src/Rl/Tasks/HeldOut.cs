@@ -81,17 +81,15 @@ public static class HeldOut
 /// task redraws a held-out example from shifted seeds (deterministically, so a data cursor still fixes
 /// the stream); a fixed dataset becomes the dataset of its training problems, in their order.
 /// </summary>
-public sealed class HeldOutExcludedTask : ITask
+public sealed class HeldOutExcludedTask : DerivedTask
 {
     const int MaxRedraws = 1000;
     const long SeedShift = 0x5EED_0FF5E7;
 
-    readonly ITask inner;
     readonly long[]? trainingIndices;
 
-    public HeldOutExcludedTask(ITask inner)
+    public HeldOutExcludedTask(ITask inner) : base(inner)
     {
-        this.inner = inner;
         if (inner.Count is not long n) return;
         if (n > int.MaxValue) throw new TaskDataException($"task \"{inner.Name}\" has {n} examples; at most {int.MaxValue} can be split");
         var list = new List<long>();
@@ -101,28 +99,19 @@ public sealed class HeldOutExcludedTask : ITask
         trainingIndices = list.ToArray();
     }
 
-    public ITask Inner => inner;
-    public string Name => inner.Name;
-    public long? Count => trainingIndices?.LongLength;
+    public override long? Count => trainingIndices?.LongLength;
 
-    public TaskExample Generate(long seed, long index)
+    public override TaskExample Generate(long seed, long index)
     {
         if (trainingIndices is not null)
-            return inner.Generate(seed, trainingIndices[((index % trainingIndices.Length) + trainingIndices.Length) % trainingIndices.Length]);
-        var example = inner.Generate(seed, index);
-        for (int k = 1; HeldOut.IsHeldOut(inner, example); k++)
+            return Inner.Generate(seed, trainingIndices[((index % trainingIndices.Length) + trainingIndices.Length) % trainingIndices.Length]);
+        var example = Inner.Generate(seed, index);
+        for (int k = 1; HeldOut.IsHeldOut(Inner, example); k++)
         {
             if (k > MaxRedraws)
-                throw new TaskDataException($"task \"{inner.Name}\": {MaxRedraws} draws in a row were held-out problems; its options leave almost nothing to train on");
-            example = inner.Generate(unchecked(seed + k * SeedShift), index);
+                throw new TaskDataException($"task \"{Inner.Name}\": {MaxRedraws} draws in a row were held-out problems; its options leave almost nothing to train on");
+            example = Inner.Generate(unchecked(seed + k * SeedShift), index);
         }
         return example;
     }
-
-    public double Reward(TaskExample example, string completion) => inner.Reward(example, completion);
-    public string ProblemKey(TaskExample example) => inner.ProblemKey(example);
-    public string? HeldOutGroup(TaskExample example) => inner.HeldOutGroup(example);
-    public IReadOnlyList<string> HeldOutGroups => inner.HeldOutGroups;
-    public IReadOnlyList<string> Verdicts => inner.Verdicts;
-    public string? Verdict(TaskExample example, string completion) => inner.Verdict(example, completion);
 }

@@ -70,6 +70,24 @@ public interface ITask
     string? Verdict(TaskExample example, string completion) => null;
 }
 
+/// <summary>
+/// A task built on another one (a different stream of its problems) that verifies, keys, groups and judges
+/// exactly as the inner task does; subclasses choose the examples.
+/// </summary>
+public abstract class DerivedTask(ITask inner) : ITask
+{
+    public ITask Inner => inner;
+    public string Name => inner.Name;
+    public abstract long? Count { get; }
+    public abstract TaskExample Generate(long seed, long index);
+    public double Reward(TaskExample example, string completion) => inner.Reward(example, completion);
+    public string ProblemKey(TaskExample example) => inner.ProblemKey(example);
+    public string? HeldOutGroup(TaskExample example) => inner.HeldOutGroup(example);
+    public IReadOnlyList<string> HeldOutGroups => inner.HeldOutGroups;
+    public IReadOnlyList<string> Verdicts => inner.Verdicts;
+    public string? Verdict(TaskExample example, string completion) => inner.Verdict(example, completion);
+}
+
 /// <summary>Thrown for bad task data: an unreadable dataset line, an empty dataset, a bad option.</summary>
 public sealed class TaskDataException(string message) : Exception(message);
 

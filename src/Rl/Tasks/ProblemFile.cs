@@ -96,14 +96,12 @@ public static class ProblemFile
 /// A fixed dataset of a user's problems for a task, verified by that task. Example i is line i modulo the
 /// count; a task that draws a worked solution at random draws it anew by (seed, index), as its own stream does.
 /// </summary>
-public sealed class ProblemFileTask : ITask
+public sealed class ProblemFileTask : DerivedTask
 {
-    readonly ITask task;
     readonly List<(string Line, string Where)> lines;
 
-    public ProblemFileTask(ITask task, string source, IEnumerable<string> lines)
+    public ProblemFileTask(ITask task, string source, IEnumerable<string> lines) : base(task)
     {
-        this.task = task;
         Path = source;
         this.lines = ProblemFile.ReadLines(source, lines, (json, where) =>
         {
@@ -114,13 +112,12 @@ public sealed class ProblemFileTask : ITask
     }
 
     public string Path { get; }
-    public string Name => task.Name;
-    public long? Count => lines.Count;
+    public override long? Count => lines.Count;
 
     TaskExample Read(JsonElement json, string where, Random rng) =>
-        task is IProblemFileTask own ? own.FromJson(json, where, rng) : ProblemFile.PromptAnswer(json, where);
+        Inner is IProblemFileTask own ? own.FromJson(json, where, rng) : ProblemFile.PromptAnswer(json, where);
 
-    public TaskExample Generate(long seed, long index)
+    public override TaskExample Generate(long seed, long index)
     {
         var (line, where) = lines[(int)(((index % lines.Count) + lines.Count) % lines.Count)];
         using var doc = JsonDocument.Parse(line);
@@ -129,11 +126,4 @@ public sealed class ProblemFileTask : ITask
 
     /// <summary>Every problem of the file, in file order.</summary>
     public IReadOnlyList<TaskExample> Problems(long seed) => Enumerable.Range(0, lines.Count).Select(i => Generate(seed, i)).ToArray();
-
-    public double Reward(TaskExample example, string completion) => task.Reward(example, completion);
-    public string ProblemKey(TaskExample example) => task.ProblemKey(example);
-    public string? HeldOutGroup(TaskExample example) => task.HeldOutGroup(example);
-    public IReadOnlyList<string> HeldOutGroups => task.HeldOutGroups;
-    public IReadOnlyList<string> Verdicts => task.Verdicts;
-    public string? Verdict(TaskExample example, string completion) => task.Verdict(example, completion);
 }
