@@ -84,4 +84,27 @@ public class HeldOutCommandTests
         Assert.True(doc.RootElement.TryGetProperty("eval/unseen_targets/avg@1", out _), json);
         Assert.True(doc.RootElement.TryGetProperty("eval/verdict/correct", out _), json);
     }
+
+    [Fact]
+    public void TrainRlTrainsOnAProblemsFileAndCountsVerdicts()
+    {
+        using var dir = new TempDir();
+        File.WriteAllLines(dir.File("p.jsonl"), ["""{"numbers":[1,1,30],"target":30}""", """{"numbers":[3,5,2],"target":16}"""]);
+        string run = dir.File("run");
+        string[] args = ["train-rl", "--algo", "grpo", "--model", BadInputTests.ModelFolder(dir), "--task", "countdown", "--task-option", "format=steps",
+            "--steps", "1", "--group-size", "2", "--prompts-per-step", "2", "--out", run, "--device", "cpu", "--sample-every", "1"];
+        var r = Archer.Run([.. args, "--problems-file", dir.File("p.jsonl")]);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        using var metrics = JsonDocument.Parse(File.ReadAllLines(Path.Combine(run, "metrics.jsonl"))[0]);
+        double total = new[] { "correct", "wrong_target", "arithmetic", "unavailable", "format" }
+            .Sum(v => metrics.RootElement.GetProperty("verdict/" + v).GetDouble());
+        Assert.Equal(1.0, total, 12);
+        // Only the file's problems were drawn (neither is held out: 30 and 16 are trained targets and neither problem falls in the hash share).
+        Assert.All(File.ReadAllLines(Path.Combine(run, "samples.jsonl")), l => Assert.Matches("\"prompt\":\"(1 1 30>30:|3 5 2>16:)\"", l));
+
+        File.WriteAllLines(dir.File("bad.jsonl"), ["""{"numbers":[1,1,30],"target":30}""", """{"numbers":[1,1,30],"target":-1}"""]);
+        var bad = Archer.Run([.. args, "--problems-file", dir.File("bad.jsonl")]);
+        Assert.NotEqual(0, bad.ExitCode);
+        Assert.Contains("bad.jsonl:2:", bad.Err);
+    }
 }
