@@ -15,13 +15,14 @@ namespace ArcherIlgpu.Cli;
 /// (forward, cross-entropy, backward, AdamW) and of KV-cached sampling on one device, with random
 /// tokens from a fixed seed. <c>--profile</c> times every op through <see cref="ProfilingBackend"/>.
 /// </summary>
-public static class BenchCommand
+public static partial class BenchCommand
 {
     public static Command Create()
     {
         var command = new Command("bench", "Training and generation throughput on a device");
         command.Subcommands.Add(CreateTrain());
         command.Subcommands.Add(CreateGenerate());
+        command.Subcommands.Add(CreateRl());
         return command;
     }
 
