@@ -39,7 +39,12 @@ public static class MakeSftDataCommand
             if (n < 1) throw new CliInputException($"--count must be at least 1, got {n}");
             if (h < 0) throw new CliInputException($"--held-out must be >= 0, got {h}");
             var t = TaskRegistry.Create(parse.GetValue(task)!, ParseOptions(parse.GetValue(options) ?? []));
-            if (parse.GetValue(problemsFile) is string file) t = ProblemFile.Load(t, file);
+            if (parse.GetValue(problemsFile) is string file)
+            {
+                var problems = ProblemFile.Load(t, file);
+                stdout.WriteLine(HeldOut.TrainingShare(problems));
+                t = problems;
+            }
             string outPath = parse.GetValue(output)!;
             string heldOutPath = parse.GetValue(heldOutOut) ?? HeldOutPathFor(outPath);
             var (train, held) = Make(t, parse.GetValue(seed), n, h);

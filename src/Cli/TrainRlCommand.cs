@@ -80,6 +80,7 @@ public static class TrainRlCommand
         var task = RlCommandSupport.CreateTask(s.Task, s.TaskOptions);
         // Training never sees a held-out problem (the evaluation's), whether from the task's stream or a file.
         var trainTask = HeldOut.TrainingView(s.ProblemsFile is null ? task : ProblemFile.Load(task, s.ProblemsFile));
+        if (trainTask is HeldOutExcludedTask { Inner: ProblemFileTask file }) log.WriteLine(HeldOut.TrainingShare(file));
         string outDir = s.Out ?? Path.Combine("runs", $"{s.Algo}-{s.Task}-seed{s.Seed}");
         string modelDir = Path.Combine(outDir, ModelFolder);
 

@@ -42,6 +42,7 @@ public class HeldOutCommandTests
         var r = Archer.Run("make-sft-data", "--task", "countdown", "-o", "format=steps", "--problems-file", dir.File("p.jsonl"), "--count", "6", "--out", dir.File("sft.jsonl"));
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.Equal(Enumerable.Repeat("1 1 30>30:", 6), Prompts(dir.File("sft.jsonl")));
+        Assert.Contains("training uses 1 of its 3 problems", r.Out);
 
         File.WriteAllLines(dir.File("bad.jsonl"), ["""{"numbers":[1,1,30],"target":30}""", """{"numbers":[1,1,30]}"""]);
         var bad = Archer.Run("make-sft-data", "--task", "countdown", "--problems-file", dir.File("bad.jsonl"), "--out", dir.File("x.jsonl"));

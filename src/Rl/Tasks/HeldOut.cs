@@ -74,6 +74,10 @@ public static class HeldOut
 
     /// <summary>The task as training sees it: every held-out problem skipped (see <see cref="HeldOutExcludedTask"/>).</summary>
     public static ITask TrainingView(ITask task) => task is HeldOutExcludedTask ? task : new HeldOutExcludedTask(task);
+
+    /// <summary>For a user's problems file: a line saying how many of its problems training uses (the others are held out).</summary>
+    public static string TrainingShare(ProblemFileTask file) =>
+        $"{file.Path}: training uses {TrainingView(file).Count} of its {file.Count} problems; the others are held out for evaluation";
 }
 
 /// <summary>
