@@ -23,6 +23,7 @@ public static partial class BenchCommand
         command.Subcommands.Add(CreateTrain());
         command.Subcommands.Add(CreateGenerate());
         command.Subcommands.Add(CreateRl());
+        command.WithExamples("bench train --preset bench-s --device cpu", "bench generate --preset bench-s --device cpu", "bench rl --device cpu");
         return command;
     }
 
@@ -56,7 +57,8 @@ public static partial class BenchCommand
         var profile = ProfileOption();
         var command = new Command("train", "Median time of a training step (forward + cross-entropy + backward + AdamW)")
             { preset, batch, seq, steps, warmup, device, profile };
-        command.SetAction(parse =>
+        // Output goes to the console (the helpers below print directly); errors through the guard.
+        command.SetAction(parse => CliErrors.Guard(parse, (_, _) =>
         {
             string presetName = parse.GetValue(preset)!;
             var config = Models.Preset(presetName);
@@ -69,7 +71,8 @@ public static partial class BenchCommand
             var profiler = parse.GetValue(profile) ? new ProfilingBackend(inner) { Enabled = false } : null;
             Backend be = profiler ?? inner;
             return RunTrain(be, inner, profiler, presetName, config, B, T, nSteps, nWarmup);
-        });
+        }));
+        command.WithExamples("bench train --preset bench-s --device cpu");
         return command;
     }
 
@@ -178,7 +181,7 @@ public static partial class BenchCommand
         var profile = ProfileOption();
         var command = new Command("generate", "Tokens/s of KV-cached sampling (temperature 1)")
             { preset, batch, newTokens, promptLength, device, profile };
-        command.SetAction(parse =>
+        command.SetAction(parse => CliErrors.Guard(parse, (_, _) =>
         {
             string presetName = parse.GetValue(preset)!;
             var config = Models.Preset(presetName);
@@ -209,7 +212,8 @@ public static partial class BenchCommand
             Console.WriteLine(Invariant($"RESULT preset={presetName} device={inner.Name} B={B} prompt={P} new={n} ms={seconds * 1e3:F1} tok_per_s={produced / seconds:F1} peak_rss_mb={PeakRssBytes() / 1048576.0:F0} backend_peak_mb={inner.PeakBytes / 1048576.0:F0}"));
             if (profiler is not null) PrintProfile(profiler, 1);
             return 0;
-        });
+        }));
+        command.WithExamples("bench generate --preset bench-s --device cpu");
         return command;
     }
 

@@ -16,18 +16,19 @@ public static class DemoCommand
     {
         var preset = new Option<string>("--preset")
         {
-            Description = "starting config: " + string.Join("; ", RunPresets.Registry.Select(p => $"{p.Name} ({p.Description})")) + " (default demo)",
+            Description = "starting config: " + string.Join("; ", RunPresets.Registry.Select(p => $"{p.Name} ({p.Description})")),
             DefaultValueFactory = _ => "demo",
         };
         var configFile = new Option<string?>("--config") { Description = "JSON config file applied over the preset (a run's config.json works)" };
-        var set = RlCommandSupport.KeyValueOption("--set", "override one setting, e.g. rl.steps=50 rl.group_size=8 seed=2 (repeatable; see config.json for every key)");
+        var set = RlCommandSupport.KeyValueOption("--set", "override one setting, e.g. rl.steps=50 rl.group_size=8 seed=2; every algorithm setting is rl.KEY, as in train-rl (rl.low.clip_high=0.3) (repeatable; see config.json for the run's keys)");
         var resume = new Option<string?>("--resume") { Description = "continue the run in this folder from its newest checkpoint (--set still applies, e.g. rl.steps=200)" };
-        var runsDir = new Option<string>("--runs-dir") { Description = "where new run folders go (default runs)", DefaultValueFactory = _ => "runs" };
+        var runsDir = new Option<string>("--runs-dir") { Description = "where new run folders go", DefaultValueFactory = _ => "runs" };
         var device = new Option<string?>("--device") { Description = "device: auto, cpu, ilgpu-cpu, cuda, opencl (default: the config's, auto)" };
         var command = new Command("demo", "SFT a small model, evaluate, train it with Archer, evaluate again: the whole pipeline in one command")
         {
             preset, configFile, set, resume, runsDir, device,
         };
+        command.WithExamples("demo", "demo --preset quick --set rl.algorithm=grpo rl.steps=50 rl.low.clip_high=0.3 seed=2");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
             var sets = (parse.GetValue(set) ?? []).ToList();
@@ -42,24 +43,49 @@ public static class DemoCommand
                     throw new CliInputException("--resume continues a run with its own config.json; give changes with --set, not --preset or --config");
                 run = RunFolder.Open(resumeDir);
                 if (!File.Exists(run.ConfigPath)) throw new CliInputException($"'{resumeDir}' has no config.json, so it cannot be resumed");
-                config = ConfigBinder.Bind(RunPresets.Demo, run.ConfigPath, sets);
+                var saved = RunConfig.Bind(own => ConfigBinder.Bind(RunPresets.Demo, run.ConfigPath, own), []);
+                config = RunConfig.Bind(own => ConfigBinder.Bind(RunPresets.Demo, run.ConfigPath, own), sets);
+                RequireResumable(run, saved, config);
+                MemoryChecks.RequireDemoFits(config);
             }
             else
             {
-                config = RunPresets.Registry.Bind(parse.GetValue(preset)!, parse.GetValue(configFile), sets);
+                config = RunConfig.Bind(own => RunPresets.Registry.Bind(parse.GetValue(preset)!, parse.GetValue(configFile), own), sets);
+                MemoryChecks.RequireDemoFits(config);
                 run = RunFolder.Create(parse.GetValue(runsDir)!, config.Name);
             }
+            using var runLock = run.Lock();
+            if (runLock.TookOverFrom is int dead) stdout.WriteLine($"note: took over the lock of {run.Path} from pid {dead}, which is no longer running");
             PrintConfig(config, stdout);
             run.WriteConfig(config);
-            var outcome = new DemoJob(config, run, stdout, interactive).Run();
-            stdout.WriteLine();
-            stdout.Write(DemoJob.Table(outcome.Sft, outcome.Rl, outcome.Algorithm));
-            stdout.WriteLine();
-            stdout.WriteLine($"done in {ProgressReporter.FormatDuration(outcome.Elapsed)} on {outcome.Device}. The run folder is {RelativeOrFull(run.Path)}");
-            stdout.WriteLine($"  summary.md, eval.json, metrics.jsonl, samples.jsonl, plots/*.svg, checkpoints/; redraw or compare with: archer report {RelativeOrFull(run.Path)}");
-            return 0;
+            string resumeCommand = $"archer demo --resume {RelativeOrFull(run.Path)}" + (parse.GetValue(device) is string dev ? $" --device {dev}" : "");
+            return StopRequest.Handle(stdout, () => resumeCommand, () =>
+            {
+                var outcome = new DemoJob(config, run, stdout, interactive).Run();
+                stdout.WriteLine();
+                stdout.Write(DemoJob.Table(outcome.Sft, outcome.Rl, outcome.Algorithm));
+                stdout.WriteLine();
+                stdout.WriteLine($"done in {ProgressReporter.FormatDuration(outcome.Elapsed)} on {outcome.Device}. The run folder is {RelativeOrFull(run.Path)}");
+                stdout.WriteLine($"  summary.md, eval.json, metrics.jsonl, samples.jsonl, plots/*.svg, checkpoints/; redraw or compare with: archer report {RelativeOrFull(run.Path)}");
+                return 0;
+            });
         }));
         return command;
+    }
+
+    /// <summary>
+    /// What a resume may change: the device, how often and how many checkpoints are kept (neither changes a
+    /// number), the run's name, and rl.steps upwards (a finished run continues training; the README's
+    /// <c>--set rl.steps=3000</c>). Every other key would make the run one that never happened; it is refused, named.
+    /// </summary>
+    static readonly string[] MayChangeOnResume = ["device", "checkpoint_every", "keep_checkpoints", "name", "rl.steps"];
+
+    static void RequireResumable(RunFolder run, RunConfig saved, RunConfig now)
+    {
+        run.RequireSameSettings(ConfigWriter.Flatten(saved), ConfigWriter.Flatten(now), MayChangeOnResume);
+        if (now.Rl.Steps < saved.Rl.Steps && run.Checkpoints().Latest() is { } latest && latest.Step > now.Sft.Steps + now.Rl.Steps)
+            throw new CliInputException($"--resume: rl.steps={now.Rl.Steps} is behind the run's newest checkpoint (step {latest.Step} = " +
+                                        $"{now.Sft.Steps} SFT + {latest.Step - now.Sft.Steps} RL steps); rl.steps may only grow");
     }
 
     /// <summary>The resolved config, one line per section.</summary>

@@ -9,6 +9,7 @@ public static class DevicesCommand
     public static Command Create()
     {
         var command = new Command("devices", "List the devices found on this machine");
+        command.WithExamples("devices");
         command.SetAction(_ =>
         {
             foreach (var line in Devices.Describe()) Console.WriteLine(line);

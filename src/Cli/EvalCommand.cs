@@ -16,31 +16,33 @@ public static class EvalCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "model folder (config.json, model.safetensors, tokenizer)", Required = true };
+        var model = new Option<string>("--model") { Description = "model folder (config.json, model.safetensors, tokenizer), or a run folder (its newest checkpoint)", Required = true };
         var task = new Option<string>("--task") { Description = "task name (arithmetic, countdown, jsonl, ...)", Required = true };
         var taskOptions = RlCommandSupport.KeyValueOption("--task-option", "task option key=value (repeatable)");
-        var n = new Option<int>("--n") { Description = "samples per problem (default 8)", DefaultValueFactory = _ => 8 };
-        var problems = new Option<int>("--problems") { Description = "held-out problems (default 100)", DefaultValueFactory = _ => 100 };
-        var temperature = new Option<double>("--temperature") { Description = "sampling temperature (default 0.8)", DefaultValueFactory = _ => 0.8 };
-        var topP = new Option<double>("--top-p") { Description = "top-p (default 1 = off)", DefaultValueFactory = _ => 1.0 };
+        var n = new Option<int>("--n") { Description = "samples per problem", DefaultValueFactory = _ => 8 };
+        var problems = new Option<int>("--problems") { Description = "held-out problems", DefaultValueFactory = _ => 100 };
+        var temperature = new Option<double>("--temperature") { Description = "sampling temperature", DefaultValueFactory = _ => 0.8 };
+        var topP = new Option<double>("--top-p") { Description = "top-p (1 = off)", DefaultValueFactory = _ => 1.0 };
         var maxTokens = new Option<int>("--max-response-tokens") { Description = "most tokens per answer (default: the model's context)" };
-        var seed = new Option<ulong>("--seed") { Description = "sampling seed (default 1)", DefaultValueFactory = _ => 1UL };
+        var seed = new Option<ulong>("--seed") { Description = "sampling seed", DefaultValueFactory = _ => 1UL };
         var problemsFile = ProblemsFileOption("evaluate every problem of this JSONL file instead of the held-out ones (countdown: {\"numbers\":[84,9,14,28],\"target\":73} a line)");
         var device = Program.DeviceOption();
         var command = new Command("eval", "Evaluate a model on held-out problems of a task")
         {
             model, task, taskOptions, n, problems, temperature, topP, maxTokens, seed, problemsFile, device,
         };
+        command.WithExamples("eval --model runs/archer-arithmetic-seed1 --task arithmetic --task-option min_digits=2 max_digits=2 operators=+", "eval --model runs/add-model --task jsonl --task-option path=runs/add.heldout.jsonl");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, stderr) =>
         {
             var t = RlCommandSupport.CreateTask(parse.GetValue(task)!, parse.GetValue(taskOptions) ?? []);
             using var backend = Devices.Create(parse.GetValue(device));
-            var (m, tokenizer) = RlCommandSupport.LoadModel(backend, parse.GetValue(model)!);
+            var (m, tokenizer) = RlCommandSupport.LoadModel(backend, ModelFolders.Resolve(parse.GetValue(model)!), t);
             using var _ = m;
             int max = parse.GetValue(maxTokens);
             if (max < 0) throw new RlCommandException($"--max-response-tokens must be >= 1, got {max}");
             var options = new EvalOptions(Problems: parse.GetValue(problems), Samples: parse.GetValue(n), Temperature: parse.GetValue(temperature),
                 Seed: parse.GetValue(seed)).Validate();
+            MemoryChecks.Eval(m.Config, options.Problems, options.Samples, $"--problems {options.Problems} × --n {options.Samples}").RequireFits(backend);
             double p = parse.GetValue(topP);
             if (!(p > 0 && p <= 1)) throw new RlCommandException($"--top-p must be in (0, 1], got {p}");
             var sets = EvalSets(t, parse.GetValue(problemsFile), options);

@@ -14,22 +14,23 @@ public static class GenerateCommand
 {
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "model folder (config.json, model.safetensors and a tokenizer)", Required = true };
+        var model = new Option<string>("--model") { Description = "model folder (config.json, model.safetensors and a tokenizer), or a run folder (its newest checkpoint)", Required = true };
         var prompt = new Option<string>("--prompt") { Description = "text to continue", Required = true };
-        var maxNew = new Option<int>("--max-new-tokens") { Description = "most tokens to generate per sample (default 64)", DefaultValueFactory = _ => 64 };
-        var temperature = new Option<float>("--temperature") { Description = "sampling temperature; 0 = greedy (default 1)", DefaultValueFactory = _ => 1f };
-        var topK = new Option<int>("--top-k") { Description = "keep the k most likely tokens; 0 = all (default 0)" };
-        var topP = new Option<float>("--top-p") { Description = "keep the smallest set of tokens with this much probability (default 1 = all)", DefaultValueFactory = _ => 1f };
-        var seed = new Option<ulong>("--seed") { Description = "random seed; the same seed gives the same samples (default 0)" };
-        var samples = new Option<int>("--samples") { Description = "number of completions (default 1)", DefaultValueFactory = _ => 1 };
+        var maxNew = new Option<int>("--max-new-tokens") { Description = "most tokens to generate per sample", DefaultValueFactory = _ => 64 };
+        var temperature = new Option<float>("--temperature") { Description = "sampling temperature; 0 = greedy", DefaultValueFactory = _ => 1f };
+        var topK = new Option<int>("--top-k") { Description = "keep the k most likely tokens; 0 = all", DefaultValueFactory = _ => 0 };
+        var topP = new Option<float>("--top-p") { Description = "keep the smallest set of tokens with this much probability (1 = all)", DefaultValueFactory = _ => 1f };
+        var seed = new Option<ulong>("--seed") { Description = "random seed; the same seed gives the same samples", DefaultValueFactory = _ => 0UL };
+        var samples = new Option<int>("--samples") { Description = "number of completions", DefaultValueFactory = _ => 1 };
         var device = Program.DeviceOption();
         var command = new Command("generate", "Continue a prompt with a trained model")
         {
             model, prompt, maxNew, temperature, topK, topP, seed, samples, device,
         };
+        command.WithExamples("generate --model runs/add-model --prompt \"47+38=\" --temperature 0");
         command.SetAction(parse => CliErrors.Guard(parse, (output, _) =>
         {
-            string dir = CliErrors.RequireModelDir(parse.GetValue(model)!);
+            string dir = ModelFolders.Resolve(parse.GetValue(model)!);
             int n = parse.GetValue(samples);
             if (n < 1) throw new CliInputException($"--samples must be at least 1, got {n}");
             var tokenizer = TokenizerFiles.Load(dir);
@@ -39,7 +40,11 @@ public static class GenerateCommand
             using var m = Checkpoint.Load(backend, dir);
             if (tokenizer.VocabSize > m.Config.VocabSize)
                 throw new CliInputException($"{dir}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {m.Config.VocabSize}; the folder mixes files of different models");
-            var completions = Complete(m, tokenizer, parse.GetValue(prompt)!, n, options);
+            string text = parse.GetValue(prompt)!;
+            if (RlCommandSupport.UnknownCharacter(text, tokenizer, dir) is string unknown)
+                throw new CliInputException($"the prompt \"{text}\" has {unknown}");
+            MemoryChecks.Generation(m.Config, n, tokenizer.Encode(text).Count, $"--samples {n}").RequireFits(backend);
+            var completions = Complete(m, tokenizer, text, n, options);
             for (int i = 0; i < completions.Count; i++)
             {
                 if (completions.Count > 1) output.WriteLine($"--- sample {i + 1} ---");

@@ -18,7 +18,7 @@ public static class LossCommand
 
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = "model folder (config.json + model.safetensors)", Required = true };
+        var model = new Option<string>("--model") { Description = "model folder (config.json + model.safetensors), or a run folder (its newest checkpoint)", Required = true };
         var tokens = new Option<string>("--tokens") { Description = "file with one sequence of whitespace-separated token ids per line, all lines the same length", Required = true };
         var grads = new Option<bool>("--grads") { Description = "also report the global gradient L2 norm and one per tensor" };
         var device = Program.DeviceOption();
@@ -26,9 +26,10 @@ public static class LossCommand
         {
             model, tokens, grads, device,
         };
+        command.WithExamples("loss --model tests/ArcherIlgpu.Model.Tests/TestData/golden-tiny-gpt2 --tokens tests/ArcherIlgpu.Model.Tests/TestData/golden-tiny-gpt2/tokens.txt --grads");
         command.SetAction(parse => CliErrors.Guard(parse, (output, _) =>
         {
-            string dir = CliErrors.RequireModelDir(parse.GetValue(model)!);
+            string dir = ModelFolders.Resolve(parse.GetValue(model)!);
             var config = Models.LoadConfig(dir);
             var rows = TokenFile.Read(parse.GetValue(tokens)!, config.VocabSize, config.MaxT);
             using var backend = Devices.Create(parse.GetValue(device));

@@ -9,7 +9,11 @@ public static class Program
     public static int Main(string[] args) => Run(args, Console.Out, Console.Error);
 
     /// <summary>Runs the command line with its output and errors going to the given writers (tests call this in-process).</summary>
-    public static int Run(string[] args, TextWriter output, TextWriter error)
+    public static int Run(string[] args, TextWriter output, TextWriter error) =>
+        CreateRoot().Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
+
+    /// <summary>The whole command tree (tests parse README lines and help examples against it).</summary>
+    public static RootCommand CreateRoot()
     {
         var root = new RootCommand("ArcherIlgpu: RL with verifiable rewards on small language models, in pure .NET");
         root.Subcommands.Add(DemoCommand.Create());
@@ -23,13 +27,15 @@ public static class Program
         root.Subcommands.Add(TrainRlCommand.Create());
         root.Subcommands.Add(EvalCommand.Create());
         root.Subcommands.Add(BenchCommand.Create());
-        return root.Parse(args).Invoke(new InvocationConfiguration { Output = output, Error = error });
+        CliHelp.Install(root);
+        CliErrors.GuardAll(root);
+        return root;
     }
 
     /// <summary>The --device option every command shares: auto (default), cpu, ilgpu-cpu, cuda, opencl.</summary>
     public static Option<string> DeviceOption() => new("--device")
     {
-        Description = $"device: {string.Join(", ", Devices.AllNames)} (default auto, or ${Devices.EnvironmentVariable})",
+        Description = $"device: {string.Join(", ", Devices.AllNames)} (auto unless ${Devices.EnvironmentVariable} names one)",
         DefaultValueFactory = _ => "auto",
     };
 }

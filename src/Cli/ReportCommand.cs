@@ -15,21 +15,28 @@ public static class ReportCommand
         var runs = new Argument<string[]>("runs") { Description = "run folders (runs/2026-11-22_2315_demo ...)", Arity = ArgumentArity.OneOrMore };
         var output = new Option<string?>("--out") { Description = "folder for report.md and comparison charts (default: the run folder for one run, runs/compare_<time> for several)" };
         var command = new Command("report", "Redraw a run's plots; compare several runs in a table and charts") { runs, output };
-        command.SetAction(parse =>
+        command.WithExamples("report runs/2026-11-23_0108_demo", "report RUN_A RUN_B --out runs/compare");
+        command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
-            try
-            {
-                var result = RunReport.Generate(parse.GetValue(runs)!, parse.GetValue(output));
-                Console.WriteLine(result.Markdown);
-                Console.WriteLine($"wrote {result.ReportPath} and {result.Plots.Count} chart(s)");
-                return 0;
-            }
-            catch (Exception e) when (e is ArgumentException or IOException or InvalidDataException)
-            {
-                Console.Error.WriteLine($"archer report: {e.Message}");
-                return 2;
-            }
-        });
+            var result = Generate(parse.GetValue(runs)!, parse.GetValue(output));
+            stdout.WriteLine(result.Markdown);
+            stdout.WriteLine($"wrote {result.ReportPath} and {result.Plots.Count} chart(s)");
+            return 0;
+        }));
         return command;
+    }
+
+    /// <summary>The report, with a write that fails (a read-only run folder) explained in terms of what report writes where.</summary>
+    static ReportResult Generate(string[] runs, string? output)
+    {
+        try
+        {
+            return RunReport.Generate(runs, output);
+        }
+        catch (Exception e) when (e is UnauthorizedAccessException or IOException and not (FileNotFoundException or DirectoryNotFoundException))
+        {
+            throw new CliInputException($"cannot write the report: {e.Message} (report redraws RUN/plots/*.svg in each run folder and writes report.md to --out; " +
+                                        "is the folder read-only?)");
+        }
     }
 }

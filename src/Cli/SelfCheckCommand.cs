@@ -15,27 +15,28 @@ public static class SelfCheckCommand
         var device = Program.DeviceOption();
         var quick = new Option<bool>("--quick") { Description = "small sizes only (for the ilgpu-cpu simulator)" };
         var command = new Command("selfcheck", "Check every op on a device against the cpu backend") { device, quick };
-        command.SetAction(parse =>
+        command.WithExamples("selfcheck --device cuda");
+        command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
             string name = parse.GetValue(device)!;
             using var backend = Devices.Create(name);
             using var cpu = new CpuBackend();
             bool isQuick = parse.GetValue(quick) || backend.Name == "ilgpu-cpu";
-            Console.WriteLine($"selfcheck: {backend.Name} ({backend.Description}) against cpu{(isQuick ? ", quick sizes" : "")}");
-            Console.WriteLine($"{"op",-16} {"shape",-22} {"output",-26} {"error",10} {"tolerance",10}  result");
+            stdout.WriteLine($"selfcheck: {backend.Name} ({backend.Description}) against cpu{(isQuick ? ", quick sizes" : "")}");
+            stdout.WriteLine($"{"op",-16} {"shape",-22} {"output",-26} {"error",10} {"tolerance",10}  result");
             void Print(SelfCheck.Result r) =>
-                Console.WriteLine($"{r.Op,-16} {r.Shape,-22} {r.Output,-26} {r.Error,10:E2} {r.Tolerance,10:E1}  {(r.Passed ? "ok" : "FAIL")}");
+                stdout.WriteLine($"{r.Op,-16} {r.Shape,-22} {r.Output,-26} {r.Error,10:E2} {r.Tolerance,10:E1}  {(r.Passed ? "ok" : "FAIL")}");
             var results = SelfCheck.Run(backend, cpu, isQuick, Print);
             foreach (var r in ModelSelfCheck.Run(backend, cpu, isQuick)) { Print(r); results.Add(r); }
             var failed = results.Where(r => !r.Passed).ToList();
-            Console.WriteLine($"{results.Count - failed.Count} passed, {failed.Count} failed");
+            stdout.WriteLine($"{results.Count - failed.Count} passed, {failed.Count} failed");
             if (failed.Count > 0)
             {
-                Console.WriteLine("what differs:");
-                foreach (var r in failed) Console.WriteLine($"  {r.Op} {r.Shape} {r.Output}: error {r.Error:E2} > {r.Tolerance:E1}");
+                stdout.WriteLine("what differs:");
+                foreach (var r in failed) stdout.WriteLine($"  {r.Op} {r.Shape} {r.Output}: error {r.Error:E2} > {r.Tolerance:E1}");
             }
             return failed.Count == 0 ? 0 : 1;
-        });
+        }));
         return command;
     }
 }

@@ -3,95 +3,111 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
-using System.Text.Json;
-using System.Text.Json.Nodes;
 using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Generation;
 using ArcherIlgpu.Model.IO;
 using ArcherIlgpu.Model.Tokenizers;
 using ArcherIlgpu.Model.Training;
+using ArcherIlgpu.Runs;
 
 namespace ArcherIlgpu.Cli;
 
 /// <summary>
 /// <c>archer train-sft --data train.jsonl --out DIR</c>: supervised fine-tuning on {"prompt", "completion"}
 /// lines (loss on completion tokens only). A fresh model gets a char tokenizer over the data's characters
-/// and a preset's shape; <c>--init</c> starts from a model folder and its tokenizer instead. Prints progress,
-/// saves the folder (config.json, model.safetensors, tokenizer) at every evaluation, and finishes with the
-/// held-out loss and greedy exact-match accuracy on the held-out prompts.
+/// and a preset's shape; <c>--init</c> starts from a model folder and its tokenizer instead. DIR is a run
+/// folder: run.json, config.json (the settings a resume must repeat), metrics.jsonl and
+/// checkpoints/step-NNNNNN/ (a model folder each: eval and generate load it), saved at every evaluation,
+/// at the end and on Ctrl-C. Finishes with the held-out loss and greedy exact-match accuracy on the held-out prompts.
 /// </summary>
 public static class TrainSftCommand
 {
-    const string StateFile = "sft_state.json";
-    const string MetricsFile = "metrics.jsonl";
-
     public static Command Create()
     {
-        var data = new Option<string>("--data") { Description = "training JSONL, one {\"prompt\", \"completion\"} per line", Required = true };
+        var data = new Option<string>("--data") { Description = "training JSONL, one {\"prompt\", \"completion\"} per line (\"answer\" stands in for a missing completion)", Required = true };
         var heldOut = new Option<string?>("--held-out") { Description = "held-out JSONL (default: a fraction of --data, see --held-out-fraction)" };
         var fraction = new Option<double?>("--held-out-fraction") { Description = "fraction of --data held out when no --held-out file is given (default 0.1)" };
-        var output = new Option<string>("--out") { Description = "model folder to write", Required = true };
-        var preset = new Option<string>("--preset") { Description = $"model shape for a fresh model: {string.Join(", ", Models.PresetNames)} (default tiny; the vocabulary comes from the tokenizer)", DefaultValueFactory = _ => "tiny" };
-        var init = new Option<string?>("--init") { Description = "start from this model folder (weights, config and tokenizer) instead of a fresh model" };
-        var steps = new Option<int>("--steps") { Description = "optimizer steps in all, a resumed run's earlier ones included (default 2000)", DefaultValueFactory = _ => 2000 };
-        var batch = new Option<int>("--batch-size") { Description = "examples per step (default 32)", DefaultValueFactory = _ => 32 };
+        var output = new Option<string>("--out") { Description = "run folder to write (checkpoints in DIR/checkpoints/step-NNNNNN/)", Required = true };
+        var preset = new Option<string>("--preset") { Description = $"model shape for a fresh model: {string.Join(", ", Models.PresetNames)} (the vocabulary comes from the tokenizer)", DefaultValueFactory = _ => "tiny" };
+        var initOption = new Option<string?>("--init") { Description = "start from this model folder (weights, config and tokenizer), or a run folder's newest checkpoint, instead of a fresh model" };
+        var steps = new Option<int>("--steps") { Description = "optimizer steps in all, a resumed run's earlier ones included", DefaultValueFactory = _ => 2000 };
+        var batch = new Option<int>("--batch-size") { Description = "examples per step", DefaultValueFactory = _ => 32 };
         var lr = new Option<float?>("--lr") { Description = "peak learning rate, cosine decay to a tenth (default 0.005 for a fresh tiny model, else 0.001)" };
         var warmup = new Option<int?>("--warmup") { Description = "linear warm-up steps (default steps / 20)" };
-        var seed = new Option<int>("--seed") { Description = "seed for initialisation, shuffling and the held-out split (default 1)", DefaultValueFactory = _ => 1 };
+        var seed = new Option<int>("--seed") { Description = "seed for initialisation, shuffling and the held-out split", DefaultValueFactory = _ => 1 };
         var evalEvery = new Option<int?>("--eval-every") { Description = "held-out loss, progress line and checkpoint every this many steps (default steps / 10)" };
-        var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its last save (same data, batch size and seed; --steps is the total)" };
+        var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its newest checkpoint (same data and settings; --steps is the total)" };
+        var overwrite = new Option<bool>("--overwrite") { Description = "start a fresh run even if --out holds one (its files are deleted)" };
         var device = Program.DeviceOption();
         var command = new Command("train-sft", "Supervised fine-tuning of a small model (GPT-2 or Llama/Qwen) on prompt/completion pairs")
         {
-            data, heldOut, fraction, output, preset, init, steps, batch, lr, warmup, seed, evalEvery, resume, device,
+            data, heldOut, fraction, output, preset, initOption, steps, batch, lr, warmup, seed, evalEvery, resume, overwrite, device,
         };
-        command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
+        command.WithExamples("train-sft --data runs/add.jsonl --held-out runs/add.heldout.jsonl --out runs/add-model", "train-sft --data runs/add.jsonl --held-out runs/add.heldout.jsonl --out runs/add-model --resume");
+        command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) => StopRequest.Handle(stdout, () => StopRequest.ResumeCommand(parse), () =>
         {
             var s = new Settings(parse.GetValue(data)!, parse.GetValue(heldOut), parse.GetValue(fraction), parse.GetValue(output)!,
-                parse.GetValue(preset)!, parse.GetValue(init), parse.GetValue(steps), parse.GetValue(batch), parse.GetValue(lr),
-                parse.GetValue(warmup), parse.GetValue(seed), parse.GetValue(evalEvery), parse.GetValue(device)!, parse.GetValue(resume));
+                parse.GetValue(preset)!, parse.GetValue(initOption), parse.GetValue(steps), parse.GetValue(batch), parse.GetValue(lr),
+                parse.GetValue(warmup), parse.GetValue(seed), parse.GetValue(evalEvery), parse.GetValue(device)!, parse.GetValue(resume),
+                Overwrite: parse.GetValue(overwrite));
             Run(s, stdout);
             return 0;
-        }));
+        })));
         return command;
     }
 
     /// <param name="InterruptAfterStep">test hook: stop right after this step's metrics line, before any save, as if killed.</param>
+    /// <param name="Stop">test hook for Ctrl-C: once cancelled, the run saves after the current step and stops.</param>
     public sealed record Settings(string Data, string? HeldOut, double? HeldOutFraction, string Out, string Preset, string? Init,
-        int Steps, int BatchSize, float? Lr, int? Warmup, int Seed, int? EvalEvery, string Device, bool Resume = false, int? InterruptAfterStep = null);
+        int Steps, int BatchSize, float? Lr, int? Warmup, int Seed, int? EvalEvery, string Device, bool Resume = false, int? InterruptAfterStep = null,
+        bool Overwrite = false, CancellationToken Stop = default);
 
     /// <summary>What the run ended with.</summary>
     public sealed record Summary(double FirstLoss, double HeldOutLossBefore, double HeldOutLoss, int Correct, int HeldOutCount);
 
-    /// <summary>
-    /// sft_state.json, written after the weights and moments of each save: how far the run is and what must
-    /// not change for a resume to continue it exactly (the data's fingerprint, batch size, seed, schedule).
-    /// </summary>
-    sealed record SavedRun(int Step, int BatchSize, int Seed, float Lr, int Warmup, string Data, double HeldOutLossStart);
+    const string DataKey = "data (--data, --held-out, --held-out-fraction)";
+    /// <summary>Settings a resume may change: the budget (a total, checked against the run's step), the cadence and the device.</summary>
+    static readonly string[] MayChange = ["--steps", "--eval-every", "--device"];
 
     public static Summary Run(Settings s, TextWriter log)
     {
+        // Everything the command line says is checked before the run folder is touched.
         if (s.Steps < 1) throw new CliInputException($"--steps must be at least 1, got {s.Steps}");
         if (s.BatchSize < 1) throw new CliInputException($"--batch-size must be at least 1, got {s.BatchSize}");
+        if (s.EvalEvery is < 1) throw new CliInputException($"--eval-every must be at least 1, got {s.EvalEvery}");
+        if (s.Warmup is < 0) throw new CliInputException($"--warmup must be >= 0, got {s.Warmup}");
         if (s.HeldOut is not null && s.HeldOutFraction is not null) throw new CliInputException("give either --held-out FILE or --held-out-fraction F, not both");
+        if (s.Resume && s.Overwrite) throw new CliInputException("give either --resume (continue the run in --out) or --overwrite (replace it), not both");
         double fraction = s.HeldOutFraction ?? 0.1;
         if (!(fraction >= 0 && fraction < 1)) throw new CliInputException($"--held-out-fraction must be in [0, 1), got {fraction}");
-        var saved = s.Resume ? ReadSave(s.Out) : null;
-        if (s.Init is not null && saved is null) CliErrors.RequireModelDir(s.Init);
+        if (s.Lr is float given && (!(given > 0) || float.IsInfinity(given))) throw new CliInputException($"--lr must be a positive number, got {given}");
+        string? init = s.Init is null || s.Resume ? null : ModelFolders.Resolve(s.Init);
+        if (!s.Resume) Models.Preset(s.Preset);   // an unknown preset fails here, naming the valid ones
+
+        var run = RunFolder.At(s.Out);
+        var (checkpoint, saved) = s.Resume ? TrainingCheckpoint.Latest(run, "train-sft") : (null, null);
+        var savedSettings = s.Resume ? run.ReadSettings() : null;
+        if (!s.Resume) run.RequireFreshStart(s.Overwrite, "--resume");
         // Measured on 2-digit addition: tiny learns it at 5e-3; small stalls there and learns at 1e-3.
-        float peakLr = s.Lr ?? saved?.Lr ?? (s.Init is null && s.Preset.Trim().Equals("tiny", StringComparison.OrdinalIgnoreCase) ? 5e-3f : 1e-3f);
-        if (!(peakLr > 0) || float.IsInfinity(peakLr)) throw new CliInputException($"--lr must be a positive number, got {peakLr}");
-        int warmupSteps = s.Warmup ?? saved?.Warmup ?? s.Steps / 20;
+        float peakLr = s.Lr ?? (savedSettings?.TryGetValue("--lr", out var l) == true ? float.Parse(l, CultureInfo.InvariantCulture)
+            : s.Init is null && s.Preset.Trim().Equals("tiny", StringComparison.OrdinalIgnoreCase) ? 5e-3f : 1e-3f);
+        int warmupSteps = s.Warmup ?? (savedSettings?.TryGetValue("--warmup", out var w) == true ? int.Parse(w, CultureInfo.InvariantCulture) : s.Steps / 20);
+        int evalEvery = Math.Max(1, s.EvalEvery ?? s.Steps / 10);
 
         var (trainPairs, heldPairs) = Split(SftJsonl.Read(s.Data), s.HeldOut is null ? null : SftJsonl.Read(s.HeldOut), fraction, s.Seed);
-        string fingerprint = Fingerprint(trainPairs, heldPairs);
-        if (saved is not null) CheckSameRun(s, saved, peakLr, warmupSteps, fingerprint);
+        var settings = SettingsOf(s, peakLr, warmupSteps, evalEvery, Fingerprint(trainPairs, heldPairs));
+        if (saved is not null)
+        {
+            run.RequireSameSettings(savedSettings!.Select(kv => (kv.Key, kv.Value)), settings.Select(kv => (kv.Key, kv.Value)), MayChange);
+            if (s.Steps < saved.SftStep)
+                throw new CliInputException($"the run in {s.Out} is already at step {saved.SftStep}; --steps is the total number of steps, so give --steps {saved.SftStep} or more");
+        }
 
         using var backend = Devices.Create(s.Device);
         ITokenizer tokenizer;
         CausalLm model;
-        string? from = saved is not null ? s.Out : s.Init;
+        string? from = checkpoint?.Path ?? init;
         if (from is not null)
         {
             tokenizer = TokenizerFiles.Load(from);
@@ -109,41 +125,45 @@ public static class TrainSftCommand
         var config = model.Config;
         var train = trainPairs.Select(p => SftData.Tokenize(p.Prompt, p.Completion, tokenizer, config.MaxT, p.Source)).ToList();
         var held = heldPairs.Select(p => SftData.Tokenize(p.Prompt, p.Completion, tokenizer, config.MaxT, p.Source)).ToList();
+        MemoryChecks.Sft(config, s.BatchSize, train.Concat(held).Select(e => e.Length).DefaultIfEmpty(1).Max(), $"--batch-size {s.BatchSize}").RequireFits(backend);
 
-        int evalEvery = Math.Max(1, s.EvalEvery ?? s.Steps / 10);
         var options = new SftOptions(Steps: s.Steps, BatchSize: s.BatchSize, Lr: peakLr, WarmupSteps: warmupSteps, EvalEvery: evalEvery, Seed: s.Seed);
         using var trainer = new SftTrainer(model, train, held, tokenizer.EndOfText, options);
-        int startStep = saved?.Step ?? 0;
         if (saved is not null)
         {
-            if (!Checkpoint.LoadOptimizer(trainer.Trainer.Optimizer, model, s.Out))
-                throw new CliInputException($"{Path.Combine(s.Out, Checkpoint.OptimizerFile)}: not found");
-            trainer.ResumeAt(saved.Step);
+            TrainingCheckpoint.LoadOptimizer(trainer.Trainer.Optimizer, model, checkpoint!);
+            trainer.ResumeAt(saved.SftStep);
         }
 
-        log.WriteLine($"train-sft: {train.Count} training / {held.Count} held-out examples, {Describe(tokenizer)}");
-        log.WriteLine($"model: {config} ({model.ParameterCount / 1e6:F2}M parameters{(saved is not null ? "" : s.Init is null ? "" : ", from " + s.Init)}) on {backend.Name}");
-        log.WriteLine($"steps {s.Steps}, batch {s.BatchSize}, lr {peakLr.ToString(CultureInfo.InvariantCulture)}, warm-up {options.WarmupSteps}, saving to {s.Out} every {evalEvery} steps");
-        if (saved is not null)
-            log.WriteLine($"resuming {s.Out} after step {saved.Step}{(s.Init is null ? "" : " (--init is only used by a fresh run)")}");
-
-        double heldBefore;
+        // Only now, with every input read and checked, does the run folder change.
+        using var runLock = run.Lock();
+        if (runLock.TookOverFrom is int dead) log.WriteLine($"note: took over the lock of {s.Out} from pid {dead}, which is no longer running");
         if (saved is null)
         {
-            heldBefore = trainer.HeldOutLoss();
-            if (held.Count > 0) log.WriteLine($"step 0  held-out loss {heldBefore:F4}");
-            StartFresh(s.Out);
-            try { TokenizerFiles.Save(tokenizer, s.Out); }
-            catch (InvalidOperationException e) { throw new CliInputException($"--out {s.Out}: {e.Message}"); }
+            run.Begin("train-sft", runLock);
+            run.WriteSettings(settings);
         }
-        else heldBefore = saved.HeldOutLossStart;
-        var run = new SavedRun(startStep, s.BatchSize, s.Seed, peakLr, warmupSteps, fingerprint, heldBefore);
+        else if (RunFolder.SettingDifferences(savedSettings!.Select(kv => (kv.Key, kv.Value)), settings.Select(kv => (kv.Key, kv.Value)), []).Count > 0)
+            run.WriteSettings(settings);   // a larger --steps or another device: config.json describes the run as it now is
+
+        log.WriteLine($"train-sft: {train.Count} training / {held.Count} held-out examples, {Describe(tokenizer)}");
+        log.WriteLine($"model: {config} ({model.ParameterCount / 1e6:F2}M parameters{(saved is not null || s.Init is null ? "" : ", from " + s.Init)}) on {backend.Name}");
+        log.WriteLine($"steps {s.Steps}, batch {s.BatchSize}, lr {peakLr.ToString(CultureInfo.InvariantCulture)}, warm-up {options.WarmupSteps}, " +
+                      $"checkpoints in {Path.Combine(s.Out, "checkpoints")} every {evalEvery} steps");
+        if (saved is not null) log.WriteLine($"resuming {s.Out} after step {saved.SftStep}");
+
+        double heldBefore = saved?.HeldOutLossStart ?? trainer.HeldOutLoss();
+        if (saved is null && held.Count > 0) log.WriteLine($"step 0  held-out loss {heldBefore:F4}");
+        var state = saved ?? new TrainingState("sft", 0) { HeldOutLossStart = heldBefore };
+        var store = run.Checkpoints(TrainingCheckpoint.KeepLast);
+        void Save(int step) => TrainingCheckpoint.Save(store, state = state with { Step = step, SftStep = step }, model, tokenizer, trainer.Trainer.Optimizer);
 
         double tokensPerStep = s.BatchSize * train.Average(e => (double)e.Length);
         var clock = Stopwatch.StartNew();
-        double lossSum = 0, firstLoss = double.NaN, lastHeld = heldBefore;
-        int lossCount = 0;
-        using (var metrics = new Runs.MetricsWriter(Path.Combine(s.Out, MetricsFile), saved?.Step))
+        double lossSum = 0, firstLoss = double.NaN;
+        int lossCount = 0, startStep = saved?.SftStep ?? 0;
+        using var stop = StopRequest.Listen(s.Stop);
+        using (var metrics = run.OpenMetrics(saved?.Step))
         {
             trainer.Run(m =>
             {
@@ -151,22 +171,31 @@ public static class TrainSftCommand
                 if (!m.Skipped) { lossSum += m.Loss; lossCount++; }
                 metrics.Write(m.Step, [new("loss", m.Loss), new("held_out_loss", m.HeldOutLoss), new("grad_norm", m.GradNorm), new("lr", m.Lr),
                     new("skipped", m.Skipped ? 1 : 0), new("skipped_total", m.SkippedSteps)]);
-                if (s.InterruptAfterStep is int stop && m.Step >= stop) throw new TrainingInterruptedException(m.Step);
-                if (double.IsNaN(m.HeldOutLoss)) return;
-                lastHeld = m.HeldOutLoss;
-                double elapsed = clock.Elapsed.TotalSeconds;
-                int done = m.Step - startStep;
-                double eta = elapsed / done * (s.Steps - m.Step);
-                log.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"step {m.Step}/{s.Steps}  loss {lossSum / Math.Max(1, lossCount):F4}  held-out {(held.Count > 0 ? m.HeldOutLoss.ToString("F4", CultureInfo.InvariantCulture) : "-")}  " +
-                    $"{tokensPerStep * done / elapsed:F0} tok/s  elapsed {elapsed:F0}s  ETA {eta:F0}s{(m.SkippedSteps > 0 ? $"  skipped {m.SkippedSteps}" : "")}"));
-                lossSum = 0; lossCount = 0;
-                Save(model, trainer.Trainer.Optimizer, s.Out, run with { Step = m.Step });
+                if (s.InterruptAfterStep is int kill && m.Step >= kill) throw new TrainingInterruptedException(m.Step);
+                // SftTrainer measures the held-out loss every --eval-every steps and after the last: report and save there.
+                if (m.Step % evalEvery == 0 || m.Step == s.Steps)
+                {
+                    if (!double.IsNaN(m.HeldOutLoss)) state = state with { HeldOutLoss = m.HeldOutLoss };
+                    double elapsed = clock.Elapsed.TotalSeconds;
+                    int done = m.Step - startStep;
+                    double eta = elapsed / done * (s.Steps - m.Step);
+                    log.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"step {m.Step}/{s.Steps}  loss {lossSum / Math.Max(1, lossCount):F4}  held-out {(held.Count > 0 ? m.HeldOutLoss.ToString("F4", CultureInfo.InvariantCulture) : "-")}  " +
+                        $"{tokensPerStep * done / elapsed:F0} tok/s  elapsed {elapsed:F0}s  ETA {eta:F0}s{(m.SkippedSteps > 0 ? $"  skipped {m.SkippedSteps}" : "")}"));
+                    lossSum = 0; lossCount = 0;
+                    Save(m.Step);
+                }
+                if (stop.IsRequested && m.Step < s.Steps)
+                {
+                    if (state.Step != m.Step) Save(m.Step);
+                    throw new RunInterruptedException(m.Step, store.Find(m.Step)!.Path);
+                }
             });
         }
-        if (saved is not null && saved.Step == s.Steps) log.WriteLine($"the run was already at step {s.Steps}: nothing to train (a larger --steps continues it)");
-        else log.WriteLine($"saved model to {s.Out} ({clock.Elapsed.TotalSeconds:F0}s of training)");
+        if (saved is not null && saved.SftStep == s.Steps) log.WriteLine($"the run was already at step {s.Steps}: nothing to train (a larger --steps continues it)");
+        else log.WriteLine($"saved {Path.Combine(s.Out, "checkpoints", CheckpointStore.FolderName(state.Step))} ({clock.Elapsed.TotalSeconds:F0}s of training)");
 
+        double lastHeld = state.HeldOutLoss;
         if (held.Count == 0)
         {
             log.WriteLine("no held-out examples: skipping held-out loss and accuracy");
@@ -183,52 +212,25 @@ public static class TrainSftCommand
         return new Summary(firstLoss, heldBefore, lastHeld, correct, held.Count);
     }
 
-    // ==================================================================== saves and resume
+    // ==================================================================== settings of the run
 
-    /// <summary>A fresh run overwrites the folder: an earlier save there stops being resumable and its log starts over.</summary>
-    static void StartFresh(string dir)
+    /// <summary>config.json of the run: everything the example order, the model and the schedule depend on.</summary>
+    static Dictionary<string, string> SettingsOf(Settings s, float lr, int warmup, int evalEvery, string fingerprint)
     {
-        Directory.CreateDirectory(dir);
-        File.Delete(Path.Combine(dir, StateFile));
-        File.Delete(Path.Combine(dir, MetricsFile));
-    }
-
-    /// <summary>Weights and moments tagged with the step, then the state file: written last, it marks the save complete.</summary>
-    static void Save(CausalLm model, AdamWOptimizer optimizer, string dir, SavedRun run)
-    {
-        Checkpoint.Save(model, dir, optimizer, TrainingResume.Tag(run.Step));
-        var o = new JsonObject
-        {
-            ["step"] = run.Step, ["batch_size"] = run.BatchSize, ["seed"] = run.Seed, ["lr"] = (double)run.Lr, ["warmup"] = run.Warmup,
-            ["data"] = run.Data, ["held_out_loss_start"] = double.IsFinite(run.HeldOutLossStart) ? run.HeldOutLossStart : null,
-        };
-        AtomicFile.WriteAllText(Path.Combine(dir, StateFile), o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
-    }
-
-    static SavedRun ReadSave(string dir)
-    {
-        string path = Path.Combine(dir, StateFile);
-        var o = TrainingResume.ReadObject(path, $"--resume needs a run saved in {dir} (train-sft saves every --eval-every steps and at the end)");
-        var run = new SavedRun(TrainingResume.Field<int>(o, "step", path), TrainingResume.Field<int>(o, "batch_size", path),
-            TrainingResume.Field<int>(o, "seed", path), (float)TrainingResume.Field<double>(o, "lr", path), TrainingResume.Field<int>(o, "warmup", path),
-            TrainingResume.Field<string>(o, "data", path), o["held_out_loss_start"] is null ? double.NaN : TrainingResume.Field<double>(o, "held_out_loss_start", path));
-        TrainingResume.RequireWholeSave(dir, run.Step, path);
-        return run;
-    }
-
-    /// <summary>Everything the example order and the schedule depend on must be the run's; --steps may grow.</summary>
-    static void CheckSameRun(Settings s, SavedRun saved, float lr, int warmup, string fingerprint)
-    {
-        TrainingResume.RequireStepsAtLeast(s.Steps, saved.Step, s.Out);
         var inv = CultureInfo.InvariantCulture;
-        var differences = TrainingResume.Differences(
-            [("--batch-size", saved.BatchSize.ToString(inv)), ("--seed", saved.Seed.ToString(inv)), ("--lr", saved.Lr.ToString(inv)),
-             ("--warmup", saved.Warmup.ToString(inv)), ("data (--data, --held-out, --held-out-fraction)", saved.Data)],
-            [("--batch-size", s.BatchSize.ToString(inv)), ("--seed", s.Seed.ToString(inv)), ("--lr", lr.ToString(inv)),
-             ("--warmup", warmup.ToString(inv)), ("data (--data, --held-out, --held-out-fraction)", fingerprint)]);
-        if (differences.Count > 0)
-            throw new CliInputException($"--resume: this command is not the run in {s.Out} ({string.Join("; ", differences)}); " +
-                                        "repeat the run's data and settings, or start a new run with another --out");
+        return new()
+        {
+            [DataKey] = fingerprint,
+            ["--preset"] = s.Init is null ? s.Preset.Trim().ToLowerInvariant() : "(from --init)",
+            ["--init"] = s.Init is null ? "(none)" : Path.GetFullPath(s.Init),
+            ["--batch-size"] = s.BatchSize.ToString(inv),
+            ["--seed"] = s.Seed.ToString(inv),
+            ["--lr"] = lr.ToString(inv),
+            ["--warmup"] = warmup.ToString(inv),
+            ["--steps"] = s.Steps.ToString(inv),
+            ["--eval-every"] = evalEvery.ToString(inv),
+            ["--device"] = s.Device,
+        };
     }
 
     /// <summary>SHA-256 of the training and held-out pairs in order: a resume must see the same examples.</summary>

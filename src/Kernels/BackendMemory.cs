@@ -14,6 +14,11 @@ public abstract partial class Backend
     /// <summary>Bytes ever allocated through this backend.</summary>
     public long TotalAllocatedBytes => Interlocked.Read(ref totalBytes);
 
+    /// <summary>Whether this backend's buffers live in host memory (cpu, ilgpu-cpu) rather than on a device.</summary>
+    public virtual bool BuffersInHostMemory => true;
+    /// <summary>The bytes this backend's buffers can use in all: the device's memory, or on the host what this process may use.</summary>
+    public virtual long MemoryCapacity => GC.GetGCMemoryInfo().TotalAvailableMemoryBytes;
+
     /// <summary>Called by a backend's <see cref="Allocate{T}"/> for every new buffer.</summary>
     protected internal void NoteAllocated(long bytes)
     {

@@ -45,7 +45,7 @@ public static class Devices
     public static IReadOnlyList<string> Available()
     {
         var names = new List<string>();
-        foreach (var (name, _) in ProbeGpus()) names.Add(name);
+        foreach (var gpu in ProbeGpus()) names.Add(gpu.Name);
         names.Add("cpu");
         names.Add("ilgpu-cpu");
         return names;
@@ -55,24 +55,24 @@ public static class Devices
     public static IReadOnlyList<string> Describe()
     {
         var lines = new List<string>();
-        foreach (var (name, desc) in ProbeGpus()) lines.Add($"{name,-10} {desc}");
+        foreach (var gpu in ProbeGpus()) lines.Add($"{gpu.Name,-10} {gpu.Description}");
         lines.Add($"{"cpu",-10} managed SIMD backend, {Environment.ProcessorCount} threads, " +
                   $"{(System.Runtime.Intrinsics.Vector512.IsHardwareAccelerated ? "AVX-512" : System.Runtime.Intrinsics.Vector256.IsHardwareAccelerated ? "AVX2" : "128-bit SIMD")}");
         lines.Add($"{"ilgpu-cpu",-10} ILGPU CPU accelerator (simulates a GPU; for verifying kernels at tiny sizes)");
         return lines;
     }
 
-    static List<(string Name, string Description)> ProbeGpus()
+    static List<(string Name, string Description, long MemoryBytes)> ProbeGpus()
     {
         RegisterCudaResolver();
-        var found = new List<(string, string)>();
+        var found = new List<(string Name, string Description, long MemoryBytes)>();
         try
         {
             using var context = Context.Create(b => b.Cuda().OpenCL());
             foreach (var d in context.GetCudaDevices())
-                if (!found.Exists(f => f.Item1 == "cuda")) found.Add(("cuda", $"{d.Name}, {d.MemorySize / (1 << 20)} MiB"));
+                if (!found.Exists(f => f.Name == "cuda")) found.Add(("cuda", $"{d.Name}, {d.MemorySize / (1 << 20)} MiB", d.MemorySize));
             foreach (var d in context.GetCLDevices())
-                if (!found.Exists(f => f.Item1 == "opencl")) found.Add(("opencl", $"{d.Name}, {d.MemorySize / (1 << 20)} MiB"));
+                if (!found.Exists(f => f.Name == "opencl")) found.Add(("opencl", $"{d.Name}, {d.MemorySize / (1 << 20)} MiB", d.MemorySize));
         }
         catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException or InvalidOperationException)
         {
@@ -83,33 +83,55 @@ public static class Devices
 
     /// <summary>
     /// Creates the named backend. <paramref name="name"/> null or "auto" honours ARCHER_DEVICE, then
-    /// picks cuda, opencl, cpu in that order.
+    /// picks cuda, opencl, cpu in that order. An unknown name, or a device this machine lacks, is a
+    /// <see cref="DeviceNotFoundException"/> listing the devices there are.
     /// </summary>
     public static Backend Create(string? name = null)
+    {
+        string device = Resolve(name);
+        switch (device)
+        {
+            case "cpu": return new CpuBackend();
+            case "ilgpu-cpu": return IlgpuBackend.CreateCpu();
+            default:
+                RegisterCudaResolver();
+                return IlgpuBackend.TryCreateGpu(device) ?? throw NotAvailable(device);
+        }
+    }
+
+    /// <summary>
+    /// The device <see cref="Create"/> would pick for <paramref name="name"/>, without creating it: its name,
+    /// whether its buffers live in host memory, and the bytes they can use (for checks before a job starts).
+    /// </summary>
+    public static (string Name, bool HostMemory, long CapacityBytes) Memory(string? name = null)
+    {
+        string device = Resolve(name);
+        if (device is "cpu" or "ilgpu-cpu") return (device, true, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes);
+        var gpu = ProbeGpus().Find(g => g.Name == device);
+        return gpu.Name is null ? throw NotAvailable(device) : (device, false, gpu.MemoryBytes);
+    }
+
+    /// <summary>The concrete device name (cpu, ilgpu-cpu, cuda, opencl) that <paramref name="name"/> stands for here.</summary>
+    static string Resolve(string? name)
     {
         name = string.IsNullOrWhiteSpace(name) ? "auto" : name.Trim().ToLowerInvariant();
         if (name == "auto")
         {
             var env = Environment.GetEnvironmentVariable(EnvironmentVariable);
             if (!string.IsNullOrWhiteSpace(env) && env.Trim().ToLowerInvariant() != "auto")
-                return Create(env);
+            {
+                try { return Resolve(env); }
+                catch (DeviceNotFoundException e) { throw new DeviceNotFoundException($"{EnvironmentVariable}={env}: {e.Message}"); }
+            }
             var gpus = ProbeGpus();
-            return gpus.Count > 0 ? Create(gpus[0].Name) : new CpuBackend();
+            return gpus.Count > 0 ? gpus[0].Name : "cpu";
         }
-        switch (name)
-        {
-            case "cpu": return new CpuBackend();
-            case "ilgpu-cpu": return IlgpuBackend.CreateCpu();
-            case "cuda":
-            case "opencl":
-                RegisterCudaResolver();
-                var backend = IlgpuBackend.TryCreateGpu(name);
-                if (backend is not null) return backend;
-                throw new DeviceNotFoundException(
-                    $"device '{name}' is not available on this machine; available devices: {string.Join(", ", Available())}");
-            default:
-                throw new DeviceNotFoundException(
-                    $"unknown device '{name}'; valid names: {string.Join(", ", AllNames)} (available here: {string.Join(", ", Available())})");
-        }
+        if (!AllNames.Contains(name))
+            throw new DeviceNotFoundException(
+                $"unknown device '{name}'; valid names: {string.Join(", ", AllNames)} (available here: {string.Join(", ", Available())})");
+        return name;
     }
+
+    static DeviceNotFoundException NotAvailable(string device) =>
+        new($"device '{device}' is not available on this machine; available devices: {string.Join(", ", Available())}");
 }

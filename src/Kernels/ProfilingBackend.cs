@@ -28,6 +28,8 @@ public sealed class ProfilingBackend(Backend inner) : Backend
 
     public override string Name => Inner.Name;
     public override string Description => Inner.Description + " (profiled)";
+    public override bool BuffersInHostMemory => Inner.BuffersInHostMemory;
+    public override long MemoryCapacity => Inner.MemoryCapacity;
 
     void Time(string op, Action run)
     {

@@ -18,14 +18,13 @@ public static class Checkpoint
 
     // ================================================================ save
 
-    /// <param name="metadata">extra header entries of the weights file and, when saved, of the optimizer file
-    /// (a resumable run tags both with its step, so a folder mixing two saves is detected).</param>
-    public static void Save(CausalLm model, string dir, AdamWOptimizer? optimizer = null, IReadOnlyDictionary<string, string>? metadata = null)
+    /// <summary>Writes the model folder (and the optimizer moments); a resumable run writes it inside a checkpoint
+    /// folder that is renamed only when complete (the Runs CheckpointStore), so no file needs a step tag.</summary>
+    public static void Save(CausalLm model, string dir, AdamWOptimizer? optimizer = null)
     {
         Directory.CreateDirectory(dir);
         var tensors = Models.ToFileTensors(model.Config, model.DownloadParameters());
         var meta = new Dictionary<string, string> { ["format"] = "pt" };
-        if (metadata is not null) foreach (var (k, v) in metadata) meta[k] = v;
         SafeTensorsFolder.Write(dir, tensors, meta);
         if (optimizer is not null)
         {
@@ -36,7 +35,6 @@ public static class Checkpoint
                 ["skipped_steps"] = optimizer.SkippedSteps.ToString(CultureInfo.InvariantCulture),
                 ["layout"] = model.Config.ToString()!,
             };
-            if (metadata is not null) foreach (var (k, v) in metadata) optimizerMeta.TryAdd(k, v);
             SafeTensors.Write(Path.Combine(dir, OptimizerFile),
                 [new NamedTensor("adamw.m", [n], optimizer.DownloadM()), new NamedTensor("adamw.v", [n], optimizer.DownloadV())],
                 optimizerMeta);

@@ -20,6 +20,14 @@ public static class Archer
         return new CliResult(code, output.ToString(), error.ToString());
     }
 
+    /// <summary>Runs the command and asserts exit code 0, showing its output when not.</summary>
+    public static CliResult Ok(params string[] args)
+    {
+        var r = Run(args);
+        Assert.True(r.ExitCode == 0, r.ToString());
+        return r;
+    }
+
     public static string GoldenDir => Golden("gpt2");
 
     /// <summary>A golden tiny checkpoint of the Model tests' TestData (gpt2, qwen2, llama are linked into this project).</summary>
@@ -46,7 +54,7 @@ public static class AdditionSft
     /// <summary>Makes 4,000 training and 200 held-out problems in <paramref name="dir"/> and trains <paramref name="preset"/> into <paramref name="outDir"/>.</summary>
     public static Summary Run(TempDir dir, string outDir, string preset, int steps)
     {
-        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "-o", "operators=+", "-o", "min_digits=2", "-o", "max_digits=2",
+        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "--task-option", "operators=+", "--task-option", "min_digits=2", "--task-option", "max_digits=2",
             "--count", "4000", "--held-out", "200", "--out", dir.File("add.jsonl"));
         Assert.True(make.ExitCode == 0, make.ToString());
         var train = Archer.Run("train-sft", "--data", dir.File("add.jsonl"), "--held-out", dir.File("add.heldout.jsonl"), "--out", outDir,

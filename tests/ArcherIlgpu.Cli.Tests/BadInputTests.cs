@@ -236,6 +236,174 @@ public class BadInputTests
         using var dir = new TempDir();
         var r = Eval(dir.File("nothing-here"));
         Assert.Contains("nothing-here", r.Err);
-        Assert.Contains("does not exist", r.Err);
+        Assert.Contains("not found", r.Err);
+    }
+
+    // ------------------------------------------------------------------ sizes, devices, files: one line, exit 1
+
+    /// <summary>Exit code 1 and exactly one line on stderr, holding every one of <paramref name="expected"/>.</summary>
+    static CliResult OneLine(CliResult r, params string[] expected)
+    {
+        Assert.True(r.ExitCode == 1, "expected exit code 1:\n" + r);
+        Assert.Single(r.Err.TrimEnd().Split('\n'));
+        foreach (var e in expected) Assert.Contains(e, r.Err);
+        return r;
+    }
+
+    static bool HasGpu => Devices.Available().Contains("cuda");
+
+    /// <summary>Sizes up to ~80 GB can fit a big machine; where they would, their test has nothing to refuse.</summary>
+    static bool HostHasOver64GiB => MemoryEstimate.HostMemory() > (64L << 30);
+
+    [Fact]
+    public void HundredMillionPromptsPerStepAreRefusedBeforeAnythingIsGenerated()
+    {
+        using var dir = new TempDir();
+        OneLine(Fails("demo", "--preset", "quick", "--device", "cpu", "--runs-dir", dir.File("runs"), "--set", "rl.prompts_per_step=100000000"),
+            "rl.prompts_per_step=100000000", "positions in one pass; at most 2,147,483,647 fit");
+        Assert.False(Directory.Exists(dir.File("runs")));   // refused before the run folder was created
+    }
+
+    [Fact]
+    public void HundredMillionSftBatchIsRefused() =>
+        OneLine(Demo("--set", "sft.batch_size=100000000"), "sft.batch_size=100000000", "6,400,000,000 positions");
+
+    [Fact]
+    public void AMillionSftBatchIsRefusedForItsLogits() =>
+        OneLine(Demo("--set", "sft.batch_size=1000000"), "sft.batch_size=1000000", "the logits would need 3,648,000,000 elements in one buffer");
+
+    /// <summary>20 one-digit additions in the train-sft format.</summary>
+    static string SftData(TempDir dir)
+    {
+        string path = dir.File("sft.jsonl");
+        File.WriteAllLines(path, Enumerable.Range(0, 20).Select(i => $"{{\"prompt\": \"{i % 10}+1=\", \"completion\": \"{i % 10 + 1}\"}}"));
+        return path;
+    }
+
+    static CliResult TrainSft(TempDir dir, string batch) =>
+        Fails("train-sft", "--data", SftData(dir), "--out", dir.File("out"), "--batch-size", batch, "--steps", "2", "--device", "cpu");
+
+    [SkippableFact]
+    public void AMillionTrainSftBatchIsRefusedWithTheEstimate()
+    {
+        Skip.If(HostHasOver64GiB, "a million sequences of this data fit a machine this big");
+        using var dir = new TempDir();
+        OneLine(TrainSft(dir, "1000000"), "--batch-size 1000000 needs about", "GiB is available");
+        Assert.False(Directory.Exists(dir.File("out")));   // refused before the output folder was written
+    }
+
+    [Fact]
+    public void HundredMillionTrainSftBatchIsRefusedAnywhere()
+    {
+        using var dir = new TempDir();
+        OneLine(TrainSft(dir, "100000000"), "--batch-size 100000000");
+    }
+
+    [SkippableFact]
+    public void AMillionGeneratedSamplesAreRefusedWithTheEstimate()
+    {
+        Skip.If(HostHasOver64GiB, "a million samples of the tiny model fit a machine this big");
+        using var dir = new TempDir();
+        OneLine(Fails("generate", "--model", ModelFolder(dir), "--prompt", "1+1=", "--samples", "1000000", "--device", "cpu"),
+            "--samples 1000000 needs about", "KV cache", "is available");
+    }
+
+    [Fact]
+    public void HundredMillionGeneratedSamplesAreRefusedAnywhere()
+    {
+        using var dir = new TempDir();
+        OneLine(Fails("generate", "--model", ModelFolder(dir), "--prompt", "1+1=", "--samples", "100000000", "--device", "cpu"), "--samples 100000000");
+    }
+
+    [Fact]
+    public void AHundredMillionEvaluationSamplesAreRefused() =>
+        OneLine(Demo("--set", "eval.samples=100000000"), "eval.samples=100000000", "completions");
+
+    [SkippableFact]
+    public void SelfCheckOnAMissingGpuListsTheDevices()
+    {
+        Skip.If(HasGpu, "this machine has a CUDA device");
+        OneLine(Fails("selfcheck", "--device", "cuda"), "archer selfcheck: error: device 'cuda' is not available", "available devices: cpu");
+    }
+
+    [SkippableFact]
+    public void BenchOnAMissingGpuListsTheDevices()
+    {
+        Skip.If(HasGpu, "this machine has a CUDA device");
+        OneLine(Fails("bench", "train", "--device", "cuda", "--preset", "tiny"), "archer bench train: error: device 'cuda' is not available", "available devices: cpu");
+    }
+
+    [Fact]
+    public void AnUnknownDeviceInTheEnvironmentIsNamedWithTheVariable()
+    {
+        // The tests of this assembly run one at a time (Usings.cs), so the variable is seen by this test alone.
+        string? old = Environment.GetEnvironmentVariable(Devices.EnvironmentVariable);
+        Environment.SetEnvironmentVariable(Devices.EnvironmentVariable, "bogus");
+        try
+        {
+            OneLine(Fails("selfcheck"), "ARCHER_DEVICE=bogus: unknown device 'bogus'", "valid names: auto, cpu");
+            OneLine(Fails("demo", "--preset", "quick", "--runs-dir", Path.Combine(Path.GetTempPath(), "archer-never-created")), "ARCHER_DEVICE=bogus");
+        }
+        finally { Environment.SetEnvironmentVariable(Devices.EnvironmentVariable, old); }
+    }
+
+    [Fact]
+    public void MakeSftDataIntoAFolderIsRefused()
+    {
+        using var dir = new TempDir();
+        OneLine(Fails("make-sft-data", "--task", "arithmetic", "--out", dir.Path), $"--out '{dir.Path}' is a folder", "JSONL file");
+    }
+
+    /// <summary>A run folder with two metrics lines.</summary>
+    static string RunFolder(TempDir dir)
+    {
+        string run = dir.File("run");
+        Directory.CreateDirectory(run);
+        File.WriteAllLines(Path.Combine(run, "metrics.jsonl"), ["{\"step\": 1, \"rl/loss\": 0.5}", "{\"step\": 2, \"rl/loss\": 0.4}"]);
+        return run;
+    }
+
+    [Fact]
+    public void ReportThatCannotWriteItsChartsSaysWhy()
+    {
+        using var dir = new TempDir();
+        string run = RunFolder(dir);
+        File.WriteAllText(Path.Combine(run, "plots"), "");   // a file where report writes its charts folder (as root, chmod would not stop it)
+        OneLine(Fails("report", run), "archer report: error: cannot write the report", "plots");
+    }
+
+    [SkippableFact]
+    public void ReportOnAReadOnlyRunSaysWhy()
+    {
+        Skip.If(OperatingSystem.IsWindows() || Environment.UserName == "root", "needs file permissions that bind this user");
+        if (OperatingSystem.IsWindows()) return;
+        using var dir = new TempDir();
+        string run = RunFolder(dir);
+        File.SetUnixFileMode(run, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+        try { OneLine(Fails("report", run), "cannot write the report", "read-only"); }
+        finally { File.SetUnixFileMode(run, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute); }
+    }
+
+    [Fact]
+    public void ADuplicateKeyInAConfigFileIsNamedWithTheFile()
+    {
+        using var dir = new TempDir();
+        File.WriteAllText(dir.File("c.json"), "{\"rl\": {\"steps\": 3, \"steps\": 4}}");
+        OneLine(Demo("--config", dir.File("c.json")), "c.json", "key 'steps' is given twice (at $.rl.steps)");
+    }
+
+    [Fact]
+    public void AFolderAsConfigFileIsNamed()
+    {
+        using var dir = new TempDir();
+        OneLine(Demo("--config", dir.Path), $"config file '{dir.Path}' is a folder; expected a JSON file");
+    }
+
+    [Fact]
+    public void AFarTooHighLearningRateStopsSftWithAClearMessage()
+    {
+        var r = OneLine(Demo("--set", "sft.learning_rate=1e10"), "not finite in 10 consecutive steps", "peak learning rate 1E+10", "lower the learning rate");
+        Assert.DoesNotContain("outside the vocabulary", r.Err);
+        Assert.DoesNotContain("evaluating", r.Out);   // stopped before sampling anything
     }
 }

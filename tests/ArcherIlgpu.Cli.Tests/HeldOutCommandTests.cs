@@ -20,9 +20,9 @@ public class HeldOutCommandTests
     public void SftDataNeverHoldsAnEvaluationProblem(string task, string option, int count, int evalProblems)
     {
         using var dir = new TempDir();
-        var args = new List<string> { "make-sft-data", "--task", task, "-o", option, "--count", $"{count}", "--held-out", $"{evalProblems}", "--out", dir.File("sft.jsonl") };
+        var args = new List<string> { "make-sft-data", "--task", task, "--task-option", option, "--count", $"{count}", "--held-out", $"{evalProblems}", "--out", dir.File("sft.jsonl") };
         var options = new Dictionary<string, string> { [option.Split('=')[0]] = option.Split('=')[1] };
-        if (option == "operators=+") { args.AddRange(["-o", "max_digits=1"]); options["max_digits"] = "1"; }
+        if (option == "operators=+") { args.AddRange(["--task-option", "max_digits=1"]); options["max_digits"] = "1"; }
         var r = Archer.Run([.. args]);
         Assert.True(r.ExitCode == 0, r.ToString());
         // The problems `archer eval` (and train-rl --eval-problems) evaluate by default.
@@ -39,7 +39,7 @@ public class HeldOutCommandTests
         using var dir = new TempDir();
         // 1 1 T → T is solvable for every T; targets 24 and 37 are unseen targets, never trained on.
         File.WriteAllLines(dir.File("p.jsonl"), ["""{"numbers":[1,1,30],"target":30}""", """{"numbers":[1,1,24],"target":24}""", """{"numbers":[2,1,40],"target":37}"""]);
-        var r = Archer.Run("make-sft-data", "--task", "countdown", "-o", "format=steps", "--problems-file", dir.File("p.jsonl"), "--count", "6", "--out", dir.File("sft.jsonl"));
+        var r = Archer.Run("make-sft-data", "--task", "countdown", "--task-option", "format=steps", "--problems-file", dir.File("p.jsonl"), "--count", "6", "--out", dir.File("sft.jsonl"));
         Assert.True(r.ExitCode == 0, r.ToString());
         Assert.Equal(Enumerable.Repeat("1 1 30>30:", 6), Prompts(dir.File("sft.jsonl")));
         Assert.Contains("training uses 1 of its 3 problems", r.Out);

@@ -23,7 +23,7 @@ public class QwenEndToEndTests(ITestOutputHelper output)
         output.WriteLine(r.Train.Out);
         Assert.True(r.LossAfter < 0.25 * r.LossBefore, $"held-out loss went from {r.LossBefore} to {r.LossAfter} only");
         Assert.True(r.Correct > r.Total / 2, r.Train.Out);
-        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(sft, "config.json")))!;
+        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(ResumeTests.Newest(sft), "config.json")))!;
         Assert.Equal("qwen2", (string)config["model_type"]!);
         Assert.Equal("Qwen2ForCausalLM", (string)config["architectures"]![0]!);
 
@@ -34,9 +34,13 @@ public class QwenEndToEndTests(ITestOutputHelper output)
         var steps = File.ReadAllLines(Path.Combine(rlDir, "metrics.jsonl"));
         output.WriteLine(string.Join("\n", steps));
         Assert.Equal(5, steps.Length);
-        Assert.Equal("qwen2", (string)JsonNode.Parse(File.ReadAllText(Path.Combine(rlDir, "model", "config.json")))!["model_type"]!);
+        Assert.Equal("qwen2", (string)JsonNode.Parse(File.ReadAllText(Path.Combine(ResumeTests.Newest(rlDir), "config.json")))!["model_type"]!);
+        var evalFile = JsonNode.Parse(File.ReadAllText(Path.Combine(rlDir, "eval.json")))!;   // --eval-problems results are kept
+        Assert.Equal(40, (int)evalFile["problems"]!);
+        Assert.NotNull(evalFile["before"]?["avg@8"]);
+        Assert.NotNull(evalFile["after"]?["avg@8"]);
 
-        var eval = Archer.Run(["eval", "--model", Path.Combine(rlDir, "model"), .. task, "--problems", "40", "--n", "4", "--device", "cpu"]);
+        var eval = Archer.Run(["eval", "--model", ResumeTests.Newest(rlDir), .. task, "--problems", "40", "--n", "4", "--device", "cpu"]);
         Assert.True(eval.ExitCode == 0, eval.ToString());
         var line = eval.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Last();
         double pass4 = (double)JsonNode.Parse(line)!["eval/pass@4"]!;
@@ -63,17 +67,18 @@ public class QwenEndToEndTests(ITestOutputHelper output)
             TokenizerFiles.Save(tokenizer, init);
         }
 
-        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "-o", "max_digits=1", "--count", "300", "--held-out", "20", "--out", dir.File("d.jsonl"));
+        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "--task-option", "max_digits=1", "--count", "300", "--held-out", "20", "--out", dir.File("d.jsonl"));
         Assert.True(make.ExitCode == 0, make.ToString());
         string sft = Path.Combine(dir.Path, "sft");
         var train = Archer.Run("train-sft", "--data", dir.File("d.jsonl"), "--held-out", dir.File("d.heldout.jsonl"), "--out", sft,
             "--init", init, "--steps", "30", "--batch-size", "8", "--seed", "1", "--device", "cpu");
         Assert.True(train.ExitCode == 0, train.ToString());
-        Assert.True(File.Exists(Path.Combine(sft, "tokenizer.json")), "the tokenizer.json was not kept");
-        Assert.Equal(tokenizer.VocabSize, TokenizerFiles.Load(sft).VocabSize);
+        string saved = ResumeTests.Newest(sft);
+        Assert.True(File.Exists(Path.Combine(saved, "tokenizer.json")), "the tokenizer.json was not kept");
+        Assert.Equal(tokenizer.VocabSize, TokenizerFiles.Load(saved).VocabSize);
 
         // Thirty steps teach little; what matters is that sampling decodes through tokenizer.json.
-        var gen = Archer.Run("generate", "--model", sft, "--prompt", "3+4=", "--samples", "2", "--seed", "3", "--max-new-tokens", "4", "--device", "cpu");
+        var gen = Archer.Run("generate", "--model", saved, "--prompt", "3+4=", "--samples", "2", "--seed", "3", "--max-new-tokens", "4", "--device", "cpu");
         Assert.True(gen.ExitCode == 0, gen.ToString());
         Assert.Equal(2, Regex.Matches(gen.Out, "--- sample").Count);
     }

@@ -2,7 +2,10 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using ArcherIlgpu.Model;
+using ArcherIlgpu.Runs;
 using Xunit.Abstractions;
+
+using static ArcherIlgpu.Cli.Tests.Archer;
 
 namespace ArcherIlgpu.Cli.Tests;
 
@@ -12,11 +15,12 @@ public sealed class ResumeFixture : IDisposable
     public TempDir Dir { get; } = new();
     public string Data => Dir.File("add.jsonl");
     public string HeldOut => Dir.File("add.heldout.jsonl");
+    /// <summary>The train-sft run folder; train-rl's --model takes it for its newest checkpoint.</summary>
     public string Start => Dir.File("start");
 
     public ResumeFixture()
     {
-        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "-o", "operators=+", "-o", "min_digits=1", "-o", "max_digits=1",
+        var make = Archer.Run("make-sft-data", "--task", "arithmetic", "--task-option", "operators=+", "--task-option", "min_digits=1", "--task-option", "max_digits=1",
             "--count", "80", "--held-out", "10", "--out", Data);
         Assert.True(make.ExitCode == 0, make.ToString());
         // 60 steps of 16 leave the tiny model right on some problems and wrong on others (measured: ~1/3 of groups informative).
@@ -31,8 +35,9 @@ public sealed class ResumeFixture : IDisposable
 /// <summary>
 /// <c>train-rl --resume</c> and <c>train-sft --resume</c>: a run of N steps in one go against the same run
 /// stopped part way (finished early, or killed between two saves) and resumed to N. Weights and optimizer
-/// moments must agree bitwise and the metrics (and samples) lines must be the same, timing keys aside; on
-/// the cpu backend everything is a function of the seeds, so any state a resume forgot shows up here.
+/// moments of the newest checkpoints must agree bitwise and the metrics (and samples) lines must be the same,
+/// timing keys aside; on the cpu backend everything is a function of the seeds, so any state a resume forgot
+/// shows up here. (Kills during a save: <see cref="KillDuringSaveTests"/>.)
 /// </summary>
 public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : IClassFixture<ResumeFixture>
 {
@@ -45,26 +50,19 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
     string[] RlArgs(string outDir, int steps, params string[] extra) =>
     [
         "train-rl", "--algo", "archer", "--model", fixture.Start, .. Task, "--steps", steps.ToString(CultureInfo.InvariantCulture),
-        "--group-size", "4", "--prompts-per-step", "4", "--set", "mini_batch_prompts=2", "--set", "warmup_steps=0", "--set", "learning_rate=1e-3",
+        "--group-size", "4", "--prompts-per-step", "4", "--set", "rl.mini_batch_prompts=2", "--set", "rl.warmup_steps=0", "--set", "rl.learning_rate=1e-3",
         "--sample-every", "1", "--seed", "3", "--out", outDir, "--device", "cpu", .. extra,
     ];
 
-    static TrainRlCommand.Settings RlSettings(string model, string outDir, int steps, int saveEvery, int? interruptAfter) =>
+    internal static TrainRlCommand.Settings RlSettings(string model, string outDir, int steps, int? saveEvery, int? interruptAfter) =>
         new("archer", model, "arithmetic", ["operators=+", "min_digits=1", "max_digits=1"], steps, 4, 4,
-            ["mini_batch_prompts=2", "warmup_steps=0", "learning_rate=1e-3"], 3, outDir, 0, 1, saveEvery, 0, "cpu", false, interruptAfter);
+            ["rl.mini_batch_prompts=2", "rl.warmup_steps=0", "rl.learning_rate=1e-3"], 3, outDir, 0, 1, saveEvery, 0, "cpu", false, interruptAfter);
 
     string[] SftArgs(string outDir, params string[] extra) =>
     [
         "train-sft", "--data", fixture.Data, "--held-out", fixture.HeldOut, "--out", outDir, "--steps", SftSteps.ToString(CultureInfo.InvariantCulture),
         "--batch-size", "8", "--eval-every", "2", "--seed", "2", "--device", "cpu", .. extra,
     ];
-
-    CliResult Ok(params string[] args)
-    {
-        var r = Archer.Run(args);
-        Assert.True(r.ExitCode == 0, r.ToString());
-        return r;
-    }
 
     // ==================================================================== train-rl
 
@@ -93,7 +91,7 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
         var stop = Assert.Throws<TrainingInterruptedException>(() => TrainRlCommand.Run(RlSettings(fixture.Start, killed, RlSteps, 2, 3), TextWriter.Null));
         Assert.Equal(3, stop.Step);
         Assert.Equal(3, File.ReadAllLines(Path.Combine(killed, "metrics.jsonl")).Length);
-        Assert.Equal(2, JsonNode.Parse(File.ReadAllText(Path.Combine(killed, "model", "trainer_state.json")))!["step"]!.GetValue<int>());
+        Assert.Equal(2, JsonNode.Parse(File.ReadAllText(Path.Combine(Newest(killed), "state.json")))!["rl"]!["step"]!.GetValue<int>());
         File.AppendAllText(Path.Combine(killed, "metrics.jsonl"), "{\"step\":3,\"reward/me");   // and a line cut off by the kill
 
         Ok(RlArgs(killed, RlSteps, "--resume", "--save-every", "2"));
@@ -106,10 +104,10 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
         using var dir = new TempDir();
         string run = dir.File("run");
         Ok(RlArgs(run, 2));
-        var before = File.ReadAllBytes(Path.Combine(run, "model", "model.safetensors"));
+        var before = File.ReadAllBytes(Path.Combine(Newest(run), "model.safetensors"));
         var again = Ok(RlArgs(run, 2, "--resume"));
         Assert.Contains("nothing to do", again.Out);
-        Assert.Equal(before, File.ReadAllBytes(Path.Combine(run, "model", "model.safetensors")));
+        Assert.Equal(before, File.ReadAllBytes(Path.Combine(Newest(run), "model.safetensors")));
         Assert.Equal(2, File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Length);
 
         var fewer = Archer.Run(RlArgs(run, 1, "--resume"));
@@ -123,8 +121,7 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
         using var dir = new TempDir();
         var r = Archer.Run(RlArgs(dir.File("never"), RlSteps, "--resume"));
         Assert.Equal(1, r.ExitCode);
-        Assert.Contains("trainer_state.json: not found", r.Err);
-        Assert.Contains("--resume needs a run saved", r.Err);
+        Assert.Contains("has no checkpoint to resume", r.Err);
     }
 
     [Fact]
@@ -133,14 +130,14 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
         using var dir = new TempDir();
         string run = dir.File("run");
         Ok(RlArgs(run, 1));
-        var state = File.ReadAllText(Path.Combine(run, "model", "trainer_state.json"));
+        var state = File.ReadAllText(Path.Combine(Newest(run), "state.json"));
 
         var grpo = Archer.Run(With(RlArgs(run, RlSteps, "--resume"), "--algo", "grpo"));
         Assert.Equal(1, grpo.ExitCode);
-        Assert.Contains("algorithm settings differ", grpo.Err);
+        Assert.Contains("this is not the run", grpo.Err);
         Assert.Contains("name: archer in the run, grpo now", grpo.Err);
 
-        var lr = Archer.Run(RlArgs(run, RlSteps, "--resume").Select(a => a == "learning_rate=1e-3" ? "learning_rate=2e-3" : a).ToArray());
+        var lr = Archer.Run(RlArgs(run, RlSteps, "--resume").Select(a => a == "rl.learning_rate=1e-3" ? "rl.learning_rate=2e-3" : a).ToArray());
         Assert.Equal(1, lr.ExitCode);
         Assert.Contains("learning_rate: 0.001 in the run, 0.002 now", lr.Err);
 
@@ -153,22 +150,7 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
         Assert.Contains("--seed: 3 in the run, 4 now", seed.Err);
 
         // None of the refusals touched the saved run.
-        Assert.Equal(state, File.ReadAllText(Path.Combine(run, "model", "trainer_state.json")));
-    }
-
-    [Fact]
-    public void RlResumeRefusesASaveThatMixesTwoSteps()
-    {
-        using var dir = new TempDir();
-        string run = dir.File("run");
-        Ok(RlArgs(run, 1));
-        // As if killed after the weights of a later save were renamed into place but before its state file.
-        string statePath = Path.Combine(run, "model", "trainer_state.json");
-        File.WriteAllText(statePath, File.ReadAllText(statePath).Replace("\"step\":1", "\"step\":0"));
-        var r = Archer.Run(RlArgs(run, RlSteps, "--resume"));
-        Assert.Equal(1, r.ExitCode);
-        Assert.Contains("is from step 1", r.Err);
-        Assert.Contains("interrupted", r.Err);
+        Assert.Equal(state, File.ReadAllText(Path.Combine(Newest(run), "state.json")));
     }
 
     void AssertInformative(string run)
@@ -177,16 +159,14 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
         var steps = MetricLines(Path.Combine(run, "metrics.jsonl"), timing: true).Select(l => JsonNode.Parse(l)!).ToList();
         Assert.Contains(steps, m => m["optim/steps"]!.GetValue<double>() > 0);
         using var backend = new Kernels.CpuBackend();
-        using var start = Checkpoint.Load(backend, fixture.Start);
-        using var end = Checkpoint.Load(backend, Path.Combine(run, "model"));
+        using var start = Checkpoint.Load(backend, Newest(fixture.Start));
+        using var end = Checkpoint.Load(backend, Newest(run));
         Assert.NotEqual(start.DownloadParameters(), end.DownloadParameters());
     }
 
-    static void AssertSameRlRun(string expected, string actual)
+    internal static void AssertSameRlRun(string expected, string actual)
     {
-        AssertSameFloats(Path.Combine(expected, "model", "model.safetensors"), Path.Combine(actual, "model", "model.safetensors"));
-        AssertSameFloats(Path.Combine(expected, "model", "optimizer.safetensors"), Path.Combine(actual, "model", "optimizer.safetensors"));
-        Assert.Equal(File.ReadAllText(Path.Combine(expected, "model", "trainer_state.json")), File.ReadAllText(Path.Combine(actual, "model", "trainer_state.json")));
+        AssertSameCheckpoint(Newest(expected), Newest(actual));
         Assert.Equal(MetricLines(Path.Combine(expected, "metrics.jsonl")), MetricLines(Path.Combine(actual, "metrics.jsonl")));
         Assert.Equal(File.ReadAllLines(Path.Combine(expected, "samples.jsonl")), File.ReadAllLines(Path.Combine(actual, "samples.jsonl")));
     }
@@ -211,8 +191,7 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
         var resumed = Ok(SftArgs(killed, "--resume"));
         Assert.Contains($"resuming {killed} after step 4", resumed.Out);
 
-        AssertSameFloats(Path.Combine(straight, "model.safetensors"), Path.Combine(killed, "model.safetensors"));
-        AssertSameFloats(Path.Combine(straight, "optimizer.safetensors"), Path.Combine(killed, "optimizer.safetensors"));
+        AssertSameCheckpoint(Newest(straight), Newest(killed));
         var lines = MetricLines(Path.Combine(straight, "metrics.jsonl"));
         Assert.Equal(SftSteps, lines.Count);
         Assert.Equal(lines, MetricLines(Path.Combine(killed, "metrics.jsonl")));
@@ -231,7 +210,7 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
         Assert.Contains($"resuming {run} after step {SftSteps}", more.Out);
         var steps = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Select(l => JsonNode.Parse(l)!["step"]!.GetValue<long>());
         Assert.Equal(Enumerable.Range(1, 12).Select(i => (long)i), steps);
-        Assert.Equal(12, JsonNode.Parse(File.ReadAllText(Path.Combine(run, "sft_state.json")))!["step"]!.GetValue<int>());
+        Assert.Equal(12, JsonNode.Parse(File.ReadAllText(Path.Combine(Newest(run), "state.json")))!["sft_step"]!.GetValue<int>());
     }
 
     [Fact]
@@ -240,7 +219,7 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
         using var dir = new TempDir();
         var none = Archer.Run(SftArgs(dir.File("never"), "--resume"));
         Assert.Equal(1, none.ExitCode);
-        Assert.Contains("sft_state.json: not found", none.Err);
+        Assert.Contains("has no checkpoint to resume", none.Err);
 
         string run = dir.File("run");
         Ok(SftArgs(run));
@@ -257,7 +236,34 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
         Assert.Contains("--lr: 0.005 in the run, 0.01 now", lr.Err);
     }
 
+    [Fact]
+    public void SftResumeOfAFinishedRunReportsTheRunsFinalHeldOutLoss()
+    {
+        using var dir = new TempDir();
+        string run = dir.File("run");
+        var first = Ok(SftArgs(run));
+        var again = Ok(SftArgs(run, "--resume"));
+        Assert.Contains("nothing to train", again.Out);
+        string Final(CliResult r) => r.Out.Split('\n').Last(l => l.StartsWith("held-out loss", StringComparison.Ordinal));
+        // Not the step-0 loss: the line equals the one the run ended with (and its 'from' is the step-0 loss).
+        Assert.Equal(Final(first), Final(again));
+        Assert.DoesNotMatch(@"held-out loss (\S+) \(from \1\)", Final(again));
+    }
+
     // ==================================================================== helpers
+
+    /// <summary>The newest checkpoint folder of a run folder.</summary>
+    internal static string Newest(string run) => RunFolder.Open(run).Checkpoints().Latest()!.Path;
+
+    /// <summary>Two checkpoints with bit-identical weights and moments, and the same state.json.</summary>
+    internal static void AssertSameCheckpoint(string expected, string actual)
+    {
+        Assert.Equal(Path.GetFileName(expected), Path.GetFileName(actual));
+        AssertSameFloats(Path.Combine(expected, "model.safetensors"), Path.Combine(actual, "model.safetensors"));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(expected, "model.safetensors")), File.ReadAllBytes(Path.Combine(actual, "model.safetensors")));
+        AssertSameFloats(Path.Combine(expected, "optimizer.safetensors"), Path.Combine(actual, "optimizer.safetensors"));
+        Assert.Equal(File.ReadAllText(Path.Combine(expected, "state.json")), File.ReadAllText(Path.Combine(actual, "state.json")));
+    }
 
     /// <summary>The arguments with the value after <paramref name="option"/> replaced.</summary>
     static string[] With(string[] args, string option, string value)
@@ -272,7 +278,7 @@ public class ResumeTests(ResumeFixture fixture, ITestOutputHelper output) : ICla
     static bool IsTiming(string key) => key.StartsWith("time/", StringComparison.Ordinal) || key.StartsWith("perf/", StringComparison.Ordinal);
 
     /// <summary>Each metrics line as canonical text, without its timing keys unless asked for.</summary>
-    static List<string> MetricLines(string path, bool timing = false) => File.ReadAllLines(path).Select(line =>
+    internal static List<string> MetricLines(string path, bool timing = false) => File.ReadAllLines(path).Select(line =>
     {
         using var doc = JsonDocument.Parse(line);
         var kept = doc.RootElement.EnumerateObject().Where(p => timing || !IsTiming(p.Name)).Select(p => $"\"{p.Name}\":{p.Value.GetRawText()}");

@@ -59,10 +59,16 @@ public class TrainSftCommandTests
         WriteData(dir.File("d.jsonl"), 40);
         var first = Archer.Run("train-sft", "--data", dir.File("d.jsonl"), "--out", dir.File("a"), "--preset", "tiny", "--steps", "5", "--batch-size", "4", "--device", "cpu");
         Assert.True(first.ExitCode == 0, first.ToString());
-        var second = Archer.Run("train-sft", "--data", dir.File("d.jsonl"), "--init", dir.File("a"), "--out", dir.File("b"), "--steps", "5", "--batch-size", "4", "--device", "cpu");
+        // --init takes a model folder, or a run folder for its newest checkpoint.
+        string checkpoint = Path.Combine(dir.File("a"), "checkpoints", "step-000005");
+        var second = Archer.Run("train-sft", "--data", dir.File("d.jsonl"), "--init", checkpoint, "--out", dir.File("b"), "--steps", "5", "--batch-size", "4", "--device", "cpu");
         Assert.True(second.ExitCode == 0, second.ToString());
-        Assert.Contains("from " + dir.File("a"), second.Out);
-        Assert.Equal(File.ReadAllText(Path.Combine(dir.File("a"), "tokenizer_char.json")), File.ReadAllText(Path.Combine(dir.File("b"), "tokenizer_char.json")));
+        Assert.Contains("from " + checkpoint, second.Out);
+        var third = Archer.Run("train-sft", "--data", dir.File("d.jsonl"), "--init", dir.File("a"), "--out", dir.File("c"), "--steps", "5", "--batch-size", "4", "--device", "cpu");
+        Assert.True(third.ExitCode == 0, third.ToString());
+        foreach (var run in new[] { "b", "c" })
+            Assert.Equal(File.ReadAllText(Path.Combine(checkpoint, "tokenizer_char.json")),
+                         File.ReadAllText(Path.Combine(dir.File(run), "checkpoints", "step-000005", "tokenizer_char.json")));
     }
 
     [Fact]

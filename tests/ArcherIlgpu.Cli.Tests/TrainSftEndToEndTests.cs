@@ -15,8 +15,9 @@ public class TrainSftEndToEndTests(ITestOutputHelper output)
         var clock = Stopwatch.StartNew();
         // tiny preset, 2000 steps: measured ~7 s on 2 cores and 100% held-out exact match; the thresholds
         // below leave room for another machine's rounding to land elsewhere on the learning curve.
-        var model = Path.Combine(dir.Path, "model");
-        var r = AdditionSft.Run(dir, model, "tiny", steps: 2000);
+        var runDir = Path.Combine(dir.Path, "run");
+        var r = AdditionSft.Run(dir, runDir, "tiny", steps: 2000);
+        var model = Path.Combine(runDir, "checkpoints", "step-002000");
         var train = r.Train;
         output.WriteLine(train.Out);
         Assert.Equal(200, r.Total);
@@ -27,6 +28,7 @@ public class TrainSftEndToEndTests(ITestOutputHelper output)
         foreach (var file in new[] { "config.json", "model.safetensors", "tokenizer_char.json" })
             Assert.True(File.Exists(Path.Combine(model, file)), file + " missing");
         Assert.Empty(Directory.GetFiles(model, "*.tmp"));
+        Assert.Empty(Directory.GetDirectories(Path.Combine(runDir, "checkpoints"), "*.tmp"));
 
         var greedy = Archer.Run("generate", "--model", model, "--prompt", "35+58=", "--temperature", "0", "--max-new-tokens", "6", "--device", "cpu");
         Assert.True(greedy.ExitCode == 0, greedy.ToString());

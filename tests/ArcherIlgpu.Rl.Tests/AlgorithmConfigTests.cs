@@ -109,14 +109,14 @@ public class AlgorithmConfigTests
         Assert.Equal(0.2, baseline.Low.ClipHigh);
         Assert.Equal(3, baseline.PpoEpochs);
 
-        var e = Assert.Throws<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "ppo_epoch", "2"));
+        var e = Assert.ThrowsAny<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "ppo_epoch", "2"));
         Assert.Contains("ppo_epochs", e.Message);
-        var e2 = Assert.Throws<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "ppo_epochs", "two"));
+        var e2 = Assert.ThrowsAny<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "ppo_epochs", "two"));
         Assert.Contains("integer", e2.Message);
-        var e3 = Assert.Throws<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "aggregation", "mean"));
-        Assert.Contains("seq-mean-token-mean", e3.Message);
-        Assert.Throws<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "low", "1"));
-        Assert.Throws<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "low.nope", "1"));
+        var e3 = Assert.ThrowsAny<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "aggregation", "mean"));
+        Assert.Contains("seq_mean_token_mean", e3.Message);
+        Assert.ThrowsAny<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "low", "1"));
+        Assert.ThrowsAny<ArgumentException>(() => AlgorithmOverrides.Apply(baseline, "low.nope", "1"));
     }
 
     [Fact]

@@ -74,6 +74,17 @@ public class RunReportTests : IDisposable
         Assert.True(File.Exists(Path.Combine(b.PlotsDir, "kl.svg")));
     }
 
+    /// <summary>train-rl numbers its steps 0..19 for a 20-step run; the demo numbers them 1..N: both report the count done.</summary>
+    [Fact]
+    public void StepsCountsARunLoggedFromStepZero()
+    {
+        var run = RunFolder.Create(root, "rl", new DateTime(2026, 11, 22, 12, 0, 0));
+        using (var m = run.OpenMetrics())
+            for (int s = 0; s < 20; s++) m.Write(s, new Dictionary<string, double> { ["reward/mean"] = 0.5 });
+        var table = ParseTable(RunReport.Generate([run.Path]).Markdown);
+        Assert.Equal(["20"], table["steps"]);
+    }
+
     [Fact]
     public void SingleRunReportGoesIntoTheRunFolder()
     {

@@ -59,8 +59,6 @@ public sealed record DemoOutcome(RunFolder Run, EvalSummary Sft, EvalSummary Rl,
 /// </summary>
 public sealed class DemoJob
 {
-    const string StateFile = "state.json";
-    const string ReferenceFile = "reference.safetensors";
     /// <summary>SFT data and RL problems come from streams the evaluation never uses.</summary>
     const long SftDataSeedOffset = 0x5F7_DA7A;
 
@@ -84,13 +82,13 @@ public sealed class DemoJob
     /// </summary>
     public long? InterruptAfterStep { get; init; }
 
+    /// <summary>Test hook for Ctrl-C: once cancelled, the job saves a checkpoint after the current step and stops.</summary>
+    public CancellationToken Stop { get; init; }
+
     void MaybeInterrupt(long step)
     {
         if (InterruptAfterStep is long stop && step >= stop) throw new DemoInterruptedException(step);
     }
-
-    /// <summary>Checkpoint state beside the weights: which phase, how far, and what the SFT evaluation found.</summary>
-    sealed record JobState(string Phase, long GlobalStep, int SftStep, RlTrainerState? Rl, JsonObject? SftEval, JsonObject? RlEval);
 
     public DemoOutcome Run()
     {
@@ -101,6 +99,7 @@ public sealed class DemoJob
         var store = run.Checkpoints(config.KeepCheckpoints);
         var latest = store.Latest();
         var state = latest is null ? null : ReadState(latest);
+        using var stop = StopRequest.Listen(Stop);
 
         using var backend = Devices.Create(config.Device);
         ITokenizer tokenizer;
@@ -140,34 +139,36 @@ public sealed class DemoJob
         // ---------------------------------------------------------------- SFT
         if (state is null || state.Phase == "sft")
         {
-            using var sft = new ModelTrainer(model, new LrSchedule((float)config.Sft.LearningRate, config.Sft.WarmupSteps, Math.Max(1, S)));
+            var examples = SftExamples(trainTask, tokenizer, model.Config.MaxT);
+            var options = new SftOptions(Steps: S, BatchSize: config.Sft.BatchSize, Lr: (float)config.Sft.LearningRate,
+                WarmupSteps: config.Sft.WarmupSteps, EvalEvery: Math.Max(1, S));
+            using var sft = new SftTrainer(model, examples, [], tokenizer.EndOfText, options, step => SftBatch(examples, step));
             if (state is not null)
             {
-                Checkpoint.LoadOptimizer(sft.Optimizer, model, latest!.Path);
-                sft.StepsTaken = state.SftStep;
+                TrainingCheckpoint.LoadOptimizer(sft.Trainer.Optimizer, model, latest!);
+                sft.ResumeAt(state.SftStep);
             }
-            var examples = SftExamples(trainTask, tokenizer, model.Config.MaxT);
-            RunSft(sft, examples, tokenizer, metrics, store);
+            RunSft(sft, tokenizer, metrics, store, stop);
             sftEval = Evaluate(model, tokenizer, task, algorithm.MaxResponseTokens, "SFT model");
             metrics.Write(S, sftEval.ToMetrics());
             WriteEval(sftEval, null);
             if (R == 0) rlEval = sftEval;
-            SaveCheckpoint(store, S, model, tokenizer, sft.Optimizer, null, null,
-                new JobState(R == 0 ? "done" : "rl", S, S, null, sftEval.ToJson(), R == 0 ? sftEval.ToJson() : null));
+            TrainingCheckpoint.Save(store, new TrainingState(R == 0 ? "done" : "rl", S) { SftStep = S, SftEval = sftEval.ToJson(), RlEval = R == 0 ? sftEval.ToJson() : null },
+                model, tokenizer, sft.Trainer.Optimizer);
         }
 
         // ---------------------------------------------------------------- RL
         // A finished run resumed with a larger rl.steps continues training from its last step.
         if (R > 0 && (state?.Phase != "done" || state.Rl is { } done && done.Step < R))
         {
-            float[]? reference = state?.Phase is "rl" or "done" && File.Exists(Path.Combine(latest!.Path, ReferenceFile))
-                ? Checkpoint.ReadParameters(model.Config, Path.Combine(latest.Path, ReferenceFile)) : null;
+            float[]? reference = state?.Phase is "rl" or "done" && File.Exists(latest!.File(TrainingCheckpoint.ReferenceFile))
+                ? TrainingCheckpoint.ReadReference(latest, model.Config) : null;
             using var trainer = new RlTrainer(model, tokenizer, trainTask, algorithm,
                 new RlTrainerOptions(Seed: config.Seed, SampleEvery: config.Rl.SampleEvery), reference);
             reference ??= model.DownloadParameters();
             if (state?.Phase is "rl" or "done" && state.Rl is not null)
             {
-                Checkpoint.LoadOptimizer(trainer.Optimizer, model, latest!.Path);
+                TrainingCheckpoint.LoadOptimizer(trainer.Optimizer, model, latest!);
                 trainer.Restore(state.Rl);
             }
             var progress = new ProgressReporter(R, $"{algorithm.Name} step", log, interactive, startStep: trainer.StepIndex);
@@ -179,16 +180,19 @@ public sealed class DemoJob
                 foreach (var sample in r.Samples) samples.AppendLine(MetricsJson.Line(sample with { Step = (int)global }));
                 progress.Report(trainer.StepIndex, ProgressFields(r.Metrics));
                 MaybeInterrupt(global);
-                if (trainer.StepIndex < R && trainer.StepIndex % config.CheckpointEvery == 0)
-                    SaveCheckpoint(store, global, model, tokenizer, trainer.Optimizer, trainer.State, reference,
-                        new JobState("rl", global, S, trainer.State, sftEval!.ToJson(), null));
+                if (trainer.StepIndex < R && (trainer.StepIndex % config.CheckpointEvery == 0 || stop.IsRequested))
+                {
+                    var saved = TrainingCheckpoint.Save(store, new TrainingState("rl", global) { SftStep = S, Rl = trainer.State, SftEval = sftEval!.ToJson() },
+                        model, tokenizer, trainer.Optimizer, reference);
+                    if (stop.IsRequested) throw new RunInterruptedException(global, saved.Path);
+                }
             }
             progress.Complete($"{algorithm.Name}: {R} steps done, skipped optimizer steps: {trainer.SkippedOptimizerSteps}");
             rlEval = Evaluate(model, tokenizer, task, algorithm.MaxResponseTokens, $"{algorithm.Name} model");
             metrics.Write(S + R, rlEval.ToMetrics());
             WriteEval(sftEval!, rlEval);
-            SaveCheckpoint(store, S + R, model, tokenizer, trainer.Optimizer, trainer.State, reference,
-                new JobState("done", S + R, S, trainer.State, sftEval!.ToJson(), rlEval.ToJson()));
+            TrainingCheckpoint.Save(store, new TrainingState("done", S + R) { SftStep = S, Rl = trainer.State, SftEval = sftEval!.ToJson(), RlEval = rlEval.ToJson() },
+                model, tokenizer, trainer.Optimizer, reference);
         }
 
         RunPlots.Write(run.Path);
@@ -225,26 +229,25 @@ public sealed class DemoJob
         return (answer + (rng.Next(2) == 0 ? -1 : 1)).ToString(CultureInfo.InvariantCulture);
     }
 
-    void RunSft(ModelTrainer sft, List<SftExample> examples, ITokenizer tokenizer, MetricsWriter metrics, CheckpointStore store)
+    void RunSft(SftTrainer sft, ITokenizer tokenizer, MetricsWriter metrics, CheckpointStore store, StopRequest stop)
     {
         int S = config.Sft.Steps;
-        if (sft.StepsTaken >= S) return;
-        var progress = new ProgressReporter(S, "sft step", log, interactive, startStep: sft.StepsTaken);
+        if (sft.Trainer.StepsTaken >= S) return;
+        var progress = new ProgressReporter(S, "sft step", log, interactive, startStep: sft.Trainer.StepsTaken);
         double lastLoss = double.NaN;
-        while (sft.StepsTaken < S)
+        sft.Run(m =>
         {
-            var batch = SftData.MakeBatch(SftBatch(examples, sft.StepsTaken), tokenizer.EndOfText);
-            var r = sft.TrainStep(batch);
-            lastLoss = r.Loss;
-            var m = new Dictionary<string, double> { ["sft/loss"] = r.Loss, ["sft/grad_norm"] = r.GradNorm, ["sft/lr"] = r.Lr, ["sft/skipped"] = r.Skipped ? 1 : 0 };
-            metrics.Write(sft.StepsTaken, m);
-            progress.Report(sft.StepsTaken, [new("loss", r.Loss), new("lr", r.Lr)]);
-            MaybeInterrupt(sft.StepsTaken);
-            if (sft.StepsTaken < S && sft.StepsTaken % config.CheckpointEvery == 0)
-                SaveCheckpoint(store, sft.StepsTaken, sft.Model, tokenizer, sft.Optimizer, null, null,
-                    new JobState("sft", sft.StepsTaken, sft.StepsTaken, null, null, null));
-        }
-        progress.Complete(string.Create(CultureInfo.InvariantCulture, $"SFT: {S} steps done, last loss {lastLoss:F4}, skipped steps {sft.Optimizer.SkippedSteps}"));
+            lastLoss = m.Loss;
+            metrics.Write(m.Step, new Dictionary<string, double> { ["sft/loss"] = m.Loss, ["sft/grad_norm"] = m.GradNorm, ["sft/lr"] = m.Lr, ["sft/skipped"] = m.Skipped ? 1 : 0 });
+            progress.Report(m.Step, [new("loss", m.Loss), new("lr", m.Lr)]);
+            MaybeInterrupt(m.Step);
+            if (m.Step < S && (m.Step % config.CheckpointEvery == 0 || stop.IsRequested))
+            {
+                var saved = TrainingCheckpoint.Save(store, new TrainingState("sft", m.Step) { SftStep = m.Step }, sft.Trainer.Model, tokenizer, sft.Trainer.Optimizer);
+                if (stop.IsRequested) throw new RunInterruptedException(m.Step, saved.Path);
+            }
+        });
+        progress.Complete(string.Create(CultureInfo.InvariantCulture, $"SFT: {S} steps done, last loss {lastLoss:F4}, skipped steps {sft.Trainer.Optimizer.SkippedSteps}"));
     }
 
     /// <summary>The examples of SFT step <paramref name="step"/>: a seeded permutation per epoch, so any step can be reproduced on resume.</summary>
@@ -290,55 +293,12 @@ public sealed class DemoJob
 
     // ==================================================================== checkpoints
 
-    static void SaveCheckpoint(CheckpointStore store, long step, CausalLm model, ITokenizer tokenizer, AdamWOptimizer optimizer,
-        RlTrainerState? rl, float[]? reference, JobState state)
+    static TrainingState ReadState(CheckpointInfo checkpoint)
     {
-        store.Save(step, dir =>
-        {
-            Checkpoint.Save(model, dir, optimizer);
-            TokenizerFiles.Save(tokenizer, dir);
-            if (reference is not null)
-                SafeTensors.Write(Path.Combine(dir, ReferenceFile), Models.ToFileTensors(model.Config, reference));
-            Runs.AtomicFile.WriteAllText(Path.Combine(dir, StateFile), StateJson(state with { Rl = rl }));
-        });
-    }
-
-    static string StateJson(JobState s)
-    {
-        var o = new JsonObject
-        {
-            ["phase"] = s.Phase, ["global_step"] = s.GlobalStep, ["sft_step"] = s.SftStep,
-            ["sft_eval"] = s.SftEval?.DeepClone(), ["rl_eval"] = s.RlEval?.DeepClone(),
-        };
-        if (s.Rl is { } r)
-            o["rl"] = new JsonObject
-            {
-                ["step"] = r.Step, ["data_seed"] = r.DataSeed, ["data_cursor"] = r.DataCursor, ["seed"] = r.Seed, ["rng_counter"] = r.RngCounter,
-                ["skipped_total"] = r.SkippedTotal,
-            };
-        return o.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n";
-    }
-
-    static JobState ReadState(CheckpointInfo checkpoint)
-    {
-        string path = checkpoint.File(StateFile);
-        if (!File.Exists(path)) throw new CliInputException($"{path}: missing; the checkpoint is incomplete (delete the folder to resume from an earlier one)");
-        try
-        {
-            var o = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new CliInputException($"{path}: expected a JSON object");
-            string phase = o["phase"]?.GetValue<string>() ?? throw new CliInputException($"{path}: missing \"phase\"");
-            if (phase is not ("sft" or "rl" or "done")) throw new CliInputException($"{path}: phase is '{phase}', expected sft, rl or done");
-            RlTrainerState? rl = o["rl"] is JsonObject r
-                ? new RlTrainerState(r["step"]!.GetValue<int>(), r["data_seed"]!.GetValue<long>(), r["data_cursor"]!.GetValue<long>(),
-                    r["seed"]!.GetValue<ulong>(), r["rng_counter"]!.GetValue<long>(), r["skipped_total"]?.GetValue<int>() ?? 0)
-                : null;
-            return new JobState(phase, o["global_step"]!.GetValue<long>(), o["sft_step"]!.GetValue<int>(), rl,
-                o["sft_eval"] as JsonObject, o["rl_eval"] as JsonObject);
-        }
-        catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException or NullReferenceException)
-        {
-            throw new CliInputException($"{path}: not a valid checkpoint state ({e.Message})");
-        }
+        var state = TrainingCheckpoint.ReadState(checkpoint);
+        if (state.Phase is not ("sft" or "rl" or "done"))
+            throw new CliInputException($"{checkpoint.File(TrainingCheckpoint.StateFile)}: phase is '{state.Phase}', expected sft, rl or done (not a demo checkpoint?)");
+        return state;
     }
 
     // ==================================================================== output

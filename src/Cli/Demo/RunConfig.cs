@@ -52,8 +52,8 @@ public sealed record RunConfig
         Require(Sft.WarmupSteps >= 0, $"sft.warmup_steps must be >= 0, got {Sft.WarmupSteps}");
         Require(Sft.Examples >= 1, $"sft.examples must be >= 1, got {Sft.Examples}");
         Require(Sft.CorrectShare >= 0 && Sft.CorrectShare <= 1, $"sft.correct_share must be in [0, 1], got {Format(Sft.CorrectShare)}");
-        Require(AlgorithmRegistry.Names.Contains(Rl.Algorithm),
-            $"rl.algorithm: unknown algorithm '{Rl.Algorithm}'; valid: {string.Join(", ", AlgorithmRegistry.Names)}");
+        Require(AlgorithmRegistry.Canonical(Rl.Algorithm) is not null,
+            $"rl.algorithm: unknown algorithm '{Rl.Algorithm}'; valid: {AlgorithmRegistry.Describe()}");
         Require(Rl.Steps >= 0, $"rl.steps must be >= 0, got {Rl.Steps}");
         Require(Rl.GroupSize >= 2, $"rl.group_size must be >= 2 (a group of one has no baseline to compare with), got {Rl.GroupSize}");
         Require(Rl.PromptsPerStep >= 1, $"rl.prompts_per_step must be >= 1, got {Rl.PromptsPerStep}");
@@ -71,7 +71,7 @@ public sealed record RunConfig
             problems.Add($"device: unknown device '{Device}'; valid: auto, {string.Join(", ", Devices.AllNames.Where(n => n != "auto"))}");
         Require(CheckpointEvery >= 1, $"checkpoint_every must be >= 1, got {CheckpointEvery}");
         Require(KeepCheckpoints >= 0, $"keep_checkpoints must be >= 0 (0 keeps all), got {KeepCheckpoints}");
-        if (problems.Count == 0 && AlgorithmRegistry.Names.Contains(Rl.Algorithm))
+        if (problems.Count == 0 && AlgorithmRegistry.Canonical(Rl.Algorithm) is not null)
         {
             try { Algorithm(); }
             catch (ArgumentException e) { problems.Add("rl: " + e.Message.Replace("\n  ", "; ")); }
@@ -83,23 +83,48 @@ public sealed record RunConfig
 
     public ITask CreateTask() => TaskRegistry.Create(Task.Name, RlCommandSupport.ParsePairs(Task.Options, "task.options").ToDictionary(kv => kv.Key, kv => kv.Value));
 
-    /// <summary>The algorithm's preset with this run's scale applied (lengths are fitted to the model later), then rl.overrides.</summary>
+    /// <summary>The algorithm's preset at this run's scale (lengths are fitted to the model later), then the other rl.* settings.</summary>
     public AlgorithmConfig Algorithm()
     {
-        var c = AlgorithmRegistry.Get(Rl.Algorithm) with
-        {
-            GroupSize = Rl.GroupSize,
-            TrainBatchPrompts = Rl.PromptsPerStep,
-            MiniBatchPrompts = Rl.MiniBatchPrompts,
-            LearningRate = Rl.LearningRate,
-            WarmupSteps = Rl.WarmupSteps,
-            Warmup = WarmupRule.StepPlusOneOverWarmup,
-            MaxResponseTokens = Rl.MaxResponseTokens,
-        };
+        var scale = new AlgorithmScale(Rl.GroupSize, Rl.PromptsPerStep, Rl.MiniBatchPrompts, Rl.LearningRate, Rl.WarmupSteps, Rl.MaxResponseTokens);
+        var c = AlgorithmRegistry.Get(Rl.Algorithm, scale);
         if (Rl.EntropyQuantile is double rho) c = c with { EntropyQuantile = rho };
-        if (c.OverlongShaping) c = c with { OverlongBuffer = Math.Max(1, Rl.MaxResponseTokens / 2) };
         c = AlgorithmOverrides.Apply(c, RlCommandSupport.ParsePairs(Rl.Overrides, "rl.overrides"));
         return c.Validate();
+    }
+
+    /// <summary>
+    /// Binds --set items (and the preset or JSON file through <paramref name="bind"/>) so that every algorithm
+    /// setting is <c>rl.KEY</c>, as in train-rl: the keys of <see cref="RlSettings"/> bind directly; any other
+    /// algorithm key (<c>rl.low.clip_high=0.3</c>, <c>rl.ppo_epochs=2</c>) is checked by the algorithm's binder
+    /// and kept, in order, after the run's <see cref="RlSettings.Overrides"/>.
+    /// </summary>
+    public static RunConfig Bind(Func<IEnumerable<string>, RunConfig> bind, IEnumerable<string> sets)
+    {
+        var own = new List<string>();
+        var algorithm = new List<string>();
+        foreach (var set in sets)
+            (IsAlgorithmOnlyKey(set) ? algorithm : own).Add(set);
+        var config = bind(own);
+        if (algorithm.Count == 0) return config;
+        AlgorithmOverrides.ApplySets(AlgorithmConfigFor(config), algorithm);   // did-you-mean and types, before anything runs
+        var extra = algorithm.Select(a => a[AlgorithmOverrides.Prefix.Length..]);
+        config = config with { Rl = config.Rl with { Overrides = [.. config.Rl.Overrides, .. extra] } };
+        ConfigBinder.Validate(config);
+        return config;
+    }
+
+    static AlgorithmConfig AlgorithmConfigFor(RunConfig config) =>
+        AlgorithmRegistry.Canonical(config.Rl.Algorithm) is null ? new AlgorithmConfig() : config.Algorithm();
+
+    /// <summary>"rl.KEY=VALUE" where KEY is an algorithm setting that <see cref="RlSettings"/> has no key for.</summary>
+    static bool IsAlgorithmOnlyKey(string set)
+    {
+        int eq = set.IndexOf('=');
+        if (eq <= 0 || !set.StartsWith(AlgorithmOverrides.Prefix, StringComparison.Ordinal)) return false;
+        string key = set[AlgorithmOverrides.Prefix.Length..eq].Trim();
+        string first = key.Split('.')[0];
+        return !ConfigBinder.Keys<RlSettings>().Contains(first) && AlgorithmOverrides.IsKey(first);
     }
 }
 
@@ -134,24 +159,28 @@ public sealed record SftSettings
     public double CorrectShare { get; init; } = 0.3;
 }
 
-/// <summary>The RL phase: the algorithm's preset scaled to a small model (these keys), then any other setting in <see cref="Overrides"/>.</summary>
+/// <summary>
+/// The RL phase: the algorithm's preset at <see cref="AlgorithmScale.Small"/> (these keys, the same as
+/// train-rl's), then any other algorithm setting, given as <c>rl.KEY=VALUE</c> and kept in <see cref="Overrides"/>.
+/// </summary>
 public sealed record RlSettings
 {
     public string Algorithm { get; init; } = "archer";
     public int Steps { get; init; } = 1500;
     /// <summary>G, completions sampled per prompt.</summary>
-    public int GroupSize { get; init; } = 8;
-    public int PromptsPerStep { get; init; } = 16;
-    public int MiniBatchPrompts { get; init; } = 8;
+    public int GroupSize { get; init; } = AlgorithmScale.Small.GroupSize;
+    public int PromptsPerStep { get; init; } = AlgorithmScale.Small.PromptsPerStep;
+    public int MiniBatchPrompts { get; init; } = AlgorithmScale.Small.MiniBatchPrompts;
     /// <summary>Measured on the demo: 5e-4 and 2e-4 lower held-out accuracy within 150 steps, 1e-4 and below raise it.</summary>
-    public double LearningRate { get; init; } = 5e-5;
-    public int WarmupSteps { get; init; } = 2;
+    public double LearningRate { get; init; } = AlgorithmScale.Small.LearningRate;
+    public int WarmupSteps { get; init; } = AlgorithmScale.Small.WarmupSteps;
     /// <summary>ρ, the token-entropy quantile above which a token is "high entropy"; null keeps the algorithm's (0.8).</summary>
     public double? EntropyQuantile { get; init; }
+    /// <summary>The demo's sums have at most 3 digits and the end token, so 8 tokens is plenty.</summary>
     public int MaxResponseTokens { get; init; } = 8;
     /// <summary>Write sample completions to samples.jsonl every this many steps (0 = never).</summary>
     public int SampleEvery { get; init; } = 25;
-    /// <summary>Any other algorithm setting as key=value, e.g. "low.clip_high=0.3" (see AlgorithmConfig).</summary>
+    /// <summary>The other algorithm settings given as rl.KEY=VALUE, stored as "KEY=VALUE" (e.g. "low.clip_high=0.3"; see AlgorithmConfig).</summary>
     public List<string> Overrides { get; init; } = [];
 }
 

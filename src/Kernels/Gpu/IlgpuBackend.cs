@@ -27,6 +27,8 @@ public sealed partial class IlgpuBackend : Backend
     }
 
     public override string Name => name;
+    public override bool BuffersInHostMemory => Accelerator.AcceleratorType == AcceleratorType.CPU;
+    public override long MemoryCapacity => BuffersInHostMemory ? base.MemoryCapacity : Accelerator.MemorySize;
     public override string Description =>
         $"{Accelerator.Name} ({Accelerator.AcceleratorType}, {Accelerator.MemorySize / (1 << 20)} MiB, " +
         $"warp {Accelerator.WarpSize}, max group {Accelerator.MaxNumThreadsPerGroup})";

@@ -138,6 +138,9 @@ public sealed class Generator : IDisposable
             for (int b = 0; b < B; b++)
             {
                 if (done[b]) continue;
+                // The sampler draws no token (-1) only when every logit of the row is NaN or infinite.
+                if (hostTokens[b] < 0)
+                    throw new Training.TrainingDivergedException($"row {b} has no finite logit at position {hostPositions[b]}: the model's weights have diverged or hold non-finite values");
                 outTokens[b].Add(hostTokens[b]);
                 outLogProbs[b].Add(hostLogProbs[b]);
                 length[b]++;

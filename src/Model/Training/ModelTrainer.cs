@@ -6,6 +6,19 @@ namespace ArcherIlgpu.Model.Training;
 public readonly record struct TrainStepResult(int Step, double Loss, double GradNorm, float Lr, bool Skipped, double Tokens);
 
 /// <summary>
+/// Training has diverged: the loss or the gradient norm was not finite for <see cref="ModelTrainer.MaxConsecutiveSkippedSteps"/>
+/// steps in a row (or the model's logits are no longer finite). Carrying on would only sample garbage.
+/// </summary>
+public sealed class TrainingDivergedException(string message) : Exception(message)
+{
+    /// <summary>The message for <paramref name="count"/> consecutive skipped steps ending at <paramref name="lastStep"/>.</summary>
+    public static TrainingDivergedException AfterSkippedSteps(string what, int count, long lastStep, double peakLr) => new(
+        $"training stopped: the loss or gradient norm was not finite in {count} consecutive {what} (up to step {lastStep}, " +
+        $"peak learning rate {peakLr.ToString("G4", System.Globalization.CultureInfo.InvariantCulture)}); " +
+        "the weights keep their last finite update; lower the learning rate");
+}
+
+/// <summary>
 /// Supervised steps: zero the gradients, forward+backward every micro-batch with its loss weights
 /// scaled by the mask total of the whole step (so the gradient is that of the mean over all counted
 /// positions, however the step is split), then one AdamW step.
@@ -17,6 +30,14 @@ public sealed class ModelTrainer : IDisposable
     public LrSchedule Schedule { get; }
     /// <summary>Optimizer steps attempted (applied + skipped): the schedule's step index.</summary>
     public int StepsTaken { get; set; }
+
+    /// <summary>
+    /// A step whose loss or gradient norm is not finite is skipped (the weights are not touched) and counted;
+    /// this many in a row stop training with <see cref="TrainingDivergedException"/>: a learning rate far too
+    /// high leaves weights whose every later step is NaN, and more steps cannot bring them back.
+    /// </summary>
+    public const int MaxConsecutiveSkippedSteps = 10;
+    int consecutiveSkipped;
 
     public ModelTrainer(CausalLm model, LrSchedule schedule, AdamWOptions? adamW = null)
     {
@@ -36,12 +57,23 @@ public sealed class ModelTrainer : IDisposable
         double loss = 0;
         foreach (var mb in microBatches) loss += Model.ForwardBackward(mb, total);
         float lr = Schedule.At(StepsTaken);
-        var r = Optimizer.Apply(lr);
+        var r = SkipOrApply(loss, lr);
         StepsTaken++;
+        consecutiveSkipped = r.Skipped ? consecutiveSkipped + 1 : 0;
+        if (consecutiveSkipped >= MaxConsecutiveSkippedSteps)
+            throw TrainingDivergedException.AfterSkippedSteps("steps", consecutiveSkipped, StepsTaken, Schedule.PeakLr);
         return new TrainStepResult(StepsTaken, loss, r.GradNorm, lr, r.Skipped, total);
     }
 
     public TrainStepResult TrainStep(TrainingBatch batch) => TrainStep([batch]);
+
+    /// <summary>The optimizer step, unless the loss is not finite (then skipped and counted like a non-finite gradient).</summary>
+    OptimizerStepResult SkipOrApply(double loss, float lr)
+    {
+        if (double.IsFinite(loss)) return Optimizer.Apply(lr);
+        Optimizer.SkippedSteps++;
+        return new OptimizerStepResult(double.NaN, Skipped: true);
+    }
 
     /// <summary>Masked mean loss over batches without touching gradients.</summary>
     public double Evaluate(IEnumerable<TrainingBatch> batches)

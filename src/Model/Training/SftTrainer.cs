@@ -10,7 +10,7 @@ public sealed record SftOptions(int Steps = 200, int BatchSize = 16, int MicroBa
 {
     public SftOptions Validate()
     {
-        if (Steps < 1) throw new ArgumentException($"SFT Steps must be >= 1, got {Steps}");
+        if (Steps < 0) throw new ArgumentException($"SFT Steps must be >= 0 (0: no training), got {Steps}");
         if (BatchSize < 1) throw new ArgumentException($"SFT BatchSize must be >= 1, got {BatchSize}");
         if (MicroBatches < 1 || MicroBatches > BatchSize) throw new ArgumentException($"SFT MicroBatches must be in [1, BatchSize = {BatchSize}], got {MicroBatches}");
         if (EvalEvery < 1) throw new ArgumentException($"SFT EvalEvery must be >= 1, got {EvalEvery}");
@@ -23,7 +23,8 @@ public readonly record struct SftMetrics(int Step, double Loss, double HeldOutLo
 
 /// <summary>
 /// Trains on completions only (prompt tokens carry weight 0), shuffling the examples each epoch with
-/// a seeded RNG, and reports the held-out loss (masked mean over all held-out completion tokens).
+/// a seeded RNG (or in an order the caller gives), and reports the held-out loss (masked mean over all
+/// held-out completion tokens). The one SFT loop of the project: train-sft and the demo both use it.
 /// </summary>
 public sealed class SftTrainer : IDisposable
 {
@@ -33,16 +34,21 @@ public sealed class SftTrainer : IDisposable
     readonly List<TrainingBatch> heldOut;
     readonly int padToken;
     readonly Random rng;
+    readonly Func<int, IReadOnlyList<SftExample>>? batchOfStep;
     int[] order;
     int cursor;
 
-    public SftTrainer(CausalLm model, IReadOnlyList<SftExample> train, IReadOnlyList<SftExample> heldOut, int padToken, SftOptions options)
+    /// <param name="batchOfStep">the examples of each 0-based step, when the caller owns the order (the demo's
+    /// seeded permutation per epoch); null: the examples of <paramref name="train"/> reshuffled each epoch.</param>
+    public SftTrainer(CausalLm model, IReadOnlyList<SftExample> train, IReadOnlyList<SftExample> heldOut, int padToken, SftOptions options,
+        Func<int, IReadOnlyList<SftExample>>? batchOfStep = null)
     {
         Options = options.Validate();
         if (train.Count == 0) throw new ArgumentException("the SFT training set is empty");
-        this.train = train; this.padToken = padToken;
+        this.train = train; this.padToken = padToken; this.batchOfStep = batchOfStep;
         this.heldOut = heldOut.Chunk(options.BatchSize).Select(c => SftData.MakeBatch(c, padToken)).ToList();
-        Trainer = new ModelTrainer(model, new LrSchedule(options.Lr, options.WarmupSteps, options.Steps, options.Schedule), options.AdamW);
+        // A 0-step run still has a schedule (and an optimizer to save), never used.
+        Trainer = new ModelTrainer(model, new LrSchedule(options.Lr, options.WarmupSteps, Math.Max(1, options.Steps), options.Schedule), options.AdamW);
         rng = new Random(options.Seed);
         order = Enumerable.Range(0, train.Count).ToArray();
         rng.Shuffle(order);
@@ -60,7 +66,8 @@ public sealed class SftTrainer : IDisposable
     {
         if (Trainer.StepsTaken != 0) throw new InvalidOperationException("ResumeAt must come before any training step");
         if (stepsDone < 0 || stepsDone > Options.Steps) throw new ArgumentOutOfRangeException(nameof(stepsDone), stepsDone, $"must be in [0, {Options.Steps}]");
-        for (int s = 0; s < stepsDone; s++) NextExamples(Options.BatchSize);
+        if (batchOfStep is null)
+            for (int s = 0; s < stepsDone; s++) NextExamples(Options.BatchSize);
         Trainer.StepsTaken = stepsDone;
     }
 
@@ -70,7 +77,7 @@ public sealed class SftTrainer : IDisposable
         var history = new List<SftMetrics>();
         for (int s = Trainer.StepsTaken; s < Options.Steps; s++)
         {
-            var examples = NextExamples(Options.BatchSize);
+            var examples = batchOfStep?.Invoke(s) ?? NextExamples(Options.BatchSize);
             int per = (examples.Count + Options.MicroBatches - 1) / Options.MicroBatches;
             var micro = examples.Chunk(per).Select(c => SftData.MakeBatch(c, padToken)).ToList();
             var r = Trainer.TrainStep(micro);

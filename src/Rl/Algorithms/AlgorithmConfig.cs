@@ -1,3 +1,4 @@
+using System.Text.Json.Serialization;
 using ArcherIlgpu.Rl.Losses;
 
 namespace ArcherIlgpu.Rl.Algorithms;
@@ -141,7 +142,8 @@ public sealed record AlgorithmConfig
     public double LowProbabilityEta { get; init; } = 0.5;
 
     // ---------------------------------------------------------------- update schedule and optimizer
-    /// <summary>Prompts per training step: 64 [code].</summary>
+    /// <summary>Prompts per training step: 64 [code]. Key "prompts_per_step", as train-rl's --prompts-per-step.</summary>
+    [JsonPropertyName("prompts_per_step")]
     public int TrainBatchPrompts { get; init; } = 64;
     /// <summary>Prompts per optimizer step: 32 [code].</summary>
     public int MiniBatchPrompts { get; init; } = 32;
@@ -214,9 +216,9 @@ public sealed record AlgorithmConfig
         Require(EntropyCoef >= 0, $"entropy_coef must be >= 0, got {EntropyCoef}");
         Require(ReweightAlpha >= 0 && ReweightAlpha <= 1, $"reweight_alpha must be in [0, 1], got {ReweightAlpha}");
         Require(LowProbabilityEta > 0 && LowProbabilityEta <= 1, $"low_probability_eta must be in (0, 1], got {LowProbabilityEta}");
-        Require(TrainBatchPrompts >= 1, $"train_batch_prompts must be >= 1, got {TrainBatchPrompts}");
+        Require(TrainBatchPrompts >= 1, $"prompts_per_step must be >= 1, got {TrainBatchPrompts}");
         Require(MiniBatchPrompts >= 1 && MiniBatchPrompts <= TrainBatchPrompts,
-            $"mini_batch_prompts must be in 1..train_batch_prompts ({TrainBatchPrompts}), got {MiniBatchPrompts}");
+            $"mini_batch_prompts must be in 1..prompts_per_step ({TrainBatchPrompts}), got {MiniBatchPrompts}");
         Require(PpoEpochs >= 1, $"ppo_epochs must be >= 1, got {PpoEpochs}");
         Require(LearningRate >= 0 && double.IsFinite(LearningRate), $"learning_rate must be >= 0, got {LearningRate}");
         Require(Beta1 >= 0 && Beta1 < 1, $"beta1 must be in [0, 1), got {Beta1}");

@@ -2,7 +2,10 @@ namespace ArcherIlgpu.Rl.Tasks;
 
 /// <summary>
 /// A fixed math dataset from a JSONL file, one object per line: {"prompt": "...", "answer": "42"} with an
-/// optional "solution". The answer may be a JSON string or number. Blank lines are skipped. A line that
+/// optional "solution" (or "completion"). The answer may be a JSON string or number. A line with a
+/// "completion" but no "answer" (an SFT file, as <c>archer make-sft-data</c> writes, or one of your own)
+/// takes the answer found in the completion by <see cref="AnswerExtractor.Extract"/>, so one file serves
+/// both SFT and evaluation. Blank lines are skipped. A line that
 /// cannot be read fails with the file and line number; a file without examples fails too.
 /// Example i is line i modulo the count (the trainer shuffles); the seed is not used.
 /// The reward compares <see cref="AnswerExtractor.Extract"/> of the completion with the answer.

@@ -48,9 +48,25 @@ public static class ProblemFile
         return list;
     }
 
-    /// <summary>A <c>{"prompt", "answer", "solution"?}</c> line; answer and solution may be strings or numbers.</summary>
-    public static TaskExample PromptAnswer(JsonElement line, string where) =>
-        new(Text(line, "prompt", where, required: true)!, Text(line, "answer", where, required: true)!, Text(line, "solution", where, required: false));
+    /// <summary>
+    /// A <c>{"prompt", "answer", "solution"?}</c> line; answer and solution may be strings or numbers. "completion"
+    /// stands for "solution", and a line without "answer" takes the one its solution ends with (an SFT file).
+    /// </summary>
+    public static TaskExample PromptAnswer(JsonElement line, string where)
+    {
+        var prompt = Text(line, "prompt", where, required: true)!;
+        var solution = Text(line, "solution", where, required: false) ?? Text(line, "completion", where, required: false);
+        var answer = Text(line, "answer", where, required: false) ?? AnswerIn(solution, where);
+        return new TaskExample(prompt, answer, solution);
+    }
+
+    /// <summary>The answer a line without "answer" implies: the one its solution or completion ends with.</summary>
+    static string AnswerIn(string? solution, string where)
+    {
+        if (solution is null) throw new TaskDataException($"{where}: missing \"answer\" (or a \"completion\" to take the answer from)");
+        return AnswerExtractor.Extract(solution)
+            ?? throw new TaskDataException($"{where}: no \"answer\", and no answer (a number, \\boxed{{...}} or #### ...) in the completion \"{solution}\"");
+    }
 
     static string? Text(JsonElement root, string name, string where, bool required)
     {

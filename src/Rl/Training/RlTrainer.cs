@@ -69,6 +69,7 @@ public sealed class RlTrainer : IDisposable
     readonly DataCursor data;
     long rngCounter;
     int skippedTotal;
+    int consecutiveSkipped;   // optimizer updates skipped in a row (ModelTrainer.MaxConsecutiveSkippedSteps stops training)
 
     /// <param name="referenceParameters">weights of the frozen KL reference (flat layout); null: the policy's weights now.
     /// A resumed run passes the starting model's weights here.</param>
@@ -262,8 +263,7 @@ public sealed class RlTrainer : IDisposable
 
         if (!double.IsFinite(result.Loss))
         {
-            skippedTotal++;
-            acc.Skipped++;
+            Skip(acc);
             return;
         }
         // Backward: reuse the activations of pass 1 when it was a single micro-batch, else run each micro-batch again.
@@ -279,7 +279,16 @@ public sealed class RlTrainer : IDisposable
         var r = Optimizer.Apply(lr);
         acc.GradNorms.Add(r.GradNorm);
         acc.OptimizerSteps++;
-        if (r.Skipped) { skippedTotal++; acc.Skipped++; }
+        if (r.Skipped) Skip(acc); else consecutiveSkipped = 0;
+    }
+
+    /// <summary>Counts a skipped update; <see cref="ModelTrainer.MaxConsecutiveSkippedSteps"/> in a row stop training (it has diverged).</summary>
+    void Skip(UpdateAccumulator acc)
+    {
+        skippedTotal++;
+        acc.Skipped++;
+        if (++consecutiveSkipped >= ModelTrainer.MaxConsecutiveSkippedSteps)
+            throw TrainingDivergedException.AfterSkippedSteps("updates", consecutiveSkipped, StepIndex + 1, Config.LearningRate);
     }
 
     /// <summary>The paper's Algorithm 1: classes from the old policy's entropies, once per rollout (per-batch scope: the whole step).</summary>

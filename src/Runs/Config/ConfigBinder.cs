@@ -69,6 +69,8 @@ public static class ConfigBinder
 
     static object ApplyJsonFile(object target, string path)
     {
+        if (Directory.Exists(path))
+            throw new ConfigException($"config file '{path}' is a folder; expected a JSON file (e.g. a run's config.json)", file: path);
         string text;
         try { text = System.IO.File.ReadAllText(path); }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
@@ -81,15 +83,46 @@ public static class ConfigBinder
     static object ApplyJsonText(object target, string text, string source)
     {
         JsonNode? root;
-        try { root = JsonNode.Parse(text, documentOptions: jsonOptions); }
+        try
+        {
+            using (var document = JsonDocument.Parse(text, jsonOptions))
+                if (DuplicateKey(document.RootElement, "$") is string path)
+                    throw new ConfigException($"config file '{source}': key '{path[(path.LastIndexOf('.') + 1)..]}' is given twice (at {path}); give each key once",
+                        file: source);
+            root = JsonNode.Parse(text, documentOptions: jsonOptions);
+        }
         catch (JsonException e)
         {
-            throw new ConfigException($"config file '{source}' is not valid JSON (line {e.LineNumber + 1}, byte {e.BytePositionInLine + 1}): {e.Message}", file: source, inner: e);
+            string where = e.LineNumber is long line ? $" (line {line + 1}, byte {e.BytePositionInLine + 1})" : "";
+            throw new ConfigException($"config file '{source}' is not valid JSON{where}: {e.Message}", file: source, inner: e);
         }
         if (root is not JsonObject obj)
             throw new ConfigException($"config file '{source}' must hold a JSON object {{...}}, got {Kind(root)}", file: source);
         ApplyObject(target, obj, "", "$", source);
         return target;
+    }
+
+    /// <summary>The JSON path of the first key that an object of <paramref name="element"/> holds twice, or null:
+    /// which of the two was meant cannot be known, and a JSON object would silently keep one.</summary>
+    static string? DuplicateKey(JsonElement element, string path)
+    {
+        if (element.ValueKind == JsonValueKind.Object)
+        {
+            var seen = new HashSet<string>(StringComparer.Ordinal);
+            foreach (var p in element.EnumerateObject())
+            {
+                string at = $"{path}.{p.Name}";
+                if (!seen.Add(p.Name)) return at;
+                if (DuplicateKey(p.Value, at) is string inner) return inner;
+            }
+        }
+        else if (element.ValueKind == JsonValueKind.Array)
+        {
+            int i = 0;
+            foreach (var item in element.EnumerateArray())
+                if (DuplicateKey(item, $"{path}[{i++}]") is string found) return found;
+        }
+        return null;
     }
 
     /// <summary>Applies each member of <paramref name="obj"/> to the (already cloned) <paramref name="target"/>.</summary>

@@ -7,33 +7,16 @@ namespace ArcherIlgpu.Runs;
 
 /// <summary>
 /// Writes whole files so that a reader (or a crash) only ever sees the old or the new content: the bytes
-/// go to a temporary sibling, are flushed to disk, and the temporary file is renamed over the target
-/// (an atomic replace on the same file system).
+/// go to a temporary sibling with a unique name (two writers never share one), are flushed to disk, and
+/// the temporary file is renamed over the target (an atomic replace on the same file system).
+/// The project's only atomic writer: the model's files (weights, config, tokenizer) go through it too.
 /// </summary>
 public static class AtomicFile
 {
+    // No byte-order mark: JSON and config files are read by other tools (Hugging Face, jq).
     public static void WriteAllText(string path, string text) => WriteAllBytes(path, Encoding.UTF8.GetBytes(text));
 
-    public static void WriteAllBytes(string path, ReadOnlySpan<byte> bytes)
-    {
-        string full = Path.GetFullPath(path);
-        Directory.CreateDirectory(Path.GetDirectoryName(full)!);
-        string temp = TempName(full);
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
-            {
-                stream.Write(bytes);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch
-        {
-            TryDelete(temp);
-            throw;
-        }
-    }
+    public static void WriteAllBytes(string path, byte[] bytes) => Write(path, stream => stream.Write(bytes));
 
     /// <summary>Writes through a stream callback (large or binary files), with the same guarantee.</summary>
     public static void Write(string path, Action<Stream> write)
@@ -43,11 +26,14 @@ public static class AtomicFile
         string temp = TempName(full);
         try
         {
-            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            using (var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             {
                 write(stream);
+                // Without the flush to disk, a power cut after the rename can leave an empty file under the
+                // final name on some file systems.
                 stream.Flush(flushToDisk: true);
             }
+            SaveCrashPoint.Reached();
             File.Move(temp, full, overwrite: true);
         }
         catch

@@ -68,14 +68,20 @@ public sealed partial class CheckpointStore
         string final = System.IO.Path.Combine(Directory, FolderName(step));
         string temp = final + ".tmp";
         System.IO.Directory.CreateDirectory(temp);
+        SaveCrashPoint.EnterSave();
         try
         {
             writeFiles(temp);
+            SaveCrashPoint.Reached();
         }
         catch
         {
             TryDeleteDirectory(temp);
             throw;
+        }
+        finally
+        {
+            SaveCrashPoint.LeaveSave();
         }
         if (System.IO.Directory.Exists(final))
         {

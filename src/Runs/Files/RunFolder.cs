@@ -7,7 +7,8 @@ namespace ArcherIlgpu.Runs;
 /// One run's folder, e.g. <c>runs/2026-11-22_2315_demo/</c>:
 /// <code>
 /// run.json          marker: name, created (UTC), format version
-/// config.json       the resolved config (atomic)
+/// run.lock, run.pid the writer's lock and its pid (see <see cref="RunLock"/>)
+/// config.json       the resolved config (atomic); a resume must repeat it
 /// metrics.jsonl     one JSON object per step
 /// samples.jsonl     sample completions with their rewards
 /// eval.json         evaluation results, if any ({"pass@1": ..., "pass@k": {...}})
@@ -44,6 +45,7 @@ public sealed partial class RunFolder
     /// </summary>
     public static RunFolder Create(string rootDir, string name, DateTime? now = null)
     {
+        if (File.Exists(rootDir)) throw new RunFolderException($"'{rootDir}' is a file; expected a folder to create run folders in");
         var time = now ?? DateTime.Now;
         string slug = Slug(name);
         string stem = $"{time.ToString("yyyy-MM-dd_HHmm", CultureInfo.InvariantCulture)}_{slug}";
@@ -84,6 +86,94 @@ public sealed partial class RunFolder
             throw new ArgumentException($"'{path}' is not a run folder: it has neither {MarkerFile} nor metrics.jsonl (runs are created by archer train/sft/demo under runs/)");
         return run;
     }
+
+    /// <summary>
+    /// The folder a command writes one run into when the user names it (<c>--out DIR</c>); nothing is
+    /// created or read yet. A path that names a file is refused here, before anything else happens.
+    /// </summary>
+    public static RunFolder At(string path, string option = "--out")
+    {
+        if (File.Exists(path)) throw new RunFolderException($"{option} '{path}' is a file; expected a run folder (new, empty, or a run to --resume)");
+        return new RunFolder(path);
+    }
+
+    /// <summary>True when the folder holds a run: its marker or a complete checkpoint.</summary>
+    public bool HoldsRun => File.Exists(MarkerPath) || Checkpoints().Latest() is not null;
+
+    /// <summary>Missing, or holding nothing but a lock left by an earlier writer.</summary>
+    public bool IsEmpty => !Directory.Exists(Path) ||
+        Directory.EnumerateFileSystemEntries(Path).All(e => System.IO.Path.GetFileName(e) is RunLock.LockFile or RunLock.PidFile);
+
+    /// <summary>
+    /// The check of a fresh run into this folder, made before anything is written: a folder holding a run is
+    /// refused unless <paramref name="overwrite"/> (the user said so), and a folder holding anything else
+    /// always is (--overwrite would delete files that no run wrote).
+    /// </summary>
+    public void RequireFreshStart(bool overwrite, string resumeHint)
+    {
+        if (IsEmpty) return;
+        if (!HoldsRun)
+            throw new RunFolderException($"'{Path}' is not empty and holds no run ({MarkerFile} is missing); choose a new or empty folder");
+        if (!overwrite)
+            throw new RunFolderException($"'{Path}' already holds a run: {resumeHint} continues it, --overwrite replaces it, or choose another folder");
+    }
+
+    /// <summary>Takes the folder's writer lock (creating the folder); a second writer is refused, naming the holder's pid.</summary>
+    public RunLock Lock() => RunLock.Acquire(Path);
+
+    /// <summary>
+    /// Starts a fresh run here (call with the lock held, after <see cref="RequireFreshStart"/>): deletes what an
+    /// earlier run left, then writes the marker and the empty checkpoints/ folder.
+    /// </summary>
+    public void Begin(string name, RunLock held)
+    {
+        ArgumentNullException.ThrowIfNull(held);
+        foreach (var entry in Directory.EnumerateFileSystemEntries(Path).ToList())
+        {
+            if (System.IO.Path.GetFileName(entry) is RunLock.LockFile or RunLock.PidFile) continue;
+            if (Directory.Exists(entry)) Directory.Delete(entry, recursive: true);
+            else File.Delete(entry);
+        }
+        Json.WriteAtomic(MarkerPath, new Marker(name, DateTime.UtcNow, 1));
+        Directory.CreateDirectory(CheckpointsDir);
+    }
+
+    /// <summary>A command's settings as flat "key": "value" pairs (config.json of train-sft and train-rl).</summary>
+    public void WriteSettings(IReadOnlyDictionary<string, string> settings) =>
+        Json.WriteAtomic(ConfigPath, new SortedDictionary<string, string>(settings.ToDictionary(), StringComparer.Ordinal));
+
+    public Dictionary<string, string> ReadSettings() => Json.Read<Dictionary<string, string>>(ConfigPath);
+
+    /// <summary>
+    /// A resume's check: every setting of <paramref name="now"/> must equal the run's, except the keys in
+    /// <paramref name="mayChange"/>; the refusal names each changed key with both values.
+    /// </summary>
+    public void RequireSameSettings(IEnumerable<(string Key, string Value)> saved, IEnumerable<(string Key, string Value)> now, IEnumerable<string> mayChange)
+    {
+        var differences = SettingDifferences(saved, now, mayChange);
+        if (differences.Count > 0)
+            throw new RunFolderException($"--resume: this is not the run in {Path}: {string.Join("; ", differences)}. " +
+                                         "A resume repeats the run's settings (see its config.json); start a new run to change them");
+    }
+
+    /// <summary>"key: A in the run, B now" for every key whose value differs or that one side lacks, <paramref name="ignore"/>d keys aside.</summary>
+    public static List<string> SettingDifferences(IEnumerable<(string Key, string Value)> saved, IEnumerable<(string Key, string Value)> now, IEnumerable<string> ignore)
+    {
+        var a = saved.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        var b = now.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal);
+        var skip = ignore.ToHashSet(StringComparer.Ordinal);
+        return a.Keys.Union(b.Keys).Where(k => !skip.Contains(k)).Order(StringComparer.Ordinal)
+            .Where(k => !a.TryGetValue(k, out var x) || !b.TryGetValue(k, out var y) || x != y)
+            .Select(k => $"{k}: {(a.TryGetValue(k, out var x) ? x : "(absent)")} in the run, {(b.TryGetValue(k, out var y) ? y : "(absent)")} now")
+            .ToList();
+    }
+
+    /// <summary>
+    /// The model folder that <paramref name="path"/> names for a command that reads a model (--model, --init):
+    /// a run folder stands for its newest checkpoint (a model folder); anything else is returned unchanged.
+    /// </summary>
+    public static string ModelFolderOf(string path) =>
+        IsRunFolder(path) && new RunFolder(path).Checkpoints().Latest() is { } newest ? newest.Path : path;
 
     public static bool IsRunFolder(string path) =>
         Directory.Exists(path) && (File.Exists(System.IO.Path.Combine(path, MarkerFile)) || File.Exists(System.IO.Path.Combine(path, "metrics.jsonl")));

@@ -71,7 +71,7 @@ public static class RunReport
         md.Append(runs.Count == 1 ? $"# Run {runs[0].Label}\n\n" : $"# Comparison of {runs.Count} runs\n\n");
         foreach (var run in runs)
         {
-            md.Append($"- **{run.Label}**: `{run.Folder.Path}`, {run.Metrics.Rows.Count} logged steps, last step {run.Metrics.LastStep}");
+            md.Append($"- **{run.Label}**: `{run.Folder.Path}`, {run.Metrics.Rows.Count} logged lines, {StepsDone(run.Metrics)?.ToString(CultureInfo.InvariantCulture) ?? "no"} steps");
             if (run.Metrics.MalformedLines.Count > 0)
                 md.Append($" (skipped malformed metrics line(s) {string.Join(", ", run.Metrics.MalformedLines)})");
             md.Append('\n');
@@ -90,6 +90,17 @@ public static class RunReport
     }
 
     /// <summary>
+    /// Steps the run has done: its last step number, plus one for a log that numbers steps from 0
+    /// (train-rl's) rather than from 1 (the demo's); null for an empty log.
+    /// </summary>
+    public static long? StepsDone(MetricsLog metrics)
+    {
+        if (metrics.Rows.Count == 0) return null;
+        bool fromZero = metrics.Rows.Any(r => r.Step == 0);
+        return metrics.LastStep + (fromZero ? 1 : 0);
+    }
+
+    /// <summary>
     /// The markdown table: one row per key metric present in any run (plus "steps" and each eval.json
     /// value), one column per run; a cell is "final" or, for metrics with a goal, "final (best B)".
     /// </summary>
@@ -98,7 +109,7 @@ public static class RunReport
         var sb = new StringBuilder();
         sb.Append("| metric | ").Append(string.Join(" | ", runs.Select(r => EscapeCell(r.Label)))).Append(" |\n");
         sb.Append("|---|").Append(string.Concat(runs.Select(_ => "---:|"))).Append('\n');
-        sb.Append("| steps | ").Append(string.Join(" | ", runs.Select(r => r.Metrics.LastStep < 0 ? "—" : r.Metrics.LastStep.ToString(CultureInfo.InvariantCulture)))).Append(" |\n");
+        sb.Append("| steps | ").Append(string.Join(" | ", runs.Select(r => StepsDone(r.Metrics) is long n ? n.ToString(CultureInfo.InvariantCulture) : "—"))).Append(" |\n");
         foreach (var key in RunPlots.ComparedKeys(runs.Select(r => r.Metrics)))
         {
             var goal = RunPlots.GroupOf(key)?.Goal ?? Goal.None;
