@@ -35,6 +35,7 @@ public static partial class BenchCommand
         var profile = ProfileOption();
         var command = new Command("rl", "Time RL steps by phase (rollouts, log-probs, update) on Countdown, with GFLOP/s against the CPU's FMA peak")
             { preset, algo, prompts, group, response, steps, warmup, device, profile };
+        command.WithExamples("bench rl --preset countdown-3m --algo grpo --device cpu");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
             int nSteps = parse.GetValue(steps), nWarmup = parse.GetValue(warmup);
