@@ -83,11 +83,12 @@ public static class Study
         using var backend = new CpuBackend();
         using var model = new Gpt2Model(backend, modelConfig, seed: 7);
         var rng = new Random(11);
+        var training = HeldOut.TrainingView(task);   // no evaluation problem is ever a demonstration
         var train = new List<SftExample>(o.SftExamples);
         for (int i = 0; i < o.SftExamples; i++)
         {
             // The SFT stream (seed 11) is neither a training seed's stream nor the held-out stream.
-            var e = task.Generate(11, i);
+            var e = training.Generate(11, i);
             string completion = rng.NextDouble() < o.SftCorrectShare ? e.Answer
                 : (System.Numerics.BigInteger.Parse(e.Answer, System.Globalization.CultureInfo.InvariantCulture) + 1).ToString(System.Globalization.CultureInfo.InvariantCulture);
             train.Add(SftData.Tokenize(e.Prompt, completion, tokenizer, modelConfig.MaxT, $"sft:{i}"));
@@ -108,7 +109,7 @@ public static class Study
         var curve = new List<Dictionary<string, double>>();
         long generated = 0, optimizerSteps = 0;
         int skipped;
-        using (var trainer = new RlTrainer(model, tokenizer, task, config, new RlTrainerOptions(Seed: (ulong)seed, SampleEvery: 0)))
+        using (var trainer = new RlTrainer(model, tokenizer, HeldOut.TrainingView(task), config, new RlTrainerOptions(Seed: (ulong)seed, SampleEvery: 0)))
         {
             for (int s = 0; s < o.Steps; s++)
             {

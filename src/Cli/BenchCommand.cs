@@ -15,14 +15,15 @@ namespace ArcherIlgpu.Cli;
 /// (forward, cross-entropy, backward, AdamW) and of KV-cached sampling on one device, with random
 /// tokens from a fixed seed. <c>--profile</c> times every op through <see cref="ProfilingBackend"/>.
 /// </summary>
-public static class BenchCommand
+public static partial class BenchCommand
 {
     public static Command Create()
     {
         var command = new Command("bench", "Training and generation throughput on a device");
         command.Subcommands.Add(CreateTrain());
         command.Subcommands.Add(CreateGenerate());
-        command.WithExamples("bench train --preset bench-s --device cpu", "bench generate --preset bench-s --device cpu");
+        command.Subcommands.Add(CreateRl());
+        command.WithExamples("bench train --preset bench-s --device cpu", "bench generate --preset bench-s --device cpu", "bench rl --device cpu");
         return command;
     }
 

@@ -11,8 +11,9 @@ namespace ArcherIlgpu.Cli;
 /// <c>archer make-sft-data --task arithmetic --task-option operators=+ --out train.jsonl</c>: a synthetic SFT
 /// dataset from a task's seeded examples, one <c>{"prompt", "completion", "answer"}</c> line each, the
 /// completion being the task's worked solution (or its answer when it has none). The same file trains
-/// (train-sft reads prompt + completion) and evaluates (<c>--task jsonl</c> reads prompt + answer). <c>--held-out N</c> adds N examples
-/// whose prompts never occur in the training file.
+/// (train-sft reads prompt + completion) and evaluates (<c>--task jsonl</c> reads prompt + answer). The training
+/// examples never include a held-out problem (<see cref="HeldOut"/>); <c>--held-out N</c> writes N of those, the
+/// first N problems that <c>archer eval</c> evaluates. <c>--problems-file</c> takes the problems from a user's JSONL file instead.
 /// </summary>
 public static class MakeSftDataCommand
 {
@@ -25,9 +26,10 @@ public static class MakeSftDataCommand
         var heldOut = new Option<int>("--held-out") { Description = "also write this many held-out examples, none of whose prompts is in the training file", DefaultValueFactory = _ => 0 };
         var heldOutOut = new Option<string?>("--held-out-out") { Description = "file for the held-out examples (default: OUT with .heldout before the extension)" };
         var output = new Option<string>("--out") { Description = "JSONL file to write", Required = true };
+        var problemsFile = EvalCommand.ProblemsFileOption("take the problems from this JSONL file (countdown: {\"numbers\":[84,9,14,28],\"target\":73} a line); held-out ones are skipped");
         var command = new Command("make-sft-data", "Write a {prompt, completion, answer} JSONL dataset from a task's examples (for train-sft, and for eval/train-rl with --task jsonl)")
         {
-            task, options, count, seed, heldOut, heldOutOut, output,
+            task, options, count, seed, heldOut, heldOutOut, output, problemsFile,
         };
         command.WithExamples("make-sft-data --task arithmetic --task-option operators=+ min_digits=2 max_digits=2 --count 4000 --held-out 200 --out runs/add.jsonl");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
@@ -36,6 +38,12 @@ public static class MakeSftDataCommand
             if (n < 1) throw new CliInputException($"--count must be at least 1, got {n}");
             if (h < 0) throw new CliInputException($"--held-out must be >= 0, got {h}");
             var t = RlCommandSupport.CreateTask(parse.GetValue(task)!, parse.GetValue(options) ?? []);
+            if (parse.GetValue(problemsFile) is string file)
+            {
+                var problems = ProblemFile.Load(t, file);
+                stdout.WriteLine(HeldOut.TrainingShare(problems));
+                t = problems;
+            }
             string outPath = parse.GetValue(output)!;
             string heldOutPath = parse.GetValue(heldOutOut) ?? HeldOutPathFor(outPath);
             RequireFilePath(outPath, "--out");
@@ -67,30 +75,15 @@ public static class MakeSftDataCommand
     }
 
     /// <summary>
-    /// Examples 0..count-1 of the seeded stream for training; the held-out ones follow in the stream,
-    /// skipping any whose prompt is already in the training set (a small problem space repeats prompts).
+    /// Examples 0..count-1 of the seeded training stream (<see cref="HeldOut.TrainingView"/>: no held-out problem),
+    /// and the first <paramref name="heldOut"/> problems of the evaluation set (<see cref="HeldOut.EvalSet"/>).
     /// </summary>
     public static (List<TaskExample> Train, List<TaskExample> HeldOut) Make(ITask task, long seed, int count, int heldOut)
     {
+        var training = HeldOut.TrainingView(task);
         var train = new List<TaskExample>(count);
-        var prompts = new HashSet<string>(StringComparer.Ordinal);
-        long index = 0;
-        for (; index < count; index++)
-        {
-            var e = task.Generate(seed, index);
-            train.Add(e);
-            prompts.Add(e.Prompt);
-        }
-        var held = new List<TaskExample>(heldOut);
-        // A bounded search: a task with too few distinct problems must fail, not loop forever.
-        long limit = index + 100L * heldOut + 1000;
-        for (; held.Count < heldOut && index < limit; index++)
-        {
-            var e = task.Generate(seed, index);
-            if (prompts.Add(e.Prompt)) held.Add(e);
-        }
-        if (held.Count < heldOut)
-            throw new CliInputException($"task \"{task.Name}\" produced only {held.Count} held-out prompts not in the training set (asked for {heldOut}); the task has too few distinct problems for --count {count}");
+        for (long index = 0; index < count; index++) train.Add(training.Generate(seed, index));
+        var held = heldOut == 0 ? [] : HeldOut.EvalSet(task, heldOut).ToList();
         return (train, held);
     }
 

@@ -7,6 +7,7 @@ using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.IO;
 using ArcherIlgpu.Model.Tokenizers;
 using ArcherIlgpu.Rl.Algorithms;
+using ArcherIlgpu.Rl.Tasks;
 using ArcherIlgpu.Rl.Training;
 using ArcherIlgpu.Runs;
 
@@ -51,12 +52,13 @@ public static class TrainRlCommand
         var saveEvery = new Option<int?>("--save-every") { Description = "save a checkpoint every N steps (default steps / 10; 0 = only at the end)" };
         var evalProblems = new Option<int>("--eval-problems") { Description = "evaluate this many held-out problems before and after (0 = no evaluation)", DefaultValueFactory = _ => 0 };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its newest checkpoint (same command; --steps is the total)" };
+        var problemsFile = EvalCommand.ProblemsFileOption("train on the problems of this JSONL file (countdown: {\"numbers\":[84,9,14,28],\"target\":73} a line); held-out ones are skipped");
         var overwrite = new Option<bool>("--overwrite") { Description = "start a fresh run even if --out holds one (its files are deleted)" };
         var device = Program.DeviceOption();
         var allowExtra = ModelLoadOption.Create();
         var command = new Command("train-rl", "Train a model with RL on a task with a verifier")
         {
-            algo, preset, model, task, taskOptions, steps, groupSize, prompts, set, seed, outDir, micro, sampleEvery, saveEvery, evalProblems, resume, overwrite, device, allowExtra,
+            algo, preset, model, task, taskOptions, steps, groupSize, prompts, set, seed, outDir, micro, sampleEvery, saveEvery, evalProblems, resume, overwrite, problemsFile, device, allowExtra,
         };
         command.WithExamples(
             "train-rl --algo archer --model runs/qwen-sft --task arithmetic --task-option min_digits=2 max_digits=2 operators=+ --steps 100 --eval-problems 100",
@@ -65,7 +67,7 @@ public static class TrainRlCommand
             parse.GetValue(algo)!, parse.GetValue(model)!, parse.GetValue(task)!, parse.GetValue(taskOptions) ?? [], parse.GetValue(steps),
             parse.GetValue(groupSize), parse.GetValue(prompts), parse.GetValue(set) ?? [], parse.GetValue(seed), parse.GetValue(outDir),
             parse.GetValue(micro), parse.GetValue(sampleEvery), parse.GetValue(saveEvery), parse.GetValue(evalProblems), parse.GetValue(device)!,
-            parse.GetValue(resume), Overwrite: parse.GetValue(overwrite), Preset: parse.GetValue(preset)!,
+            parse.GetValue(resume), Overwrite: parse.GetValue(overwrite), Preset: parse.GetValue(preset)!, ProblemsFile: parse.GetValue(problemsFile),
             AllowExtraTensors: parse.GetValue(allowExtra)), stdout))));
         return command;
     }
@@ -73,9 +75,11 @@ public static class TrainRlCommand
     /// <param name="SaveEvery">checkpoint every this many steps; null: steps / 10; 0: only at the end.</param>
     /// <param name="InterruptAfterStep">test hook: stop right after this step's log lines, before any save, as if killed.</param>
     /// <param name="Stop">test hook for Ctrl-C: once cancelled, the run saves after the current step and stops.</param>
+    /// <param name="ProblemsFile">train on this file's problems instead of the task's stream.</param>
     public sealed record Settings(string Algo, string Model, string Task, string[] TaskOptions, int Steps, int? GroupSize, int? PromptsPerStep,
         string[] Set, ulong Seed, string? Out, int MicroBatch, int SampleEvery, int? SaveEvery, int EvalProblems, string Device,
-        bool Resume = false, int? InterruptAfterStep = null, bool Overwrite = false, CancellationToken Stop = default, string Preset = "small", bool AllowExtraTensors = false);
+        bool Resume = false, int? InterruptAfterStep = null, bool Overwrite = false, CancellationToken Stop = default, string Preset = "small",
+        string? ProblemsFile = null, bool AllowExtraTensors = false);
 
     /// <summary>Settings a resume may change: the budget (a total), the save cadence, the evaluation and the device.</summary>
     static readonly string[] MayChange = ["--steps", "--save-every", "--eval-problems", "--device"];
@@ -95,6 +99,9 @@ public static class TrainRlCommand
         if (s.SampleEvery < 0) throw new RlCommandException($"--sample-every must be >= 0 (0 = never), got {s.SampleEvery}");
         if (s.Resume && s.Overwrite) throw new RlCommandException("give either --resume (continue the run in --out) or --overwrite (replace it), not both");
         var task = RlCommandSupport.CreateTask(s.Task, s.TaskOptions);
+        // Training never sees a held-out problem (the evaluation's), whether from the task's stream or a file.
+        var trainTask = HeldOut.TrainingView(s.ProblemsFile is null ? task : ProblemFile.Load(task, s.ProblemsFile));
+        if (trainTask is HeldOutExcludedTask { Inner: ProblemFileTask file }) log.WriteLine(HeldOut.TrainingShare(file));
         string outDir = s.Out ?? Path.Combine("runs", $"{AlgorithmRegistry.Canonical(s.Algo) ?? s.Algo}-{s.Task}-seed{s.Seed}");
         var run = RunFolder.At(outDir);
         string startModel = ModelFolders.Resolve(s.Model);
@@ -130,7 +137,7 @@ public static class TrainRlCommand
         // The KL reference is the starting model; a resumed run reads it from the checkpoint (the weights have moved).
         float[]? reference = !RlTrainer.UsesReference(config) ? null
             : checkpoint is not null ? TrainingCheckpoint.ReadReference(checkpoint, model.Config) : model.DownloadParameters();
-        using var trainer = new RlTrainer(model, tokenizer, task, config, options, reference);
+        using var trainer = new RlTrainer(model, tokenizer, trainTask, config, options, reference);
         if (saved is not null)
         {
             TrainingCheckpoint.LoadOptimizer(trainer.Optimizer, model, checkpoint!);
@@ -210,6 +217,7 @@ public static class TrainRlCommand
             ["--eval-problems"] = s.EvalProblems.ToString(inv),
             ["--device"] = s.Device,
         };
+        if (s.ProblemsFile is not null) settings["--problems-file"] = Path.GetFullPath(s.ProblemsFile);
         foreach (var (key, value) in AlgorithmOverrides.Describe(config)) settings[key] = value;
         return settings;
     }

@@ -129,8 +129,10 @@ public class BadInputTests
     public void PromptLongerThanTheContextIsNamed()
     {
         using var dir = new TempDir();
-        string prompt = string.Concat(Enumerable.Repeat("1+", 40)) + "1=";   // 82 characters; the tiny model's context is 64
-        File.WriteAllText(dir.File("long.jsonl"), $"{{\"prompt\": \"{prompt}\", \"answer\": \"41\"}}\n");
+        // 82+ characters each; the tiny model's context is 64. 300 distinct lines, so that the demo's 16 evaluation
+        // problems exist among the dataset's held-out tenth and the error comes from the prompt's length.
+        var lines = Enumerable.Range(0, 300).Select(i => $"{{\"prompt\": \"{string.Concat(Enumerable.Repeat("1+", 40))}{i}=\", \"answer\": \"{40 + i}\"}}");
+        File.WriteAllLines(dir.File("long.jsonl"), lines);
         var r = DemoOnJsonl(dir.File("long.jsonl"));
         Assert.Contains("context length 64", r.Err);
         Assert.Contains("1+1+1+", r.Err);   // which problem
@@ -139,7 +141,7 @@ public class BadInputTests
     // ------------------------------------------------------------------ model folders through archer eval
 
     /// <summary>A small valid model folder (tiny preset, char tokenizer).</summary>
-    static string ModelFolder(TempDir dir)
+    internal static string ModelFolder(TempDir dir)
     {
         string path = dir.File("model");
         using var backend = new CpuBackend();

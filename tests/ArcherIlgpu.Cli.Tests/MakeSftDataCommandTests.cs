@@ -70,10 +70,11 @@ public class MakeSftDataCommandTests
     public void TooFewDistinctProblemsForTheHeldOutFails()
     {
         using var dir = new TempDir();
-        // 1-digit addition has 100 distinct problems: 2000 training draws leave none to hold out.
+        // 1-digit addition has 100 distinct problems, 16 of them held out: asking for 17 must fail, naming the 16.
         var r = Archer.Run("make-sft-data", "--task", "arithmetic", "--task-option", "operators=+", "--task-option", "max_digits=1",
-            "--count", "2000", "--held-out", "10", "--out", dir.File("x.jsonl"));
+            "--count", "2000", "--held-out", "17", "--out", dir.File("x.jsonl"));
         Assert.NotEqual(0, r.ExitCode);
         Assert.Contains("held-out", r.Err);
+        Assert.Contains("only 16", r.Err);
     }
 }

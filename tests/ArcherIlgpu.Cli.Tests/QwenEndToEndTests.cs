@@ -16,9 +16,10 @@ public class QwenEndToEndTests(ITestOutputHelper output)
     {
         using var dir = new TempDir();
         string[] task = ["--task", "arithmetic", "--task-option", "operators=+", "--task-option", "min_digits=2", "--task-option", "max_digits=2"];
-        // qwen2-tiny, 1000 steps: measured ~4 s on 2 cores, held-out loss 2.59 -> 0.23 and 157/200 exact.
+        // qwen2-tiny, 1500 steps: measured ~6 s on 2 cores, held-out loss 2.59 -> 0.078 and 184/200 exact (1000 steps
+        // reached only 0.67 on the data of the held-out split: the run drops its loss late).
         var sft = Path.Combine(dir.Path, "sft");
-        var r = AdditionSft.Run(dir, sft, "qwen2-tiny", steps: 1000);
+        var r = AdditionSft.Run(dir, sft, "qwen2-tiny", steps: 1500);
         output.WriteLine(r.Train.Out);
         Assert.True(r.LossAfter < 0.25 * r.LossBefore, $"held-out loss went from {r.LossBefore} to {r.LossAfter} only");
         Assert.True(r.Correct > r.Total / 2, r.Train.Out);

@@ -94,8 +94,8 @@ public sealed class DemoJob
     {
         var task = config.CreateTask();
         if (task.Count is long n && n <= 0) throw new CliInputException($"task '{config.Task.Name}' has no examples (empty dataset)");
-        var heldOut = Evaluator.HeldOut(task, config.Eval.Problems);
-        var trainTask = new HeldOutExcludedTask(task, heldOut.Select(e => e.Prompt).ToHashSet());
+        Evaluator.HeldOut(task, config.Eval.Problems);   // fails before any training when the task holds out too few problems
+        var trainTask = HeldOut.TrainingView(task);
         var store = run.Checkpoints(config.KeepCheckpoints);
         var latest = store.Latest();
         var state = latest is null ? null : ReadState(latest);

@@ -41,7 +41,7 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
     public static readonly string[] ModelTypes = ["llama", "qwen2", "qwen3"];
 
     /// <summary>Names accepted by <see cref="Preset"/>.</summary>
-    public static readonly string[] PresetNames = ["llama-tiny", "qwen2-tiny", "qwen3-tiny", "qwen2-small", "qwen2.5-0.5b"];
+    public static readonly string[] PresetNames = ["llama-tiny", "qwen2-tiny", "qwen3-tiny", "qwen2-small", "qwen2.5-0.5b", "countdown-3m", "countdown-17m"];
 
     /// <summary>Width of the query projection, H·D.</summary>
     public int QWidth => Heads * HeadSize;
@@ -58,6 +58,12 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
     /// <summary>
     /// The *-tiny presets: tests, seconds on CPU (llama-tiny has an untied head so that path is covered too).
     /// qwen2-small: samples. qwen2.5-0.5b: the shape of Qwen/Qwen2.5-0.5B (config.json of the Hugging Face hub).
+    /// countdown-3m and countdown-17m: the Qwen shapes that Qin et al. 2025 ("To Backtrack or Not to Backtrack",
+    /// arXiv 2504.07052) train from scratch on Countdown, from KempnerInstitute/Backtrack
+    /// countdown/configs/sft-mix-4-cd-{3M,17M}-qwen.conf: hidden 256, 6 layers, FFN 512 (3M) and hidden 512,
+    /// 8 layers, FFN 1024 (17M), both 4 heads and 1 key/value head. Ours differ in two ways, for our data: the
+    /// vocabulary is the char tokenizer's (57; they use their own Countdown tokenizer), and the context is 128,
+    /// not 4,096 (their responses are search traces; a step-form prompt and answer fit in about 45 tokens).
     /// </summary>
     public static LlamaConfig Preset(string name) => name.Trim().ToLowerInvariant() switch
     {
@@ -69,6 +75,10 @@ public sealed record LlamaConfig(string ModelType, int VocabSize, int MaxT, int 
             Channels: 32, Intermediate: 64, RopeTheta: 1e6, QkNorm: true),
         "qwen2-small" => new LlamaConfig("qwen2", VocabSize: 256, MaxT: 128, Layers: 4, Heads: 4, KvHeads: 2, HeadSize: 32,
             Channels: 128, Intermediate: 384, RopeTheta: 1e6, QkvBias: true),
+        "countdown-3m" => new LlamaConfig("qwen2", VocabSize: 57, MaxT: 128, Layers: 6, Heads: 4, KvHeads: 1, HeadSize: 64,
+            Channels: 256, Intermediate: 512, RopeTheta: 1e6, QkvBias: true),
+        "countdown-17m" => new LlamaConfig("qwen2", VocabSize: 57, MaxT: 128, Layers: 8, Heads: 4, KvHeads: 1, HeadSize: 128,
+            Channels: 512, Intermediate: 1024, RopeTheta: 1e6, QkvBias: true),
         "qwen2.5-0.5b" => new LlamaConfig("qwen2", VocabSize: 151936, MaxT: 32768, Layers: 24, Heads: 14, KvHeads: 2, HeadSize: 64,
             Channels: 896, Intermediate: 4864, RmsNormEps: 1e-6f, RopeTheta: 1e6, TiedHead: true, QkvBias: true),
         _ => throw new ArgumentException($"unknown Llama-family preset '{name}'; valid presets: {string.Join(", ", PresetNames)}", nameof(name)),

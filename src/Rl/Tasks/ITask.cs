@@ -46,6 +46,46 @@ public interface ITask
 
     /// <summary>1.0 if the completion solves the example, else 0.0. Never throws on malformed completions.</summary>
     double Reward(TaskExample example, string completion);
+
+    /// <summary>
+    /// The problem's canonical form: two examples with the same key are the same problem (Countdown: the
+    /// sorted numbers and the target, so "3 8>24" and "8 3>24" are one problem). Evaluation sets are
+    /// de-duplicated by it and <see cref="HeldOut"/> splits problems by a hash of it. Default: the prompt.
+    /// </summary>
+    string ProblemKey(TaskExample example) => example.Prompt;
+
+    /// <summary>
+    /// The named held-out group an example belongs to whatever its hash (Countdown: "unseen_targets", the
+    /// problems whose target is never trained on), or null. Training streams skip every group's problems.
+    /// </summary>
+    string? HeldOutGroup(TaskExample example) => null;
+
+    /// <summary>The names <see cref="HeldOutGroup"/> can return (each is evaluated separately).</summary>
+    IReadOnlyList<string> HeldOutGroups => [];
+
+    /// <summary>The names <see cref="Verdict"/> can return, in report order; empty if the task gives no verdicts.</summary>
+    IReadOnlyList<string> Verdicts => [];
+
+    /// <summary>Why the completion earned its reward (one of <see cref="Verdicts"/>), or null for a task without verdicts.</summary>
+    string? Verdict(TaskExample example, string completion) => null;
+}
+
+/// <summary>
+/// A task built on another one (a different stream of its problems) that verifies, keys, groups and judges
+/// exactly as the inner task does; subclasses choose the examples.
+/// </summary>
+public abstract class DerivedTask(ITask inner) : ITask
+{
+    public ITask Inner => inner;
+    public string Name => inner.Name;
+    public abstract long? Count { get; }
+    public abstract TaskExample Generate(long seed, long index);
+    public double Reward(TaskExample example, string completion) => inner.Reward(example, completion);
+    public string ProblemKey(TaskExample example) => inner.ProblemKey(example);
+    public string? HeldOutGroup(TaskExample example) => inner.HeldOutGroup(example);
+    public IReadOnlyList<string> HeldOutGroups => inner.HeldOutGroups;
+    public IReadOnlyList<string> Verdicts => inner.Verdicts;
+    public string? Verdict(TaskExample example, string completion) => inner.Verdict(example, completion);
 }
 
 /// <summary>Thrown for bad task data: an unreadable dataset line, an empty dataset, a bad option.</summary>

@@ -1,5 +1,3 @@
-using System.Text.Json;
-
 namespace ArcherIlgpu.Rl.Tasks;
 
 /// <summary>
@@ -44,50 +42,8 @@ public sealed class JsonlMathTask : ITask
 
     static TaskExample[] Parse(string source, IEnumerable<string> lines)
     {
-        var list = new List<TaskExample>();
-        int lineNumber = 0;
-        foreach (var raw in lines)
-        {
-            lineNumber++;
-            if (string.IsNullOrWhiteSpace(raw)) continue;
-            string where = $"{source}:{lineNumber}";
-            JsonDocument doc;
-            try { doc = JsonDocument.Parse(raw); }
-            catch (JsonException e) { throw new TaskDataException($"{where}: not valid JSON ({e.Message})"); }
-            using (doc)
-            {
-                var root = doc.RootElement;
-                if (root.ValueKind != JsonValueKind.Object) throw new TaskDataException($"{where}: expected a JSON object, got {root.ValueKind}");
-                var prompt = Field(root, "prompt", where, required: true)!;
-                var solution = Field(root, "solution", where, required: false) ?? Field(root, "completion", where, required: false);
-                var answer = Field(root, "answer", where, required: false) ?? AnswerIn(solution, where);
-                list.Add(new TaskExample(prompt, answer, solution));
-            }
-        }
+        var list = ProblemFile.ReadLines(source, lines, ProblemFile.PromptAnswer);
         if (list.Count == 0) throw new TaskDataException($"{source}: dataset is empty (expected JSONL lines like {{\"prompt\": \"...\", \"answer\": \"...\"}})");
         return list.ToArray();
-    }
-
-    /// <summary>The answer a line without "answer" implies: the one its solution or completion ends with.</summary>
-    static string AnswerIn(string? solution, string where)
-    {
-        if (solution is null) throw new TaskDataException($"{where}: missing \"answer\" (or a \"completion\" to take the answer from)");
-        return AnswerExtractor.Extract(solution)
-            ?? throw new TaskDataException($"{where}: no \"answer\", and no answer (a number, \\boxed{{...}} or #### ...) in the completion \"{solution}\"");
-    }
-
-    static string? Field(JsonElement root, string name, string where, bool required)
-    {
-        if (!root.TryGetProperty(name, out var v) || v.ValueKind == JsonValueKind.Null)
-        {
-            if (required) throw new TaskDataException($"{where}: missing \"{name}\"");
-            return null;
-        }
-        return v.ValueKind switch
-        {
-            JsonValueKind.String => v.GetString(),
-            JsonValueKind.Number => v.GetRawText(),
-            _ => throw new TaskDataException($"{where}: \"{name}\" must be a string or a number, got {v.ValueKind}"),
-        };
     }
 }

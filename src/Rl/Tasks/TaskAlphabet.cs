@@ -5,15 +5,15 @@ namespace ArcherIlgpu.Rl.Tasks;
 /// and worked solutions, so that a character-level tokenizer with a few dozen symbols can model them:
 /// <list type="bullet">
 /// <item>digits <c>0-9</c>;</item>
-/// <item>operators and punctuation <c>+ - * / = ( ) , . :</c> and <c>#</c>;</item>
+/// <item>operators and punctuation <c>+ - * / = ( ) , . : ; &gt;</c> and <c>#</c> (<c>;</c> and <c>&gt;</c>: Countdown's step form);</item>
 /// <item>space and newline;</item>
 /// <item>lower-case letters <c>a-z</c> (prompt words such as "use", "make").</item>
 /// </list>
-/// 51 characters in all. A JSONL dataset may contain anything; check it with <see cref="Unsupported"/>.
+/// 53 characters in all, every one in <c>CharTokenizer.ArithmeticAlphabet</c>. A JSONL dataset may contain anything; check it with <see cref="Unsupported"/>.
 /// </summary>
 public static class TaskAlphabet
 {
-    public const string Characters = "0123456789+-*/=(),.:# \nabcdefghijklmnopqrstuvwxyz";
+    public const string Characters = "0123456789+-*/=(),.:;># \nabcdefghijklmnopqrstuvwxyz";
 
     static readonly bool[] allowed = Build();
 

@@ -6,7 +6,7 @@ namespace ArcherIlgpu.Rl.Tasks;
 /// Tasks by name with string options (as they come from a command line or config file):
 /// <list type="bullet">
 /// <item><c>arithmetic</c>: min_digits, max_digits, operators, allow_negative;</item>
-/// <item><c>countdown</c>: min_numbers, max_numbers, max_number, min_target, max_target;</item>
+/// <item><c>countdown</c>: format (expression or steps), min_numbers, max_numbers, max_number, min_target, max_target;</item>
 /// <item><c>jsonl</c>: path (required).</item>
 /// </list>
 /// Unknown names and unknown option keys fail with the list of valid ones. Users add their own with
@@ -30,13 +30,14 @@ public static class TaskRegistry
                 return new ArithmeticTask(new ArithmeticOptions(o.Int("min_digits", d.MinDigits), o.Int("max_digits", d.MaxDigits),
                     o.String("operators", d.Operators), o.Bool("allow_negative", d.AllowNegative)));
             }));
-        Register(new Entry("countdown", "reach a target from given numbers with + - * /, each used at most once",
-            ["min_numbers", "max_numbers", "max_number", "min_target", "max_target"],
+        Register(new Entry("countdown", "reach a target from given numbers with + - * /, each used at most once (format=steps: n-1 equations)",
+            ["format", "min_numbers", "max_numbers", "max_number", "min_target", "max_target"],
             o =>
             {
-                var d = new CountdownOptions();
+                var format = o.String("format", CountdownOptions.ExpressionFormat);
+                var d = format == CountdownOptions.StepsFormat ? CountdownOptions.Steps : new CountdownOptions();
                 return new CountdownTask(new CountdownOptions(o.Int("min_numbers", d.MinNumbers), o.Int("max_numbers", d.MaxNumbers),
-                    o.Int("max_number", d.MaxNumber), o.Int("min_target", d.MinTarget), o.Int("max_target", d.MaxTarget)));
+                    o.Int("max_number", d.MaxNumber), o.Int("min_target", d.MinTarget), o.Int("max_target", d.MaxTarget), format));
             }));
         Register(new Entry("jsonl", "math problems from a JSONL file of {\"prompt\", \"answer\"} lines",
             ["path"],

@@ -39,10 +39,14 @@ public sealed record EvalOptions(int Problems = 100, int Samples = 8, double Tem
 }
 
 /// <summary>Evaluation numbers. PassAtK maps k (1, 2, 4, ... and n) to the unbiased pass@k averaged over problems.</summary>
+/// <param name="VerdictShares">For a task with verdicts (<see cref="ITask.Verdicts"/>): each verdict's share of the sampled
+/// completions (every verdict listed, 0 included); empty otherwise.</param>
 public sealed record EvalResult(int Problems, int Samples, double Temperature, double AvgAtN, IReadOnlyDictionary<int, double> PassAtK,
-    double GreedyAccuracy, double MeanResponseLength, double MeanEntropy, IReadOnlyList<int> CorrectCounts)
+    double GreedyAccuracy, double MeanResponseLength, double MeanEntropy, IReadOnlyList<int> CorrectCounts,
+    IReadOnlyDictionary<string, double>? VerdictShares = null)
 {
-    /// <summary>Flat metrics: eval/avg@n, eval/pass@k, eval/greedy, eval/response_length, eval/entropy.</summary>
+    /// <summary>Flat metrics: eval/avg@n, eval/pass@k, eval/greedy, eval/response_length, eval/entropy, and eval/verdict/NAME
+    /// (share of the sampled completions with that verdict) for a task with verdicts.</summary>
     public IReadOnlyDictionary<string, double> ToMetrics(string prefix = "eval/")
     {
         var m = new SortedDictionary<string, double>(StringComparer.Ordinal)
@@ -53,31 +57,34 @@ public sealed record EvalResult(int Problems, int Samples, double Temperature, d
             [prefix + "entropy"] = MeanEntropy,
         };
         foreach (var (k, v) in PassAtK) m[$"{prefix}pass@{k}"] = v;
+        foreach (var (name, share) in VerdictShares ?? new Dictionary<string, double>()) m[$"{prefix}verdict/{name}"] = share;
         return m;
     }
 
     /// <summary>A plain-text table, one metric per line.</summary>
     public string ToTable()
     {
-        var lines = new List<string> { $"{"metric",-18} value", $"{"problems",-18} {Problems}", $"{"samples",-18} {Samples} at temperature {Temperature.ToString("0.##", CultureInfo.InvariantCulture)}" };
-        foreach (var (k, v) in ToMetrics("")) lines.Add($"{k,-18} {v.ToString("0.0000", CultureInfo.InvariantCulture)}");
+        var lines = new List<string> { $"{"metric",-22} value", $"{"problems",-22} {Problems}", $"{"samples",-22} {Samples} at temperature {Temperature.ToString("0.##", CultureInfo.InvariantCulture)}" };
+        foreach (var (k, v) in ToMetrics("")) lines.Add($"{k,-22} {v.ToString("0.0000", CultureInfo.InvariantCulture)}");
         return string.Join(Environment.NewLine, lines);
     }
 }
 
 /// <summary>
-/// Held-out evaluation of a task: n samples per problem at temperature 0.8 (configurable) give avg@n
+/// Held-out evaluation of a task (problems of <see cref="Tasks.HeldOut.EvalSet"/>: never in any training stream,
+/// each once): n samples per problem at temperature 0.8 (configurable) give avg@n
 /// and the unbiased pass@k for k = 1, 2, 4, ..., n; one greedy completion per problem gives the greedy
 /// accuracy; plus the mean response length and the mean entropy of the sampled tokens.
 /// </summary>
 public static class Evaluator
 {
-    /// <summary>Default seed of the held-out problem stream (training runs draw from their own seed).</summary>
-    public const long HeldOutSeed = 0x0E7A1_5EED;
+    /// <summary>Default seed of the order in which held-out problems are drawn.</summary>
+    public const long HeldOutSeed = Tasks.HeldOut.EvalSeed;
 
-    /// <summary>The first <paramref name="count"/> problems of the task's stream <paramref name="seed"/>.</summary>
-    public static IReadOnlyList<TaskExample> HeldOut(ITask task, int count, long seed = HeldOutSeed) =>
-        Enumerable.Range(0, count).Select(i => task.Generate(seed, i)).ToArray();
+    /// <summary><paramref name="count"/> distinct held-out problems (<see cref="Tasks.HeldOut.EvalSet"/>), of one named
+    /// held-out group when <paramref name="group"/> is given.</summary>
+    public static IReadOnlyList<TaskExample> HeldOut(ITask task, int count, long seed = HeldOutSeed, string? group = null) =>
+        Tasks.HeldOut.EvalSet(task, count, seed, group);
 
     /// <summary>k = 1, 2, 4, ... up to n, and n itself.</summary>
     public static IReadOnlyList<int> KValues(int n)
@@ -91,8 +98,15 @@ public static class Evaluator
     public static EvalResult Evaluate(CausalLm model, ITokenizer tokenizer, ITask task, EvalOptions options, int maxResponseTokens,
         double topP = 1.0, int topK = 0)
     {
+        return Evaluate(model, tokenizer, task, HeldOut(task, options.Problems, options.ProblemSeed), options, maxResponseTokens, topP, topK);
+    }
+
+    /// <summary>Evaluates given problems (a user's problems file, a named held-out group); options.Problems is not used.</summary>
+    public static EvalResult Evaluate(CausalLm model, ITokenizer tokenizer, ITask task, IReadOnlyList<TaskExample> problems, EvalOptions options,
+        int maxResponseTokens, double topP = 1.0, int topK = 0)
+    {
         using var sampler = new ModelSampler(model, tokenizer, maxResponseTokens, topP, topK);
-        return Evaluate(sampler, task, HeldOut(task, options.Problems, options.ProblemSeed), options);
+        return Evaluate(sampler, task, problems, options);
     }
 
     public static EvalResult Evaluate(ICompletionSampler sampler, ITask task, IReadOnlyList<TaskExample> problems, EvalOptions options)
@@ -124,7 +138,8 @@ public static class Evaluator
             greedy = Enumerable.Range(0, problems.Count).Average(i => task.Reward(problems[i], g[i].Text) > 0 ? 1.0 : 0.0);
         }
         return new EvalResult(problems.Count, n, options.Temperature, avg, passAtK, greedy, lengthSum / completions.Count,
-            entropyTokens > 0 ? entropySum / entropyTokens : double.NaN, correct);
+            entropyTokens > 0 ? entropySum / entropyTokens : double.NaN, correct,
+            TaskVerdicts.Shares(task, completions.Select((c, r) => (problems[r / n], c.Text)).ToArray()));
     }
 }
 

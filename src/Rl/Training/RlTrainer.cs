@@ -137,6 +137,7 @@ public sealed class RlTrainer : IDisposable
 
         var batch = collector.Collect(data, Options.Seed, ref rngCounter);
         RolloutMetrics(batch, m);
+        foreach (var (verdict, share) in TaskVerdicts.Shares(Task, batch.Generated.Select(r => (r.Example, r.Completion)).ToArray())) m["verdict/" + verdict] = share;
         var samples = Samples(step, batch);
         int skippedBefore = skippedTotal;
 

@@ -8,10 +8,10 @@ namespace ArcherIlgpu.Rl.Tests.Training;
 
 /// <summary>
 /// The done-criterion: on a tiny task, RL with each algorithm raises held-out reward from the SFT
-/// start. Start: <see cref="SftStartFixture"/> (one-digit addition, noisy SFT, avg@32 ≈ 0.38). Each
-/// algorithm runs its own preset scaled to the toy (<see cref="TinyArithmetic.Scaled"/>: 16 prompts × 8
-/// samples per step, lr 5e-4) for 80 steps, then the same held-out evaluation (100 problems × 32 samples
-/// at temperature 0.8, same seeds) is repeated.
+/// start. Start: <see cref="SftStartFixture"/> (one-digit addition, noisy SFT, avg@128 ≈ 0.52 on the held-out
+/// sums). Each algorithm runs its own preset scaled to the toy (<see cref="TinyArithmetic.Scaled"/>: 16 prompts × 8
+/// samples per step, lr 5e-4) for 80 steps on the 84 training sums, then the same held-out evaluation (the
+/// 16 held-out sums, never trained on, × 128 samples at temperature 0.8, same seeds) is repeated.
 /// </summary>
 public class RlImprovementTests(SftStartFixture start, ITestOutputHelper output) : IClassFixture<SftStartFixture>
 {
@@ -19,13 +19,14 @@ public class RlImprovementTests(SftStartFixture start, ITestOutputHelper output)
     const double LearningRate = 5e-4;
 
     /// <summary>
-    /// Required gain of avg@32. The evaluation's own noise: avg@32 over 100 problems has a sampling standard
-    /// deviation of sqrt(Σ p(1−p)/32)/100 ≤ sqrt(100·0.25/32)/100 ≈ 0.009, so two evaluations differ by
-    /// 0.10 by chance with probability far below 1e-9 (≈ 8 standard deviations of their difference). The gains
-    /// measured here (seed 1) are 0.24 (entropy-mask) to 0.43 (ar-lopti); with rollout seed 2 they were 0.26–0.42
-    /// (avg@16), so the margin also covers run-to-run variation of the RL itself, not only evaluation noise.
+    /// Required gain of avg@128. The evaluation's own noise: avg@128 over 16 problems has a sampling standard
+    /// deviation of sqrt(Σ p(1−p)/128)/16 ≤ sqrt(16·0.25/128)/16 ≈ 0.011, so two evaluations differ by 0.05 by
+    /// chance with probability about 0.1% (≈ 3.2 standard deviations of their difference). The gains measured
+    /// here (seed 1) on problems never trained on are 0.094 (ar-lopti), 0.098 (entropy-mask), 0.17 (grpo),
+    /// 0.18 (dapo) and 0.20 (archer). (Before the held-out split, the evaluation's sums were also trained on,
+    /// and the gains were 0.24–0.43 with a 0.10 threshold.)
     /// </summary>
-    const double RequiredGain = 0.10;
+    const double RequiredGain = 0.05;
 
     [Theory]
     [InlineData("grpo")]
@@ -39,7 +40,7 @@ public class RlImprovementTests(SftStartFixture start, ITestOutputHelper output)
         using var model = new Gpt2Model(backend, TinyArithmetic.ModelConfig, start.Parameters);
         var config = TinyArithmetic.Scaled(algorithm, groupSize: 8, prompts: 16, lr: LearningRate);
         var clock = Stopwatch.StartNew();
-        using (var trainer = new RlTrainer(model, TinyArithmetic.Tokenizer, TinyArithmetic.Task, config, new RlTrainerOptions(Seed: 1)))
+        using (var trainer = new RlTrainer(model, TinyArithmetic.Tokenizer, TinyArithmetic.TrainingTask, config, new RlTrainerOptions(Seed: 1)))
         {
             for (int s = 0; s < Steps; s++)
             {
@@ -49,9 +50,9 @@ public class RlImprovementTests(SftStartFixture start, ITestOutputHelper output)
         }
         double rlSeconds = clock.Elapsed.TotalSeconds;
         var after = TinyArithmetic.Evaluate(model);
-        output.WriteLine($"{algorithm}: avg@32 {start.Start.AvgAtN:F3} -> {after.AvgAtN:F3}, greedy {start.Start.GreedyAccuracy:F2} -> {after.GreedyAccuracy:F2}, " +
+        output.WriteLine($"{algorithm}: avg@128 {start.Start.AvgAtN:F3} -> {after.AvgAtN:F3}, greedy {start.Start.GreedyAccuracy:F2} -> {after.GreedyAccuracy:F2}, " +
             $"pass@4 {start.Start.PassAtK[4]:F3} -> {after.PassAtK[4]:F3}; SFT {start.SftSeconds:F1}s, RL {Steps} steps {rlSeconds:F1}s");
         Assert.True(after.AvgAtN >= start.Start.AvgAtN + RequiredGain,
-            $"{algorithm}: held-out avg@32 went from {start.Start.AvgAtN:F3} to {after.AvgAtN:F3}; expected a gain of at least {RequiredGain}");
+            $"{algorithm}: held-out avg@128 went from {start.Start.AvgAtN:F3} to {after.AvgAtN:F3}; expected a gain of at least {RequiredGain}");
     }
 }
