@@ -174,7 +174,7 @@ public static class TrainRlCommand
         {
             while (trainer.StepIndex < s.Steps)
             {
-                var r = trainer.Step();
+                var r = Model.Training.TrainingDivergedException.NamingTheKey("--set rl.learning_rate", trainer.Step);
                 metrics.AppendLine(MetricsJson.Line(r.Metrics));
                 foreach (var sample in r.Samples) samples.AppendLine(MetricsJson.Line(sample));
                 log.WriteLine(Progress(r, s.Steps));

@@ -166,7 +166,7 @@ public static class TrainSftCommand
         using var stop = StopRequest.Listen(s.Stop);
         using (var metrics = run.OpenMetrics(saved?.Step))
         {
-            trainer.Run(m =>
+            TrainingDivergedException.NamingTheKey("--lr", () => trainer.Run(m =>
             {
                 if (double.IsNaN(firstLoss)) firstLoss = m.Loss;
                 if (!m.Skipped) { lossSum += m.Loss; lossCount++; }
@@ -191,7 +191,7 @@ public static class TrainSftCommand
                     if (state.Step != m.Step) Save(m.Step);
                     throw new RunInterruptedException(m.Step, store.Find(m.Step)!.Path);
                 }
-            });
+            }));
         }
         if (saved is not null && saved.SftStep == s.Steps) log.WriteLine($"the run was already at step {s.Steps}: nothing to train (a larger --steps continues it)");
         else log.WriteLine($"saved {Path.Combine(s.Out, "checkpoints", CheckpointStore.FolderName(state.Step))} ({clock.Elapsed.TotalSeconds:F0}s of training)");

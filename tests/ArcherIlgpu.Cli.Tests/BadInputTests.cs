@@ -33,6 +33,17 @@ public class BadInputTests
         Assert.Contains("Valid keys", r.Err);
     }
 
+    /// <summary>A mistyped algorithm setting that is close to no demo key is still matched against the algorithm's keys.</summary>
+    [Fact]
+    public void AMistypedAlgorithmKeyInTheDemoSuggestsTheAlgorithmsKey()
+    {
+        var r = Demo("--set", "rl.ppo_epoch=2");
+        Assert.Contains("unknown config key 'rl.ppo_epoch'", r.Err);
+        Assert.Contains("Did you mean 'rl.ppo_epochs'?", r.Err);
+        Assert.Contains("rl.low.clip_high", r.Err);   // the algorithm's keys are listed with the demo's
+        Assert.Single(r.Err.TrimEnd().Split('\n'));
+    }
+
     [Fact]
     public void UnknownKeyInAConfigFileNamesTheFileAndJsonPath()
     {
@@ -402,8 +413,21 @@ public class BadInputTests
     [Fact]
     public void AFarTooHighLearningRateStopsSftWithAClearMessage()
     {
-        var r = OneLine(Demo("--set", "sft.learning_rate=1e10"), "not finite in 10 consecutive steps", "peak learning rate 1E+10", "lower the learning rate");
+        var r = OneLine(Demo("--set", "sft.learning_rate=1e10"), "not finite in 10 consecutive steps", "peak learning rate 1E+10", "lower the learning rate (sft.learning_rate)");
         Assert.DoesNotContain("outside the vocabulary", r.Err);
         Assert.DoesNotContain("evaluating", r.Out);   // stopped before sampling anything
+    }
+
+    /// <summary>The divergence message names the key the user sets the learning rate with, in each command that trains.</summary>
+    [Fact]
+    public void ADivergenceNamesTheLearningRateKeyOfTheCommand()
+    {
+        OneLine(Demo("--set", "rl.learning_rate=1e10"), "lower the learning rate (rl.learning_rate)");
+        using var dir = new TempDir();
+        OneLine(Fails("train-sft", "--data", SftData(dir), "--out", dir.File("sft"), "--lr", "1e10", "--steps", "40", "--batch-size", "4", "--device", "cpu"),
+            "not finite in 10 consecutive steps", "lower the learning rate (--lr)");
+        OneLine(Fails("train-rl", "--algo", "grpo", "--model", ModelFolder(dir), "--task", "arithmetic", "--task-option", "max_digits=1", "operators=+",
+                "--steps", "5", "--group-size", "4", "--prompts-per-step", "4", "--set", "rl.learning_rate=1e10", "--out", dir.File("rl"), "--device", "cpu"),
+            "lower the learning rate (--set rl.learning_rate)");
     }
 }

@@ -148,7 +148,7 @@ public sealed class DemoJob
                 TrainingCheckpoint.LoadOptimizer(sft.Trainer.Optimizer, model, latest!);
                 sft.ResumeAt(state.SftStep);
             }
-            RunSft(sft, tokenizer, metrics, store, stop);
+            TrainingDivergedException.NamingTheKey("sft.learning_rate", () => RunSft(sft, tokenizer, metrics, store, stop));
             sftEval = Evaluate(model, tokenizer, task, algorithm.MaxResponseTokens, "SFT model");
             metrics.Write(S, sftEval.ToMetrics());
             WriteEval(sftEval, null);
@@ -174,7 +174,7 @@ public sealed class DemoJob
             var progress = new ProgressReporter(R, $"{algorithm.Name} step", log, interactive, startStep: trainer.StepIndex);
             while (trainer.StepIndex < R)
             {
-                var r = trainer.Step();
+                var r = TrainingDivergedException.NamingTheKey("rl.learning_rate", trainer.Step);
                 long global = S + trainer.StepIndex;
                 metrics.Write(global, r.Metrics.Append(new("rl/step", trainer.StepIndex)));
                 foreach (var sample in r.Samples) samples.AppendLine(MetricsJson.Line(sample with { Step = (int)global }));

@@ -104,7 +104,10 @@ public sealed record RunConfig
         var own = new List<string>();
         var algorithm = new List<string>();
         foreach (var set in sets)
+        {
+            if (UnknownRlKey(set) is { } unknown) throw unknown;
             (IsAlgorithmOnlyKey(set) ? algorithm : own).Add(set);
+        }
         var config = bind(own);
         if (algorithm.Count == 0) return config;
         AlgorithmOverrides.ApplySets(AlgorithmConfigFor(config), algorithm);   // did-you-mean and types, before anything runs
@@ -116,6 +119,24 @@ public sealed record RunConfig
 
     static AlgorithmConfig AlgorithmConfigFor(RunConfig config) =>
         AlgorithmRegistry.Canonical(config.Rl.Algorithm) is null ? new AlgorithmConfig() : config.Algorithm();
+
+    /// <summary>
+    /// The refusal of "rl.KEY=VALUE" where KEY is neither the demo's nor the algorithm's (null otherwise): the
+    /// binder's own message would suggest and list only <see cref="RlSettings"/>' keys, this one both kinds.
+    /// </summary>
+    static ConfigException? UnknownRlKey(string set)
+    {
+        int eq = set.IndexOf('=');
+        if (eq <= 0 || !set.StartsWith(AlgorithmOverrides.Prefix, StringComparison.Ordinal)) return null;
+        string key = set[..eq].Trim();
+        string first = key[AlgorithmOverrides.Prefix.Length..].Split('.')[0];
+        var demo = ConfigBinder.Keys<RlSettings>();
+        if (demo.Contains(first) || AlgorithmOverrides.IsKey(first)) return null;
+        var own = demo.Select(k => AlgorithmOverrides.Prefix + k).ToList();
+        var algorithm = AlgorithmOverrides.Keys.Except(demo).Select(k => AlgorithmOverrides.Prefix + k).ToList();
+        return new ConfigException($"unknown config key '{key}' in --set {set}.{ConfigBinder.DidYouMean(key, [.. own, .. algorithm])} " +
+                                   $"Valid keys in section 'rl': {string.Join(", ", own)}; and the algorithm's: {string.Join(", ", algorithm)}", key);
+    }
 
     /// <summary>"rl.KEY=VALUE" where KEY is an algorithm setting that <see cref="RlSettings"/> has no key for.</summary>
     static bool IsAlgorithmOnlyKey(string set)
@@ -210,7 +231,7 @@ public static class RunPresets
 
     public static PresetRegistry<RunConfig> Registry { get; } = new("run preset")
     {
-        { "demo", Demo, "2-digit addition: SFT on demonstrations 70% off by one, then Archer with the verifier; about 2-3 minutes on a 2-core CPU" },
+        { "demo", Demo, "2-digit addition: SFT on demonstrations 70% off by one, then Archer with the verifier; about 30 s on a 2-core CPU" },
         { "quick", Quick, "the same pipeline on 1-digit addition at toy scale: seconds on a CPU (tests)" },
     };
 }

@@ -15,7 +15,31 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
     public static TrainingDivergedException AfterSkippedSteps(string what, int count, long lastStep, double peakLr) => new(
         $"training stopped: the loss or gradient norm was not finite in {count} consecutive {what} (up to step {lastStep}, " +
         $"peak learning rate {peakLr.ToString("G4", System.Globalization.CultureInfo.InvariantCulture)}); " +
-        "the weights keep their last finite update; lower the learning rate");
+        $"the weights keep their last finite update; {Advice}");
+
+    const string Advice = "lower the learning rate";
+
+    /// <summary>
+    /// This message with the advice naming <paramref name="key"/>, the option or config key the user sets the learning
+    /// rate with (the trainers know its value, only the command knows its name).
+    /// </summary>
+    public TrainingDivergedException NamingTheKey(string key) =>
+        new(Message.Contains(Advice, StringComparison.Ordinal) ? Message.Replace(Advice, $"{Advice} ({key})", StringComparison.Ordinal) : $"{Message}; {Advice} ({key})");
+
+    /// <summary>Runs <paramref name="training"/>; a divergence in it is rethrown naming <paramref name="key"/> (see <see cref="NamingTheKey(string)"/>).</summary>
+    public static T NamingTheKey<T>(string key, Func<T> training)
+    {
+        try
+        {
+            return training();
+        }
+        catch (TrainingDivergedException e)
+        {
+            throw e.NamingTheKey(key);
+        }
+    }
+
+    public static void NamingTheKey(string key, Action training) => NamingTheKey(key, () => { training(); return 0; });
 }
 
 /// <summary>

@@ -45,6 +45,13 @@ public static class ConfigBinder
     /// <summary>Every leaf key of <typeparamref name="T"/>, dotted, in declaration order (for help text).</summary>
     public static IReadOnlyList<string> Keys<T>() => ConfigSchema.LeafKeys(typeof(T)).ToList();
 
+    /// <summary>" Did you mean 'a' or 'b'?" for an unknown <paramref name="key"/>, from the <paramref name="valid"/> keys close to it; empty when none is.</summary>
+    public static string DidYouMean(string key, IEnumerable<string> valid)
+    {
+        var closest = ConfigSchema.Closest(key, valid);
+        return closest.Count > 0 ? $" Did you mean {string.Join(" or ", closest.Select(c => $"'{c}'"))}?" : "";
+    }
+
     /// <summary>Runs the type's public parameterless Validate(), turning its complaints into <see cref="ConfigException"/>.</summary>
     public static void Validate(object config)
     {
@@ -349,8 +356,7 @@ public static class ConfigBinder
     static ConfigException Unknown(Type sectionType, string key, string prefix, string where, string? file)
     {
         var valid = ConfigSchema.LeafKeys(sectionType, prefix).ToList();
-        var closest = ConfigSchema.Closest(key, valid);
-        string hint = closest.Count > 0 ? $" Did you mean {string.Join(" or ", closest.Select(c => $"'{c}'"))}?" : "";
+        string hint = DidYouMean(key, valid);
         string section = prefix.Length == 0 ? "" : $" in section '{prefix.TrimEnd('.')}'";
         return new ConfigException($"unknown config key '{key}' {where}.{hint} Valid keys{section}: {string.Join(", ", valid)}", key, file);
     }
