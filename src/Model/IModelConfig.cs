@@ -11,6 +11,8 @@ public interface IModelConfig
     int Layers { get; }
     /// <summary>C, the width of the residual stream (the head's input).</summary>
     int Channels { get; }
+    /// <summary>Number of parameters (a tied head once), equal to the layout's total length; saturates instead of overflowing.</summary>
+    long ParameterCount { get; }
     /// <summary>The same shape with another vocabulary size (a fresh model sized to a tokenizer).</summary>
     IModelConfig WithVocabSize(int vocabSize);
     /// <summary>Writes Hugging Face's <c>config.json</c> into a model folder (atomically).</summary>

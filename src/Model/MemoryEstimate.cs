@@ -58,7 +58,7 @@ public sealed class MemoryEstimate
     /// <summary>Parameters and their gradients (every model allocates both); with <paramref name="optimizer"/>, AdamW's two moments.</summary>
     public MemoryEstimate Model(IModelConfig c, bool optimizer, string name = "parameters and gradients")
     {
-        long p = ParameterCount(c);
+        long p = c.ParameterCount;
         Add(name, () => checked(2 * Floats(p, "the parameters")));
         return optimizer ? Add("AdamW moments", () => checked(2 * Floats(p, "the parameters"))) : this;
     }
@@ -117,13 +117,6 @@ public sealed class MemoryEstimate
             }
         }
     }
-
-    public static long ParameterCount(IModelConfig c) => c switch
-    {
-        Gpt2Config g => new ParameterLayout(g).TotalLength,
-        LlamaConfig l => new LlamaLayout(l).TotalLength,
-        _ => throw new ArgumentException($"no memory estimate for model type '{c.ModelType}'"),
-    };
 
     /// <summary>Bytes of one float buffer of <paramref name="count"/> elements, refused if one buffer cannot hold it.</summary>
     long Floats(long count, string what)

@@ -113,4 +113,20 @@ public class MemoryEstimateTests
         var e = Assert.Throws<SizeLimitException>(() => estimate.RequireFits("cuda", hostMemory: false, capacityBytes: 2L << 30));
         Assert.Contains("of cuda device memory (weights 3 GiB)", e.Message);
     }
+
+    /// <summary>The estimate counts parameters from the config's formula; it must equal the layout the model allocates, for every preset.</summary>
+    [Fact]
+    public void TheConfigsParameterCountIsTheLayoutsLength()
+    {
+        foreach (string name in Models.PresetNames)
+        {
+            long layout = Models.Preset(name) switch
+            {
+                Gpt2Config g => new ParameterLayout(g).TotalLength,
+                LlamaConfig l => new LlamaLayout(l).TotalLength,
+                var other => throw new InvalidOperationException(other.ModelType),
+            };
+            Assert.True(layout == Models.Preset(name).ParameterCount, $"{name}: layout {layout}, config {Models.Preset(name).ParameterCount}");
+        }
+    }
 }
