@@ -140,7 +140,7 @@ public sealed class Gpt2Tokenizer : ITokenizer
         }
         catch (JsonException e)
         {
-            throw new ModelFormatException($"Vocabulary file '{path}' is not valid JSON: {e.Message}", e);
+            throw new ModelFormatException($"Vocabulary file '{path}' is not valid JSON: {ConfigJson.Describe(e)}", e);
         }
         if (vocab.Count == 0) throw new ModelFormatException($"Vocabulary file '{path}' is empty.");
         return vocab;

@@ -123,7 +123,7 @@ public sealed class HfBpeTokenizer : ITokenizer
         }
         catch (JsonException e)
         {
-            throw new ModelFormatException($"Tokenizer config '{configPath}' is not valid JSON: {e.Message}", e);
+            throw new ModelFormatException($"Tokenizer config '{configPath}' is not valid JSON: {ConfigJson.Describe(e)}", e);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

@@ -35,7 +35,7 @@ internal sealed class HfTokenizerJson
         }
         catch (JsonException e)
         {
-            throw new ModelFormatException($"Tokenizer file '{path}' is not valid JSON: {e.Message}", e);
+            throw new ModelFormatException($"Tokenizer file '{path}' is not valid JSON: {ConfigJson.Describe(e)}", e);
         }
     }
 

@@ -129,7 +129,7 @@ public static class TokenizerFiles
         }
         catch (JsonException e)
         {
-            throw new ModelFormatException($"Tokenizer file '{path}' is not valid JSON: {e.Message}", e);
+            throw new ModelFormatException($"Tokenizer file '{path}' is not valid JSON: {ConfigJson.Describe(e)}", e);
         }
         catch (ArgumentException e)
         {

@@ -259,6 +259,22 @@ public class HfBpeTokenizerTests
         Assert.Contains("not valid JSON", Assert.Throws<ModelFormatException>(() => HfBpeTokenizer.FromFolder(dir.Path)).Message);
     }
 
+    /// <summary>System.Text.Json quotes a bad literal with the rest of the file; the error stays one line with the position.</summary>
+    [Theory]
+    [InlineData("tokenizer.json")]
+    [InlineData("tokenizer_char.json")]
+    [InlineData("vocab.json")]
+    public void ABadLiteralInATokenizerFileIsOneLine(string file)
+    {
+        using var dir = new TempDir();
+        if (file == "vocab.json") File.WriteAllText(dir.File("merges.txt"), "#version: 0.2\n");
+        File.WriteAllText(dir.File(file), "{\"model\": tru\n  \"a\": 1,\n  \"b\": 2\n}\n");
+        var e = Assert.Throws<ModelFormatException>(() => TokenizerFiles.Load(dir.Path));
+        Assert.Contains($"'{dir.File(file)}' is not valid JSON", e.Message);
+        Assert.DoesNotContain('\n', e.Message);
+        Assert.Contains("line 1", e.Message);
+    }
+
     [Fact]
     public void Decode_UnknownId_Throws()
     {
