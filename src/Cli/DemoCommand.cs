@@ -99,7 +99,7 @@ public static class DemoCommand
         }
     }
 
-    static string RelativeOrFull(string path)
+    internal static string RelativeOrFull(string path)
     {
         string relative = Path.GetRelativePath(Environment.CurrentDirectory, path);
         return relative.StartsWith("..", StringComparison.Ordinal) ? path : relative;

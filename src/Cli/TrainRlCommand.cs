@@ -44,7 +44,7 @@ public static class TrainRlCommand
         var steps = new Option<int>("--steps") { Description = "training steps in all, a resumed run's earlier ones included", DefaultValueFactory = _ => 100 };
         var groupSize = new Option<int?>("--group-size") { Description = "G, samples per prompt, the same as --set rl.group_size (default: the --preset's)" };
         var prompts = new Option<int?>("--prompts-per-step") { Description = "prompts per training step, the same as --set rl.prompts_per_step (default: the --preset's)" };
-        var set = RlCommandSupport.KeyValueOption("--set", "algorithm setting rl.KEY=VALUE, as in the demo, e.g. rl.learning_rate=1e-4 rl.low.clip_high=0.3 (repeatable; algorithm.txt in a run folder lists every key)");
+        var set = RlCommandSupport.KeyValueOption("--set", "algorithm setting rl.KEY=VALUE, as in the demo, e.g. rl.learning_rate=1e-4 rl.low.clip_high=0.3 (repeatable; a train-rl run folder's config.json lists every key, without rl.)");
         var seed = new Option<ulong>("--seed") { Description = "seed of the rollouts and the data order", DefaultValueFactory = _ => 1UL };
         var outDir = new Option<string?>("--out") { Description = "run folder (default runs/<algo>-<task>-seed<seed>)" };
         var micro = new Option<int>("--micro-batch") { Description = "responses per forward/backward (gradient accumulation); 0 = the whole mini-batch", DefaultValueFactory = _ => 0 };

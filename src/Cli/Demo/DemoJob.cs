@@ -128,7 +128,7 @@ public sealed class DemoJob
         log.WriteLine($"plan: SFT {S} steps of {config.Sft.BatchSize}, evaluate, {algorithm.Name} {R} steps of {algorithm.TrainBatchPrompts} prompts × " +
                       $"{algorithm.GroupSize} samples, evaluate ({config.Eval.Problems} held-out problems × {config.Eval.Samples} samples at temperature " +
                       $"{config.Eval.Temperature.ToString("0.##", CultureInfo.InvariantCulture)})");
-        log.WriteLine($"run folder: {run.Path}");
+        log.WriteLine($"run folder: {DemoCommand.RelativeOrFull(run.Path)}");
 
         using var metrics = run.OpenMetrics(resumeStep);
         using var samples = run.OpenSamples(resumeStep);

@@ -183,7 +183,7 @@ public static class AlgorithmOverrides
 
     public static AlgorithmConfig Apply(AlgorithmConfig config, string key, string value) => Apply(config, [KeyValuePair.Create(key, value)]);
 
-    /// <summary>Every valid key (without "rl.") with its current value, as the binder reads it back, e.g. for algorithm.txt.</summary>
+    /// <summary>Every valid key (without "rl.") with its current value, as the binder reads it back, e.g. for train-rl's config.json.</summary>
     public static IReadOnlyList<(string Key, string Value)> Describe(AlgorithmConfig config) => ConfigWriter.Flatten(config);
 
     /// <summary>Whether <paramref name="key"/> (without "rl.") names a setting or a group of settings ("low").</summary>
