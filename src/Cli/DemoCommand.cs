@@ -54,8 +54,7 @@ public static class DemoCommand
                 MemoryChecks.RequireDemoFits(config);
                 run = RunFolder.Create(parse.GetValue(runsDir)!, config.Name);
             }
-            using var runLock = run.Lock();
-            if (runLock.TookOverFrom is int dead) stdout.WriteLine($"note: took over the lock of {run.Path} from pid {dead}, which is no longer running");
+            using var runLock = TrainingCheckpoint.Lock(run, run.Path, stdout);
             PrintConfig(config, stdout);
             run.WriteConfig(config);
             string resumeCommand = $"archer demo --resume {RelativeOrFull(run.Path)}" + (parse.GetValue(device) is string dev ? $" --device {dev}" : "");

@@ -116,10 +116,9 @@ public static class TrainRlCommand
         {
             (checkpoint, saved) = TrainingCheckpoint.Latest(run, "train-rl");
             var savedSettings = run.ReadSettings();
-            run.RequireSameSettings(savedSettings.Select(kv => (kv.Key, kv.Value)), settings.Select(kv => (kv.Key, kv.Value)), MayChange);
+            run.RequireSameSettings(savedSettings, settings, MayChange);
             int done = saved.Rl?.Step ?? throw new CliInputException($"{checkpoint.File(TrainingCheckpoint.StateFile)}: has no RL trainer state");
-            if (s.Steps < done)
-                throw new CliInputException($"the run in {outDir} is already at step {done}; --steps is the total number of steps, so give --steps {done} or more");
+            TrainingCheckpoint.RequireStepsReach(s.Steps, done, outDir);
             if (done == s.Steps)
             {
                 log.WriteLine($"train-rl: the run in {outDir} is already at step {done} of {s.Steps}; nothing to do (a larger --steps continues it)");
@@ -145,8 +144,7 @@ public static class TrainRlCommand
         }
 
         // Only now, with every input read and checked, does the run folder change.
-        using var runLock = run.Lock();
-        if (runLock.TookOverFrom is int dead) log.WriteLine($"note: took over the lock of {outDir} from pid {dead}, which is no longer running");
+        using var runLock = TrainingCheckpoint.Lock(run, outDir, log);
         if (saved is null) run.Begin("train-rl", runLock);
         run.WriteSettings(settings);
         log.WriteLine($"train-rl: {config.Name} on {task.Name}, {model.Config}, device {backend.Name}, {s.Steps} steps of " +

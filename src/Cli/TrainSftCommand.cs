@@ -100,9 +100,8 @@ public static class TrainSftCommand
         var settings = SettingsOf(s, peakLr, warmupSteps, evalEvery, Fingerprint(trainPairs, heldPairs));
         if (saved is not null)
         {
-            run.RequireSameSettings(savedSettings!.Select(kv => (kv.Key, kv.Value)), settings.Select(kv => (kv.Key, kv.Value)), MayChange);
-            if (s.Steps < saved.SftStep)
-                throw new CliInputException($"the run in {s.Out} is already at step {saved.SftStep}; --steps is the total number of steps, so give --steps {saved.SftStep} or more");
+            run.RequireSameSettings(savedSettings!, settings, MayChange);
+            TrainingCheckpoint.RequireStepsReach(s.Steps, saved.SftStep, s.Out);
         }
 
         using var backend = Devices.Create(s.Device);
@@ -137,14 +136,13 @@ public static class TrainSftCommand
         }
 
         // Only now, with every input read and checked, does the run folder change.
-        using var runLock = run.Lock();
-        if (runLock.TookOverFrom is int dead) log.WriteLine($"note: took over the lock of {s.Out} from pid {dead}, which is no longer running");
+        using var runLock = TrainingCheckpoint.Lock(run, s.Out, log);
         if (saved is null)
         {
             run.Begin("train-sft", runLock);
             run.WriteSettings(settings);
         }
-        else if (RunFolder.SettingDifferences(savedSettings!.Select(kv => (kv.Key, kv.Value)), settings.Select(kv => (kv.Key, kv.Value)), []).Count > 0)
+        else if (RunFolder.SettingsDiffer(savedSettings!, settings))
             run.WriteSettings(settings);   // a larger --steps or another device: config.json describes the run as it now is
 
         log.WriteLine($"train-sft: {train.Count} training / {held.Count} held-out examples, {Describe(tokenizer)}");

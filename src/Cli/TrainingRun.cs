@@ -66,6 +66,21 @@ public static class TrainingCheckpoint
         return (latest, ReadState(latest));
     }
 
+    /// <summary>Takes the run's writer lock; says so when it took over the lock of a process that died (shown as <paramref name="shownAs"/>).</summary>
+    public static RunLock Lock(RunFolder run, string shownAs, TextWriter log)
+    {
+        var held = run.Lock();
+        if (held.TookOverFrom is int dead) log.WriteLine($"note: took over the lock of {shownAs} from pid {dead}, which is no longer running");
+        return held;
+    }
+
+    /// <summary>A resume's --steps is a total: refused below the step the run has reached.</summary>
+    public static void RequireStepsReach(int steps, long done, string shownAs)
+    {
+        if (steps < done)
+            throw new CliInputException($"the run in {shownAs} is already at step {done}; --steps is the total number of steps, so give --steps {done} or more");
+    }
+
     public static void LoadOptimizer(AdamWOptimizer optimizer, CausalLm model, CheckpointInfo checkpoint)
     {
         if (!Checkpoint.LoadOptimizer(optimizer, model, checkpoint.Path))

@@ -95,6 +95,17 @@ public class RunSystemTests(ResumeFixture fixture) : IClassFixture<ResumeFixture
         Assert.Equal(rlBefore, Snapshot(rl));
     }
 
+    /// <summary>train-rl saves without being asked (a Ctrl-C or kill late in a run used to leave nothing): every steps / 10 by default.</summary>
+    [Fact]
+    public void TrainRlSavesPeriodicallyByDefault()
+    {
+        using var dir = new TempDir();
+        string rl = dir.File("rl");
+        var r = Ok(Rl(rl, "--steps", "20"));
+        Assert.Contains("checkpoints every 2 steps", r.Out);
+        Assert.Equal([18L, 20], RunFolder.Open(rl).Checkpoints().List().Select(c => c.Step));   // the newest two of 2, 4, ..., 20
+    }
+
     [Fact]
     public void AFreshRunIntoARunIsRefusedUnlessOverwrite()
     {

@@ -67,17 +67,15 @@ public class RunLockTests : IDisposable
     }
 
     [Fact]
-    public void ModelFolderOfARunIsItsNewestCheckpoint()
+    public void TheNewestCheckpointOfARunIsItsLatest()
     {
         var run = RunFolder.At(Path.Combine(root, "run"));
         using (var held = run.Lock()) run.Begin("test", held);
-        Assert.Equal(run.Path, RunFolder.ModelFolderOf(run.Path));   // no checkpoint yet: unchanged
+        Assert.Null(run.Checkpoints().Latest());   // no checkpoint yet
         var store = run.Checkpoints();
         store.Save(3, _ => { });
         store.Save(12, _ => { });
-        Assert.Equal(Path.Combine(run.CheckpointsDir, "step-000012"), RunFolder.ModelFolderOf(run.Path));
         Assert.Equal(Path.Combine(run.CheckpointsDir, "step-000012"), RunFolder.Open(run.Path).Checkpoints().Latest()!.Path);
-        Assert.Equal(root, RunFolder.ModelFolderOf(root));   // not a run folder
     }
 
     [Fact]

@@ -156,6 +156,16 @@ public sealed partial class RunFolder
                                          "A resume repeats the run's settings (see its config.json); start a new run to change them");
     }
 
+    /// <summary><see cref="RequireSameSettings(IEnumerable{ValueTuple{string, string}}, IEnumerable{ValueTuple{string, string}}, IEnumerable{string})"/> of flat settings (config.json of train-sft and train-rl).</summary>
+    public void RequireSameSettings(IReadOnlyDictionary<string, string> saved, IReadOnlyDictionary<string, string> now, IEnumerable<string> mayChange) =>
+        RequireSameSettings(Pairs(saved), Pairs(now), mayChange);
+
+    static IEnumerable<(string Key, string Value)> Pairs(IReadOnlyDictionary<string, string> settings) => settings.Select(kv => (kv.Key, kv.Value));
+
+    /// <summary>Whether the flat settings differ at all (a resume that changed an allowed one rewrites config.json).</summary>
+    public static bool SettingsDiffer(IReadOnlyDictionary<string, string> saved, IReadOnlyDictionary<string, string> now) =>
+        SettingDifferences(Pairs(saved), Pairs(now), []).Count > 0;
+
     /// <summary>"key: A in the run, B now" for every key whose value differs or that one side lacks, <paramref name="ignore"/>d keys aside.</summary>
     public static List<string> SettingDifferences(IEnumerable<(string Key, string Value)> saved, IEnumerable<(string Key, string Value)> now, IEnumerable<string> ignore)
     {
@@ -167,13 +177,6 @@ public sealed partial class RunFolder
             .Select(k => $"{k}: {(a.TryGetValue(k, out var x) ? x : "(absent)")} in the run, {(b.TryGetValue(k, out var y) ? y : "(absent)")} now")
             .ToList();
     }
-
-    /// <summary>
-    /// The model folder that <paramref name="path"/> names for a command that reads a model (--model, --init):
-    /// a run folder stands for its newest checkpoint (a model folder); anything else is returned unchanged.
-    /// </summary>
-    public static string ModelFolderOf(string path) =>
-        IsRunFolder(path) && new RunFolder(path).Checkpoints().Latest() is { } newest ? newest.Path : path;
 
     public static bool IsRunFolder(string path) =>
         Directory.Exists(path) && (File.Exists(System.IO.Path.Combine(path, MarkerFile)) || File.Exists(System.IO.Path.Combine(path, "metrics.jsonl")));
