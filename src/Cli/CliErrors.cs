@@ -104,13 +104,4 @@ public static class CliErrors
             return $"no log: {logError.Message}";
         }
     }
-
-    /// <summary>A model folder must exist and hold config.json; says so in the user's terms.</summary>
-    public static string RequireModelDir(string dir)
-    {
-        if (!Directory.Exists(dir)) throw new CliInputException($"model folder '{dir}' not found (expected a folder with config.json and model.safetensors)");
-        if (!File.Exists(Path.Combine(dir, "config.json")))
-            throw new CliInputException($"model folder '{dir}' has no config.json (expected a Hugging Face style folder with config.json and model.safetensors)");
-        return dir;
-    }
 }

@@ -21,7 +21,7 @@ public static class DemoCommand
         };
         var configFile = new Option<string?>("--config") { Description = "JSON config file applied over the preset (a run's config.json works)" };
         var set = RlCommandSupport.KeyValueOption("--set", "override one setting, e.g. rl.steps=50 rl.group_size=8 seed=2; every algorithm setting is rl.KEY, as in train-rl (rl.low.clip_high=0.3) (repeatable; see config.json for the run's keys)");
-        var resume = new Option<string?>("--resume") { Description = "continue the run in this folder from its newest checkpoint (--set still applies, e.g. rl.steps=200)" };
+        var resume = new Option<string?>("--resume") { Description = "continue the run in this folder from its newest checkpoint (--set may change only rl.steps, device, checkpoint_every, keep_checkpoints and name)" };
         var runsDir = new Option<string>("--runs-dir") { Description = "where new run folders go", DefaultValueFactory = _ => "runs" };
         var device = new Option<string?>("--device") { Description = "device: auto, cpu, ilgpu-cpu, cuda, opencl (default: the config's, auto)" };
         var command = new Command("demo", "SFT a small model, evaluate, train it with Archer, evaluate again: the whole pipeline in one command")

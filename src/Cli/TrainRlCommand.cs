@@ -53,7 +53,7 @@ public static class TrainRlCommand
         var evalProblems = new Option<int>("--eval-problems") { Description = "evaluate this many held-out problems before and after (0 = no evaluation)", DefaultValueFactory = _ => 0 };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its newest checkpoint (same command; --steps is the total)" };
         var problemsFile = EvalCommand.ProblemsFileOption("train on the problems of this JSONL file (countdown: {\"numbers\":[84,9,14,28],\"target\":73} a line); held-out ones are skipped");
-        var overwrite = new Option<bool>("--overwrite") { Description = "start a fresh run even if --out holds one (its files are deleted)" };
+        var overwrite = TrainingCheckpoint.OverwriteOption();
         var device = Program.DeviceOption();
         var allowExtra = ModelLoadOption.Create();
         var command = new Command("train-rl", "Train a model with RL on a task with a verifier")
@@ -97,7 +97,7 @@ public static class TrainRlCommand
         if (s.EvalProblems < 0) throw new RlCommandException($"--eval-problems must be >= 0, got {s.EvalProblems}");
         if (s.MicroBatch < 0) throw new RlCommandException($"--micro-batch must be >= 0 (0 = whole mini-batch), got {s.MicroBatch}");
         if (s.SampleEvery < 0) throw new RlCommandException($"--sample-every must be >= 0 (0 = never), got {s.SampleEvery}");
-        if (s.Resume && s.Overwrite) throw new RlCommandException("give either --resume (continue the run in --out) or --overwrite (replace it), not both");
+        TrainingCheckpoint.RequireResumeOrOverwrite(s.Resume, s.Overwrite);
         var task = RlCommandSupport.CreateTask(s.Task, s.TaskOptions);
         // Training never sees a held-out problem (the evaluation's), whether from the task's stream or a file.
         var trainTask = HeldOut.TrainingView(s.ProblemsFile is null ? task : ProblemFile.Load(task, s.ProblemsFile));

@@ -38,7 +38,7 @@ public static class TrainSftCommand
         var seed = new Option<int>("--seed") { Description = "seed for initialisation, shuffling and the held-out split", DefaultValueFactory = _ => 1 };
         var evalEvery = new Option<int?>("--eval-every") { Description = "held-out loss, progress line and checkpoint every this many steps (default steps / 10)" };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its newest checkpoint (same data and settings; --steps is the total)" };
-        var overwrite = new Option<bool>("--overwrite") { Description = "start a fresh run even if --out holds one (its files are deleted)" };
+        var overwrite = TrainingCheckpoint.OverwriteOption();
         var device = Program.DeviceOption();
         var allowExtra = ModelLoadOption.Create();
         var command = new Command("train-sft", "Supervised fine-tuning of a small model (GPT-2 or Llama/Qwen) on prompt/completion pairs")
@@ -79,7 +79,7 @@ public static class TrainSftCommand
         if (s.EvalEvery is < 1) throw new CliInputException($"--eval-every must be at least 1, got {s.EvalEvery}");
         if (s.Warmup is < 0) throw new CliInputException($"--warmup must be >= 0, got {s.Warmup}");
         if (s.HeldOut is not null && s.HeldOutFraction is not null) throw new CliInputException("give either --held-out FILE or --held-out-fraction F, not both");
-        if (s.Resume && s.Overwrite) throw new CliInputException("give either --resume (continue the run in --out) or --overwrite (replace it), not both");
+        TrainingCheckpoint.RequireResumeOrOverwrite(s.Resume, s.Overwrite);
         double fraction = s.HeldOutFraction ?? 0.1;
         if (!(fraction >= 0 && fraction < 1)) throw new CliInputException($"--held-out-fraction must be in [0, 1), got {fraction}");
         if (s.Lr is float given && (!(given > 0) || float.IsInfinity(given))) throw new CliInputException($"--lr must be a positive number, got {given}");

@@ -66,6 +66,15 @@ public static class TrainingCheckpoint
         return (latest, ReadState(latest));
     }
 
+    /// <summary>--overwrite of train-sft and train-rl.</summary>
+    public static Option<bool> OverwriteOption() => new("--overwrite") { Description = "start a fresh run even if --out holds one (its files are deleted)" };
+
+    /// <summary>Refuses --resume with --overwrite: one continues the run in --out, the other replaces it.</summary>
+    public static void RequireResumeOrOverwrite(bool resume, bool overwrite)
+    {
+        if (resume && overwrite) throw new CliInputException("give either --resume (continue the run in --out) or --overwrite (replace it), not both");
+    }
+
     /// <summary>Takes the run's writer lock; says so when it took over the lock of a process that died (shown as <paramref name="shownAs"/>).</summary>
     public static RunLock Lock(RunFolder run, string shownAs, TextWriter log)
     {

@@ -116,6 +116,9 @@ public class RunSystemTests(ResumeFixture fixture) : IClassFixture<ResumeFixture
         Assert.Contains("already holds a run", refused.Err);
         Assert.Contains("--resume continues it, --overwrite replaces it", refused.Err);
 
+        Assert.Contains("--resume", Fails(Sft(run, "--resume", "--overwrite")).Err);   // one or the other, not both
+        Assert.Contains("not both", Fails(Rl(dir.File("rl"), "--resume", "--overwrite")).Err);
+
         Ok(Sft(run, "--overwrite"));
         var steps = MetricsLog.Read(Path.Combine(run, "metrics.jsonl")).Rows.Select(r => r.Step);
         Assert.Equal([1L, 2, 3, 4], steps);   // the old run's log is gone, not appended to
@@ -140,6 +143,7 @@ public class RunSystemTests(ResumeFixture fixture) : IClassFixture<ResumeFixture
         {
             Assert.Contains(file, r.Err);
             Assert.Contains("is a file", r.Err);
+            Assert.Matches("expected a (run )?folder", r.Err);   // says what --out / --runs-dir should name
         }
         Assert.Equal("x", File.ReadAllText(file));
     }
