@@ -15,7 +15,11 @@ namespace ArcherStudy;
 /// the number of distinct correct responses per solved problem (how many paths the policy still finds).
 /// </summary>
 public sealed record EvalSummary(double AvgAtN, IReadOnlyDictionary<int, double> PassAtK, double Greedy, double Entropy, double Length,
-    int Samples, int[] CorrectCounts, IReadOnlyDictionary<string, double> VerdictShares, double DistinctCorrectPerSolved);
+    int Samples, int[] CorrectCounts, IReadOnlyDictionary<string, double> VerdictShares, double DistinctCorrectPerSolved)
+{
+    /// <summary>Countdown: per token role, the share of its tokens in Archer's high-entropy class (<see cref="TokenRoles"/>).</summary>
+    public IReadOnlyDictionary<string, double>? RoleHighShare { get; init; }
+}
 
 /// <summary>One RL run: an algorithm from the SFT checkpoint with one seed.</summary>
 /// <param name="Curve">Per training step, the metrics the plots and the table use (see <see cref="Study.CurveKeys"/>).</param>
@@ -64,6 +68,10 @@ public static class Study
         var layout = new StudyRuns(o);
 
         var (sft, start) = layout.Sft(log, () => Sft(o, modelConfig, tokenizer, log));
+        if (o.IsCountdown && sft.Eval.RoleHighShare is null)   // an SFT stage saved before the role check existed
+            using (var backend = new CpuBackend())
+            using (var model = Models.Create(backend, modelConfig, start))
+                sft = sft with { Eval = sft.Eval with { RoleHighShare = RoleShares(model, tokenizer, task, o) } };
         log($"SFT {o.SftSteps} steps ({sft.Seconds:F1}s, validation loss {sft.ValidationLossStart:F4} -> {sft.ValidationLoss:F4}): held-out pass@1 {sft.Eval.AvgAtN:F3}, " +
             $"pass@{o.EvalSamples} {sft.Eval.PassAtK[o.EvalSamples]:F3}, greedy {sft.Eval.Greedy:F3}");
 
@@ -200,10 +208,15 @@ public static class Study
             var g = sampler.Sample(set, 1, 0, 5);
             greedyAccuracy = set.Select((p, i) => task.Reward(p, g[i].Text) > 0 ? 1.0 : 0.0).Average();
         }
+        var roles = greedy && task.Verdicts.Count > 0 ? RoleShares(model, tokenizer, task, o) : null;
         return new EvalSummary(correct.Average() / samples, passAtK, greedyAccuracy, entropyTokens > 0 ? entropy / entropyTokens : double.NaN,
             length / total, samples, correct, verdicts.ToDictionary(kv => kv.Key, kv => kv.Value / (double)total),
-            solved > 0 ? distinct / (double)solved : double.NaN);
+            solved > 0 ? distinct / (double)solved : double.NaN) { RoleHighShare = roles };
     }
+
+    /// <summary>The role check on 100 held-out problems × 4 samples (fewer in small studies).</summary>
+    static Dictionary<string, double> RoleShares(CausalLm model, CharTokenizer tokenizer, ITask task, StudyOptions o) =>
+        TokenRoles.HighShare(model, tokenizer, task, Math.Min(100, o.EvalProblems), 4, o.MaxResponseTokens);
 
     public static string Machine() =>
         $"{Environment.ProcessorCount} logical cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription.Trim()}, " +

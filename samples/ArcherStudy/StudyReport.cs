@@ -134,6 +134,7 @@ public static class StudyReport
         pass_at_k = e.PassAtK.ToDictionary(kv => kv.Key.ToString(Inv), kv => kv.Value),
         verdicts = e.VerdictShares,
         distinct_correct_per_solved = e.DistinctCorrectPerSolved,
+        role_high_share = e.RoleHighShare,
         greedy = e.Greedy,
         entropy = e.Entropy,
         response_length = e.Length,
@@ -269,6 +270,21 @@ public static class StudyReport
             {
                 var evals = r.Runs.Where(x => x.Algorithm == alg).Select(x => x.Eval).ToList();
                 if (evals.Count > 0) Row(alg, evals);
+            }
+            sb.AppendLine();
+        }
+        if (r.Start.RoleHighShare is not null)
+        {
+            sb.AppendLine("Token roles (the premise): share of each role's tokens in Archer's high-entropy class (per response, H > 0.8-quantile), " +
+                          "policy at T = 1 on 100 held-out problems × 4 samples. Operand and operator choices should be high, result digits low:");
+            sb.AppendLine();
+            sb.AppendLine("| policy | " + string.Join(" | ", TokenRoles.Names) + " |");
+            sb.AppendLine("|---|" + string.Concat(TokenRoles.Names.Select(_ => "---|")));
+            sb.AppendLine("| SFT start | " + string.Join(" | ", TokenRoles.Names.Select(n => F(r.Start.RoleHighShare[n]))) + " |");
+            foreach (var alg in o.AlgorithmList)
+            {
+                var shares = r.Runs.Where(x => x.Algorithm == alg && x.Eval.RoleHighShare is not null).Select(x => x.Eval.RoleHighShare!).ToList();
+                if (shares.Count > 0) sb.AppendLine($"| {alg} | " + string.Join(" | ", TokenRoles.Names.Select(n => F(shares.Average(x => x[n])))) + " |");
             }
             sb.AppendLine();
         }

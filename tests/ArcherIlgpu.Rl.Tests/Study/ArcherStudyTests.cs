@@ -134,6 +134,33 @@ public class CountdownStudyTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>Roles of a hand-read step-form response: digits before '=' are operands, after it results, until ';'.</summary>
+    [Fact]
+    public void TokenRolesOfAStepFormResponse()
+    {
+        var roles = TokenRoles.Of("84-9=75;75/5=15", ended: true);
+        string o = TokenRoles.Operand, op = TokenRoles.Operator, eq = TokenRoles.EqualsSign, r = TokenRoles.Result, s = TokenRoles.Separator;
+        Assert.Equal(new string?[] { o, o, op, o, eq, r, r, s, o, o, op, o, eq, r, r, TokenRoles.End }, roles);
+        Assert.Equal(new string?[] { o, null, o }, TokenRoles.Of("1 2", ended: false));
+    }
+
+    /// <summary>
+    /// On a random model the role shares are probabilities and, since about a fifth of each response's tokens is high
+    /// (strictly above the 0.8-quantile), the token-weighted mean of the shares is at most ~0.2 plus rounding of short rows.
+    /// </summary>
+    [Fact]
+    public void RoleSharesAreProbabilities()
+    {
+        var tokenizer = ArcherIlgpu.Model.Tokenizers.CharTokenizer.ForArithmetic();
+        using var backend = new ArcherIlgpu.Kernels.CpuBackend();
+        using var model = ArcherIlgpu.Model.Models.Create(backend, ArcherIlgpu.Model.Models.Preset("qwen2-tiny").WithVocabSize(tokenizer.VocabSize), seed: 3);
+        var shares = TokenRoles.HighShare(model, tokenizer, StudyOptions.CountdownQuick.Task, problems: 8, samples: 4, maxResponseTokens: 20);
+        Assert.Equal(TokenRoles.Names, shares.Keys);
+        Assert.All(shares.Values.Where(double.IsFinite), v => Assert.InRange(v, 0, 1));
+        Assert.Contains(shares.Values, double.IsFinite);
+        Assert.True(shares.Values.Where(double.IsFinite).Min() <= 0.3, "some role must be mostly low: only ~20% of tokens are high");
+    }
+
     /// <summary>pass@k for every k against the product form 1 − Π_{i=0}^{k−1} (n − c − i)/(n − i), verdict shares summing to 1
     /// with "correct" equal to avg@n, and distinct correct responses between 1 and n per solved problem.</summary>
     static void CheckEvaluation(EvalSummary e, int n)
