@@ -276,15 +276,17 @@ public static class StudyReport
         if (r.Start.RoleHighShare is not null)
         {
             sb.AppendLine("Token roles (the premise): share of each role's tokens in Archer's high-entropy class (per response, H > 0.8-quantile), " +
-                          "policy at T = 1 on 100 held-out problems × 4 samples. Operand and operator choices should be high, result digits low:");
+                          "policy at T = 1 on 100 held-out problems × 4 samples. Operand and operator choices should be high, result digits low. " +
+                          "entropy_high / entropy_low: mean entropy (nats) of the high- and low-class tokens, the same classification for every method (claim c):");
             sb.AppendLine();
-            sb.AppendLine("| policy | " + string.Join(" | ", TokenRoles.Names) + " |");
-            sb.AppendLine("|---|" + string.Concat(TokenRoles.Names.Select(_ => "---|")));
-            sb.AppendLine("| SFT start | " + string.Join(" | ", TokenRoles.Names.Select(n => F(r.Start.RoleHighShare[n]))) + " |");
+            string[] columns = [.. TokenRoles.Names, TokenRoles.EntropyHigh, TokenRoles.EntropyLow];
+            sb.AppendLine("| policy | " + string.Join(" | ", columns) + " |");
+            sb.AppendLine("|---|" + string.Concat(columns.Select(_ => "---|")));
+            sb.AppendLine("| SFT start | " + string.Join(" | ", columns.Select(n => F(r.Start.RoleHighShare[n]))) + " |");
             foreach (var alg in o.AlgorithmList)
             {
                 var shares = r.Runs.Where(x => x.Algorithm == alg && x.Eval.RoleHighShare is not null).Select(x => x.Eval.RoleHighShare!).ToList();
-                if (shares.Count > 0) sb.AppendLine($"| {alg} | " + string.Join(" | ", TokenRoles.Names.Select(n => F(shares.Average(x => x[n])))) + " |");
+                if (shares.Count > 0) sb.AppendLine($"| {alg} | " + string.Join(" | ", columns.Select(n => F(shares.Average(x => x[n])))) + " |");
             }
             sb.AppendLine();
         }

@@ -17,6 +17,9 @@ public static class TokenRoles
 {
     public const string Operand = "operand", Operator = "operator", EqualsSign = "equals", Result = "result", Separator = "separator", End = "end";
     public static readonly string[] Names = [Operand, Operator, EqualsSign, Result, Separator, End];
+    /// <summary>Extra keys of <see cref="HighShare"/>: the mean entropy (nats) of the high-class and of the low-class tokens,
+    /// so methods without classes (GRPO) are measured with the same classification as Archer (claim c).</summary>
+    public const string EntropyHigh = "entropy_high", EntropyLow = "entropy_low";
 
     /// <summary>The role of every character of a step-form response, then "end" for the end token when it ended.
     /// Digits after '=' up to ';' are result digits; other digits are operands; any other character is an operator
@@ -69,6 +72,12 @@ public static class TokenRoles
         var classes = new byte[B * T];
         TokenClassifier.PerResponse(entropies, mask, B, T, 0.8, new float[B], classes);
         var high = Names.ToDictionary(n => n, _ => 0L); var all = Names.ToDictionary(n => n, _ => 0L);
+        double hHigh = 0, hLow = 0; long nHigh = 0, nLow = 0;
+        for (int i = 0; i < B * T; i++)
+        {
+            if (mask[i] == 0) continue;
+            if (classes[i] == TokenClass.High) { hHigh += entropies[i]; nHigh++; } else { hLow += entropies[i]; nLow++; }
+        }
         for (int b = 0; b < B; b++)
         {
             var roles = Of(completions[b].Text, completions[b].Ended);
@@ -80,6 +89,9 @@ public static class TokenRoles
                 if (classes[b * T + first + k] == TokenClass.High) high[role]++;
             }
         }
-        return Names.ToDictionary(n => n, n => all[n] > 0 ? high[n] / (double)all[n] : double.NaN);
+        var shares = Names.ToDictionary(n => n, n => all[n] > 0 ? high[n] / (double)all[n] : double.NaN);
+        shares[EntropyHigh] = nHigh > 0 ? hHigh / nHigh : double.NaN;
+        shares[EntropyLow] = nLow > 0 ? hLow / nLow : double.NaN;
+        return shares;
     }
 }

@@ -155,10 +155,14 @@ public class CountdownStudyTests(ITestOutputHelper output)
         using var backend = new ArcherIlgpu.Kernels.CpuBackend();
         using var model = ArcherIlgpu.Model.Models.Create(backend, ArcherIlgpu.Model.Models.Preset("qwen2-tiny").WithVocabSize(tokenizer.VocabSize), seed: 3);
         var shares = TokenRoles.HighShare(model, tokenizer, StudyOptions.CountdownQuick.Task, problems: 8, samples: 4, maxResponseTokens: 20);
-        Assert.Equal(TokenRoles.Names, shares.Keys);
-        Assert.All(shares.Values.Where(double.IsFinite), v => Assert.InRange(v, 0, 1));
-        Assert.Contains(shares.Values, double.IsFinite);
-        Assert.True(shares.Values.Where(double.IsFinite).Min() <= 0.3, "some role must be mostly low: only ~20% of tokens are high");
+        Assert.Equal([.. TokenRoles.Names, TokenRoles.EntropyHigh, TokenRoles.EntropyLow], shares.Keys);
+        var roleShares = TokenRoles.Names.Select(n => shares[n]).Where(double.IsFinite).ToList();
+        Assert.NotEmpty(roleShares);
+        Assert.All(roleShares, v => Assert.InRange(v, 0, 1));
+        Assert.True(roleShares.Min() <= 0.3, "some role must be mostly low: only ~20% of tokens are high");
+        // High-class tokens are those above their response's 0.8-quantile, so their mean entropy exceeds the low class's.
+        Assert.True(shares[TokenRoles.EntropyHigh] > shares[TokenRoles.EntropyLow], $"{shares[TokenRoles.EntropyHigh]} vs {shares[TokenRoles.EntropyLow]}");
+        Assert.InRange(shares[TokenRoles.EntropyLow], 0, Math.Log(tokenizer.VocabSize) + 1e-6);
     }
 
     /// <summary>pass@k for every k against the product form 1 − Π_{i=0}^{k−1} (n − c − i)/(n − i), verdict shares summing to 1
