@@ -57,6 +57,35 @@ public static class StudyReport
     }
 
     /// <summary>
+    /// Claims (c) and (d), paired over seeds (the bootstrap entry is empty: these are per-run numbers, not per problem):
+    /// archer against grpo on the held-out class entropies of the role check, and archer-no-kl against archer on
+    /// arithmetic (knowledge) errors and low-class entropy, in the last 20% of training steps and on held-out samples.
+    /// </summary>
+    public static IReadOnlyList<Comparison> EntropyAndKnowledge(StudyResult r)
+    {
+        var list = new List<Comparison>();
+        void Add(string a, string b, string metric, Func<RunResult, double> value)
+        {
+            var seeds = r.Options.SeedList;
+            var ra = seeds.Select(s => r.Runs.FirstOrDefault(x => x.Algorithm == a && x.Seed == s)).ToList();
+            var rb = seeds.Select(s => r.Runs.FirstOrDefault(x => x.Algorithm == b && x.Seed == s)).ToList();
+            if (ra.Any(x => x is null) || rb.Any(x => x is null)) return;
+            var va = ra.Select(x => value(x!)).ToList(); var vb = rb.Select(x => value(x!)).ToList();
+            if (!va.Concat(vb).All(double.IsFinite)) return;   // not measured (addition has no roles; no update logs no class entropy)
+            var none = new TestResult("–", double.NaN, double.NaN, double.NaN, double.NaN);
+            list.Add(new Comparison($"{a} − {b}", metric, va.Average(), vb.Average(), Statistics.PairedT(va, vb), Statistics.WelchT(va, vb), none));
+        }
+        double Role(RunResult x, string key) => x.Eval.RoleHighShare?.GetValueOrDefault(key, double.NaN) ?? double.NaN;
+        double Late(RunResult x, string key) => MeanOfLast(x.Curve, key, Math.Max(1, x.Curve.Count / 5));
+        Add("archer", "grpo", "held-out entropy of high-class tokens", x => Role(x, TokenRoles.EntropyHigh));
+        Add("archer", "grpo", "held-out entropy of low-class tokens", x => Role(x, TokenRoles.EntropyLow));
+        Add("archer-no-kl", "archer", "arithmetic share of rollouts, last 20% of steps", x => Late(x, "verdict/arithmetic"));
+        Add("archer-no-kl", "archer", "held-out arithmetic share", x => x.Eval.VerdictShares.GetValueOrDefault("arithmetic", double.NaN));
+        Add("archer-no-kl", "archer", "entropy/low, last 20% of steps", x => Late(x, "entropy/low"));
+        return list;
+    }
+
+    /// <summary>
     /// Claim (a), the crossover: a method's runs against the one SFT checkpoint they start from, on pass@1 and pass@k
     /// (k = 32 when n ≥ 32). Paired t over seeds of (run − SFT) (the SFT value is the same for every seed) and the
     /// paired bootstrap over problems.
@@ -288,6 +317,19 @@ public static class StudyReport
                 var shares = r.Runs.Where(x => x.Algorithm == alg && x.Eval.RoleHighShare is not null).Select(x => x.Eval.RoleHighShare!).ToList();
                 if (shares.Count > 0) sb.AppendLine($"| {alg} | " + string.Join(" | ", columns.Select(n => F(shares.Average(x => x[n])))) + " |");
             }
+            sb.AppendLine();
+        }
+        var ck = EntropyAndKnowledge(r);
+        if (ck.Count > 0)
+        {
+            sb.AppendLine($"Claims (c) and (d), paired over seeds (SFT start: high-class entropy {F(r.Start.RoleHighShare?.GetValueOrDefault(TokenRoles.EntropyHigh, double.NaN) ?? double.NaN)}, " +
+                          $"low-class {F(r.Start.RoleHighShare?.GetValueOrDefault(TokenRoles.EntropyLow, double.NaN) ?? double.NaN)}, held-out arithmetic share {F(r.Start.VerdictShares.GetValueOrDefault("arithmetic", double.NaN))}):");
+            sb.AppendLine();
+            sb.AppendLine("| comparison | metric | first | second | difference | paired t [95%] |");
+            sb.AppendLine("|---|---|---|---|---|---|");
+            foreach (var c in ck)
+                sb.AppendLine($"| {c.Baseline} | {c.Metric} | {F(c.ArcherMean)} | {F(c.BaselineMean)} | {F(c.Paired.Difference, SignedFormat)} | p = {P(c.Paired.PValue)} " +
+                              $"[{F(c.Paired.CiLow, SignedFormat)}, {F(c.Paired.CiHigh, SignedFormat)}] |");
             sb.AppendLine();
         }
         var crossover = o.AlgorithmList.Where(a => a.StartsWith("grpo", StringComparison.Ordinal)).SelectMany(a => AgainstSft(r, a).Select(c => (a, c))).ToList();

@@ -86,7 +86,7 @@ public class ArcherStudyQuickTests(ITestOutputHelper output)
 /// </summary>
 public class CountdownStudyTests(ITestOutputHelper output)
 {
-    static readonly string[] Methods = ["grpo", "archer-no-kl"];
+    static readonly string[] Methods = ["grpo", "archer-no-kl", "archer"];
 
     [Fact]
     public void AnInterruptedStudyContinuesWhereItStoppedAndRefusesChangedSettings()
@@ -96,9 +96,9 @@ public class CountdownStudyTests(ITestOutputHelper output)
         {
             var o = StudyOptions.CountdownQuick with { OutDir = dir, Algorithms = Methods, Seeds = [1, 2] };
             var layout = new StudyRuns(o);
-            Assert.Throws<StudyInterruptedException>(() => ArcherStudy.Study.Run(o, output.WriteLine, stopAfterRuns: 3));
+            Assert.Throws<StudyInterruptedException>(() => ArcherStudy.Study.Run(o, output.WriteLine, stopAfterRuns: 4));
             string ResultOf(string alg, int seed) => Path.Combine(layout.RunDir(alg, seed), "checkpoints", $"step-{o.Steps:D6}", StudyRuns.ResultFile);
-            Assert.True(File.Exists(ResultOf("grpo", 1)) && File.Exists(ResultOf("archer-no-kl", 1)) && File.Exists(ResultOf("grpo", 2)));
+            Assert.True(File.Exists(ResultOf("grpo", 1)) && File.Exists(ResultOf("archer-no-kl", 1)) && File.Exists(ResultOf("archer", 1)) && File.Exists(ResultOf("grpo", 2)));
             Assert.False(File.Exists(ResultOf("archer-no-kl", 2)));
             var kept = File.ReadAllBytes(ResultOf("grpo", 1));
             // A run killed before its result was saved: its folder holds the marker and settings but no checkpoint.
@@ -112,7 +112,8 @@ public class CountdownStudyTests(ITestOutputHelper output)
             Assert.Contains(log, l => l.Contains("grpo-seed2: unfinished", StringComparison.Ordinal));
             Assert.DoesNotContain(log, l => l.StartsWith("archer-no-kl seed 2: done earlier", StringComparison.Ordinal));
             Assert.Equal(kept, File.ReadAllBytes(ResultOf("grpo", 1)));   // a finished run is read back, not redone
-            Assert.Equal(4, result.Runs.Count);
+            Assert.Equal(6, result.Runs.Count);
+            Assert.NotNull(result.Start.RoleHighShare);
             Assert.All(result.Runs, r => Assert.True(r.Seconds > 0 && r.Curve.Count == o.Steps));
             foreach (var e in result.Runs.Select(r => r.Eval).Append(result.Start)) CheckEvaluation(e, o.EvalSamples);
 
@@ -126,6 +127,8 @@ public class CountdownStudyTests(ITestOutputHelper output)
             Assert.Contains("wrong_target", markdown);
             Assert.Contains("The crossover (claim a)", markdown);
             Assert.Contains("distinct correct / solved", markdown);
+            Assert.Contains("| archer-no-kl − archer | held-out arithmetic share |", markdown);
+            Assert.Contains("| archer − grpo | held-out entropy of high-class tokens |", markdown);
             Assert.True(File.Exists(Path.Combine(dir, "verdict_arithmetic.svg")));
         }
         finally
