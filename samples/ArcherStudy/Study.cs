@@ -168,6 +168,9 @@ public static class Study
                 if (o.CurveEvery > 0 && ((s + 1) % o.CurveEvery == 0 || s == 0))
                     row["eval/pass@1"] = Evaluate(model, tokenizer, task, o, o.CurveProblems, o.CurveSamples, greedy: false).AvgAtN;
                 curve.Add(row);
+                // The CPU backend's buffers are pinned arrays; a step whose response length differs reallocates them, and
+                // without a full collection the dead ones piled up to 16 GB within two minutes of a countdown-3m run.
+                GC.Collect();
             }
             skipped = trainer.SkippedOptimizerSteps;
         }
@@ -183,7 +186,8 @@ public static class Study
     public static EvalSummary Evaluate(CausalLm model, CharTokenizer tokenizer, ITask task, StudyOptions o, int problems, int samples, bool greedy)
     {
         var set = Evaluator.HeldOut(task, problems);
-        using var sampler = new ModelSampler(model, tokenizer, o.MaxResponseTokens);
+        // 128 rows per generator call (the default 512 holds ~2 GB of activations for the entropy pass of a countdown-3m batch).
+        using var sampler = new ModelSampler(model, tokenizer, o.MaxResponseTokens, maxRows: SamplerRows);
         var completions = sampler.Sample(set, samples, 0.8, 5);
         var correct = new int[set.Count];
         var verdicts = task.Verdicts.ToDictionary(v => v, _ => 0, StringComparer.Ordinal);
@@ -208,6 +212,7 @@ public static class Study
             var g = sampler.Sample(set, 1, 0, 5);
             greedyAccuracy = set.Select((p, i) => task.Reward(p, g[i].Text) > 0 ? 1.0 : 0.0).Average();
         }
+        GC.Collect();   // the sampler's batch-sized buffers (see RunOne)
         var roles = greedy && task.Verdicts.Count > 0 ? RoleShares(model, tokenizer, task, o) : null;
         return new EvalSummary(correct.Average() / samples, passAtK, greedyAccuracy, entropyTokens > 0 ? entropy / entropyTokens : double.NaN,
             length / total, samples, correct, verdicts.ToDictionary(kv => kv.Key, kv => kv.Value / (double)total),
@@ -217,6 +222,9 @@ public static class Study
     /// <summary>The role check on 100 held-out problems × 4 samples (fewer in small studies).</summary>
     static Dictionary<string, double> RoleShares(CausalLm model, CharTokenizer tokenizer, ITask task, StudyOptions o) =>
         TokenRoles.HighShare(model, tokenizer, task, Math.Min(100, o.EvalProblems), 4, o.MaxResponseTokens);
+
+    /// <summary>Rows per generator call and per entropy forward in the study's evaluations.</summary>
+    public const int SamplerRows = 128;
 
     public static string Machine() =>
         $"{Environment.ProcessorCount} logical cores, {System.Runtime.InteropServices.RuntimeInformation.OSDescription.Trim()}, " +

@@ -51,7 +51,7 @@ public static class TokenRoles
     {
         var set = Evaluator.HeldOut(task, problems);
         IReadOnlyList<EvalCompletion> completions;
-        using (var sampler = new ModelSampler(model, tokenizer, maxResponseTokens, measureEntropy: false))
+        using (var sampler = new ModelSampler(model, tokenizer, maxResponseTokens, maxRows: Study.SamplerRows, measureEntropy: false))
             completions = sampler.Sample(set, samples, 0.8, 5);
         int B = completions.Count;
         var prompts = set.Select(p => tokenizer.Encode(p.Prompt).ToArray()).ToArray();
@@ -68,7 +68,12 @@ public static class TokenRoles
             for (int k = 0; k < responses[b].Length; k++) mask[b * T + first + k] = 1;
         }
         var logProbs = new float[B * T]; var entropies = new float[B * T];
-        model.ForwardTokenLogProbs(B, T, inputs, targets, 1f, logProbs, entropies);
+        for (int b0 = 0; b0 < B; b0 += Study.SamplerRows)   // in pieces, so the forward's activations stay small
+        {
+            int rows = Math.Min(Study.SamplerRows, B - b0);
+            model.ForwardTokenLogProbs(rows, T, inputs.AsSpan(b0 * T, rows * T), targets.AsSpan(b0 * T, rows * T), 1f,
+                logProbs.AsSpan(b0 * T, rows * T), entropies.AsSpan(b0 * T, rows * T));
+        }
         var classes = new byte[B * T];
         TokenClassifier.PerResponse(entropies, mask, B, T, 0.8, new float[B], classes);
         var high = Names.ToDictionary(n => n, _ => 0L); var all = Names.ToDictionary(n => n, _ => 0L);
