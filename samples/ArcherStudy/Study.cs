@@ -168,8 +168,8 @@ public static class Study
                 if (o.CurveEvery > 0 && ((s + 1) % o.CurveEvery == 0 || s == 0))
                     row["eval/pass@1"] = Evaluate(model, tokenizer, task, o, o.CurveProblems, o.CurveSamples, greedy: false).AvgAtN;
                 curve.Add(row);
-                // The CPU backend's buffers are pinned arrays; a step whose response length differs reallocates them, and
-                // without a full collection the dead ones piled up to 16 GB within two minutes of a countdown-3m run.
+                // The CPU backend's buffers are pinned arrays that steps of another response length reallocate; dead ones piled
+                // up to 16 GB in minutes. This collection alone did not stop that; the heap limit in ArcherStudy.csproj does.
                 GC.Collect();
             }
             skipped = trainer.SkippedOptimizerSteps;
