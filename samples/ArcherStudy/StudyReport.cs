@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using ArcherIlgpu.Rl.Metrics;
 using ArcherIlgpu.Runs;
 
 namespace ArcherStudy;
@@ -49,9 +50,61 @@ public static class StudyReport
         foreach (var baseline in r.Options.AlgorithmList.Where(a => a != "archer"))
         {
             list.Add(Compare(r, baseline, "pass@1", e => e.AvgAtN, c => c / (double)n));
+            if (n > 32) list.Add(Compare(r, baseline, "pass@32", e => e.PassAtK[32], c => PassAtK.Estimate(n, c, 32)));
             list.Add(Compare(r, baseline, $"pass@{n}", e => e.PassAtK[n], c => c > 0 ? 1.0 : 0.0));
         }
         return list;
+    }
+
+    /// <summary>
+    /// Claims (c) and (d), paired over seeds (the bootstrap entry is empty: these are per-run numbers, not per problem):
+    /// archer against grpo on the held-out class entropies of the role check, and archer-no-kl against archer on
+    /// arithmetic (knowledge) errors and low-class entropy, in the last 20% of training steps and on held-out samples.
+    /// </summary>
+    public static IReadOnlyList<Comparison> EntropyAndKnowledge(StudyResult r)
+    {
+        var list = new List<Comparison>();
+        void Add(string a, string b, string metric, Func<RunResult, double> value)
+        {
+            var seeds = r.Options.SeedList;
+            var ra = seeds.Select(s => r.Runs.FirstOrDefault(x => x.Algorithm == a && x.Seed == s)).ToList();
+            var rb = seeds.Select(s => r.Runs.FirstOrDefault(x => x.Algorithm == b && x.Seed == s)).ToList();
+            if (ra.Any(x => x is null) || rb.Any(x => x is null)) return;
+            var va = ra.Select(x => value(x!)).ToList(); var vb = rb.Select(x => value(x!)).ToList();
+            if (!va.Concat(vb).All(double.IsFinite)) return;   // not measured (addition has no roles; no update logs no class entropy)
+            var none = new TestResult("–", double.NaN, double.NaN, double.NaN, double.NaN);
+            list.Add(new Comparison($"{a} − {b}", metric, va.Average(), vb.Average(), Statistics.PairedT(va, vb), Statistics.WelchT(va, vb), none));
+        }
+        double Role(RunResult x, string key) => x.Eval.RoleHighShare?.GetValueOrDefault(key, double.NaN) ?? double.NaN;
+        double Late(RunResult x, string key) => MeanOfLast(x.Curve, key, Math.Max(1, x.Curve.Count / 5));
+        Add("archer", "grpo", "held-out entropy of high-class tokens", x => Role(x, TokenRoles.EntropyHigh));
+        Add("archer", "grpo", "held-out entropy of low-class tokens", x => Role(x, TokenRoles.EntropyLow));
+        Add("archer-no-kl", "archer", "arithmetic share of rollouts, last 20% of steps", x => Late(x, "verdict/arithmetic"));
+        Add("archer-no-kl", "archer", "held-out arithmetic share", x => x.Eval.VerdictShares.GetValueOrDefault("arithmetic", double.NaN));
+        Add("archer-no-kl", "archer", "entropy/low, last 20% of steps", x => Late(x, "entropy/low"));
+        return list;
+    }
+
+    /// <summary>
+    /// Claim (a), the crossover: a method's runs against the one SFT checkpoint they start from, on pass@1 and pass@k
+    /// (k = 32 when n ≥ 32). Paired t over seeds of (run − SFT) (the SFT value is the same for every seed) and the
+    /// paired bootstrap over problems.
+    /// </summary>
+    public static IReadOnlyList<Comparison> AgainstSft(StudyResult r, string algorithm)
+    {
+        int n = r.Options.EvalSamples, k = Math.Min(32, n);
+        var runs = r.Options.SeedList.Select(s => r.Runs.FirstOrDefault(x => x.Algorithm == algorithm && x.Seed == s)).ToList();
+        if (runs.Any(x => x is null)) return [];
+        Comparison One(string metric, Func<EvalSummary, double> value, Func<int, double> problemValue)
+        {
+            var a = runs.Select(x => value(x!.Eval)).ToList();
+            var b = runs.Select(_ => value(r.Start)).ToList();
+            double[] perRun = Enumerable.Range(0, r.Start.CorrectCounts.Length).Select(j => runs.Average(x => problemValue(x!.Eval.CorrectCounts[j]))).ToArray();
+            double[] sft = r.Start.CorrectCounts.Select(problemValue).ToArray();
+            return new Comparison("SFT", metric, a.Average(), b[0], Statistics.PairedT(a, b), Statistics.WelchT(a, b),
+                Statistics.PairedBootstrap(perRun, sft, r.Options.BootstrapResamples));
+        }
+        return [One("pass@1", e => e.AvgAtN, c => c / (double)n), One($"pass@{k}", e => e.PassAtK[k], c => PassAtK.Estimate(n, c, k))];
     }
 
     static Comparison Compare(StudyResult r, string baseline, string metric, Func<EvalSummary, double> seedValue, Func<int, double> problemValue)
@@ -77,15 +130,9 @@ public static class StudyReport
         var summaries = Summaries(r);
         var comparisons = Comparisons(r);
 
-        var logs = new List<string>();
-        foreach (var run in r.Runs)
-        {
-            var path = Path.Combine(runsDir, $"{run.Algorithm}-seed{run.Seed}.jsonl");
-            if (File.Exists(path)) File.Delete(path);
-            using (var w = new MetricsWriter(path))
-                foreach (var row in run.Curve) w.Write((long)row["step"], row.Where(kv => kv.Key != "step"));
-            logs.Add(path);
-        }
+        // Each run's per-step metrics are its run folder's metrics.jsonl (StudyRuns); in-memory results (tests) have none.
+        var layout = new StudyRuns(r.Options);
+        var logs = r.Runs.Select(run => RunFolder.At(layout.RunDir(run.Algorithm, run.Seed)).MetricsPath).Where(File.Exists).ToList();
 
         var plots = Plots(r, dir);
         var md = Markdown(r, summaries, comparisons, command);
@@ -114,6 +161,9 @@ public static class StudyReport
     {
         pass_at_1 = e.AvgAtN,
         pass_at_k = e.PassAtK.ToDictionary(kv => kv.Key.ToString(Inv), kv => kv.Value),
+        verdicts = e.VerdictShares,
+        distinct_correct_per_solved = e.DistinctCorrectPerSolved,
+        role_high_share = e.RoleHighShare,
         greedy = e.Greedy,
         entropy = e.Entropy,
         response_length = e.Length,
@@ -170,6 +220,14 @@ public static class StudyReport
         Curve("clip_high", "Clip fraction, high-entropy class", "fraction of class tokens",
             row => Key(row, "loss/high_entropy_share") > 0 ? Key(row, "clip/high/lower") + Key(row, "clip/high/upper") : double.NaN, zero: true);
         Curve("clip_fraction", "Clip fraction, all tokens (clip/fraction)", "fraction of tokens", row => Key(row, "clip/fraction"), zero: true);
+        // Countdown's verdict mix over training: knowledge errors (a stated result is wrong) and reasoning errors.
+        if (r.Runs.Any(x => x.Curve.Any(row => row.ContainsKey("verdict/arithmetic"))))
+        {
+            Curve("verdict_arithmetic", "Arithmetic (knowledge) errors in rollouts", "share of samples", row => Key(row, "verdict/arithmetic"), zero: true);
+            Curve("verdict_reasoning", "Reasoning errors (wrong_target + unavailable) in rollouts", "share of samples",
+                row => Key(row, "verdict/wrong_target") + Key(row, "verdict/unavailable"), zero: true);
+            Curve("verdict_format", "Format errors in rollouts", "share of samples", row => Key(row, "verdict/format"), zero: true);
+        }
         if (r.Runs.Any(x => x.Curve.Any(row => row.ContainsKey("eval/pass@1"))))
             Curve("eval_pass1", "Held-out pass@1 during training", "pass@1", row => Key(row, "eval/pass@1"), smoothing: 0);
 
@@ -225,7 +283,68 @@ public static class StudyReport
                     $"p = {P(c.Welch.PValue)} | p = {P(c.Bootstrap.PValue)} [{F(c.Bootstrap.CiLow, SignedFormat)}, {F(c.Bootstrap.CiHigh, SignedFormat)}] |");
             sb.AppendLine();
         }
-        sb.AppendLine("Per run (pass@1 / greedy):");
+        if (r.Start.VerdictShares.Count > 0)
+        {
+            var names = r.Start.VerdictShares.Keys.ToList();
+            int k32 = Math.Min(32, n);
+            sb.AppendLine($"Held-out detail (mean over seeds): pass@{k32}, verdict shares of the samples, distinct correct responses per solved problem, response length:");
+            sb.AppendLine();
+            sb.AppendLine($"| method | pass@{k32} | " + string.Join(" | ", names) + " | distinct correct / solved | length |");
+            sb.AppendLine("|---|---|" + string.Concat(names.Select(_ => "---|")) + "---|---|");
+            void Row(string name, IReadOnlyList<EvalSummary> e) =>
+                sb.AppendLine($"| {name} | {F(e.Average(x => x.PassAtK[k32]))} | " + string.Join(" | ", names.Select(v => F(e.Average(x => x.VerdictShares[v])))) +
+                    $" | {F(e.Average(x => x.DistinctCorrectPerSolved), "0.00")} | {F(e.Average(x => x.Length), "0.0")} |");
+            Row("SFT start", [r.Start]);
+            foreach (var alg in o.AlgorithmList)
+            {
+                var evals = r.Runs.Where(x => x.Algorithm == alg).Select(x => x.Eval).ToList();
+                if (evals.Count > 0) Row(alg, evals);
+            }
+            sb.AppendLine();
+        }
+        if (r.Start.RoleHighShare is not null)
+        {
+            sb.AppendLine("Token roles (the premise): share of each role's tokens in Archer's high-entropy class (per response, H > 0.8-quantile), " +
+                          "policy at T = 1 on 100 held-out problems × 4 samples. Operand and operator choices should be high, result digits low. " +
+                          "entropy_high / entropy_low: mean entropy (nats) of the high- and low-class tokens, the same classification for every method (claim c):");
+            sb.AppendLine();
+            string[] columns = [.. TokenRoles.Names, TokenRoles.EntropyHigh, TokenRoles.EntropyLow];
+            sb.AppendLine("| policy | " + string.Join(" | ", columns) + " |");
+            sb.AppendLine("|---|" + string.Concat(columns.Select(_ => "---|")));
+            sb.AppendLine("| SFT start | " + string.Join(" | ", columns.Select(n => F(r.Start.RoleHighShare[n]))) + " |");
+            foreach (var alg in o.AlgorithmList)
+            {
+                var shares = r.Runs.Where(x => x.Algorithm == alg && x.Eval.RoleHighShare is not null).Select(x => x.Eval.RoleHighShare!).ToList();
+                if (shares.Count > 0) sb.AppendLine($"| {alg} | " + string.Join(" | ", columns.Select(n => F(shares.Average(x => x[n])))) + " |");
+            }
+            sb.AppendLine();
+        }
+        var ck = EntropyAndKnowledge(r);
+        if (ck.Count > 0)
+        {
+            sb.AppendLine($"Claims (c) and (d), paired over seeds (SFT start: high-class entropy {F(r.Start.RoleHighShare?.GetValueOrDefault(TokenRoles.EntropyHigh, double.NaN) ?? double.NaN)}, " +
+                          $"low-class {F(r.Start.RoleHighShare?.GetValueOrDefault(TokenRoles.EntropyLow, double.NaN) ?? double.NaN)}, held-out arithmetic share {F(r.Start.VerdictShares.GetValueOrDefault("arithmetic", double.NaN))}):");
+            sb.AppendLine();
+            sb.AppendLine("| comparison | metric | first | second | difference | paired t [95%] |");
+            sb.AppendLine("|---|---|---|---|---|---|");
+            foreach (var c in ck)
+                sb.AppendLine($"| {c.Baseline} | {c.Metric} | {F(c.ArcherMean)} | {F(c.BaselineMean)} | {F(c.Paired.Difference, SignedFormat)} | p = {P(c.Paired.PValue)} " +
+                              $"[{F(c.Paired.CiLow, SignedFormat)}, {F(c.Paired.CiHigh, SignedFormat)}] |");
+            sb.AppendLine();
+        }
+        var crossover = o.AlgorithmList.Where(a => a.StartsWith("grpo", StringComparison.Ordinal)).SelectMany(a => AgainstSft(r, a).Select(c => (a, c))).ToList();
+        if (crossover.Count > 0)
+        {
+            sb.AppendLine("The crossover (claim a): GRPO minus the SFT start (paired t over seeds of run − SFT; bootstrap over problems):");
+            sb.AppendLine();
+            sb.AppendLine("| method | metric | SFT | after RL | difference | paired t | bootstrap |");
+            sb.AppendLine("|---|---|---|---|---|---|---|");
+            foreach (var (a, c) in crossover)
+                sb.AppendLine($"| {a} | {c.Metric} | {F(c.BaselineMean)} | {F(c.ArcherMean)} | {F(c.Paired.Difference, SignedFormat)} | p = {P(c.Paired.PValue)} " +
+                    $"[{F(c.Paired.CiLow, SignedFormat)}, {F(c.Paired.CiHigh, SignedFormat)}] | p = {P(c.Bootstrap.PValue)} [{F(c.Bootstrap.CiLow, SignedFormat)}, {F(c.Bootstrap.CiHigh, SignedFormat)}] |");
+            sb.AppendLine();
+        }
+        sb.AppendLine("Per run (pass@1 / greedy / training wall time):");
         sb.AppendLine();
         sb.AppendLine("| method | " + string.Join(" | ", o.SeedList.Select(s => $"seed {s}")) + " |");
         sb.AppendLine("|---|" + string.Concat(o.SeedList.Select(_ => "---|")));
@@ -233,7 +352,7 @@ public static class StudyReport
             sb.AppendLine($"| {alg} | " + string.Join(" | ", o.SeedList.Select(s =>
             {
                 var run = r.Runs.FirstOrDefault(x => x.Algorithm == alg && x.Seed == s);
-                return run is null ? "–" : $"{F(run.Eval.AvgAtN)} / {F(run.Eval.Greedy, "0.00")}";
+                return run is null ? "–" : $"{F(run.Eval.AvgAtN)} / {F(run.Eval.Greedy, "0.00")} / {F(run.Seconds, "0")} s";
             })) + " |");
         return sb.ToString();
     }

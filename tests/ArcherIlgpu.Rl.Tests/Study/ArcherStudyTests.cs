@@ -70,12 +70,123 @@ public class ArcherStudyQuickTests(ITestOutputHelper output)
                 Assert.Equal("svg", svg.Root!.Name.LocalName);
                 Assert.Contains("archer", File.ReadAllText(path));
             }
-            Assert.Equal(result.Runs.Count, Directory.GetFiles(Path.Combine(dir, "runs"), "*.jsonl").Length);
+            Assert.Equal(result.Runs.Count, Directory.GetFiles(Path.Combine(dir, "runs"), "metrics.jsonl", SearchOption.AllDirectories).Length);
         }
         finally
         {
             if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
         }
+    }
+}
+
+/// <summary>
+/// The Countdown study (quick variant) on the run system: every stage is a run folder of the study folder, an
+/// interrupted study continues where it stopped without redoing finished runs, a killed run starts again, and a
+/// resume with changed settings is refused naming the setting.
+/// </summary>
+public class CountdownStudyTests(ITestOutputHelper output)
+{
+    static readonly string[] Methods = ["grpo", "archer-no-kl", "archer"];
+
+    [Fact]
+    public void AnInterruptedStudyContinuesWhereItStoppedAndRefusesChangedSettings()
+    {
+        var dir = Path.Combine(Path.GetTempPath(), "archer-study-countdown-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var o = StudyOptions.CountdownQuick with { OutDir = dir, Algorithms = Methods, Seeds = [1, 2] };
+            var layout = new StudyRuns(o);
+            Assert.Throws<StudyInterruptedException>(() => ArcherStudy.Study.Run(o, output.WriteLine, stopAfterRuns: 4));
+            string ResultOf(string alg, int seed) => Path.Combine(layout.RunDir(alg, seed), "checkpoints", $"step-{o.Steps:D6}", StudyRuns.ResultFile);
+            Assert.True(File.Exists(ResultOf("grpo", 1)) && File.Exists(ResultOf("archer-no-kl", 1)) && File.Exists(ResultOf("archer", 1)) && File.Exists(ResultOf("grpo", 2)));
+            Assert.False(File.Exists(ResultOf("archer-no-kl", 2)));
+            var kept = File.ReadAllBytes(ResultOf("grpo", 1));
+            // A run killed before its result was saved: its folder holds the marker and settings but no checkpoint.
+            Directory.Delete(Path.Combine(layout.RunDir("grpo", 2), "checkpoints"), recursive: true);
+
+            var log = new List<string>();
+            var result = ArcherStudy.Study.Run(o, line => { log.Add(line); output.WriteLine(line); });
+            Assert.Contains(log, l => l.StartsWith("SFT: done earlier", StringComparison.Ordinal));
+            Assert.Contains(log, l => l.StartsWith("grpo seed 1: done earlier", StringComparison.Ordinal));
+            Assert.Contains(log, l => l.StartsWith("archer-no-kl seed 1: done earlier", StringComparison.Ordinal));
+            Assert.Contains(log, l => l.Contains("grpo-seed2: unfinished", StringComparison.Ordinal));
+            Assert.DoesNotContain(log, l => l.StartsWith("archer-no-kl seed 2: done earlier", StringComparison.Ordinal));
+            Assert.Equal(kept, File.ReadAllBytes(ResultOf("grpo", 1)));   // a finished run is read back, not redone
+            Assert.Equal(6, result.Runs.Count);
+            Assert.NotNull(result.Start.RoleHighShare);
+            Assert.All(result.Runs, r => Assert.True(r.Seconds > 0 && r.Curve.Count == o.Steps));
+            foreach (var e in result.Runs.Select(r => r.Eval).Append(result.Start)) CheckEvaluation(e, o.EvalSamples);
+
+            var changed = Assert.Throws<ArcherIlgpu.Runs.RunFolderException>(() => ArcherStudy.Study.Run(o with { Steps = o.Steps + 1 }));
+            Assert.Contains($"steps: {o.Steps} in the run, {o.Steps + 1} now", changed.Message);
+            var sft = Assert.Throws<ArcherIlgpu.Runs.RunFolderException>(() => ArcherStudy.Study.Run(o with { SftSteps = 61 }));
+            Assert.Contains("sft_steps: 60 in the run, 61 now", sft.Message);
+
+            var files = StudyReport.Write(result, "test");
+            var markdown = File.ReadAllText(files.ResultsMarkdown);
+            Assert.Contains("wrong_target", markdown);
+            Assert.Contains("The crossover (claim a)", markdown);
+            Assert.Contains("distinct correct / solved", markdown);
+            Assert.Contains("| archer-no-kl − archer | held-out arithmetic share |", markdown);
+            Assert.Contains("| archer − grpo | held-out entropy of high-class tokens |", markdown);
+            Assert.True(File.Exists(Path.Combine(dir, "verdict_arithmetic.svg")));
+        }
+        finally
+        {
+            if (Directory.Exists(dir)) Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    /// <summary>Roles of a hand-read step-form response: digits before '=' are operands, after it results, until ';'.</summary>
+    [Fact]
+    public void TokenRolesOfAStepFormResponse()
+    {
+        var roles = TokenRoles.Of("84-9=75;75/5=15", ended: true);
+        string o = TokenRoles.Operand, op = TokenRoles.Operator, eq = TokenRoles.EqualsSign, r = TokenRoles.Result, s = TokenRoles.Separator;
+        Assert.Equal(new string?[] { o, o, op, o, eq, r, r, s, o, o, op, o, eq, r, r, TokenRoles.End }, roles);
+        Assert.Equal(new string?[] { o, null, o }, TokenRoles.Of("1 2", ended: false));
+    }
+
+    /// <summary>
+    /// On a random model the role shares are probabilities and, since about a fifth of each response's tokens is high
+    /// (strictly above the 0.8-quantile), the token-weighted mean of the shares is at most ~0.2 plus rounding of short rows.
+    /// </summary>
+    [Fact]
+    public void RoleSharesAreProbabilities()
+    {
+        var tokenizer = ArcherIlgpu.Model.Tokenizers.CharTokenizer.ForArithmetic();
+        using var backend = new ArcherIlgpu.Kernels.CpuBackend();
+        using var model = ArcherIlgpu.Model.Models.Create(backend, ArcherIlgpu.Model.Models.Preset("qwen2-tiny").WithVocabSize(tokenizer.VocabSize), seed: 3);
+        var shares = TokenRoles.HighShare(model, tokenizer, StudyOptions.CountdownQuick.Task, problems: 8, samples: 4, maxResponseTokens: 20);
+        Assert.Equal([.. TokenRoles.Names, TokenRoles.EntropyHigh, TokenRoles.EntropyLow], shares.Keys);
+        var roleShares = TokenRoles.Names.Select(n => shares[n]).Where(double.IsFinite).ToList();
+        Assert.NotEmpty(roleShares);
+        Assert.All(roleShares, v => Assert.InRange(v, 0, 1));
+        Assert.True(roleShares.Min() <= 0.3, "some role must be mostly low: only ~20% of tokens are high");
+        // High-class tokens are those above their response's 0.8-quantile, so their mean entropy exceeds the low class's.
+        Assert.True(shares[TokenRoles.EntropyHigh] > shares[TokenRoles.EntropyLow], $"{shares[TokenRoles.EntropyHigh]} vs {shares[TokenRoles.EntropyLow]}");
+        Assert.InRange(shares[TokenRoles.EntropyLow], 0, Math.Log(tokenizer.VocabSize) + 1e-6);
+    }
+
+    /// <summary>pass@k for every k against the product form 1 − Π_{i=0}^{k−1} (n − c − i)/(n − i), verdict shares summing to 1
+    /// with "correct" equal to avg@n, and distinct correct responses between 1 and n per solved problem.</summary>
+    static void CheckEvaluation(EvalSummary e, int n)
+    {
+        Assert.Equal(Enumerable.Range(1, n), e.PassAtK.Keys.Order());
+        foreach (var (k, value) in e.PassAtK)
+        {
+            double expected = e.CorrectCounts.Average(c =>
+            {
+                double miss = 1;
+                for (int i = 0; i < k; i++) miss *= Math.Max(0, n - c - i) / (double)(n - i);
+                return 1 - miss;
+            });
+            Assert.Equal(expected, value, 10);
+        }
+        Assert.Equal(1.0, e.VerdictShares.Values.Sum(), 10);
+        Assert.Equal(e.AvgAtN, e.VerdictShares["correct"], 10);
+        if (e.CorrectCounts.Any(c => c > 0)) Assert.InRange(e.DistinctCorrectPerSolved, 1, n);
+        else Assert.True(double.IsNaN(e.DistinctCorrectPerSolved));
     }
 }
 
