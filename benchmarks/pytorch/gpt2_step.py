@@ -2,9 +2,10 @@
 ArcherIlgpu's (pre-LN blocks, fused QKV, tanh GELU, learned positions, tied head, float32, AdamW,
 cross-entropy over random tokens), timed with CUDA synchronisation, median of the timed steps.
 
-usage: python3 gpt2_step.py [--tf32] [--steps 20] [--shapes bench-s,bench-m,gpt2-b16,350m]
+usage: python3 gpt2_step.py [--tf32] [--bf16] [--steps 20] [--shapes bench-s,bench-m,gpt2-b16,350m]
 Prints one line per shape: ms/step, tokens/s, achieved TFLOP/s (6·params·tokens + attention).
-Also: --matmul prints float32 matmul TFLOP/s at the model's shapes.
+Also: --matmul prints float32 matmul TFLOP/s at the model's shapes; --bf16 runs forward and loss under
+bf16 autocast (float32 master weights and optimizer), the peer of a bf16 training step.
 """
 import argparse, math, statistics, time
 import torch
@@ -75,7 +76,8 @@ def bench_shape(name):
     for i in range(ARGS.warmup + ARGS.steps):
         torch.cuda.synchronize(); t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = model(idx, tgt)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=ARGS.bf16):
+            loss = model(idx, tgt)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -85,7 +87,7 @@ def bench_shape(name):
     ms = statistics.median(times) * 1e3
     tflops = step_flops(V, T, L, H, C, B, params) / (ms / 1e3) / 1e12
     peak = torch.cuda.max_memory_allocated() / 2**30
-    print(f"pytorch {name:9s} tf32={int(ARGS.tf32)} params={params/1e6:.1f}M B{B} T{T}: "
+    print(f"pytorch {name:9s} tf32={int(ARGS.tf32)} bf16={int(ARGS.bf16)} params={params/1e6:.1f}M B{B} T{T}: "
           f"{ms:9.2f} ms/step {B*T/(ms/1e3):11.0f} tokens/s {tflops:7.2f} TFLOP/s peak {peak:.2f} GiB", flush=True)
     del model, opt
     torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats()
@@ -108,6 +110,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--tf32", action="store_true")
     p.add_argument("--sdpa", action="store_true")
+    p.add_argument("--bf16", action="store_true")
     p.add_argument("--matmul", action="store_true")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
@@ -118,5 +121,5 @@ if __name__ == "__main__":
     print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
     if ARGS.matmul:
         bench_matmul()
-    for s in ARGS.shapes.split(","):
+    for s in filter(None, ARGS.shapes.split(",")):
         bench_shape(s)
