@@ -54,9 +54,10 @@ public static partial class BenchCommand
         var steps = new Option<int>("--steps") { Description = "timed steps", DefaultValueFactory = _ => 10 };
         var warmup = new Option<int>("--warmup") { Description = "untimed steps first", DefaultValueFactory = _ => 2 };
         var device = Program.DeviceOption();
+        var precision = Program.PrecisionOption();
         var profile = ProfileOption();
         var command = new Command("train", "Median time of a training step (forward + cross-entropy + backward + AdamW)")
-            { preset, batch, seq, steps, warmup, device, profile };
+            { preset, batch, seq, steps, warmup, device, precision, profile };
         // Output goes to the console (the helpers below print directly); errors through the guard.
         command.SetAction(parse => CliErrors.Guard(parse, (_, _) =>
         {
@@ -67,7 +68,7 @@ public static partial class BenchCommand
             int nSteps = parse.GetValue(steps), nWarmup = parse.GetValue(warmup);
             if (B < 1 || T < 1 || T > config.MaxT) throw new ArgumentException($"need --batch >= 1 and 1 <= --seq <= {config.MaxT}, got {B} and {T}");
             if (nSteps < 1 || nWarmup < 0) throw new ArgumentException($"need --steps >= 1 and --warmup >= 0, got {nSteps} and {nWarmup}");
-            using var inner = Devices.Create(parse.GetValue(device)!);
+            using var inner = Program.CreateBackend(parse.GetValue(device), parse.GetValue(precision));
             var profiler = parse.GetValue(profile) ? new ProfilingBackend(inner) { Enabled = false } : null;
             Backend be = profiler ?? inner;
             return RunTrain(be, inner, profiler, presetName, config, B, T, nSteps, nWarmup);
@@ -79,7 +80,7 @@ public static partial class BenchCommand
     static int RunTrain(Backend be, Backend inner, ProfilingBackend? profiler, string presetName, IModelConfig config,
         int B, int T, int nSteps, int nWarmup)
     {
-        Console.WriteLine($"bench train: {presetName} ({config}) B={B} T={T} on {inner.Name} ({inner.Description})");
+        Console.WriteLine($"bench train: {presetName} ({config}) B={B} T={T} on {inner.Name} ({inner.Description}, {Devices.PrecisionName(inner.Precision)} matmuls)");
         using var model = Models.Create(be, config, seed: 1337);
         using var trainer = new ModelTrainer(model, new LrSchedule(1e-4f, Kind: "constant"));
         var batches = RandomBatches(config, B, T, count: 2, seed: 42);
@@ -124,7 +125,7 @@ public static partial class BenchCommand
         Console.WriteLine(Invariant($"achieved          {flops / (median / 1e3) / 1e9:F1} GFLOP/s ({flops / 1e9:F2} GFLOP/step = 6·(params − lookup-only tables)·B·T + 6·L·B·T²·H·D)"));
         PrintMemory(inner);
         Console.WriteLine(Invariant($"managed alloc     {allocated / (double)nSteps:N0} bytes/step over the timed steps; GCs gen0/1/2: {dGc0}/{dGc1}/{dGc2}"));
-        Console.WriteLine(Invariant($"RESULT preset={presetName} device={inner.Name} B={B} T={T} median_ms={median:F2} clean_steps={clean.Length} clean_median_ms={cleanMedian:F2} min_ms={times.Min():F2} tok_per_s={tokens / (median / 1e3):F1} gflops={flops / (median / 1e3) / 1e9:F1} peak_rss_mb={PeakRssBytes() / 1048576.0:F0} backend_peak_mb={inner.PeakBytes / 1048576.0:F0} alloc_per_step={allocated / nSteps} loss={loss:F4}"));
+        Console.WriteLine(Invariant($"RESULT preset={presetName} device={inner.Name} precision={Devices.PrecisionName(inner.Precision)} B={B} T={T} median_ms={median:F2} clean_steps={clean.Length} clean_median_ms={cleanMedian:F2} min_ms={times.Min():F2} tok_per_s={tokens / (median / 1e3):F1} gflops={flops / (median / 1e3) / 1e9:F1} peak_rss_mb={PeakRssBytes() / 1048576.0:F0} backend_peak_mb={inner.PeakBytes / 1048576.0:F0} alloc_per_step={allocated / nSteps} loss={loss:F4}"));
         if (profiler is not null) PrintProfile(profiler, nSteps);
         return 0;
     }
@@ -178,9 +179,10 @@ public static partial class BenchCommand
         var newTokens = new Option<int>("--new-tokens") { Description = "tokens sampled per sequence (capped by the context length)", DefaultValueFactory = _ => 128 };
         var promptLength = new Option<int>("--prompt-length") { Description = "random prompt tokens per sequence", DefaultValueFactory = _ => 16 };
         var device = Program.DeviceOption();
+        var precision = Program.PrecisionOption();
         var profile = ProfileOption();
         var command = new Command("generate", "Tokens/s of KV-cached sampling (temperature 1)")
-            { preset, batch, newTokens, promptLength, device, profile };
+            { preset, batch, newTokens, promptLength, device, precision, profile };
         command.SetAction(parse => CliErrors.Guard(parse, (_, _) =>
         {
             string presetName = parse.GetValue(preset)!;
@@ -189,10 +191,10 @@ public static partial class BenchCommand
             if (B < 1 || P < 1 || P >= config.MaxT) throw new ArgumentException($"need --batch >= 1 and 1 <= --prompt-length < {config.MaxT}, got {B} and {P}");
             int n = Math.Min(parse.GetValue(newTokens), config.MaxT - P);
             if (n < 1) throw new ArgumentException("--new-tokens must be at least 1");
-            using var inner = Devices.Create(parse.GetValue(device)!);
+            using var inner = Program.CreateBackend(parse.GetValue(device), parse.GetValue(precision));
             var profiler = parse.GetValue(profile) ? new ProfilingBackend(inner) { Enabled = false } : null;
             Backend be = profiler ?? inner;
-            Console.WriteLine($"bench generate: {presetName} ({config}) B={B} prompt={P} new={n} on {inner.Name} ({inner.Description})");
+            Console.WriteLine($"bench generate: {presetName} ({config}) B={B} prompt={P} new={n} on {inner.Name} ({inner.Description}, {Devices.PrecisionName(inner.Precision)} matmuls)");
 
             using var model = Models.Create(be, config, seed: 1337);
             using var generator = new Generator(model);

@@ -32,9 +32,10 @@ public static partial class BenchCommand
         var steps = new Option<int>("--steps") { Description = "timed steps", DefaultValueFactory = _ => 3 };
         var warmup = new Option<int>("--warmup") { Description = "untimed steps first", DefaultValueFactory = _ => 1 };
         var device = Program.DeviceOption();
+        var precision = Program.PrecisionOption();
         var profile = ProfileOption();
         var command = new Command("rl", "Time RL steps by phase (rollouts, log-probs, update) on Countdown, with GFLOP/s against the CPU's FMA peak")
-            { preset, algo, prompts, group, response, steps, warmup, device, profile };
+            { preset, algo, prompts, group, response, steps, warmup, device, precision, profile };
         command.WithExamples("bench rl --preset countdown-3m --algo grpo --device cpu");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
@@ -48,7 +49,7 @@ public static partial class BenchCommand
                 MaxResponseTokens = Math.Min(parse.GetValue(response), shape.MaxT - LongestCountdownPrompt), MaxPromptTokens = LongestCountdownPrompt,
                 Filter = GroupFilterMode.None,
             }).Validate();
-            using var inner = Devices.Create(parse.GetValue(device)!);
+            using var inner = Program.CreateBackend(parse.GetValue(device), parse.GetValue(precision));
             var profiler = parse.GetValue(profile) ? new ProfilingBackend(inner) { Enabled = false } : null;
             return RunRl(profiler ?? inner, inner, profiler, parse.GetValue(preset)!, shape, config, nSteps, nWarmup, stdout);
         }));
@@ -59,7 +60,7 @@ public static partial class BenchCommand
         int nSteps, int nWarmup, TextWriter log)
     {
         log.WriteLine($"bench rl: {config.Name} on countdown (format=steps), {presetName} ({shape}), {config.TrainBatchPrompts} prompts × {config.GroupSize} samples, " +
-                      $"up to {config.MaxResponseTokens} response tokens, on {inner.Name} ({inner.Description})");
+                      $"up to {config.MaxResponseTokens} response tokens, on {inner.Name} ({inner.Description}, {Devices.PrecisionName(inner.Precision)} matmuls)");
         using var model = Models.Create(be, shape, seed: 1337);
         var task = HeldOut.TrainingView(new CountdownTask(CountdownOptions.Steps));
         using var trainer = new RlTrainer(model, CharTokenizer.ForArithmetic(), task, config, new RlTrainerOptions(Seed: 1, SampleEvery: 0));

@@ -21,18 +21,20 @@ public static class DemoCommand
         };
         var configFile = new Option<string?>("--config") { Description = "JSON config file applied over the preset (a run's config.json works)" };
         var set = RlCommandSupport.KeyValueOption("--set", "override one setting, e.g. rl.steps=50 rl.group_size=8 seed=2; every algorithm setting is rl.KEY, as in train-rl (rl.low.clip_high=0.3) (repeatable; see config.json for the run's keys)");
-        var resume = new Option<string?>("--resume") { Description = "continue the run in this folder from its newest checkpoint (--set may change only rl.steps, device, checkpoint_every, keep_checkpoints and name)" };
+        var resume = new Option<string?>("--resume") { Description = "continue the run in this folder from its newest checkpoint (--set may change only rl.steps, device, precision, checkpoint_every, keep_checkpoints and name)" };
         var runsDir = new Option<string>("--runs-dir") { Description = "where new run folders go", DefaultValueFactory = _ => "runs" };
         var device = new Option<string?>("--device") { Description = "device: auto, cpu, ilgpu-cpu, cuda, opencl (default: the config's, auto)" };
+        var precision = new Option<string?>("--precision") { Description = "matmul operands: fp32, tf32 or bf16 (tensor cores; default: the config's, fp32)" };
         var command = new Command("demo", "SFT a small model, evaluate, train it with Archer, evaluate again: the whole pipeline in one command")
         {
-            preset, configFile, set, resume, runsDir, device,
+            preset, configFile, set, resume, runsDir, device, precision,
         };
         command.WithExamples("demo", "demo --preset quick --set rl.algorithm=grpo rl.steps=50 rl.low.clip_high=0.3 seed=2");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
             var sets = (parse.GetValue(set) ?? []).ToList();
             if (parse.GetValue(device) is string d) sets.Add("device=" + d);
+            if (parse.GetValue(precision) is string p) sets.Add("precision=" + p);
             string? resumeDir = parse.GetValue(resume);
             bool interactive = ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected;
             RunConfig config;
@@ -77,7 +79,7 @@ public static class DemoCommand
     /// number), the run's name, and rl.steps upwards (a finished run continues training; the README's
     /// <c>--set rl.steps=3000</c>). Every other key would make the run one that never happened; it is refused, named.
     /// </summary>
-    static readonly string[] MayChangeOnResume = ["device", "checkpoint_every", "keep_checkpoints", "name", "rl.steps"];
+    static readonly string[] MayChangeOnResume = ["device", "precision", "checkpoint_every", "keep_checkpoints", "name", "rl.steps"];
 
     static void RequireResumable(RunFolder run, RunConfig saved, RunConfig now)
     {

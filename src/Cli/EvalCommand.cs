@@ -27,16 +27,17 @@ public static class EvalCommand
         var seed = new Option<ulong>("--seed") { Description = "sampling seed", DefaultValueFactory = _ => 1UL };
         var problemsFile = ProblemsFileOption("evaluate every problem of this JSONL file instead of the held-out ones (countdown: {\"numbers\":[84,9,14,28],\"target\":73} a line)");
         var device = Program.DeviceOption();
+        var precision = Program.PrecisionOption();
         var allowExtra = ModelLoadOption.Create();
         var command = new Command("eval", "Evaluate a model on held-out problems of a task")
         {
-            model, task, taskOptions, n, problems, temperature, topP, maxTokens, seed, problemsFile, device, allowExtra,
+            model, task, taskOptions, n, problems, temperature, topP, maxTokens, seed, problemsFile, device, precision, allowExtra,
         };
         command.WithExamples("eval --model runs/archer-arithmetic-seed1 --task arithmetic --task-option min_digits=2 max_digits=2 operators=+", "eval --model runs/add-model --task jsonl --task-option path=runs/add.heldout.jsonl");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, stderr) =>
         {
             var t = RlCommandSupport.CreateTask(parse.GetValue(task)!, parse.GetValue(taskOptions) ?? []);
-            using var backend = Devices.Create(parse.GetValue(device));
+            using var backend = Program.CreateBackend(parse.GetValue(device), parse.GetValue(precision));
             var (m, tokenizer) = RlCommandSupport.LoadModel(backend, ModelFolders.Resolve(parse.GetValue(model)!), t, ModelLoadOption.Read(parse, allowExtra));
             using var _ = m;
             int max = parse.GetValue(maxTokens);

@@ -23,10 +23,11 @@ public static class GenerateCommand
         var seed = new Option<ulong>("--seed") { Description = "random seed; the same seed gives the same samples", DefaultValueFactory = _ => 0UL };
         var samples = new Option<int>("--samples") { Description = "number of completions", DefaultValueFactory = _ => 1 };
         var device = Program.DeviceOption();
+        var precision = Program.PrecisionOption();
         var allowExtra = ModelLoadOption.Create();
         var command = new Command("generate", "Continue a prompt with a trained model")
         {
-            model, prompt, maxNew, temperature, topK, topP, seed, samples, device, allowExtra,
+            model, prompt, maxNew, temperature, topK, topP, seed, samples, device, precision, allowExtra,
         };
         command.WithExamples("generate --model runs/add-model --prompt \"47+38=\" --temperature 0");
         command.SetAction(parse => CliErrors.Guard(parse, (output, _) =>
@@ -37,7 +38,7 @@ public static class GenerateCommand
             var tokenizer = TokenizerFiles.Load(dir);
             var options = new SamplingOptions(parse.GetValue(maxNew), parse.GetValue(temperature), parse.GetValue(topK), parse.GetValue(topP),
                 parse.GetValue(seed), EndToken: tokenizer.EndOfText).Validate();
-            using var backend = Devices.Create(parse.GetValue(device));
+            using var backend = Program.CreateBackend(parse.GetValue(device), parse.GetValue(precision));
             using var m = Checkpoint.Load(backend, dir, ModelLoadOption.Read(parse, allowExtra));
             if (tokenizer.VocabSize > m.Config.VocabSize)
                 throw new CliInputException($"{dir}: the tokenizer has {tokenizer.VocabSize} tokens but the model only {m.Config.VocabSize}; the folder mixes files of different models");

@@ -38,4 +38,17 @@ public static class Program
         Description = $"device: {string.Join(", ", Devices.AllNames)} (auto unless ${Devices.EnvironmentVariable} names one)",
         DefaultValueFactory = _ => "auto",
     };
+
+    /// <summary>
+    /// The --precision option of the commands that train or generate: the matmuls' operand precision.
+    /// Unset means the backend's default (fp32, or what ARCHER_MATMUL names).
+    /// </summary>
+    public static Option<string?> PrecisionOption() => new("--precision")
+    {
+        Description = "matmul operands: fp32, tf32 or bf16 (tensor cores: cuda; ilgpu-cpu emulates them, slowly); " +
+                      "accumulation, softmax, loss, log-probs, optimizer and weights stay fp32 (default: fp32)",
+    };
+
+    /// <summary>The backend a command runs on: its --device and --precision.</summary>
+    public static Backend CreateBackend(string? device, string? precision) => Devices.Create(device, Devices.ParsePrecision(precision));
 }

@@ -55,10 +55,11 @@ public static class TrainRlCommand
         var problemsFile = EvalCommand.ProblemsFileOption("train on the problems of this JSONL file (countdown: {\"numbers\":[84,9,14,28],\"target\":73} a line); held-out ones are skipped");
         var overwrite = TrainingCheckpoint.OverwriteOption();
         var device = Program.DeviceOption();
+        var precision = Program.PrecisionOption();
         var allowExtra = ModelLoadOption.Create();
         var command = new Command("train-rl", "Train a model with RL on a task with a verifier")
         {
-            algo, preset, model, task, taskOptions, steps, groupSize, prompts, set, seed, outDir, micro, sampleEvery, saveEvery, evalProblems, resume, overwrite, problemsFile, device, allowExtra,
+            algo, preset, model, task, taskOptions, steps, groupSize, prompts, set, seed, outDir, micro, sampleEvery, saveEvery, evalProblems, resume, overwrite, problemsFile, device, precision, allowExtra,
         };
         command.WithExamples(
             "train-rl --algo archer --model runs/qwen-sft --task arithmetic --task-option min_digits=2 max_digits=2 operators=+ --steps 100 --eval-problems 100",
@@ -68,7 +69,7 @@ public static class TrainRlCommand
             parse.GetValue(groupSize), parse.GetValue(prompts), parse.GetValue(set) ?? [], parse.GetValue(seed), parse.GetValue(outDir),
             parse.GetValue(micro), parse.GetValue(sampleEvery), parse.GetValue(saveEvery), parse.GetValue(evalProblems), parse.GetValue(device)!,
             parse.GetValue(resume), Overwrite: parse.GetValue(overwrite), Preset: parse.GetValue(preset)!, ProblemsFile: parse.GetValue(problemsFile),
-            AllowExtraTensors: parse.GetValue(allowExtra)), stdout))));
+            AllowExtraTensors: parse.GetValue(allowExtra), Precision: parse.GetValue(precision)), stdout))));
         return command;
     }
 
@@ -79,10 +80,10 @@ public static class TrainRlCommand
     public sealed record Settings(string Algo, string Model, string Task, string[] TaskOptions, int Steps, int? GroupSize, int? PromptsPerStep,
         string[] Set, ulong Seed, string? Out, int MicroBatch, int SampleEvery, int? SaveEvery, int EvalProblems, string Device,
         bool Resume = false, int? InterruptAfterStep = null, bool Overwrite = false, CancellationToken Stop = default, string Preset = "small",
-        string? ProblemsFile = null, bool AllowExtraTensors = false);
+        string? ProblemsFile = null, bool AllowExtraTensors = false, string? Precision = null);
 
-    /// <summary>Settings a resume may change: the budget (a total), the save cadence, the evaluation and the device.</summary>
-    static readonly string[] MayChange = ["--steps", "--save-every", "--eval-problems", "--device"];
+    /// <summary>Settings a resume may change: the budget (a total), the save cadence, the evaluation and the device and its precision.</summary>
+    static readonly string[] MayChange = ["--steps", "--save-every", "--eval-problems", "--device", "--precision"];
     /// <summary>Samples per problem of --eval-problems (avg@8, pass@k up to 8).</summary>
     const int EvalSamples = 8;
 
@@ -127,7 +128,7 @@ public static class TrainRlCommand
         }
         else run.RequireFreshStart(s.Overwrite, "--resume");
 
-        using var backend = Devices.Create(s.Device);
+        using var backend = Program.CreateBackend(s.Device, s.Precision);
         var (model, tokenizer) = RlCommandSupport.LoadModel(backend, checkpoint?.Path ?? startModel, task, new LoadOptions(s.AllowExtraTensors));
         using var _ = model;
         MemoryChecks.Rl(model.Config, config, s.MicroBatch, 0, $"--prompts-per-step {config.TrainBatchPrompts} × --group-size {config.GroupSize} " +
@@ -147,7 +148,7 @@ public static class TrainRlCommand
         using var runLock = TrainingCheckpoint.Lock(run, outDir, log);
         if (saved is null) run.Begin("train-rl", runLock);
         run.WriteSettings(settings);
-        log.WriteLine($"train-rl: {config.Name} on {task.Name}, {model.Config}, device {backend.Name}, {s.Steps} steps of " +
+        log.WriteLine($"train-rl: {config.Name} on {task.Name}, {model.Config}, device {backend.Name} ({Devices.PrecisionName(backend.Precision)}), {s.Steps} steps of " +
                       $"{config.TrainBatchPrompts} prompts × {config.GroupSize} samples, checkpoints {(saveEvery == 0 ? "at the end" : $"every {saveEvery} steps")}; " +
                       (saved is null ? $"writing {outDir}" : $"resuming {outDir} after step {saved.Rl!.Step}"));
 
@@ -214,6 +215,7 @@ public static class TrainRlCommand
             ["--save-every"] = s.SaveEvery is int n ? n.ToString(inv) : "(steps / 10)",
             ["--eval-problems"] = s.EvalProblems.ToString(inv),
             ["--device"] = s.Device,
+            ["--precision"] = s.Precision ?? "(default)",
         };
         if (s.ProblemsFile is not null) settings["--problems-file"] = Path.GetFullPath(s.ProblemsFile);
         foreach (var (key, value) in AlgorithmOverrides.Describe(config)) settings[key] = value;

@@ -40,10 +40,11 @@ public static class TrainSftCommand
         var resume = new Option<bool>("--resume") { Description = "continue the run in --out from its newest checkpoint (same data and settings; --steps is the total)" };
         var overwrite = TrainingCheckpoint.OverwriteOption();
         var device = Program.DeviceOption();
+        var precision = Program.PrecisionOption();
         var allowExtra = ModelLoadOption.Create();
         var command = new Command("train-sft", "Supervised fine-tuning of a small model (GPT-2 or Llama/Qwen) on prompt/completion pairs")
         {
-            data, heldOut, fraction, output, preset, initOption, steps, batch, lr, warmup, seed, evalEvery, resume, overwrite, device, allowExtra,
+            data, heldOut, fraction, output, preset, initOption, steps, batch, lr, warmup, seed, evalEvery, resume, overwrite, device, precision, allowExtra,
         };
         command.WithExamples("train-sft --data runs/add.jsonl --held-out runs/add.heldout.jsonl --out runs/add-model", "train-sft --data runs/add.jsonl --held-out runs/add.heldout.jsonl --out runs/add-model --resume");
         command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) => StopRequest.Handle(stdout, () => StopRequest.ResumeCommand(parse), () =>
@@ -51,7 +52,7 @@ public static class TrainSftCommand
             var s = new Settings(parse.GetValue(data)!, parse.GetValue(heldOut), parse.GetValue(fraction), parse.GetValue(output)!,
                 parse.GetValue(preset)!, parse.GetValue(initOption), parse.GetValue(steps), parse.GetValue(batch), parse.GetValue(lr),
                 parse.GetValue(warmup), parse.GetValue(seed), parse.GetValue(evalEvery), parse.GetValue(device)!, parse.GetValue(resume),
-                Overwrite: parse.GetValue(overwrite), AllowExtraTensors: parse.GetValue(allowExtra));
+                Overwrite: parse.GetValue(overwrite), AllowExtraTensors: parse.GetValue(allowExtra), Precision: parse.GetValue(precision));
             Run(s, stdout);
             return 0;
         })));
@@ -62,14 +63,14 @@ public static class TrainSftCommand
     /// <param name="Stop">test hook for Ctrl-C: once cancelled, the run saves after the current step and stops.</param>
     public sealed record Settings(string Data, string? HeldOut, double? HeldOutFraction, string Out, string Preset, string? Init,
         int Steps, int BatchSize, float? Lr, int? Warmup, int Seed, int? EvalEvery, string Device, bool Resume = false, int? InterruptAfterStep = null,
-        bool Overwrite = false, CancellationToken Stop = default, bool AllowExtraTensors = false);
+        bool Overwrite = false, CancellationToken Stop = default, bool AllowExtraTensors = false, string? Precision = null);
 
     /// <summary>What the run ended with.</summary>
     public sealed record Summary(double FirstLoss, double HeldOutLossBefore, double HeldOutLoss, int Correct, int HeldOutCount);
 
     const string DataKey = "data (--data, --held-out, --held-out-fraction)";
-    /// <summary>Settings a resume may change: the budget (a total, checked against the run's step), the cadence and the device.</summary>
-    static readonly string[] MayChange = ["--steps", "--eval-every", "--device"];
+    /// <summary>Settings a resume may change: the budget (a total, checked against the run's step), the cadence and the device and its precision.</summary>
+    static readonly string[] MayChange = ["--steps", "--eval-every", "--device", "--precision"];
 
     public static Summary Run(Settings s, TextWriter log)
     {
@@ -104,7 +105,7 @@ public static class TrainSftCommand
             TrainingCheckpoint.RequireStepsReach(s.Steps, saved.SftStep, s.Out);
         }
 
-        using var backend = Devices.Create(s.Device);
+        using var backend = Program.CreateBackend(s.Device, s.Precision);
         ITokenizer tokenizer;
         CausalLm model;
         string? from = checkpoint?.Path ?? init;
@@ -146,7 +147,7 @@ public static class TrainSftCommand
             run.WriteSettings(settings);   // a larger --steps or another device: config.json describes the run as it now is
 
         log.WriteLine($"train-sft: {train.Count} training / {held.Count} held-out examples, {Describe(tokenizer)}");
-        log.WriteLine($"model: {config} ({model.ParameterCount / 1e6:F2}M parameters{(saved is not null || s.Init is null ? "" : ", from " + s.Init)}) on {backend.Name}");
+        log.WriteLine($"model: {config} ({model.ParameterCount / 1e6:F2}M parameters{(saved is not null || s.Init is null ? "" : ", from " + s.Init)}) on {backend.Name} ({Devices.PrecisionName(backend.Precision)})");
         log.WriteLine($"steps {s.Steps}, batch {s.BatchSize}, lr {peakLr.ToString(CultureInfo.InvariantCulture)}, warm-up {options.WarmupSteps}, " +
                       $"checkpoints in {Path.Combine(s.Out, "checkpoints")} every {evalEvery} steps");
         if (saved is not null) log.WriteLine($"resuming {s.Out} after step {saved.SftStep}");
@@ -229,6 +230,7 @@ public static class TrainSftCommand
             ["--steps"] = s.Steps.ToString(inv),
             ["--eval-every"] = evalEvery.ToString(inv),
             ["--device"] = s.Device,
+            ["--precision"] = s.Precision ?? "(default)",
         };
     }
 

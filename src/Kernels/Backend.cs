@@ -21,6 +21,13 @@ public abstract partial class Backend : IDisposable
     /// <summary>A human description of the device (model, memory).</summary>
     public abstract string Description { get; }
 
+    /// <summary>
+    /// The operand precision the matmuls run in: float32 on the cpu backend; on ILGPU backends what
+    /// <see cref="Devices.Create"/> set. Everything else (accumulation, softmax,
+    /// norms, loss, log-probs, the optimizer and the master weights) is float32 in every precision.
+    /// </summary>
+    public virtual MatMulPrecision Precision => MatMulPrecision.Float32;
+
     // ---------------------------------------------------------------- memory
 
     /// <summary>A new zero-filled buffer of <paramref name="length"/> elements.</summary>

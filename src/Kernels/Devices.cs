@@ -86,18 +86,46 @@ public static class Devices
     /// picks cuda, opencl, cpu in that order. An unknown name, or a device this machine lacks, is a
     /// <see cref="DeviceNotFoundException"/> listing the devices there are.
     /// </summary>
-    public static Backend Create(string? name = null)
+    /// <remarks>
+    /// <paramref name="precision"/> is the matmul operand precision (null: the backend's default, i.e.
+    /// float32 unless ARCHER_MATMUL says otherwise). TF32 and BF16 need tensor cores: <c>cuda</c>, or
+    /// <c>ilgpu-cpu</c>, which then emulates each mma.sync exactly (slow; for verification at small sizes).
+    /// The <c>cpu</c> and <c>opencl</c> backends compute in float32 only, and asking them for less is an
+    /// <see cref="ArgumentException"/> rather than a silent float32 run.
+    /// </remarks>
+    public static Backend Create(string? name = null, MatMulPrecision? precision = null)
     {
         string device = Resolve(name);
+        if (precision is { } p && p != MatMulPrecision.Float32 && device is "cpu" or "opencl")
+            throw new ArgumentException($"--precision {PrecisionName(p)} needs tensor cores (device cuda, or ilgpu-cpu to emulate them); " +
+                                        $"the {device} backend computes in fp32");
         switch (device)
         {
             case "cpu": return new CpuBackend();
-            case "ilgpu-cpu": return IlgpuBackend.CreateCpu();
+            case "ilgpu-cpu": return WithPrecision(IlgpuBackend.CreateCpu(), precision);
             default:
                 RegisterCudaResolver();
-                return IlgpuBackend.TryCreateGpu(device) ?? throw NotAvailable(device);
+                return WithPrecision(IlgpuBackend.TryCreateGpu(device) ?? throw NotAvailable(device), precision);
         }
     }
+
+    static IlgpuBackend WithPrecision(IlgpuBackend backend, MatMulPrecision? precision)
+    {
+        if (precision is not { } p) return backend;
+        backend.MatMulPrecision = p;
+        backend.EmulateTensorCores = p != MatMulPrecision.Float32 && backend.Accelerator.AcceleratorType == AcceleratorType.CPU;
+        return backend;
+    }
+
+    /// <summary>The names <see cref="ParsePrecision"/> accepts, as the CLI shows them.</summary>
+    public static readonly string[] PrecisionNames = ["fp32", "tf32", "bf16"];
+
+    public static string PrecisionName(MatMulPrecision p) => PrecisionNames[(int)p];
+
+    /// <summary>fp32, tf32 or bf16 (null or empty: null, the backend's default).</summary>
+    public static MatMulPrecision? ParsePrecision(string? text) => string.IsNullOrWhiteSpace(text) ? null
+        : Array.IndexOf(PrecisionNames, text.Trim().ToLowerInvariant()) is var i and >= 0 ? (MatMulPrecision)i
+        : throw new ArgumentException($"--precision must be one of {string.Join(", ", PrecisionNames)}, not '{text}'");
 
     /// <summary>
     /// The device <see cref="Create"/> would pick for <paramref name="name"/>, without creating it: its name,

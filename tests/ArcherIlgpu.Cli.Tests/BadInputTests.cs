@@ -86,6 +86,34 @@ public class BadInputTests
         Assert.Contains("demo, quick", r.Err);
     }
 
+    [Theory]
+    [InlineData("fp16", "precision: unknown precision 'fp16'; valid: fp32, tf32, bf16")]
+    [InlineData("bf16", "--precision bf16 needs tensor cores (device cuda, or ilgpu-cpu to emulate them); the cpu backend computes in fp32")]
+    public void APrecisionTheDeviceCannotGiveIsRefusedInTheDemo(string precision, string expected)
+    {
+        var r = Demo("--precision", precision);
+        Assert.Contains(expected, r.Err);
+        Assert.Single(r.Err.TrimEnd().Split('\n'));
+    }
+
+    /// <summary>The cpu backend computes in float32: asking it for bf16 or tf32 is an error, never a silent float32 run.</summary>
+    [Theory]
+    [InlineData("bench", "train", "--preset", "tiny", "--device", "cpu", "--precision", "tf32")]
+    [InlineData("bench", "generate", "--preset", "tiny", "--device", "cpu", "--precision", "bf16")]
+    public void AReducedPrecisionOnTheCpuBackendIsRefused(params string[] args)
+    {
+        var r = Fails(args);
+        Assert.Contains("needs tensor cores", r.Err);
+        Assert.Contains("the cpu backend computes in fp32", r.Err);
+    }
+
+    [Fact]
+    public void AnUnknownPrecisionNamesTheValidOnes()
+    {
+        var r = Fails("bench", "train", "--preset", "tiny", "--device", "cpu", "--precision", "half");
+        Assert.Contains("--precision must be one of fp32, tf32, bf16, not 'half'", r.Err);
+    }
+
     [Fact]
     public void UnknownDeviceListsTheValidNames()
     {

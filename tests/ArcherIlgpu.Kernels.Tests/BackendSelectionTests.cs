@@ -33,6 +33,38 @@ public class BackendSelectionTests
         Assert.Equal("cpu", cpu2.Name);
     }
 
+    [Theory]
+    [InlineData(MatMulPrecision.Tf32)]
+    [InlineData(MatMulPrecision.Bf16)]
+    public void TheCpuBackendRefusesReducedPrecisionInsteadOfIgnoringIt(MatMulPrecision precision)
+    {
+        var e = Assert.Throws<ArgumentException>(() => Devices.Create("cpu", precision));
+        Assert.Contains($"--precision {Devices.PrecisionName(precision)} needs tensor cores", e.Message);
+        using var cpu = Devices.Create("cpu", MatMulPrecision.Float32);
+        Assert.Equal(MatMulPrecision.Float32, cpu.Precision);
+    }
+
+    [Fact]
+    public void TheIlgpuCpuBackendTakesThePrecisionItIsGiven()
+    {
+        using var bf16 = Devices.Create("ilgpu-cpu", MatMulPrecision.Bf16);
+        Assert.Equal(MatMulPrecision.Bf16, bf16.Precision);   // emulated mma.sync (Gpt2PrecisionTests checks the numbers)
+    }
+
+    [Theory]
+    [InlineData("fp32", MatMulPrecision.Float32)]
+    [InlineData(" TF32 ", MatMulPrecision.Tf32)]
+    [InlineData("bf16", MatMulPrecision.Bf16)]
+    public void PrecisionNamesParse(string text, MatMulPrecision expected) => Assert.Equal(expected, Devices.ParsePrecision(text));
+
+    [Fact]
+    public void AnUnknownPrecisionListsTheValidOnes()
+    {
+        Assert.Null(Devices.ParsePrecision(null));
+        var e = Assert.Throws<ArgumentException>(() => Devices.ParsePrecision("fp16"));
+        Assert.Contains("fp32, tf32, bf16", e.Message);
+    }
+
     [SkippableTheory, MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
     public void BuffersRoundTripAndSlice(string device)
     {

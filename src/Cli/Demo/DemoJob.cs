@@ -101,7 +101,7 @@ public sealed class DemoJob
         var state = latest is null ? null : ReadState(latest);
         using var stop = StopRequest.Listen(Stop);
 
-        using var backend = Devices.Create(config.Device);
+        using var backend = Program.CreateBackend(config.Device, config.Precision);
         ITokenizer tokenizer;
         CausalLm model;
         if (latest is null)

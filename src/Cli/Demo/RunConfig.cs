@@ -26,6 +26,8 @@ public sealed record RunConfig
     public ulong Seed { get; init; } = 1;
     /// <summary>auto, cpu, ilgpu-cpu, cuda or opencl.</summary>
     public string Device { get; init; } = "auto";
+    /// <summary>Matmul operand precision: fp32, tf32 or bf16 (tensor cores; see <c>archer help train-sft</c>'s --precision).</summary>
+    public string Precision { get; init; } = "fp32";
     /// <summary>Save a checkpoint every this many steps (SFT and RL steps alike); a resumed run loses at most these.</summary>
     public int CheckpointEvery { get; init; } = 100;
     /// <summary>How many of the newest checkpoints to keep (0 keeps all).</summary>
@@ -42,7 +44,7 @@ public sealed record RunConfig
         else
         {
             try { CreateTask(); }
-            catch (Exception e) when (e is TaskDataException or ArgumentException) { problems.Add("task.options: " + e.Message); }
+            catch (Exception e) when (e is TaskDataException or ArgumentException or RlCommandException) { problems.Add("task.options: " + e.Message); }
         }
         if (!Models.PresetNames.Contains(Model.Preset.Trim().ToLowerInvariant()))
             problems.Add($"model.preset: unknown preset '{Model.Preset}'; valid presets: {string.Join(", ", Models.PresetNames)}");
@@ -69,6 +71,8 @@ public sealed record RunConfig
         Require(Eval.Temperature >= 0 && double.IsFinite(Eval.Temperature), $"eval.temperature must be >= 0, got {Format(Eval.Temperature)}");
         if (!Devices.AllNames.Contains(Device.Trim().ToLowerInvariant()) && Device.Trim().ToLowerInvariant() != "auto")
             problems.Add($"device: unknown device '{Device}'; valid: auto, {string.Join(", ", Devices.AllNames.Where(n => n != "auto"))}");
+        Require(Devices.PrecisionNames.Contains(Precision.Trim().ToLowerInvariant()),
+            $"precision: unknown precision '{Precision}'; valid: {string.Join(", ", Devices.PrecisionNames)}");
         Require(CheckpointEvery >= 1, $"checkpoint_every must be >= 1, got {CheckpointEvery}");
         Require(KeepCheckpoints >= 0, $"keep_checkpoints must be >= 0 (0 keeps all), got {KeepCheckpoints}");
         if (problems.Count == 0 && AlgorithmRegistry.Canonical(Rl.Algorithm) is not null)

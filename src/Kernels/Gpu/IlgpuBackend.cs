@@ -27,6 +27,7 @@ public sealed partial class IlgpuBackend : Backend
     }
 
     public override string Name => name;
+    public override MatMulPrecision Precision => EffectiveMatMulPrecision;
     public override bool BuffersInHostMemory => Accelerator.AcceleratorType == AcceleratorType.CPU;
     public override long MemoryCapacity => BuffersInHostMemory ? base.MemoryCapacity : Accelerator.MemorySize;
     public override string Description =>

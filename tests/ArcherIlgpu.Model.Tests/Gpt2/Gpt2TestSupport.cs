@@ -49,8 +49,8 @@ public static class Gpt2TestData
     public static Dictionary<string, double[]> ByName(ParameterLayout layout, float[] flat)
         => layout.Specs.ToDictionary(s => s.Name, s => Array.ConvertAll(flat[(int)s.Offset..(int)(s.Offset + s.Length)], v => (double)v));
 
-    public static Gpt2Reference Reference(Gpt2Config c, ParameterLayout layout, float[] flat)
-        => new(c.VocabSize, c.MaxT, c.Layers, c.Heads, c.Channels, c.LayerNormEps, ByName(layout, flat));
+    public static Gpt2Reference Reference(Gpt2Config c, ParameterLayout layout, float[] flat, Func<double, double>? operand = null)
+        => new(c.VocabSize, c.MaxT, c.Layers, c.Heads, c.Channels, c.LayerNormEps, ByName(layout, flat), operand);
 
     public static int[] Tokens(int seed, int n, int vocab)
     {

@@ -5,9 +5,15 @@ namespace ArcherIlgpu.Model.Tests.Gpt2.Reference;
 /// and of every backend op. Parameters are keyed by Hugging Face name with matmul weights in the
 /// [out, in] orientation ("W[o, k]"). Computes the weighted cross-entropy
 /// loss = sum_n w_n * (-log softmax(z_n / temperature)[target_n]) and the gradient of every parameter.
+/// <paramref name="operand"/>, when given, rounds every operand of the linear layers' products (input,
+/// weight and output gradient, forward and backward) as a reduced-precision matmul would, and nothing
+/// else: the model of a backend whose matmuls take bf16 or tf32 operands and accumulate in float32.
 /// </summary>
-public sealed class Gpt2Reference(int V, int maxT, int L, int H, int C, double eps, IReadOnlyDictionary<string, double[]> p)
+public sealed class Gpt2Reference(int V, int maxT, int L, int H, int C, double eps, IReadOnlyDictionary<string, double[]> p,
+    Func<double, double>? operand = null)
 {
+    double Op(double v) => operand is null ? v : operand(v);
+
     int D => C / H;
 
     sealed class Layer
@@ -119,30 +125,30 @@ public sealed class Gpt2Reference(int V, int maxT, int L, int H, int C, double e
     }
 
     /// <summary>y[n, o] = sum_k x[n, k] W[o, k] + b[o].</summary>
-    static double[] Linear(double[] x, int N, int K, double[] W, double[]? b, int OC)
+    double[] Linear(double[] x, int N, int K, double[] W, double[]? b, int OC)
     {
         var y = new double[N * OC];
         for (int n = 0; n < N; n++)
             for (int o = 0; o < OC; o++)
             {
                 double acc = b?[o] ?? 0;
-                for (int k = 0; k < K; k++) acc += x[n * K + k] * W[o * K + k];
+                for (int k = 0; k < K; k++) acc += Op(x[n * K + k]) * Op(W[o * K + k]);
                 y[n * OC + o] = acc;
             }
         return y;
     }
 
-    static void LinearBackward(double[] dy, double[] x, int N, int K, double[] W, int OC, double[] dx, double[] dW, double[]? db)
+    void LinearBackward(double[] dy, double[] x, int N, int K, double[] W, int OC, double[] dx, double[] dW, double[]? db)
     {
         for (int n = 0; n < N; n++)
             for (int o = 0; o < OC; o++)
             {
-                double g = dy[n * OC + o];
-                if (db is not null) db[o] += g;
+                double g = dy[n * OC + o], gOp = Op(g);
+                if (db is not null) db[o] += g;   // a column sum, not a product: full precision
                 for (int k = 0; k < K; k++)
                 {
-                    dx[n * K + k] += g * W[o * K + k];
-                    dW[o * K + k] += g * x[n * K + k];
+                    dx[n * K + k] += gOp * Op(W[o * K + k]);
+                    dW[o * K + k] += gOp * Op(x[n * K + k]);
                 }
             }
     }
