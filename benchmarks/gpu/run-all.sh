@@ -1,34 +1,49 @@
 #!/usr/bin/env bash
-# Everything the GPU machine runs in one call (see ../shared/gpu/README.md): verification, our
-# training and generation benchmarks, then PyTorch eager on the same card. Build the bundle first:
+# The measurement call (issue 15 item 6; see ../shared/gpu/README.md): verification, then ours and the
+# PyTorch / transformers peers on the same card in the same call, in each precision. About 8 minutes on
+# an H100/H200; diagnose.sh is the shorter first call (SASS, GEMM variants, a baseline). Build first:
 #   ../shared/gpu/bundle.sh src/Cli/ArcherIlgpu.Cli.csproj && benchmarks/gpu/bundle-bench.sh
-# (the second adds the op benchmarks for the GEMM-variant comparison; without it that step is skipped)
+# (the second adds the op benchmarks for the variant comparison; without it that step is skipped)
 # then run this from the repository root with carry [".gpu"]; results land in $OUT (or ./gpu-out).
+# SKIP_PYTORCH=1 leaves the peers out (e.g. to rerun only ours).
 set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 tar -xJf .gpu/bundle.tar.xz -C .gpu
 A=.gpu/app/archer
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt"
+start=$SECONDS
+stamp() { echo "== $1 at +$((SECONDS - start)) s" >> "$OUT/timeline.txt"; }
 timeout 300 $A selfcheck --device cuda > "$OUT/selfcheck.txt" 2>&1; echo "selfcheck rc=$?" >> "$OUT/selfcheck.txt"
+stamp selfcheck
 {
   for p in bench-s bench-m; do timeout 120 $A bench train --preset $p --device cuda --steps 10; done
-  timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5
+  for precision in fp32 tf32 bf16; do
+    timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5 --precision $precision
+  done
   timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 2 --warmup 1 --profile
   timeout 150 $A bench train --preset gpt2-medium --batch 8 --seq 1024 --device cuda --steps 3
-  timeout 150 $A bench train --preset qwen2.5-0.5b --batch 4 --seq 1024 --device cuda --steps 3
-  timeout 100 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda
-  timeout 100 $A bench generate --preset gpt2 --batch 256 --new-tokens 256 --device cuda
+  for precision in fp32 bf16; do
+    timeout 150 $A bench train --preset qwen2.5-0.5b --batch 4 --seq 1024 --device cuda --steps 3 --precision $precision
+  done
+  for b in 64 256; do timeout 100 $A bench generate --preset gpt2 --batch $b --new-tokens 256 --device cuda; done
 } > "$OUT/ours.txt" 2>&1
-# The optional GEMM strategies (ARCHER_GEMM=splitk,vec4; off by default) against the default kernels
-# at the gpt2 products, each timed alone (about 15 s).
+stamp ours
+# The optional kernel strategies (off by default until measured) against the defaults, op by op.
 if [ -f .gpu/bench.tar.xz ]; then
   tar -xJf .gpu/bench.tar.xz -C .gpu/app
-  timeout 120 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op gemm-variants > "$OUT/gemm-variants.txt" 2>&1
+  timeout 120 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op gemm-variants > "$OUT/variants.txt" 2>&1
 fi
+stamp variants
 if [ "${SKIP_PYTORCH:-0}" != 1 ]; then
   {
     timeout 150 python3 benchmarks/pytorch/gpt2_step.py --matmul --shapes bench-s,bench-m,gpt2-b16,350m --steps 10
-    timeout 150 python3 benchmarks/pytorch/gpt2_step.py --tf32 --matmul --shapes bench-s,bench-m,gpt2-b16,350m --steps 10
+    timeout 120 python3 benchmarks/pytorch/gpt2_step.py --tf32 --matmul --shapes gpt2-b16 --steps 10
+    timeout 120 python3 benchmarks/pytorch/gpt2_step.py --bf16 --shapes gpt2-b16 --steps 10
+    timeout 120 python3 benchmarks/pytorch/hf_bench.py generate --batch 64,256 --new-tokens 256
+    timeout 120 python3 benchmarks/pytorch/hf_bench.py train --batch 4 --seq 1024 --steps 3
+    timeout 120 python3 benchmarks/pytorch/hf_bench.py train --bf16 --batch 4 --seq 1024 --steps 3
   } > "$OUT/pytorch.txt" 2>&1
 fi
-tail -4 "$OUT/selfcheck.txt"; grep -vE "^\s*$" "$OUT/ours.txt" | tail -80; cat "$OUT/gemm-variants.txt" 2>/dev/null; cat "$OUT/pytorch.txt" 2>/dev/null
+stamp pytorch
+cat "$OUT/timeline.txt"; tail -4 "$OUT/selfcheck.txt"; grep -E "RESULT|^== " "$OUT/ours.txt"
+grep -E "TFLOP|ms" "$OUT/variants.txt" 2>/dev/null | tail -40; cat "$OUT/pytorch.txt" 2>/dev/null
