@@ -9,7 +9,8 @@ namespace ArcherIlgpu.Kernels.Tests;
 /// <summary>
 /// Compiles one <see cref="IlgpuBackend"/> kernel to PTX for an H100 without a GPU, with the CUDA
 /// backend's settings (fast math, O2). The ILGPU CPU accelerator runs kernels as .NET code, so this
-/// is the only check here that a kernel also compiles for CUDA.
+/// is the only check here that a kernel also compiles for CUDA. Setting ARCHER_PTX_DIR keeps each
+/// kernel's PTX there (NAME.ptx), for `ptxas -v` and the SASS on a GPU machine (benchmarks/gpu/diagnose.sh).
 /// </summary>
 public static class PtxCompile
 {
@@ -21,7 +22,13 @@ public static class PtxCompile
             CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, null);
         var method = typeof(IlgpuBackend).GetMethod(name, BindingFlags.NonPublic | BindingFlags.Static)
             ?? throw new InvalidOperationException($"no kernel {name}");
-        return ((PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), default)).PTXAssembly;
+        var ptx = ((PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), default)).PTXAssembly;
+        if (Environment.GetEnvironmentVariable("ARCHER_PTX_DIR") is { Length: > 0 } dir)
+        {
+            Directory.CreateDirectory(dir);
+            File.WriteAllText(Path.Combine(dir, name + ".ptx"), ptx);
+        }
+        return ptx;
     }
 
     /// <summary>Compiles and checks that nothing was left to an external function (an unresolved intrinsic).</summary>

@@ -103,9 +103,4 @@ public class SwiGluTests
         Check.Close(SwiGluReference.Backward(TestData.ToDouble(dy), gud, 1, I), backend.ToArray(d), Atol, Rtol,
             $"{device} swiglu backward large gates");
     }
-
-    [Theory]
-    [InlineData("SwiGluForwardKernel")]
-    [InlineData("SwiGluBackwardKernel")]
-    public void KernelCompilesToPtx(string kernel) => PtxCompile.KernelWithoutCalls(kernel);
 }
