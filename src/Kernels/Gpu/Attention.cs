@@ -64,6 +64,7 @@ public sealed partial class IlgpuBackend
         Buf<float> output, Buf<float> logSumExp)
     {
         CheckAttention(nameof(AttentionForward), B, T, H, Hkv, D);
+        if (UseFlashAttention) { FlashAttentionForward(qkv, B, T, H, Hkv, D, output, logSumExp); return; }
         attnForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnForwardKernel);
         int warps = AttnWarps, qTiles = (T + warps - 1) / warps;
         attnForwardKernel(new KernelConfig(B * H * qTiles, warps * AttnTile),
@@ -135,6 +136,7 @@ public sealed partial class IlgpuBackend
         Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv)
     {
         CheckAttention(nameof(AttentionBackward), B, T, H, Hkv, D);
+        if (UseFlashAttention) { FlashAttentionBackward(dOutput, qkv, output, logSumExp, B, T, H, Hkv, D, dQkv); return; }
         attnDqKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnDqKernel);
         attnDkvKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnDkvKernel);
         var delta = AttnDeltaScratch(B * H * T);
