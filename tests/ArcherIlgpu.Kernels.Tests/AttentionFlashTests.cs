@@ -82,6 +82,37 @@ public class AttentionFlashTests
         Check.Close(expected, backend.ToArray(dQkv), GradAtol, GradRtol, "flash dQkv");
     });
 
+    /// <summary>
+    /// Grouped-query dK/dV both ways: one group per kv head summing its query heads in registers, and
+    /// split over the query heads with the partials summed by a second kernel (what few kv heads on
+    /// many SMs get, as Qwen2.5-0.5B on an H100).
+    /// </summary>
+    [SkippableTheory]
+    [InlineData("ilgpu-cpu", 0)]
+    [InlineData("ilgpu-cpu", int.MaxValue)]
+    [InlineData("cuda", 0)]
+    [InlineData("cuda", int.MaxValue)]
+    public void GroupedQueryBackward_SplitOrNot_MatchesReference(string device, int splitBelow) => WithFlash(device, backend =>
+    {
+        const int B = 2, T = 66, H = 3, Hkv = 1, D = 20;
+        var qkv = Qkv(91, B, T, H, Hkv, D);
+        var dOut = TestData.Floats(92, B * T * H * D);
+        var expected = AttentionReference.Backward(TestData.ToDouble(dOut), TestData.ToDouble(qkv), B, T, H, Hkv, D);
+        var saved = backend.FlashSplitBelow;
+        backend.FlashSplitBelow = splitBelow;
+        try
+        {
+            var qkvBuf = backend.Upload<float>(qkv);
+            var output = backend.Allocate<float>(B * T * H * D).All;
+            var lse = backend.Allocate<float>(B * H * T).All;
+            backend.AttentionForward(qkvBuf, B, T, H, Hkv, D, output, lse);
+            var dQkv = backend.Upload<float>(TestData.Floats(93, B * T * Width(H, Hkv, D), 100));
+            backend.AttentionBackward(backend.Upload<float>(dOut), qkvBuf, output, lse, B, T, H, Hkv, D, dQkv);
+            Check.Close(expected, backend.ToArray(dQkv), GradAtol, GradRtol, $"flash dQkv (split below {splitBelow})");
+        }
+        finally { backend.FlashSplitBelow = saved; }
+    });
+
     /// <summary>The backward's saved state is the warp kernels' (output and logSumExp): a flash backward
     /// after a warp forward gives the reference's gradients too, and twice the same bits (no atomics).</summary>
     [SkippableTheory]
@@ -146,6 +177,7 @@ public class AttentionFlashTests
     [InlineData("FlashDqWideKernel", true)]
     [InlineData("FlashDkvKernel", false)]
     [InlineData("FlashDkvWideKernel", false)]
+    [InlineData("FlashGroupSumKernel", false)]
     public void FlashKernel_CompilesToPtx_WithoutLocalMemoryOrAtomics(string kernel, bool shuffles)
     {
         var ptx = PtxCompile.KernelWithoutCalls(kernel);
@@ -153,6 +185,7 @@ public class AttentionFlashTests
         if (!string.IsNullOrEmpty(dir)) { Directory.CreateDirectory(dir); File.WriteAllText(Path.Combine(dir, kernel + ".ptx"), ptx); }
         Assert.DoesNotContain(".local", ptx);
         Assert.DoesNotMatch(@"\b(atom|red)\.", ptx);
+        if (kernel == "FlashGroupSumKernel") return;   // elementwise: no shared memory
         Assert.True(Regex.Matches(ptx, @"ld\.shared\.v4\.f32").Count >= 4, "expected 128-bit shared reads");
         Assert.True(Regex.Matches(ptx, @"(fma\.rn|mul(\.ftz)?)\.f32").Count >= 32, "expected the 4×4 block's products inline");
         Assert.Equal(shuffles, ptx.Contains("shfl.sync"));

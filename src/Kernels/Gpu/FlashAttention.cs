@@ -37,6 +37,9 @@ public enum AttentionKernel
 // (b, kv head, key block) for dK and dV (queries from the diagonal to T, every query head of the
 // group in turn): each gradient element has exactly one writer, so the results are deterministic
 // and no atomics are needed, at the price of recomputing S and dP once more than FA-2 does.
+// Grouped-query shapes with few kv heads (Qwen2.5-0.5B: 2) would leave most SMs idle that way, so
+// there each query head gets its own dK/dV groups writing partial gradients, which a last kernel
+// sums over the group in head order (still deterministic).
 public sealed partial class IlgpuBackend
 {
     /// <summary>Defaults to the ARCHER_ATTENTION environment variable (see <see cref="ParseAttentionKernel"/>).</summary>
@@ -71,7 +74,20 @@ public sealed partial class IlgpuBackend
 
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>? flashForwardKernel, flashForwardWideKernel;
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>? flashDqKernel, flashDqWideKernel;
-    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>? flashDkvKernel, flashDkvWideKernel;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float, int>? flashDkvKernel, flashDkvWideKernel;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, int, int>? flashGroupSumKernel;
+    /// <summary>Per-query-head partial dK then dV, [2, B, H, T, D], when the group is split; kept between calls.</summary>
+    DeviceBuffer<float>? flashPartials;
+
+    /// <summary>
+    /// The dK/dV kernel gives each query head of a kv group its own groups (partials summed after)
+    /// when one group per (b, kv head, key block) would launch fewer groups than this: by default
+    /// four per SM. Tests set it to 0 (never split) or int.MaxValue (always, when the group is > 1).
+    /// </summary>
+    internal int FlashSplitBelow { get; set; } = -1;
+
+    bool SplitFlashGroups(int B, int H, int Hkv, int blocks) =>
+        H > Hkv && (long)B * Hkv * blocks < (FlashSplitBelow >= 0 ? FlashSplitBelow : 4L * Accelerator.NumMultiprocessors);
 
     /// <summary>The flash kernels need groups of 256 threads (CUDA: 1024; ilgpu-cpu: 256).</summary>
     bool UseFlashAttention => AttentionKernel == AttentionKernel.Flash && MaxGroupSize >= FlashThreads;
@@ -93,16 +109,62 @@ public sealed partial class IlgpuBackend
             ? flashDqWideKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(FlashDqWideKernel)
             : flashDqKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(FlashDqKernel);
         var dkv = wide
-            ? flashDkvWideKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(FlashDkvWideKernel)
-            : flashDkvKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(FlashDkvKernel);
+            ? flashDkvWideKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float, int>(FlashDkvWideKernel)
+            : flashDkvKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float, int>(FlashDkvKernel);
         var delta = AttnDeltaScratch(B * H * T);
         int blocks = (T + FlashTile - 1) / FlashTile;
         float scale = 1f / MathF.Sqrt(D);
         // dQ first: it also writes delta, which the dK/dV groups read for all of their queries.
         dq(new KernelConfig(B * H * blocks, FlashThreads),
             dOutput.View, qkv.View, output.View, logSumExp.View, delta, dQkv.View, T, H, Hkv, D, blocks, scale);
-        dkv(new KernelConfig(B * Hkv * blocks, FlashThreads),
-            dOutput.View, qkv.View, logSumExp.View, delta, dQkv.View, T, H, Hkv, D, blocks, scale);
+        if (!SplitFlashGroups(B, H, Hkv, blocks))
+        {
+            dkv(new KernelConfig(B * Hkv * blocks, FlashThreads),
+                dOutput.View, qkv.View, logSumExp.View, delta, dQkv.View, dQkv.View, T, H, Hkv, D, blocks, scale, 0);
+            return;
+        }
+        var partials = FlashPartialsScratch(2L * B * H * T * D);
+        dkv(new KernelConfig(B * H * blocks, FlashThreads),
+            dOutput.View, qkv.View, logSumExp.View, delta, dQkv.View, partials, T, H, Hkv, D, blocks, scale, 1);
+        flashGroupSumKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int, int, int>(FlashGroupSumKernel);
+        int n = B * T * Hkv * D;
+        flashGroupSumKernel(Linear(n), partials, dQkv.View, n, T, H, Hkv, D);
+    }
+
+    ArrayView<float> FlashPartialsScratch(long n)
+    {
+        if (flashPartials is null || flashPartials.Length < n)
+        {
+            // Growing happens once per larger size; the old buffer may still be read by queued work.
+            Stream.Synchronize();
+            flashPartials?.Dispose();
+            flashPartials = Allocate<float>(n);
+        }
+        return flashPartials.All.Slice(0, n).View;
+    }
+
+    /// <summary>
+    /// dK and dV of (b, t, kv head, d) = the sum, in head order, of the partials of the group's query
+    /// heads; one thread per element, consecutive threads on consecutive channels.
+    /// </summary>
+    static void FlashGroupSumKernel(ArrayView<float> partials, ArrayView<float> dQkv, int n, int T, int H, int Hkv, int D)
+    {
+        int e = Grid.GlobalIndex.X;
+        if (e >= n) return;
+        int d = e % D, rest = e / D;
+        int kvh = rest % Hkv, bt = rest / Hkv;
+        int b = bt / T, t = bt % T, group = H / Hkv;
+        int half = n / Hkv * H;   // B·H·T·D: dV's partials follow dK's
+        float dk = 0f, dv = 0f;
+        for (int h = kvh * group; h < (kvh + 1) * group; h++)
+        {
+            int at = ((b * H + h) * T + t) * D + d;
+            dk += partials[at];
+            dv += partials[half + at];
+        }
+        int dst = bt * (H + 2 * Hkv) * D + (H + kvh) * D + d;
+        dQkv[dst] = dk;
+        dQkv[dst + Hkv * D] = dv;
     }
 
     // ------------------------------------------------------------------ forward
@@ -250,33 +312,39 @@ public sealed partial class IlgpuBackend
     }
 
     static void FlashDkvKernel(ArrayView<float> dOutput, ArrayView<float> qkv, ArrayView<float> logSumExp,
-        ArrayView<float> delta, ArrayView<float> dQkv, int T, int H, int Hkv, int D, int blocks, float scale) =>
-        FlashDkv(dOutput, qkv, logSumExp, delta, dQkv, T, H, Hkv, D, blocks, scale, false);
+        ArrayView<float> delta, ArrayView<float> dQkv, ArrayView<float> partials, int T, int H, int Hkv, int D, int blocks, float scale, int split) =>
+        FlashDkv(dOutput, qkv, logSumExp, delta, dQkv, partials, T, H, Hkv, D, blocks, scale, split, false);
 
     static void FlashDkvWideKernel(ArrayView<float> dOutput, ArrayView<float> qkv, ArrayView<float> logSumExp,
-        ArrayView<float> delta, ArrayView<float> dQkv, int T, int H, int Hkv, int D, int blocks, float scale) =>
-        FlashDkv(dOutput, qkv, logSumExp, delta, dQkv, T, H, Hkv, D, blocks, scale, true);
+        ArrayView<float> delta, ArrayView<float> dQkv, ArrayView<float> partials, int T, int H, int Hkv, int D, int blocks, float scale, int split) =>
+        FlashDkv(dOutput, qkv, logSumExp, delta, dQkv, partials, T, H, Hkv, D, blocks, scale, split, true);
 
     /// <summary>
-    /// One group per (b, kv head, block of 64 keys); the first key blocks (most queries) start first.
-    /// For every query head of the group and every query block from the diagonal on: P and dS as in
-    /// dQ, then dV += Pᵀ·dO and dK += dSᵀ·(scale·Q), the thread's rows being keys this time.
+    /// One group per (b, kv head, block of 64 keys), or with split = 1 per (b, query head, block of 64
+    /// keys); the first key blocks (most queries) start first. For every query head of the group (or
+    /// the one head) and every query block from the diagonal on: P and dS as in dQ, then
+    /// dV += Pᵀ·dO and dK += dSᵀ·(scale·Q), the thread's rows being keys this time. Split groups
+    /// write their head's partial dK and dV to partials [2, B, H, T, D] instead of dQkv.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void FlashDkv(ArrayView<float> dOutput, ArrayView<float> qkv, ArrayView<float> logSumExp,
-        ArrayView<float> delta, ArrayView<float> dQkv, int T, int H, int Hkv, int D, int blocks, float scale, bool wide)
+        ArrayView<float> delta, ArrayView<float> dQkv, ArrayView<float> partials, int T, int H, int Hkv, int D, int blocks, float scale,
+        int split, bool wide)
     {
         var stage = SharedMemory.Allocate<float>(FlashDkvStageFloats);
         var probs = SharedMemory.Allocate<float>(FlashBlockFloats);     // P[query][key]
         var dScores = SharedMemory.Allocate<float>(FlashBlockFloats);   // dS[query][key]
         int tx = Group.IdxX % 16, ty = Group.IdxX / 16;
-        int bkv = Grid.IdxX / blocks, k0 = (Grid.IdxX % blocks) * FlashTile;
-        int b = bkv / Hkv, kvh = bkv % Hkv, group = H / Hkv, W = (H + 2 * Hkv) * D, HD = H * D;
+        int unit = Grid.IdxX / blocks, k0 = (Grid.IdxX % blocks) * FlashTile;
+        int group = H / Hkv, W = (H + 2 * Hkv) * D, HD = H * D;
+        int b = split != 0 ? unit / H : unit / Hkv;
+        int firstHead = split != 0 ? unit % H : unit % Hkv * group, heads = split != 0 ? 1 : group;
+        int kvh = firstHead / group;
         int seq = b * T * W, kBase = seq + (H + kvh) * D, vBase = kBase + Hkv * D;
         const int rowSlice = FlashDkvDepth * FlashWidePitch;
 
         FlashBlock dkLo = default, dkHi = default, dvLo = default, dvHi = default;
-        for (int h = kvh * group; h < (kvh + 1) * group; h++)
+        for (int h = firstHead; h < firstHead + heads; h++)
         {
             int bh = b * H + h, qBase = seq + h * D, dOBase = b * T * HD + h * D;
             for (int q0 = k0; q0 < T; q0 += FlashTile)
@@ -300,6 +368,13 @@ public sealed partial class IlgpuBackend
             }
         }
         int j0 = k0 + ty * 4;
+        if (split != 0)
+        {
+            int partBase = unit * T * D, half = partials.IntLength / 2;   // unit = b·H + h
+            StoreRows(partials, partBase, D, j0, T, D, tx, dkLo, dkHi, wide);
+            StoreRows(partials, half + partBase, D, j0, T, D, tx, dvLo, dvHi, wide);
+            return;
+        }
         StoreRows(dQkv, kBase, W, j0, T, D, tx, dkLo, dkHi, wide);
         StoreRows(dQkv, vBase, W, j0, T, D, tx, dvLo, dvHi, wide);
     }
