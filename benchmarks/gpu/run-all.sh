@@ -14,6 +14,8 @@ timeout 300 $A selfcheck --device cuda > "$OUT/selfcheck.txt" 2>&1; echo "selfch
   for p in bench-s bench-m; do timeout 120 $A bench train --preset $p --device cuda --steps 10; done
   timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5
   timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 2 --warmup 1 --profile
+  # The flash attention kernels (off by default until measured): the same gpt2 step with them on.
+  ARCHER_ATTENTION=flash timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5
   timeout 150 $A bench train --preset gpt2-medium --batch 8 --seq 1024 --device cuda --steps 3
   timeout 150 $A bench train --preset qwen2.5-0.5b --batch 4 --seq 1024 --device cuda --steps 3
   timeout 100 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda
@@ -24,6 +26,8 @@ timeout 300 $A selfcheck --device cuda > "$OUT/selfcheck.txt" 2>&1; echo "selfch
 if [ -f .gpu/bench.tar.xz ]; then
   tar -xJf .gpu/bench.tar.xz -C .gpu/app
   timeout 120 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op gemm-variants > "$OUT/gemm-variants.txt" 2>&1
+  # Warp vs flash attention kernels, forward and backward at the gpt2, Qwen2.5-0.5B and a D128 shape (about 20 s).
+  timeout 90 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op attention-variants > "$OUT/attention-variants.txt" 2>&1
 fi
 if [ "${SKIP_PYTORCH:-0}" != 1 ]; then
   {
@@ -31,4 +35,4 @@ if [ "${SKIP_PYTORCH:-0}" != 1 ]; then
     timeout 150 python3 benchmarks/pytorch/gpt2_step.py --tf32 --matmul --shapes bench-s,bench-m,gpt2-b16,350m --steps 10
   } > "$OUT/pytorch.txt" 2>&1
 fi
-tail -4 "$OUT/selfcheck.txt"; grep -vE "^\s*$" "$OUT/ours.txt" | tail -80; cat "$OUT/gemm-variants.txt" 2>/dev/null; cat "$OUT/pytorch.txt" 2>/dev/null
+tail -4 "$OUT/selfcheck.txt"; grep -vE "^\s*$" "$OUT/ours.txt" | tail -80; cat "$OUT/gemm-variants.txt" 2>/dev/null; cat "$OUT/attention-variants.txt" 2>/dev/null; cat "$OUT/pytorch.txt" 2>/dev/null
