@@ -184,6 +184,9 @@ public class AttentionFlashTests
         var dir = Environment.GetEnvironmentVariable("ARCHER_PTX_DIR");
         if (!string.IsNullOrEmpty(dir)) { Directory.CreateDirectory(dir); File.WriteAllText(Path.Combine(dir, kernel + ".ptx"), ptx); }
         Assert.DoesNotContain(".local", ptx);
+        // Static shared memory must stay within CUDA's 48 KiB per group (ILGPU does not opt in to more).
+        int shared = Regex.Matches(ptx, @"\.shared \.align \d+ \.b8 \w+\[(\d+)\]").Sum(m => int.Parse(m.Groups[1].Value));
+        Assert.InRange(shared, 0, 48 * 1024);
         Assert.DoesNotMatch(@"\b(atom|red)\.", ptx);
         if (kernel == "FlashGroupSumKernel") return;   // elementwise: no shared memory
         Assert.True(Regex.Matches(ptx, @"ld\.shared\.v4\.f32").Count >= 4, "expected 128-bit shared reads");

@@ -60,16 +60,20 @@ public sealed partial class IlgpuBackend
     /// stores of a warp spread over the banks), and a 128-channel row plus 4.
     /// </summary>
     const int FlashPitch = FlashTile + 4, FlashWidePitch = 2 * FlashTile + 4;
-    /// <summary>Depth of one staged slice: 16 where shared memory allows, 8 in the dK/dV kernel (two blocks live there).</summary>
-    const int FlashDepth = 16, FlashDkvDepth = 8;
+    /// <summary>
+    /// Depth of one staged slice (channels of the score products, keys or queries of the others): as
+    /// deep as the kernel's shared memory allows, for fewer barriers. Forward: 32 (two operands at a
+    /// time); dQ: 16 for the four score operands, 32 for K's rows; dK/dV: 8 (two blocks live there).
+    /// </summary>
+    const int FlashForwardDepth = 32, FlashDqDepth = 16, FlashDqRowDepth = 32, FlashDkvDepth = 8;
     const int FlashBlockFloats = FlashTile * FlashPitch;
     /// <summary>
     /// Staging areas, each the larger of what its kernel stages at once: forward 2 transposed slices
     /// (Q, K) or a 128-channel row slice of V; dQ 4 transposed slices (Q, K, dO, V) or a row slice of K;
     /// dK/dV 4 transposed slices or row slices of dO and Q.
     /// </summary>
-    const int FlashForwardStageFloats = 2 * FlashDepth * FlashPitch;
-    const int FlashDqStageFloats = 4 * FlashDepth * FlashPitch;
+    const int FlashForwardStageFloats = 2 * FlashForwardDepth * FlashPitch;
+    const int FlashDqStageFloats = 4 * FlashDqDepth * FlashPitch;
     const int FlashDkvStageFloats = 4 * FlashDkvDepth * FlashPitch;
 
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>? flashForwardKernel, flashForwardWideKernel;
@@ -189,7 +193,7 @@ public sealed partial class IlgpuBackend
         int seq = b * T * W, qBase = seq + h * D, kBase = seq + (H + kvh) * D, vBase = kBase + Hkv * D;
         int i0 = q0 + ty * 4;
         int keyEnd = Math.Min(T, q0 + FlashTile);
-        const int keySlice = FlashDepth * FlashPitch;   // K's slice follows Q's
+        const int keySlice = FlashForwardDepth * FlashPitch;   // K's slice follows Q's
 
         FlashBlock oLo = default, oHi = default;
         var rowMax = FlashQuad.All(AttnMasked);
@@ -197,13 +201,13 @@ public sealed partial class IlgpuBackend
         for (int k0 = 0; k0 < keyEnd; k0 += FlashTile)
         {
             FlashBlock s = default;
-            for (int d0 = 0; d0 < D; d0 += FlashDepth)
+            for (int d0 = 0; d0 < D; d0 += FlashForwardDepth)
             {
                 Group.Barrier();   // the previous slices (and the previous P·V) are consumed
-                StageTransposed(qkv, qBase, W, q0, T, d0, D, scale, stage, 0, FlashDepth);
-                StageTransposed(qkv, kBase, W, k0, T, d0, D, 1f, stage, keySlice, FlashDepth);
+                StageTransposed(qkv, qBase, W, q0, T, d0, D, scale, stage, 0, FlashForwardDepth);
+                StageTransposed(qkv, kBase, W, k0, T, d0, D, 1f, stage, keySlice, FlashForwardDepth);
                 Group.Barrier();
-                s.AddProducts(stage, 0, keySlice, FlashDepth, ty, tx);
+                s.AddProducts(stage, 0, keySlice, FlashForwardDepth, ty, tx);
             }
 
             s = s.Masked(i0, k0 + tx * 4, T);
@@ -217,12 +221,12 @@ public sealed partial class IlgpuBackend
             StoreTransposed(probs, p, ty, tx);
 
             int keys = Math.Min(FlashTile, T - k0);
-            for (int j0 = 0; j0 < keys; j0 += FlashDepth)
+            for (int j0 = 0; j0 < keys; j0 += FlashForwardDepth)
             {
                 Group.Barrier();   // P is stored; the previous slice is consumed
-                StageRows(qkv, vBase, W, k0 + j0, T, D, 1f, stage, 0, FlashDepth, wide);
+                StageRows(qkv, vBase, W, k0 + j0, T, D, 1f, stage, 0, FlashForwardDepth, wide);
                 Group.Barrier();
-                AccumulateRows(ref oLo, ref oHi, probs, j0, stage, 0, FlashDepth, ty, tx, wide);
+                AccumulateRows(ref oLo, ref oHi, probs, j0, stage, 0, FlashForwardDepth, ty, tx, wide);
             }
         }
 
@@ -293,18 +297,18 @@ public sealed partial class IlgpuBackend
         int keyEnd = Math.Min(T, q0 + FlashTile);
         for (int k0 = 0; k0 < keyEnd; k0 += FlashTile)
         {
-            var (s, dp) = ScoresAndGradients(qkv, dOutput, qBase, kBase, vBase, dOBase, W, HD, q0, k0, T, D, scale, stage, FlashDepth, ty, tx);
+            var (s, dp) = ScoresAndGradients(qkv, dOutput, qBase, kBase, vBase, dOBase, W, HD, q0, k0, T, D, scale, stage, FlashDqDepth, ty, tx);
             if (k0 == 0) rowDelta = LoadRowTerms(rowTerms, 0, ty * 4, FlashTile);
             var p = s.Probabilities(lse, i0, k0 + tx * 4, T);
             StoreTransposed(dScores, p.ScoreGradient(dp, rowDelta), ty, tx);
 
             int keys = Math.Min(FlashTile, T - k0);
-            for (int j0 = 0; j0 < keys; j0 += FlashDepth)
+            for (int j0 = 0; j0 < keys; j0 += FlashDqRowDepth)
             {
                 Group.Barrier();   // dS is stored; the previous slice is consumed
-                StageRows(qkv, kBase, W, k0 + j0, T, D, 1f, stage, 0, FlashDepth, wide);
+                StageRows(qkv, kBase, W, k0 + j0, T, D, 1f, stage, 0, FlashDqRowDepth, wide);
                 Group.Barrier();
-                AccumulateRows(ref gLo, ref gHi, dScores, j0, stage, 0, FlashDepth, ty, tx, wide);
+                AccumulateRows(ref gLo, ref gHi, dScores, j0, stage, 0, FlashDqRowDepth, ty, tx, wide);
             }
         }
         var factor = FlashQuad.All(scale);
