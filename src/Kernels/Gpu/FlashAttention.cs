@@ -61,20 +61,14 @@ public sealed partial class IlgpuBackend
     /// </summary>
     const int FlashPitch = FlashTile + 4, FlashWidePitch = 2 * FlashTile + 4;
     /// <summary>
-    /// Depth of one staged slice (channels of the score products, keys or queries of the others): as
-    /// deep as the kernel's shared memory allows, for fewer barriers. Forward: 32 (two operands at a
-    /// time); dQ: 16 for the four score operands, 32 for K's rows; dK/dV: 8 (two blocks live there).
+    /// Depth of one staged slice: 16 channels of two operands of a score product ([depth][row]), or 16
+    /// rows of one operand of an output product ([row][channel]). Either is one or two quads of 4
+    /// consecutive elements per thread, held in registers while the previous slice is multiplied.
     /// </summary>
-    const int FlashForwardDepth = 32, FlashDqDepth = 16, FlashDqRowDepth = 32, FlashDkvDepth = 8;
+    const int FlashDepth = 16;
     const int FlashBlockFloats = FlashTile * FlashPitch;
-    /// <summary>
-    /// Staging areas, each the larger of what its kernel stages at once: forward 2 transposed slices
-    /// (Q, K) or a 128-channel row slice of V; dQ 4 transposed slices (Q, K, dO, V) or a row slice of K;
-    /// dK/dV 4 transposed slices or row slices of dO and Q.
-    /// </summary>
-    const int FlashForwardStageFloats = 2 * FlashForwardDepth * FlashPitch;
-    const int FlashDqStageFloats = 4 * FlashDqDepth * FlashPitch;
-    const int FlashDkvStageFloats = 4 * FlashDkvDepth * FlashPitch;
+    /// <summary>The staging area: two transposed slices, or (≤) one slice of 16 rows of 128 channels.</summary>
+    const int FlashStageFloats = 2 * FlashDepth * FlashPitch;
 
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>? flashForwardKernel, flashForwardWideKernel;
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>? flashDqKernel, flashDqWideKernel;
@@ -185,7 +179,7 @@ public sealed partial class IlgpuBackend
     static void FlashForward(ArrayView<float> qkv, ArrayView<float> output, ArrayView<float> logSumExp,
         int T, int H, int Hkv, int D, int blocks, float scale, bool wide)
     {
-        var stage = SharedMemory.Allocate<float>(FlashForwardStageFloats);
+        var stage = SharedMemory.Allocate<float>(FlashStageFloats);
         var probs = SharedMemory.Allocate<float>(FlashBlockFloats);   // P[key][query]
         int tx = Group.IdxX % 16, ty = Group.IdxX / 16;
         int bh = Grid.IdxX / blocks, q0 = (blocks - 1 - Grid.IdxX % blocks) * FlashTile;
@@ -193,23 +187,14 @@ public sealed partial class IlgpuBackend
         int seq = b * T * W, qBase = seq + h * D, kBase = seq + (H + kvh) * D, vBase = kBase + Hkv * D;
         int i0 = q0 + ty * 4;
         int keyEnd = Math.Min(T, q0 + FlashTile);
-        const int keySlice = FlashForwardDepth * FlashPitch;   // K's slice follows Q's
 
         FlashBlock oLo = default, oHi = default;
         var rowMax = FlashQuad.All(AttnMasked);
         FlashQuad rowSum = default;
         for (int k0 = 0; k0 < keyEnd; k0 += FlashTile)
         {
-            FlashBlock s = default;
-            for (int d0 = 0; d0 < D; d0 += FlashForwardDepth)
-            {
-                Group.Barrier();   // the previous slices (and the previous P·V) are consumed
-                StageTransposed(qkv, qBase, W, q0, T, d0, D, scale, stage, 0, FlashForwardDepth);
-                StageTransposed(qkv, kBase, W, k0, T, d0, D, 1f, stage, keySlice, FlashForwardDepth);
-                Group.Barrier();
-                s.AddProducts(stage, 0, keySlice, FlashForwardDepth, ty, tx);
-            }
-
+            // (its first barrier: the previous key block's P·V is done with probs and the stage)
+            var s = ScoreProduct(qkv, qBase, W, q0, scale, qkv, kBase, W, k0, T, D, stage, ty, tx);
             s = s.Masked(i0, k0 + tx * 4, T);
             var newMax = FlashQuad.Max(rowMax, AllMax16(s.RowMax()));
             var correction = FlashQuad.Exp(rowMax.Minus(newMax));
@@ -220,14 +205,7 @@ public sealed partial class IlgpuBackend
             if (wide) oHi = oHi.ScaleRows(correction);
             StoreTransposed(probs, p, ty, tx);
 
-            int keys = Math.Min(FlashTile, T - k0);
-            for (int j0 = 0; j0 < keys; j0 += FlashForwardDepth)
-            {
-                Group.Barrier();   // P is stored; the previous slice is consumed
-                StageRows(qkv, vBase, W, k0 + j0, T, D, 1f, stage, 0, FlashForwardDepth, wide);
-                Group.Barrier();
-                AccumulateRows(ref oLo, ref oHi, probs, j0, stage, 0, FlashForwardDepth, ty, tx, wide);
-            }
+            OutputProduct(ref oLo, ref oHi, probs, qkv, vBase, W, k0, Math.Min(FlashTile, T - k0), T, D, 1f, stage, ty, tx, wide);
         }
 
         var total = AllSum16(rowSum);
@@ -264,7 +242,7 @@ public sealed partial class IlgpuBackend
     static void FlashDq(ArrayView<float> dOutput, ArrayView<float> qkv, ArrayView<float> output, ArrayView<float> logSumExp,
         ArrayView<float> delta, ArrayView<float> dQkv, int T, int H, int Hkv, int D, int blocks, float scale, bool wide)
     {
-        var stage = SharedMemory.Allocate<float>(FlashDqStageFloats);
+        var stage = SharedMemory.Allocate<float>(FlashStageFloats);
         var dScores = SharedMemory.Allocate<float>(FlashBlockFloats);   // dS[key][query]
         var rowTerms = SharedMemory.Allocate<float>(FlashTile);
         int tx = Group.IdxX % 16, ty = Group.IdxX / 16;
@@ -297,19 +275,12 @@ public sealed partial class IlgpuBackend
         int keyEnd = Math.Min(T, q0 + FlashTile);
         for (int k0 = 0; k0 < keyEnd; k0 += FlashTile)
         {
-            var (s, dp) = ScoresAndGradients(qkv, dOutput, qBase, kBase, vBase, dOBase, W, HD, q0, k0, T, D, scale, stage, FlashDqDepth, ty, tx);
+            var s = ScoreProduct(qkv, qBase, W, q0, scale, qkv, kBase, W, k0, T, D, stage, ty, tx);
+            var dp = ScoreProduct(dOutput, dOBase, HD, q0, 1f, qkv, vBase, W, k0, T, D, stage, ty, tx);
             if (k0 == 0) rowDelta = LoadRowTerms(rowTerms, 0, ty * 4, FlashTile);
             var p = s.Probabilities(lse, i0, k0 + tx * 4, T);
             StoreTransposed(dScores, p.ScoreGradient(dp, rowDelta), ty, tx);
-
-            int keys = Math.Min(FlashTile, T - k0);
-            for (int j0 = 0; j0 < keys; j0 += FlashDqRowDepth)
-            {
-                Group.Barrier();   // dS is stored; the previous slice is consumed
-                StageRows(qkv, kBase, W, k0 + j0, T, D, 1f, stage, 0, FlashDqRowDepth, wide);
-                Group.Barrier();
-                AccumulateRows(ref gLo, ref gHi, dScores, j0, stage, 0, FlashDqRowDepth, ty, tx, wide);
-            }
+            OutputProduct(ref gLo, ref gHi, dScores, qkv, kBase, W, k0, Math.Min(FlashTile, T - k0), T, D, 1f, stage, ty, tx, wide);
         }
         var factor = FlashQuad.All(scale);
         StoreRows(dQkv, qBase, W, i0, T, D, tx, gLo.ScaleRows(factor), gHi.ScaleRows(factor), wide);
@@ -335,7 +306,7 @@ public sealed partial class IlgpuBackend
         ArrayView<float> delta, ArrayView<float> dQkv, ArrayView<float> partials, int T, int H, int Hkv, int D, int blocks, float scale,
         int split, bool wide)
     {
-        var stage = SharedMemory.Allocate<float>(FlashDkvStageFloats);
+        var stage = SharedMemory.Allocate<float>(FlashStageFloats);
         var probs = SharedMemory.Allocate<float>(FlashBlockFloats);     // P[query][key]
         var dScores = SharedMemory.Allocate<float>(FlashBlockFloats);   // dS[query][key]
         int tx = Group.IdxX % 16, ty = Group.IdxX / 16;
@@ -345,7 +316,6 @@ public sealed partial class IlgpuBackend
         int firstHead = split != 0 ? unit % H : unit % Hkv * group, heads = split != 0 ? 1 : group;
         int kvh = firstHead / group;
         int seq = b * T * W, kBase = seq + (H + kvh) * D, vBase = kBase + Hkv * D;
-        const int rowSlice = FlashDkvDepth * FlashWidePitch;
 
         FlashBlock dkLo = default, dkHi = default, dvLo = default, dvHi = default;
         for (int h = firstHead; h < firstHead + heads; h++)
@@ -354,21 +324,16 @@ public sealed partial class IlgpuBackend
             for (int q0 = k0; q0 < T; q0 += FlashTile)
             {
                 int i0 = q0 + ty * 4;
-                var (s, dp) = ScoresAndGradients(qkv, dOutput, qBase, kBase, vBase, dOBase, W, HD, q0, k0, T, D, scale, stage, FlashDkvDepth, ty, tx);
+                // (the first barrier of each product: the previous block's readers of probs, dScores and the stage are done)
+                var s = ScoreProduct(qkv, qBase, W, q0, scale, qkv, kBase, W, k0, T, D, stage, ty, tx);
+                var dp = ScoreProduct(dOutput, dOBase, HD, q0, 1f, qkv, vBase, W, k0, T, D, stage, ty, tx);
                 var p = s.Probabilities(LoadRowTerms(logSumExp, bh * T, i0, T), i0, k0 + tx * 4, T);
                 StoreRowsOfBlock(probs, p, ty, tx);
                 StoreRowsOfBlock(dScores, p.ScoreGradient(dp, LoadRowTerms(delta, bh * T, i0, T)), ty, tx);
 
                 int queries = Math.Min(FlashTile, T - q0);
-                for (int r0 = 0; r0 < queries; r0 += FlashDkvDepth)
-                {
-                    Group.Barrier();   // P and dS are stored; the previous slices are consumed
-                    StageRows(dOutput, dOBase, HD, q0 + r0, T, D, 1f, stage, 0, FlashDkvDepth, wide);
-                    StageRows(qkv, qBase, W, q0 + r0, T, D, scale, stage, rowSlice, FlashDkvDepth, wide);
-                    Group.Barrier();
-                    AccumulateRows(ref dvLo, ref dvHi, probs, r0, stage, 0, FlashDkvDepth, ty, tx, wide);
-                    AccumulateRows(ref dkLo, ref dkHi, dScores, r0, stage, rowSlice, FlashDkvDepth, ty, tx, wide);
-                }
+                OutputProduct(ref dvLo, ref dvHi, probs, dOutput, dOBase, HD, q0, queries, T, D, 1f, stage, ty, tx, wide);
+                OutputProduct(ref dkLo, ref dkHi, dScores, qkv, qBase, W, q0, queries, T, D, scale, stage, ty, tx, wide);
             }
         }
         int j0 = k0 + ty * 4;
@@ -384,62 +349,119 @@ public sealed partial class IlgpuBackend
     }
 
     /// <summary>
-    /// S = (scale·Q)·Kᵀ and dP = dO·Vᵀ for queries q0.. × keys k0.. (depth D in slices): rows are
-    /// queries in both. Begins with a barrier, so the caller's shared blocks may be rewritten after it.
+    /// The 64×64 product A·Bᵀ of rows a0.. of A (times aFactor) and rows b0.. of B over their D
+    /// channels, both [T, stride] matrices, in 16-channel slices: the next slice's loads are issued
+    /// before the current one is multiplied. Begins with a barrier, so whatever the caller wrote to
+    /// shared memory before the call is only overwritten once every thread is done with it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static (FlashBlock S, FlashBlock DP) ScoresAndGradients(ArrayView<float> qkv, ArrayView<float> dOutput,
-        int qBase, int kBase, int vBase, int dOBase, int W, int HD, int q0, int k0, int T, int D, float scale,
-        ArrayView<float> stage, int depth, int ty, int tx)
+    static FlashBlock ScoreProduct(ArrayView<float> a, int aBase, int aStride, int a0, float aFactor,
+        ArrayView<float> b, int bBase, int bStride, int b0, int T, int D, ArrayView<float> stage, int ty, int tx)
     {
-        int slice = depth * FlashPitch;
-        FlashBlock s = default, dp = default;
-        for (int d0 = 0; d0 < D; d0 += depth)
+        FlashBlock acc = default;
+        var staged = LoadScoreSlice(a, aBase, aStride, a0, aFactor, b, bBase, bStride, b0, T, 0, D);
+        for (int d0 = 0; d0 < D; d0 += FlashDepth)
+        {
+            Group.Barrier();   // the stage's previous readers are done
+            StoreScoreSlice(stage, staged);
+            Group.Barrier();
+            if (d0 + FlashDepth < D)
+                staged = LoadScoreSlice(a, aBase, aStride, a0, aFactor, b, bBase, bStride, b0, T, d0 + FlashDepth, D);
+            acc.AddProducts(stage, 0, FlashDepth * FlashPitch, FlashDepth, ty, tx);
+        }
+        return acc;
+    }
+
+    /// <summary>
+    /// acc += block·R over `count` depth rows: the block (P or dS in shared memory, depth index major)
+    /// times rows r0 .. r0+count-1 of R (a [T, stride] matrix, times factor), in 16-row slices with the
+    /// next slice's loads in flight while the current one is multiplied. Begins with a barrier (the
+    /// block is stored; the stage's previous readers are done).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void OutputProduct(ref FlashBlock lo, ref FlashBlock hi, ArrayView<float> block,
+        ArrayView<float> r, int rBase, int rStride, int r0, int count, int T, int D, float factor,
+        ArrayView<float> stage, int ty, int tx, bool wide)
+    {
+        var staged = LoadRowSlice(r, rBase, rStride, r0, T, D, factor, wide);
+        for (int p0 = 0; p0 < count; p0 += FlashDepth)
         {
             Group.Barrier();
-            StageTransposed(qkv, qBase, W, q0, T, d0, D, scale, stage, 0, depth);
-            StageTransposed(qkv, kBase, W, k0, T, d0, D, 1f, stage, slice, depth);
-            StageTransposed(dOutput, dOBase, HD, q0, T, d0, D, 1f, stage, 2 * slice, depth);
-            StageTransposed(qkv, vBase, W, k0, T, d0, D, 1f, stage, 3 * slice, depth);
+            StoreRowSlice(stage, staged, wide);
             Group.Barrier();
-            s.AddProducts(stage, 0, slice, depth, ty, tx);
-            dp.AddProducts(stage, 2 * slice, 3 * slice, depth, ty, tx);
+            if (p0 + FlashDepth < count) staged = LoadRowSlice(r, rBase, rStride, r0 + p0 + FlashDepth, T, D, factor, wide);
+            AccumulateRows(ref lo, ref hi, block, p0, stage, 0, FlashDepth, ty, tx, wide);
         }
-        return (s, dp);
     }
 
     // ------------------------------------------------------------ shared-memory staging
 
-    /// <summary>
-    /// Rows first..first+63, channels d0..d0+depth-1 of a [T, stride] matrix, times factor, into
-    /// tile[offset + channel·68 + row]; rows at or past T and channels at or past D become zeros.
-    /// Consecutive threads read consecutive channels of a row.
-    /// </summary>
-    static void StageTransposed(ArrayView<float> src, int baseIndex, int stride, int first, int T, int d0, int D, float factor,
-        ArrayView<float> tile, int offset, int depth)
+    /// <summary>A thread's share of one staged slice: two quads of 4 consecutive elements.</summary>
+    internal struct FlashStaged
     {
-        for (int e = Group.IdxX; e < FlashTile * depth; e += FlashThreads)
-        {
-            int r = e / depth, c = e - r * depth;
-            int row = first + r, d = d0 + c;
-            tile[offset + c * FlashPitch + r] = row < T && d < D ? src[baseIndex + row * stride + d] * factor : 0f;
-        }
+        public FlashQuad A, B;
     }
 
     /// <summary>
-    /// Rows first..first+depth-1, channels 0..63 (or 0..127 when wide) of a [T, stride] matrix, times
-    /// factor, into tile[offset + row·pitch + channel]; outside rows and channels become zeros.
+    /// Channels d0..d0+15 of rows a0..a0+63 of A and b0..b0+63 of B: thread t takes row t / 4,
+    /// channels d0 + (t % 4)·4 .. +3 of each (4 threads read 64 contiguous bytes of a row). Rows at or
+    /// past T and channels at or past D are zeros.
     /// </summary>
-    static void StageRows(ArrayView<float> src, int baseIndex, int stride, int first, int T, int D, float factor,
-        ArrayView<float> tile, int offset, int depth, bool wide)
+    static FlashStaged LoadScoreSlice(ArrayView<float> a, int aBase, int aStride, int a0, float aFactor,
+        ArrayView<float> b, int bBase, int bStride, int b0, int T, int d0, int D)
     {
-        int width = wide ? 2 * FlashTile : FlashTile, pitch = wide ? FlashWidePitch : FlashPitch;
-        for (int e = Group.IdxX; e < depth * width; e += FlashThreads)
+        int r = Group.IdxX / 4, d = d0 + Group.IdxX % 4 * 4;
+        return new FlashStaged
         {
-            int r = e / width, d = e - r * width;
-            int row = first + r;
-            tile[offset + r * pitch + d] = row < T && d < D ? src[baseIndex + row * stride + d] * factor : 0f;
-        }
+            A = LoadQuad(a, aBase, aStride, a0 + r, T, d, D, aFactor),
+            B = LoadQuad(b, bBase, bStride, b0 + r, T, d, D, 1f),
+        };
+    }
+
+    /// <summary>Transposed: A's slice at stage[channel·68 + row], B's after it (2-way bank conflicts at most).</summary>
+    static void StoreScoreSlice(ArrayView<float> stage, FlashStaged v)
+    {
+        int r = Group.IdxX / 4, at = Group.IdxX % 4 * 4 * FlashPitch + r;
+        const int b = FlashDepth * FlashPitch;
+        stage[at] = v.A.X; stage[at + FlashPitch] = v.A.Y; stage[at + 2 * FlashPitch] = v.A.Z; stage[at + 3 * FlashPitch] = v.A.W;
+        stage[b + at] = v.B.X; stage[b + at + FlashPitch] = v.B.Y; stage[b + at + 2 * FlashPitch] = v.B.Z; stage[b + at + 3 * FlashPitch] = v.B.W;
+    }
+
+    /// <summary>
+    /// Rows r0..r0+15 of R, channels 0..63 (and 64..127 when wide): thread t takes row t / 16,
+    /// channels (t % 16)·4 .. +3 (and 64 + those). Outside rows and channels are zeros.
+    /// </summary>
+    static FlashStaged LoadRowSlice(ArrayView<float> r, int rBase, int rStride, int r0, int T, int D, float factor, bool wide)
+    {
+        int row = r0 + Group.IdxX / 16, d = Group.IdxX % 16 * 4;
+        return new FlashStaged
+        {
+            A = LoadQuad(r, rBase, rStride, row, T, d, D, factor),
+            B = wide ? LoadQuad(r, rBase, rStride, row, T, d + FlashTile, D, factor) : default,
+        };
+    }
+
+    /// <summary>As rows: stage[row·pitch + channel], one 128-bit store per quad (pitch 68, or 132 when wide).</summary>
+    static void StoreRowSlice(ArrayView<float> stage, FlashStaged v, bool wide)
+    {
+        var quads = stage.Cast<FlashQuad>();
+        int at = Group.IdxX / 16 * ((wide ? FlashWidePitch : FlashPitch) / 4) + Group.IdxX % 16;
+        quads[at] = v.A;
+        if (wide) quads[at + FlashTile / 4] = v.B;
+    }
+
+    /// <summary>src[base + row·stride + d .. d+3] times factor; zeros for a row at or past T or a channel at or past D.</summary>
+    static FlashQuad LoadQuad(ArrayView<float> src, int baseIndex, int stride, int row, int T, int d, int D, float factor)
+    {
+        if (row >= T) return default;
+        int at = baseIndex + row * stride + d;
+        return new FlashQuad
+        {
+            X = d < D ? src[at] * factor : 0f,
+            Y = d + 1 < D ? src[at + 1] * factor : 0f,
+            Z = d + 2 < D ? src[at + 2] * factor : 0f,
+            W = d + 3 < D ? src[at + 3] * factor : 0f,
+        };
     }
 
     /// <summary>Stores a block transposed: element (row a, column c) goes to block[(tx·4 + c)·68 + ty·4 + a].</summary>
