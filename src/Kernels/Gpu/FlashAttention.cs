@@ -23,11 +23,14 @@ public enum AttentionKernel
 // Every kernel works on 64×64 blocks of queries × keys with 256 threads: thread (ty, tx) = (t / 16,
 // t % 16) holds rows ty·4 .. ty·4+3 and columns tx·4 .. tx·4+3 of a block in 16 registers, and the
 // same rows of a 64×D accumulator (columns tx·4.. and, for D > 64, 64 + tx·4..: 16 or 32 registers).
-// Products are small GEMMs fed from shared memory as 128-bit reads:
-//   scores  S = (scale·Q)·Kᵀ and dP = dO·Vᵀ, depth D, from depth slices of Q, K, dO, V stored
-//           transposed ([depth][row], pitch 68);
+// Products are small GEMMs fed from shared memory as 128-bit reads, 16 deep per staged slice:
+//   scores  S = (scale·Q)·Kᵀ and dP = dO·Vᵀ, depth D, from 16-channel slices of the two operands
+//           stored transposed ([channel][row], pitch 68);
 //   outputs O += P·V, dQ += dS·K, dV += Pᵀ·dO, dK += dSᵀ·(scale·Q), depth = keys or queries, from the
-//           P or dS block in shared memory and row slices of V, K, dO or Q ([row][channel], pitch 132).
+//           P or dS block in shared memory and 16-row slices of V, K, dO or Q ([row][channel], pitch
+//           68 or 132).
+// Each thread loads its 4 or 8 elements of the next slice into registers before multiplying the
+// current one, so global (mostly L2) latency overlaps the arithmetic; two barriers per slice.
 // The 16 threads that share a row are 16 adjacent lanes of one warp, so a row's max and sum are
 // 4 xor-shuffles. Static shared memory stays under CUDA's 48 KiB (no opt-in for more in ILGPU).
 //
