@@ -29,11 +29,8 @@ public sealed class AttentionBench : IOpBenchmark
         {
             if (simulator && B * T > 1024) continue;   // the ILGPU CPU simulator needs minutes here
             long W = (long)(H + 2 * Hkv) * D, HD = (long)H * D;
-            var qkv = Bench.Random(backend, B * T * W, 1);
-            var dOut = Bench.Random(backend, B * T * HD, 2);
-            var output = backend.Allocate<float>(B * T * HD).All;
-            var lse = backend.Allocate<float>((long)B * H * T).All;
-            var dQkv = backend.Allocate<float>(B * T * W).All;
+            using var buffers = AttentionBuffers.Create(backend, B, T, H, Hkv, D);
+            var (qkv, dOut, output, lse, dQkv) = buffers;
             double flops = 4.0 * B * H * (double)T * T * D / 2;
             double bytes = 4.0 * (B * T * W + B * T * HD + B * H * T);
             string shape = $"B{B} T{T} H{H} Hkv{Hkv} D{D}";
@@ -42,7 +39,6 @@ public sealed class AttentionBench : IOpBenchmark
                 () => backend.AttentionForward(qkv, B, T, H, Hkv, D, output, lse), minSeconds);
             Bench.Report(backend, "attention backward", shape, 2.5 * flops, 2 * bytes + 4.0 * B * T * W,
                 () => backend.AttentionBackward(dOut, qkv, output, lse, B, T, H, Hkv, D, dQkv), minSeconds);
-            qkv.Buffer.Dispose(); dOut.Buffer.Dispose(); output.Buffer.Dispose(); lse.Buffer.Dispose(); dQkv.Buffer.Dispose();
         }
     }
 }
@@ -77,12 +73,8 @@ public sealed class AttentionVariantsBench : IOpBenchmark
 
     static void RunShape(IlgpuBackend gpu, int B, int T, int H, int Hkv, int D, double minSeconds)
     {
-        long W = (long)(H + 2 * Hkv) * D, HD = (long)H * D;
-        var qkv = Bench.Random(gpu, B * T * W, 1);
-        var dOut = Bench.Random(gpu, B * T * HD, 2);
-        var output = gpu.Allocate<float>(B * T * HD).All;
-        var lse = gpu.Allocate<float>((long)B * H * T).All;
-        var dQkv = gpu.Allocate<float>(B * T * W).All;
+        using var buffers = AttentionBuffers.Create(gpu, B, T, H, Hkv, D);
+        var (qkv, dOut, output, lse, dQkv) = buffers;
         double flops = 4.0 * B * H * (double)T * T * D / 2;
         string shape = $"B{B} T{T} H{H} Hkv{Hkv} D{D}";
         var results = new Dictionary<AttentionKernel, (double Forward, double Backward, double Both, float[][] Outputs)>();
@@ -103,7 +95,6 @@ public sealed class AttentionVariantsBench : IOpBenchmark
             $"backward {warp.Backward / flash.Backward:F2}x, both {warp.Both / flash.Both:F2}x");
         Console.WriteLine($"  {shape}: flash vs warp max relative difference: output {RelativeDifference(warp.Outputs[0], flash.Outputs[0]):E1}, " +
             $"logSumExp {RelativeDifference(warp.Outputs[1], flash.Outputs[1]):E1}, dQkv {RelativeDifference(warp.Outputs[2], flash.Outputs[2]):E1}");
-        foreach (var b in new[] { qkv, dOut, output, lse, dQkv }) b.Buffer.Dispose();
     }
 
     /// <summary>max |a − b| / max(1, max |a|), as selfcheck measures errors.</summary>
@@ -117,5 +108,21 @@ public sealed class AttentionVariantsBench : IOpBenchmark
             diff = double.IsNaN(d) ? double.PositiveInfinity : Math.Max(diff, d);
         }
         return diff / scale;
+    }
+}
+
+/// <summary>One attention shape's buffers: random qkv [B, T, (H + 2Hkv)·D] and dOutput [B, T, H·D]; output, logSumExp and dQkv.</summary>
+sealed record AttentionBuffers(Buf<float> Qkv, Buf<float> DOutput, Buf<float> Output, Buf<float> LogSumExp, Buf<float> DQkv) : IDisposable
+{
+    public static AttentionBuffers Create(Backend backend, int B, int T, int H, int Hkv, int D)
+    {
+        long W = (long)(H + 2 * Hkv) * D, HD = (long)H * D;
+        return new AttentionBuffers(Bench.Random(backend, B * T * W, 1), Bench.Random(backend, B * T * HD, 2),
+            backend.Allocate<float>(B * T * HD).All, backend.Allocate<float>((long)B * H * T).All, backend.Allocate<float>(B * T * W).All);
+    }
+
+    public void Dispose()
+    {
+        foreach (var b in new[] { Qkv, DOutput, Output, LogSumExp, DQkv }) b.Buffer.Dispose();
     }
 }

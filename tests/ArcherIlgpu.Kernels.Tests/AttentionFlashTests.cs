@@ -12,10 +12,10 @@ namespace ArcherIlgpu.Kernels.Tests;
 /// </summary>
 public class AttentionFlashTests
 {
-    // Same float32 bounds as AttentionTests (online softmax, sums over at most 130 keys; gradients of a
-    // shared key summed over a group of at most 3 heads).
-    const double OutAtol = 2e-5, OutRtol = 1e-4;
-    const double GradAtol = 1e-4, GradRtol = 1e-3;
+    // The float32 bounds of AttentionTests hold here too: online softmax, sums over at most 130 keys,
+    // gradients of a shared key summed over a group of at most 3 heads.
+    const double OutAtol = AttentionTests.OutAtol, OutRtol = AttentionTests.OutRtol;
+    const double GradAtol = AttentionTests.GradAtol, GradRtol = AttentionTests.GradRtol;
 
     /// <summary>
     /// (B, T, H, Hkv, D): T = 1; one partial block; two and three query/key blocks with ragged last
@@ -37,9 +37,9 @@ public class AttentionFlashTests
         from s in Shapes
         select new object[] { device, s.B, s.T, s.H, s.Hkv, s.D };
 
-    static int Width(int H, int Hkv, int D) => (H + 2 * Hkv) * D;
+    static int Width(int H, int Hkv, int D) => AttentionTests.Width(H, Hkv, D);
 
-    static float[] Qkv(int seed, int B, int T, int H, int Hkv, int D) => TestData.Floats(seed, (long)B * T * Width(H, Hkv, D), 1.5);
+    static float[] Qkv(int seed, int B, int T, int H, int Hkv, int D) => AttentionTests.Qkv(seed, B, T, H, Hkv, D);
 
     /// <summary>The device's ILGPU backend with the flash kernels on while <paramref name="body"/> runs.</summary>
     static void WithFlash(string device, Action<IlgpuBackend> body)

@@ -150,16 +150,19 @@ public sealed partial class IlgpuBackend
             dOutput.View, qkv.View, logSumExp.View, delta, dQkv.View, T, H, Hkv, D, tiles, scale);
     }
 
-    ArrayView<float> AttnDeltaScratch(int n)
+    ArrayView<float> AttnDeltaScratch(int n) => AttnScratch(ref attnDelta, n);
+
+    /// <summary>The first n elements of a scratch buffer kept between calls, grown when too short.</summary>
+    ArrayView<float> AttnScratch(ref DeviceBuffer<float>? buffer, long n)
     {
-        if (attnDelta is null || attnDelta.Length < n)
+        if (buffer is null || buffer.Length < n)
         {
             // Growing happens once per larger size; the old buffer may still be read by queued work.
             Stream.Synchronize();
-            attnDelta?.Dispose();
-            attnDelta = Allocate<float>(n);
+            buffer?.Dispose();
+            buffer = Allocate<float>(n);
         }
-        return attnDelta.All.Slice(0, n).View;
+        return buffer.All.Slice(0, n).View;
     }
 
     /// <summary>

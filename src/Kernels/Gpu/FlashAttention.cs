@@ -124,24 +124,12 @@ public sealed partial class IlgpuBackend
                 dOutput.View, qkv.View, logSumExp.View, delta, dQkv.View, dQkv.View, T, H, Hkv, D, blocks, scale, 0);
             return;
         }
-        var partials = FlashPartialsScratch(2L * B * H * T * D);
+        var partials = AttnScratch(ref flashPartials, 2L * B * H * T * D);
         dkv(new KernelConfig(B * H * blocks, FlashThreads),
             dOutput.View, qkv.View, logSumExp.View, delta, dQkv.View, partials, T, H, Hkv, D, blocks, scale, 1);
         flashGroupSumKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int, int, int>(FlashGroupSumKernel);
         int n = B * T * Hkv * D;
         flashGroupSumKernel(Linear(n), partials, dQkv.View, n, T, H, Hkv, D);
-    }
-
-    ArrayView<float> FlashPartialsScratch(long n)
-    {
-        if (flashPartials is null || flashPartials.Length < n)
-        {
-            // Growing happens once per larger size; the old buffer may still be read by queued work.
-            Stream.Synchronize();
-            flashPartials?.Dispose();
-            flashPartials = Allocate<float>(n);
-        }
-        return flashPartials.All.Slice(0, n).View;
     }
 
     /// <summary>
