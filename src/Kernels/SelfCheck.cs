@@ -188,7 +188,8 @@ public static class SelfCheck
     /// On ILGPU backends, the attention cases again with the flash kernels on (see
     /// <see cref="AttentionKernel"/>; off by default until measured): T = 1, T not a multiple of the
     /// 64-row blocks, one and several blocks, grouped-query heads, D of 64 (narrow kernels) and above
-    /// (the wide ones, up to 128), and the gpt2 layer shape.
+    /// (the wide ones, up to 128), and the gpt2 layer shape. Small grouped-query shapes split the dK/dV
+    /// work over query heads on a GPU (few groups); they run once more unsplit ("flash unsplit").
     /// </summary>
     static IEnumerable<Result> FlashAttentions(Backend device, Backend cpu, bool quick)
     {
@@ -200,13 +201,18 @@ public static class SelfCheck
         var results = new List<Result>();
         var saved = gpu.AttentionKernel;
         gpu.AttentionKernel = AttentionKernel.Flash;
+        var savedSplit = gpu.FlashSplitBelow;
         try
         {
             foreach (var s in shapes)
                 foreach (var r in Attention(device, cpu, s[0], s[1], s[2], s[3], s[4]))
                     results.Add(r with { Op = "attention flash" });
+            gpu.FlashSplitBelow = 0;
+            foreach (var s in shapes.Where(s => s[2] > s[3]))
+                foreach (var r in Attention(device, cpu, s[0], s[1], s[2], s[3], s[4]))
+                    results.Add(r with { Op = "attention flash unsplit" });
         }
-        finally { gpu.AttentionKernel = saved; }
+        finally { (gpu.AttentionKernel, gpu.FlashSplitBelow) = (saved, savedSplit); }
         return results;
     }
 
