@@ -47,9 +47,10 @@ public sealed class AttentionBench : IOpBenchmark
 /// The ILGPU attention kernels side by side (<see cref="AttentionKernel"/>: the warp kernels, the
 /// default, and the flash ones) at the training shapes: gpt2 (B16 T1024 H12 D64), Qwen2.5-0.5B
 /// (B4 T1024 H14 Hkv2 D64) and a D128 grouped-query shape (Qwen3-0.6B: H16 Hkv8) for the wide kernels.
-/// Forward, backward and both, in ms and TFLOP/s (FLOPs as in <see cref="AttentionBench"/>), then the
-/// largest difference between the two kernels' output, logSumExp and dQkv relative to the output
-/// scale. Short timings (about 0.2 s each, well under 30 s in all on a GPU):
+/// Forward, backward and both, in ms and TFLOP/s (FLOPs as in <see cref="AttentionBench"/>), for
+/// grouped-query shapes the flash backward with its dK/dV split over query heads forced off and on,
+/// then the largest difference between the two kernels' output, logSumExp and dQkv relative to the
+/// output scale. Short timings (about 0.2 s each, well under 30 s in all on a GPU):
 ///   ArcherIlgpu.Benchmarks --device cuda --op attention-variants
 /// </summary>
 public sealed class AttentionVariantsBench : IOpBenchmark
@@ -89,12 +90,35 @@ public sealed class AttentionVariantsBench : IOpBenchmark
             double both = Bench.Report(gpu, $"attention fwd+bwd {tag}", shape, 3.5 * flops, 0, () => { Forward(); Backward(); }, minSeconds);
             results[kernel] = (f, b, both, [gpu.ToArray(output), gpu.ToArray(lse), gpu.ToArray(dQkv)]);
         }
+        if (H > Hkv) TimeUnsplitBackward(gpu, buffers, B, T, H, Hkv, D, shape, 2.5 * flops, minSeconds);
         var (warp, flash) = (results[AttentionKernel.Warp], results[AttentionKernel.Flash]);
         Console.WriteLine($"  {shape}: flash TFLOP/s forward {flops / flash.Forward / 1e9:F2}, backward {2.5 * flops / flash.Backward / 1e9:F2}, " +
             $"both {3.5 * flops / flash.Both / 1e9:F2}; speed-up over warp: forward {warp.Forward / flash.Forward:F2}x, " +
             $"backward {warp.Backward / flash.Backward:F2}x, both {warp.Both / flash.Both:F2}x");
         Console.WriteLine($"  {shape}: flash vs warp max relative difference: output {RelativeDifference(warp.Outputs[0], flash.Outputs[0]):E1}, " +
             $"logSumExp {RelativeDifference(warp.Outputs[1], flash.Outputs[1]):E1}, dQkv {RelativeDifference(warp.Outputs[2], flash.Outputs[2]):E1}");
+    }
+
+    /// <summary>
+    /// The flash backward with the grouped-query dK/dV split forced off and on, to check the automatic
+    /// choice (split below 4 groups per SM; the line above used it).
+    /// </summary>
+    static void TimeUnsplitBackward(IlgpuBackend gpu, AttentionBuffers buffers, int B, int T, int H, int Hkv, int D,
+        string shape, double flops, double minSeconds)
+    {
+        var (qkv, dOut, output, lse, dQkv) = buffers;
+        var saved = gpu.FlashSplitBelow;
+        gpu.AttentionKernel = AttentionKernel.Flash;
+        try
+        {
+            foreach (var (tag, splitBelow) in new[] { ("unsplit", 0), ("split", int.MaxValue) })
+            {
+                gpu.FlashSplitBelow = splitBelow;
+                Bench.Report(gpu, $"attention backward flash {tag}", shape, flops, 0,
+                    () => gpu.AttentionBackward(dOut, qkv, output, lse, B, T, H, Hkv, D, dQkv), minSeconds);
+            }
+        }
+        finally { gpu.FlashSplitBelow = saved; }
     }
 
     /// <summary>max |a − b| / max(1, max |a|), as selfcheck measures errors.</summary>
