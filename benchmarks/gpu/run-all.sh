@@ -21,6 +21,9 @@ stamp selfcheck
     timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5 --precision $precision
   done
   timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 2 --warmup 1 --profile
+  # The flash attention kernels (off by default until measured): the same gpt2 step with them on.
+  echo "== ARCHER_ATTENTION=flash"
+  ARCHER_ATTENTION=flash timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5
   timeout 150 $A bench train --preset gpt2-medium --batch 8 --seq 1024 --device cuda --steps 3
   for precision in fp32 bf16; do
     timeout 150 $A bench train --preset qwen2.5-0.5b --batch 4 --seq 1024 --device cuda --steps 3 --precision $precision
@@ -31,7 +34,11 @@ stamp ours
 # The optional kernel strategies (off by default until measured) against the defaults, op by op.
 if [ -f .gpu/bench.tar.xz ]; then
   tar -xJf .gpu/bench.tar.xz -C .gpu/app
-  timeout 120 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op gemm-variants > "$OUT/variants.txt" 2>&1
+  {
+    timeout 120 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op gemm-variants
+    # Warp vs flash attention kernels, forward and backward at the gpt2, Qwen2.5-0.5B and a D128 shape (about 20 s).
+    timeout 90 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op attention-variants
+  } > "$OUT/variants.txt" 2>&1
 fi
 stamp variants
 if [ "${SKIP_PYTORCH:-0}" != 1 ]; then

@@ -40,6 +40,7 @@ public static class SelfCheck
             : [[1, 1, 2, 2, 2], [2, 7, 3, 3, 4], [3, 33, 4, 4, 16], [2, 127, 3, 3, 32], [2, 257, 4, 4, 64], [1, 300, 12, 12, 64],
                [2, 65, 4, 2, 128], [2, 100, 6, 2, 48], [1, 129, 14, 2, 64], [1, 70, 8, 1, 96], [2, 40, 3, 1, 12]];
         foreach (var s in attentionShapes) Add(Attention(device, cpu, s[0], s[1], s[2], s[3], s[4]));
+        Add(FlashAttentions(device, cpu, quick));
 
         int[][] ropeShapes = quick   // N, H, Hkv, D
             ? [[1, 1, 1, 2], [7, 3, 1, 12], [33, 4, 2, 128]]
@@ -181,6 +182,38 @@ public static class SelfCheck
             return [("out", be.ToArray(o)), ("logSumExp", be.ToArray(lse)), ("dQkv", be.ToArray(dQ)),
                     ("decode", be.ToArray(dec)), ("kCache", be.ToArray(k))];
         });
+    }
+
+    /// <summary>
+    /// On ILGPU backends, the attention cases again with the flash kernels on (see
+    /// <see cref="AttentionKernel"/>; off by default until measured): T = 1, T not a multiple of the
+    /// 64-row blocks, one and several blocks, grouped-query heads, D of 64 (narrow kernels) and above
+    /// (the wide ones, up to 128), and the gpt2 layer shape. Small grouped-query shapes split the dK/dV
+    /// work over query heads on a GPU (few groups); they run once more unsplit ("flash unsplit").
+    /// </summary>
+    static IEnumerable<Result> FlashAttentions(Backend device, Backend cpu, bool quick)
+    {
+        if (device is not IlgpuBackend gpu) return [];
+        int[][] shapes = quick
+            ? [[1, 1, 2, 2, 8], [2, 9, 4, 2, 13], [1, 65, 2, 2, 64], [1, 70, 3, 1, 128]]
+            : [[1, 1, 2, 2, 64], [2, 7, 3, 3, 4], [2, 65, 4, 4, 64], [2, 127, 3, 3, 32], [1, 300, 12, 12, 64],
+               [2, 129, 4, 2, 128], [2, 100, 6, 2, 48], [1, 257, 14, 2, 64], [1, 70, 8, 1, 96], [1, 1024, 12, 12, 64]];
+        var results = new List<Result>();
+        var saved = gpu.AttentionKernel;
+        gpu.AttentionKernel = AttentionKernel.Flash;
+        var savedSplit = gpu.FlashSplitBelow;
+        try
+        {
+            foreach (var s in shapes)
+                foreach (var r in Attention(device, cpu, s[0], s[1], s[2], s[3], s[4]))
+                    results.Add(r with { Op = "attention flash" });
+            gpu.FlashSplitBelow = 0;
+            foreach (var s in shapes.Where(s => s[2] > s[3]))
+                foreach (var r in Attention(device, cpu, s[0], s[1], s[2], s[3], s[4]))
+                    results.Add(r with { Op = "attention flash unsplit" });
+        }
+        finally { (gpu.AttentionKernel, gpu.FlashSplitBelow) = (saved, savedSplit); }
+        return results;
     }
 
     static IEnumerable<Result> Rope(Backend dev, Backend cpu, int n, int H, int Hkv, int D)

@@ -10,8 +10,8 @@ public class AttentionTests
     // logSumExp is a sum of at most 127 exponentials plus a max: same order. Gradients sum up to T
     // products of float32 terms of size ~1 (times the group size, at most 4 here, for a shared key)
     // -> 1e-4 absolute, 1e-3 relative.
-    const double OutAtol = 2e-5, OutRtol = 1e-4;
-    const double GradAtol = 1e-4, GradRtol = 1e-3;
+    internal const double OutAtol = 2e-5, OutRtol = 1e-4;
+    internal const double GradAtol = 1e-4, GradRtol = 1e-3;
 
     /// <summary>
     /// (B, T, H, Hkv, D): the awkward T of the brief; multi-head (Hkv = H) with head sizes 1, 8, 13, 64,
@@ -49,9 +49,9 @@ public class AttentionTests
         from h in Heads
         select new object[] { device, h.H, h.Hkv, h.D };
 
-    static int Width(int H, int Hkv, int D) => (H + 2 * Hkv) * D;
+    internal static int Width(int H, int Hkv, int D) => (H + 2 * Hkv) * D;
 
-    static float[] Qkv(int seed, int B, int T, int H, int Hkv, int D) => TestData.Floats(seed, (long)B * T * Width(H, Hkv, D), 1.5);
+    internal static float[] Qkv(int seed, int B, int T, int H, int Hkv, int D) => TestData.Floats(seed, (long)B * T * Width(H, Hkv, D), 1.5);
 
     [SkippableTheory, MemberData(nameof(Cases))]
     public void ForwardMatchesReference(string device, int B, int T, int H, int Hkv, int D)

@@ -64,6 +64,7 @@ public sealed partial class IlgpuBackend
         Buf<float> output, Buf<float> logSumExp)
     {
         CheckAttention(nameof(AttentionForward), B, T, H, Hkv, D);
+        if (UseFlashAttention) { FlashAttentionForward(qkv, B, T, H, Hkv, D, output, logSumExp); return; }
         attnForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnForwardKernel);
         int warps = AttnWarps, qTiles = (T + warps - 1) / warps;
         attnForwardKernel(new KernelConfig(B * H * qTiles, warps * AttnTile),
@@ -135,6 +136,7 @@ public sealed partial class IlgpuBackend
         Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv)
     {
         CheckAttention(nameof(AttentionBackward), B, T, H, Hkv, D);
+        if (UseFlashAttention) { FlashAttentionBackward(dOutput, qkv, output, logSumExp, B, T, H, Hkv, D, dQkv); return; }
         attnDqKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnDqKernel);
         attnDkvKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnDkvKernel);
         var delta = AttnDeltaScratch(B * H * T);
@@ -148,16 +150,19 @@ public sealed partial class IlgpuBackend
             dOutput.View, qkv.View, logSumExp.View, delta, dQkv.View, T, H, Hkv, D, tiles, scale);
     }
 
-    ArrayView<float> AttnDeltaScratch(int n)
+    ArrayView<float> AttnDeltaScratch(int n) => AttnScratch(ref attnDelta, n);
+
+    /// <summary>The first n elements of a scratch buffer kept between calls, grown when too short.</summary>
+    ArrayView<float> AttnScratch(ref DeviceBuffer<float>? buffer, long n)
     {
-        if (attnDelta is null || attnDelta.Length < n)
+        if (buffer is null || buffer.Length < n)
         {
             // Growing happens once per larger size; the old buffer may still be read by queued work.
             Stream.Synchronize();
-            attnDelta?.Dispose();
-            attnDelta = Allocate<float>(n);
+            buffer?.Dispose();
+            buffer = Allocate<float>(n);
         }
-        return attnDelta.All.Slice(0, n).View;
+        return buffer.All.Slice(0, n).View;
     }
 
     /// <summary>
