@@ -52,6 +52,9 @@ public abstract partial class Backend
 /// <summary>Host→device (h2d) and device→host (d2h) copies: calls and bytes. Subtract two readings for the copies between them.</summary>
 public readonly record struct TransferCounts(long H2DCalls, long H2DBytes, long D2HCalls, long D2HBytes)
 {
+    public static TransferCounts operator +(TransferCounts a, TransferCounts b)
+        => new(a.H2DCalls + b.H2DCalls, a.H2DBytes + b.H2DBytes, a.D2HCalls + b.D2HCalls, a.D2HBytes + b.D2HBytes);
+
     public static TransferCounts operator -(TransferCounts a, TransferCounts b)
         => new(a.H2DCalls - b.H2DCalls, a.H2DBytes - b.H2DBytes, a.D2HCalls - b.D2HCalls, a.D2HBytes - b.D2HBytes);
 
