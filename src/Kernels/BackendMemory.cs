@@ -60,5 +60,5 @@ public readonly record struct TransferCounts(long H2DCalls, long H2DBytes, long 
 
     /// <summary>The counts per unit of work (a generated token, an optimizer step), for a RESULT line.</summary>
     public string PerUnit(double units) => string.Create(System.Globalization.CultureInfo.InvariantCulture,
-        $"h2d_calls={H2DCalls / units:G4} d2h_calls={D2HCalls / units:G4} h2d_bytes={H2DBytes / units:G4} d2h_bytes={D2HBytes / units:G4}");
+        $"h2d_calls={H2DCalls / units:0.######} d2h_calls={D2HCalls / units:0.######} h2d_bytes={H2DBytes / units:0.######} d2h_bytes={D2HBytes / units:0.######}");
 }
