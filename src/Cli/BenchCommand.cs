@@ -123,7 +123,7 @@ public static partial class BenchCommand
         Console.WriteLine(Invariant($"clean median      {cleanMedian:F1} ms/step over the {clean.Length} steps where other processes used < 0.25 cores"));
         Console.WriteLine(Invariant($"tokens/s          {tokens / (median / 1e3):F0}"));
         Console.WriteLine(Invariant($"achieved          {flops / (median / 1e3) / 1e9:F1} GFLOP/s ({flops / 1e9:F2} GFLOP/step = 6·(params − lookup-only tables)·B·T + 6·L·B·T²·H·D)"));
-        PrintMemory(inner);
+        PrintMemory(Console.Out, inner);
         Console.WriteLine(Invariant($"managed alloc     {allocated / (double)nSteps:N0} bytes/step over the timed steps; GCs gen0/1/2: {dGc0}/{dGc1}/{dGc2}"));
         Console.WriteLine(Invariant($"RESULT preset={presetName} device={inner.Name} precision={Devices.PrecisionName(inner.Precision)} B={B} T={T} median_ms={median:F2} clean_steps={clean.Length} clean_median_ms={cleanMedian:F2} min_ms={times.Min():F2} tok_per_s={tokens / (median / 1e3):F1} gflops={flops / (median / 1e3) / 1e9:F1} peak_rss_mb={PeakRssBytes() / 1048576.0:F0} backend_peak_mb={inner.PeakBytes / 1048576.0:F0} alloc_per_step={allocated / nSteps} loss={loss:F4}"));
         if (profiler is not null) PrintProfile(profiler, nSteps);
@@ -183,7 +183,7 @@ public static partial class BenchCommand
         var profile = ProfileOption();
         var command = new Command("generate", "Tokens/s of KV-cached sampling (temperature 1)")
             { preset, batch, newTokens, promptLength, device, precision, profile };
-        command.SetAction(parse => CliErrors.Guard(parse, (_, _) =>
+        command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
         {
             string presetName = parse.GetValue(preset)!;
             var config = Models.Preset(presetName);
@@ -194,7 +194,7 @@ public static partial class BenchCommand
             using var inner = Program.CreateBackend(parse.GetValue(device), parse.GetValue(precision));
             var profiler = parse.GetValue(profile) ? new ProfilingBackend(inner) { Enabled = false } : null;
             Backend be = profiler ?? inner;
-            Console.WriteLine($"bench generate: {presetName} ({config}) B={B} prompt={P} new={n} on {inner.Name} ({inner.Description}, {Devices.PrecisionName(inner.Precision)} matmuls)");
+            stdout.WriteLine($"bench generate: {presetName} ({config}) B={B} prompt={P} new={n} on {inner.Name} ({inner.Description}, {Devices.PrecisionName(inner.Precision)} matmuls)");
 
             using var model = Models.Create(be, config, seed: 1337);
             using var generator = new Generator(model);
@@ -204,14 +204,17 @@ public static partial class BenchCommand
             generator.Generate(prompts, new SamplingOptions(MaxNewTokens: Math.Min(2, n), Seed: 1));   // warm-up: buffers, JIT, kernels
 
             if (profiler is not null) profiler.Enabled = true;
+            var transfersBefore = inner.Transfers;
             long start = Stopwatch.GetTimestamp();
             var result = generator.Generate(prompts, new SamplingOptions(MaxNewTokens: n, Temperature: 1f, Seed: 2));
             double seconds = Stopwatch.GetElapsedTime(start).TotalSeconds;
+            var transfers = inner.Transfers - transfersBefore;
             long produced = result.Tokens.Sum(t => (long)t.Length);
-            Console.WriteLine(Invariant($"generated         {produced:N0} tokens in {seconds * 1e3:F0} ms (prefill of {B}×{P} included)"));
-            Console.WriteLine(Invariant($"tokens/s          {produced / seconds:F0}"));
-            PrintMemory(inner);
-            Console.WriteLine(Invariant($"RESULT preset={presetName} device={inner.Name} B={B} prompt={P} new={n} ms={seconds * 1e3:F1} tok_per_s={produced / seconds:F1} peak_rss_mb={PeakRssBytes() / 1048576.0:F0} backend_peak_mb={inner.PeakBytes / 1048576.0:F0}"));
+            stdout.WriteLine(Invariant($"generated         {produced:N0} tokens in {seconds * 1e3:F0} ms (prefill of {B}×{P} included)"));
+            stdout.WriteLine(Invariant($"tokens/s          {produced / seconds:F0}"));
+            PrintMemory(stdout, inner);
+            PrintTransfers(stdout, transfers, produced, "generated token");
+            stdout.WriteLine(Invariant($"RESULT preset={presetName} device={inner.Name} precision={Devices.PrecisionName(inner.Precision)} B={B} prompt={P} new={n} ms={seconds * 1e3:F1} tok_per_s={produced / seconds:F1} peak_rss_mb={PeakRssBytes() / 1048576.0:F0} backend_peak_mb={inner.PeakBytes / 1048576.0:F0} {transfers.PerUnit(produced)}"));
             if (profiler is not null) PrintProfile(profiler, 1);
             return 0;
         }));
@@ -221,11 +224,18 @@ public static partial class BenchCommand
 
     // ================================================================ reporting
 
-    static void PrintMemory(Backend inner)
+    static void PrintMemory(TextWriter log, Backend inner)
     {
         long rss = PeakRssBytes();
-        if (rss > 0) Console.WriteLine(Invariant($"peak RSS          {rss / 1048576.0:F0} MiB (VmHWM)"));
-        Console.WriteLine(Invariant($"backend peak      {inner.PeakBytes / 1048576.0:F0} MiB allocated through {inner.Name}"));
+        if (rss > 0) log.WriteLine(Invariant($"peak RSS          {rss / 1048576.0:F0} MiB (VmHWM)"));
+        log.WriteLine(Invariant($"backend peak      {inner.PeakBytes / 1048576.0:F0} MiB allocated through {inner.Name}"));
+    }
+
+    /// <summary>Host↔device copies in all and per unit of work (a generated token, an optimizer step).</summary>
+    static void PrintTransfers(TextWriter log, TransferCounts t, double units, string unit)
+    {
+        log.WriteLine(Invariant($"host→device       {t.H2DCalls:N0} copies, {t.H2DBytes:N0} bytes ({t.H2DCalls / units:G4} copies, {t.H2DBytes / units:G4} bytes per {unit})"));
+        log.WriteLine(Invariant($"device→host       {t.D2HCalls:N0} copies, {t.D2HBytes:N0} bytes ({t.D2HCalls / units:G4} copies, {t.D2HBytes / units:G4} bytes per {unit})"));
     }
 
     /// <summary>

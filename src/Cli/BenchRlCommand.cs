@@ -66,16 +66,21 @@ public static partial class BenchCommand
         using var trainer = new RlTrainer(model, CharTokenizer.ForArithmetic(), task, config, new RlTrainerOptions(Seed: 1, SampleEvery: 0));
         int passes = config.LowProbabilityIsolation ? 2 : 1;
         int rows = config.TrainBatchPrompts * config.GroupSize;
+        var transfers = new TransferCounts();
+        int optimizerSteps = 0;
         double rolloutTokens = 0, rolloutS = 0, logProbS = 0, updateS = 0, updateTokens = 0, updateFlops = 0, logProbFlops = 0;
         for (int step = 0; step < nWarmup + nSteps; step++)
         {
             if (step == nWarmup && profiler is not null) profiler.Enabled = true;
+            var transfersBefore = inner.Transfers;
             var m = trainer.Step().Metrics;
+            var stepTransfers = inner.Transfers - transfersBefore;
             // The trainer pads rows to the longest prompt + response; the FLOPs are those of that padded shape.
             int T = LongestCountdownPrompt + (int)m["response_length/max"] - 1;
             double pass = TrainingFlops(shape, model.ParameterCount, rows, T);
             log.WriteLine(Invariant($"step {step,2}{(step < nWarmup ? " (warm-up)" : "")}: rollout {m["time/rollout_s"] * 1e3,8:F1} ms  log-probs {m["time/logprob_s"] * 1e3,8:F1} ms  update {m["time/update_s"] * 1e3,8:F1} ms  response length {m["response_length/mean"]:F1}"));
             if (step < nWarmup) continue;
+            transfers += stepTransfers; optimizerSteps += (int)m["optim/steps"];
             rolloutTokens += m["response_length/mean"] * rows; rolloutS += m["time/rollout_s"];
             logProbS += m["time/logprob_s"]; updateS += m["time/update_s"];
             updateTokens += m["perf/update_tokens_per_s"] * m["time/update_s"];
@@ -90,7 +95,8 @@ public static partial class BenchCommand
         log.WriteLine(Invariant($"update            {updateTokens / updateS:F0} response tokens/s, {updateFlops / updateS / 1e9:F1} GFLOP/s{Share(updateFlops / updateS)} (6·params·B·T + attention at the padded shape, × {passes} pass(es) × {config.PpoEpochs} epochs)"));
         if (!double.IsNaN(peak))
             log.WriteLine(Invariant($"FMA peak          {peak / 1e9:F1} GFLOP/s measured ({Environment.ProcessorCount} threads of independent {VectorName()} FMA chains)"));
-        log.WriteLine(Invariant($"RESULT preset={presetName} algo={config.Name} device={inner.Name} rows={rows} rollout_tok_per_s={rolloutTokens / rolloutS:F1} update_tok_per_s={updateTokens / updateS:F1} update_gflops={updateFlops / updateS / 1e9:F2} logprob_gflops={logProbFlops / logProbS / 1e9:F2} fma_peak_gflops={peak / 1e9:F2}"));
+        PrintTransfers(log, transfers, optimizerSteps, "optimizer step");
+        log.WriteLine(Invariant($"RESULT preset={presetName} algo={config.Name} device={inner.Name} rows={rows} rollout_tok_per_s={rolloutTokens / rolloutS:F1} update_tok_per_s={updateTokens / updateS:F1} update_gflops={updateFlops / updateS / 1e9:F2} logprob_gflops={logProbFlops / logProbS / 1e9:F2} fma_peak_gflops={peak / 1e9:F2} {transfers.PerUnit(optimizerSteps)}"));
         if (profiler is not null) PrintProfile(profiler, nSteps);
         return 0;
     }

@@ -102,6 +102,9 @@ public sealed class ProfilingBackend(Backend inner) : Backend
 
     public override void Sample(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V, float temperature, int topK, float topP, ulong seed, Buf<int> tokens, Buf<float> logProbs)
         => Time("Sample", () => Inner.Sample(logits, rows, positions, N, V, temperature, topK, topP, seed, tokens, logProbs));
+    protected internal override void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
+        Buf<int> status, Buf<int> counts, Buf<int> lengths, Buf<int> outTokens, Buf<float> outLogProbs, Buf<int> nextTokens, Buf<int> nextPositions, Buf<int> samplePositions)
+        => Time("RecordSamples", () => Inner.RecordSamples(sampled, sampledLogProbs, B, maxNew, maxT, endToken, status, counts, lengths, outTokens, outLogProbs, nextTokens, nextPositions, samplePositions));
     public override void ClassifyTokensPerResponse(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
         bool strictGreater, Buf<float> thresholds, Buf<int> classes)
         => Time("ClassifyTokensPerResponse", () => Inner.ClassifyTokensPerResponse(entropies, mask, R, T, rho, strictGreater, thresholds, classes));

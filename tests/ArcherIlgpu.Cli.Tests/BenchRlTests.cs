@@ -15,6 +15,9 @@ public class BenchRlTests
         Assert.True(m.Success, r.Out);
         for (int g = 1; g <= 5; g++) Assert.True(double.Parse(m.Groups[g].Value, CultureInfo.InvariantCulture) > 0, r.Out);
         Assert.Contains("% of the FMA peak", r.Out);
+        var t = Regex.Match(r.Out, @"RESULT .* h2d_calls=([\d.]+) d2h_calls=([\d.]+) h2d_bytes=([\d.]+) d2h_bytes=([\d.]+)");
+        Assert.True(t.Success, r.Out);   // a step uploads its batch and downloads its metrics: every count is positive
+        for (int g = 1; g <= 4; g++) Assert.True(double.Parse(t.Groups[g].Value, CultureInfo.InvariantCulture) > 0, r.Out);
     }
 
     [Fact]

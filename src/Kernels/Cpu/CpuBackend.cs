@@ -21,12 +21,14 @@ public sealed partial class CpuBackend : Backend
     {
         if (dst.Length != src.Length) throw new ArgumentException($"length mismatch: buffer has {dst.Length} elements, host span {src.Length}");
         src.CopyTo(dst.Span);
+        if (src.Length > 0) NoteUpload<T>(src.Length);
     }
 
     public override void Download<T>(Buf<T> src, Span<T> dst)
     {
         if (src.Length != dst.Length) throw new ArgumentException($"length mismatch: buffer has {src.Length} elements, host span {dst.Length}");
         src.Span.CopyTo(dst);
+        if (dst.Length > 0) NoteDownload<T>(dst.Length);
     }
 
     public override void Zero<T>(Buf<T> dst) => dst.Span.Clear();

@@ -38,6 +38,25 @@ public sealed partial class CpuBackend
         });
     }
 
+    protected internal override void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
+        Buf<int> status, Buf<int> counts, Buf<int> lengths, Buf<int> outTokens, Buf<float> outLogProbs,
+        Buf<int> nextTokens, Buf<int> nextPositions, Buf<int> samplePositions)
+    {
+        // B is one row per sequence: a plain loop is cheaper than waking the workers.
+        var tok = sampled.Span; var lp = sampledLogProbs.Span;
+        var st = status.Span; var cnt = counts.Span; var len = lengths.Span;
+        var outTok = outTokens.Span; var outLp = outLogProbs.Span;
+        var next = nextTokens.Span; var nextPos = nextPositions.Span; var samplePos = samplePositions.Span;
+        for (int b = 0; b < B; b++)
+        {
+            int slot = GenerationMath.Advance(tok[b], maxNew, maxT, endToken, ref st[b], ref cnt[b], ref len[b]);
+            if (slot >= 0) { outTok[b * maxNew + slot] = tok[b]; outLp[b * maxNew + slot] = lp[b]; }
+            next[b] = Math.Max(tok[b], 0);
+            nextPos[b] = GenerationMath.DecodePosition(len[b], maxT);
+            samplePos[b] = GenerationMath.SamplePosition(len[b], maxT);
+        }
+    }
+
     /// <summary>1/temperature for the draw and the reported log-prob; greedy (0) reports at temperature 1.</summary>
     internal static float SampleInverseTemperature(float temperature)
     {

@@ -90,6 +90,7 @@ public sealed partial class IlgpuBackend : Backend
         CheckLength(dst.Length, src.Length);
         if (src.Length == 0) return;
         dst.View.CopyFromCPU(Stream, src);
+        NoteUpload<T>(src.Length);
     }
 
     public override void Download<T>(Buf<T> src, Span<T> dst)
@@ -98,6 +99,7 @@ public sealed partial class IlgpuBackend : Backend
         if (dst.Length == 0) return;
         src.View.CopyToCPU(Stream, dst);
         Stream.Synchronize();
+        NoteDownload<T>(dst.Length);
     }
 
     public override void Zero<T>(Buf<T> dst)

@@ -64,6 +64,39 @@ public sealed partial class IlgpuBackend
         }
     }
 
+    Action<KernelConfig, ArrayView<int>, ArrayView<float>, int, int, int, int, ArrayView<int>, ArrayView<int>, ArrayView<int>,
+        ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>>? recordSamplesKernel;
+
+    protected internal override void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
+        Buf<int> status, Buf<int> counts, Buf<int> lengths, Buf<int> outTokens, Buf<float> outLogProbs,
+        Buf<int> nextTokens, Buf<int> nextPositions, Buf<int> samplePositions)
+    {
+        recordSamplesKernel ??= Accelerator.LoadStreamKernel<ArrayView<int>, ArrayView<float>, int, int, int, int, ArrayView<int>,
+            ArrayView<int>, ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>>(RecordSamplesKernel);
+        recordSamplesKernel(Linear(B), sampled.View, sampledLogProbs.View, B, maxNew, maxT, endToken, status.View, counts.View,
+            lengths.View, outTokens.View, outLogProbs.View, nextTokens.View, nextPositions.View, samplePositions.View);
+    }
+
+    /// <summary>One thread per row: <see cref="GenerationMath.Advance"/>, then the row's next decode input and draw position.</summary>
+    static void RecordSamplesKernel(ArrayView<int> sampled, ArrayView<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
+        ArrayView<int> status, ArrayView<int> counts, ArrayView<int> lengths, ArrayView<int> outTokens, ArrayView<float> outLogProbs,
+        ArrayView<int> nextTokens, ArrayView<int> nextPositions, ArrayView<int> samplePositions)
+    {
+        int b = Grid.GlobalIndex.X;
+        if (b >= B) return;
+        int token = sampled[b], st = status[b], count = counts[b], length = lengths[b];
+        int slot = GenerationMath.Advance(token, maxNew, maxT, endToken, ref st, ref count, ref length);
+        if (slot >= 0)
+        {
+            outTokens[(long)b * maxNew + slot] = token;
+            outLogProbs[(long)b * maxNew + slot] = sampledLogProbs[b];
+        }
+        status[b] = st; counts[b] = count; lengths[b] = length;
+        nextTokens[b] = Math.Max(token, 0);
+        nextPositions[b] = GenerationMath.DecodePosition(length, maxT);
+        samplePositions[b] = GenerationMath.SamplePosition(length, maxT);
+    }
+
     /// <summary>Bits of the order key settled per select pass, and the histogram bins that takes.</summary>
     const int DigitBits = 8, DigitBins = 1 << DigitBits;
 

@@ -28,19 +28,39 @@ public sealed record GenerationResult(int[][] Tokens, float[][] LogProbs, bool[]
 /// for one prefill pass (the causal mask keeps the padding out of every real position), then each
 /// row continues from its own length: a decoding step writes row b's token at positions[b], which
 /// overwrites that row's padding in the cache before anything attends to it.
+/// <see cref="Generate"/> keeps the whole loop on the device: the sampled token, each row's length,
+/// position and status never leave it; the host looks at the status every
+/// <see cref="DoneCheckInterval"/> tokens and downloads the result once at the end.
 /// </summary>
 public sealed class Generator : IDisposable
 {
+    /// <summary>
+    /// Tokens between the host's looks at the rows' status. Each look is a download, which on a GPU
+    /// waits for the queue to drain and then leaves the device idle while the next launches arrive;
+    /// 16 makes that one stall per 16 tokens, while the steps run after every row has stopped stay
+    /// under 16 (a few percent of a 128–256-token rollout). Outputs do not depend on it.
+    /// </summary>
+    public const int DefaultDoneCheckInterval = 16;
+
     readonly CausalLm model;
     readonly Backend be;
+    readonly int doneCheckInterval;
     Activations? prefill, decode;
     KvCache? cache;
-    int[] hostPositions = [], hostRows = [], hostTokens = [];
-    float[] hostLogProbs = [];
-    Buf<int> rows, sampled; Buf<float> sampledLogProbs;
+    int[] hostRows = [], hostLengths = [], hostStatus = [], hostCounts = [];
+    Buf<int> rows, sampled, status, counts, lengths, samplePositions, outTokens;
+    Buf<float> sampledLogProbs, outLogProbs;
     readonly List<IDisposable> owned = [];
 
-    public Generator(CausalLm model) { this.model = model; be = model.Backend; }
+    /// <param name="doneCheckInterval">tokens between the host's checks for rows that are all done (see <see cref="DefaultDoneCheckInterval"/>).</param>
+    public Generator(CausalLm model, int doneCheckInterval = DefaultDoneCheckInterval)
+    {
+        if (doneCheckInterval < 1) throw new ArgumentOutOfRangeException(nameof(doneCheckInterval), doneCheckInterval, "the done-check interval must be at least 1 token");
+        this.model = model; be = model.Backend; this.doneCheckInterval = doneCheckInterval;
+    }
+
+    /// <summary>Tokens between the host's looks at the rows' status in <see cref="Generate"/>.</summary>
+    public int DoneCheckInterval => doneCheckInterval;
 
     IModelConfig Config => model.Config;
 
@@ -110,56 +130,70 @@ public sealed class Generator : IDisposable
     {
         options.Validate();
         PrefillOnDevice(prompts);
-        int B = prompts.Count;
-        var outTokens = new List<int>[B];
-        var outLogProbs = new List<float>[B];
-        var ended = new bool[B];
-        var done = new bool[B];
-        var length = new int[B];   // tokens so far (prompt + generated) in each row
+        int B = prompts.Count, maxT = Config.MaxT;
+        // A row stops at MaxNewTokens or when it fills the context, so the shortest prompt bounds the draws.
+        int maxNew = Math.Min(options.MaxNewTokens, maxT - prompts.Min(p => p.Count));
+        StartRows(prompts, options.RowOffset);
+        var d = decode!;
+        for (int step = 0; step < maxNew; step++)
+        {
+            be.Sample(d.Logits, rows, samplePositions, B, Config.VocabSize, options.Temperature, options.TopK, options.TopP,
+                options.Seed, sampled, sampledLogProbs);
+            // The draw becomes the next decode input (d.Tokens at d.Positions) without visiting the host.
+            be.RecordSamples(sampled, sampledLogProbs, B, maxNew, maxT, options.EndToken ?? -1, status, counts, lengths,
+                outTokens, outLogProbs, d.Tokens, d.Positions, samplePositions);
+            if (step == maxNew - 1 || (step + 1) % doneCheckInterval == 0 && AllRowsDone(B)) break;
+            // Rows already done repeat a harmless in-range step; their outputs are no longer written.
+            model.ForwardToFinalNorm(d, cache);
+            model.Head(d.FinalNorm, B, d.Logits);
+        }
+        return Collect(B, maxNew);
+    }
+
+    /// <summary>Each row's stream id, length (its prompt) and first draw position on the device; status and counts zeroed.</summary>
+    void StartRows(IReadOnlyList<IReadOnlyList<int>> prompts, int rowOffset)
+    {
+        for (int b = 0; b < prompts.Count; b++) { hostRows[b] = rowOffset + b; hostLengths[b] = prompts[b].Count; }
+        be.Upload(rows, hostRows);
+        be.Upload(lengths, hostLengths);
+        be.Copy(lengths, samplePositions);   // the first new token lands right after the prompt, inside the context (checked in prefill)
+        be.Zero(status);
+        be.Zero(counts);
+    }
+
+    /// <summary>The host's look every few tokens: one download of the rows' status.</summary>
+    bool AllRowsDone(int B)
+    {
+        be.Download(status, hostStatus);
+        ThrowIfAnyRowFailed(B);
+        return Array.TrueForAll(hostStatus, s => s != GenerationMath.Running);
+    }
+
+    /// <summary>hostStatus must be fresh. The sampler draws no token only when every logit of a row is NaN or infinite.</summary>
+    void ThrowIfAnyRowFailed(int B)
+    {
+        int b = Array.IndexOf(hostStatus, GenerationMath.NoFiniteLogit);
+        if (b < 0) return;
+        be.Download(lengths, hostLengths);
+        throw new Training.TrainingDivergedException($"row {b} has no finite logit at position {GenerationMath.SamplePosition(hostLengths[b], Config.MaxT)}: the model's weights have diverged or hold non-finite values");
+    }
+
+    /// <summary>The one download at the end: status, counts, and the [B, maxNew] tokens and log-probs.</summary>
+    GenerationResult Collect(int B, int maxNew)
+    {
+        be.Download(status, hostStatus);
+        ThrowIfAnyRowFailed(B);
+        be.Download(counts, hostCounts);
+        var tokens = be.ToArray(outTokens.Slice(0, (long)B * maxNew));
+        var logProbs = be.ToArray(outLogProbs.Slice(0, (long)B * maxNew));
+        var outT = new int[B][]; var outLp = new float[B][]; var ended = new bool[B];
         for (int b = 0; b < B; b++)
         {
-            outTokens[b] = []; outLogProbs[b] = [];
-            length[b] = prompts[b].Count;
-            hostRows[b] = options.RowOffset + b;
+            outT[b] = tokens.AsSpan(b * maxNew, hostCounts[b]).ToArray();
+            outLp[b] = logProbs.AsSpan(b * maxNew, hostCounts[b]).ToArray();
+            ended[b] = hostStatus[b] == GenerationMath.Ended;
         }
-        be.Upload(rows, hostRows);
-
-        int remaining = B;
-        for (int step = 0; remaining > 0; step++)
-        {
-            // The token drawn now lands at position length[b]; that position is the RNG counter.
-            for (int b = 0; b < B; b++) hostPositions[b] = Math.Min(length[b], Config.MaxT - 1);
-            be.Upload(decode!.Positions, hostPositions);
-            be.Sample(decode.Logits, rows, decode.Positions, B, Config.VocabSize, options.Temperature, options.TopK, options.TopP,
-                options.Seed, sampled, sampledLogProbs);
-            be.Download(sampled, hostTokens);
-            be.Download(sampledLogProbs, hostLogProbs);
-
-            for (int b = 0; b < B; b++)
-            {
-                if (done[b]) continue;
-                // The sampler draws no token (-1) only when every logit of the row is NaN or infinite.
-                if (hostTokens[b] < 0)
-                    throw new Training.TrainingDivergedException($"row {b} has no finite logit at position {hostPositions[b]}: the model's weights have diverged or hold non-finite values");
-                outTokens[b].Add(hostTokens[b]);
-                outLogProbs[b].Add(hostLogProbs[b]);
-                length[b]++;
-                if (options.EndToken is int end && hostTokens[b] == end) ended[b] = true;
-                if (ended[b] || outTokens[b].Count >= options.MaxNewTokens || length[b] >= Config.MaxT)
-                {
-                    done[b] = true; remaining--;
-                }
-            }
-            if (remaining == 0) break;
-
-            // Feed each row's newest token at its position; finished rows repeat a harmless in-range step.
-            for (int b = 0; b < B; b++) hostPositions[b] = Math.Min(length[b] - 1, Config.MaxT - 1);
-            StepOnDevice(hostTokens, hostPositions);
-        }
-        return new GenerationResult(
-            Array.ConvertAll(outTokens, l => l.ToArray()),
-            Array.ConvertAll(outLogProbs, l => l.ToArray()),
-            ended);
+        return new GenerationResult(outT, outLp, ended);
     }
 
     void EnsureBuffers(int B, int T)
@@ -176,12 +210,16 @@ public sealed class Generator : IDisposable
             owned.Clear();
             decode = model.CreateActivations(B, 1, withGradients: false);
             cache = model.CreateKvCache(B);
-            var r = be.Allocate<int>(B); var s = be.Allocate<int>(B); var lp = be.Allocate<float>(B);
-            owned.Add(r); owned.Add(s); owned.Add(lp);
-            rows = r.All; sampled = s.All; sampledLogProbs = lp.All;
-            hostPositions = new int[B]; hostRows = new int[B]; hostTokens = new int[B]; hostLogProbs = new float[B];
+            rows = Own(be.Allocate<int>(B)); sampled = Own(be.Allocate<int>(B)); sampledLogProbs = Own(be.Allocate<float>(B));
+            status = Own(be.Allocate<int>(B)); counts = Own(be.Allocate<int>(B)); lengths = Own(be.Allocate<int>(B));
+            samplePositions = Own(be.Allocate<int>(B));
+            // Room for the most tokens any row can draw (the context less a one-token prompt).
+            outTokens = Own(be.Allocate<int>((long)B * Config.MaxT)); outLogProbs = Own(be.Allocate<float>((long)B * Config.MaxT));
+            hostRows = new int[B]; hostLengths = new int[B]; hostStatus = new int[B]; hostCounts = new int[B];
         }
     }
+
+    Buf<T> Own<T>(DeviceBuffer<T> buffer) where T : unmanaged { owned.Add(buffer); return buffer.All; }
 
     public void Dispose()
     {
