@@ -68,14 +68,15 @@ public sealed partial class IlgpuBackend
         bool quads = TensorQuads(a, b, shape);
         int slot = (precision == MatMulPrecision.Bf16 ? 2 : 0) + (quads ? 1 : 0);
         var kernel = tensorKernels[slot] ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(
-            TensorKernel(precision, quads, Accelerator.AcceleratorType == AcceleratorType.Cuda));
+            TensorKernelFor(precision, quads, Accelerator.AcceleratorType == AcceleratorType.Cuda));
         kernel(new KernelConfig(BigGrid(shape), new Index2D(GemmThreads, 1)), a, b, c, bias, shape);
     }
 
     /// <summary>Whether the tensor-core kernel for this product stages with 128-bit loads.</summary>
     internal bool TensorQuads(ArrayView<float> a, ArrayView<float> b, GemmShape shape) => WantQuads(a, b, shape);
 
-    static Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape> TensorKernel(MatMulPrecision precision, bool quads, bool cuda) =>
+    // Not named ...Kernel: the PTX tests compile every static method whose name ends so.
+    static Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape> TensorKernelFor(MatMulPrecision precision, bool quads, bool cuda) =>
         (precision, quads, cuda) switch
         {
             (MatMulPrecision.Tf32, false, true) => Tf32GemmKernel,
@@ -152,7 +153,8 @@ public sealed partial class IlgpuBackend
     /// as floats (depth-major like the float32 kernel) and fragments are plain bit moves. The next
     /// slice is prefetched into registers while the current one is multiplied. <paramref name="quads"/>
     /// picks the global load pattern as in the float32 kernel: thread t stages elements t + 256u
-    /// (scalar) or 4t + u and 1024 + 4t + u (two 128-bit loads per operand), u = 0..3.
+    /// (scalar) or 4t + u and 1024 + 4t + u (two 128-bit loads per operand), u = 0..3; the vec4
+    /// kernels also read fragments at constant offsets from a per-lane base (below).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void TensorGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int precision,
@@ -178,7 +180,23 @@ public sealed partial class IlgpuBackend
             bool more = slice + 1 < slices;
             if (more) staged = LoadTcSlice(a, b, s, m0, n0, (slice + 1) * TcDepth, t, precision, quads);
             int offset = buffer * TcDepth * pitch;
-            if (precision == (int)MatMulPrecision.Tf32)
+            if (quads)
+            {
+                // This lane's fragment base (slice, depth row and column of its first element) folded
+                // into the views once per slice, so every fragment read below is at a constant
+                // offset from it: ptxas can fold those into the ld.shared immediate, where the
+                // general form costs a 32-bit add, a widening multiply and a 64-bit add per read.
+                int laneA = offset + (precision == (int)MatMulPrecision.Tf32 ? tig : 2 * tig) * pitch + groupId;
+                var fragA = tileA.SubView(laneA + wm, TcShared - laneA - wm);
+                var fragB = tileB.SubView(laneA + wn, TcShared - laneA - wn);
+                if (precision == (int)MatMulPrecision.Tf32)
+                {
+                    acc = Tf32Step(fragA, fragB, 0, pitch, 0, 0, 0, 0, acc, emulate, emulation);
+                    acc = Tf32Step(fragA, fragB, 8 * pitch, pitch, 0, 0, 0, 0, acc, emulate, emulation);
+                }
+                else acc = Bf16Step(fragA, fragB, 0, pitch, 0, 0, 0, 0, acc, emulate, emulation);
+            }
+            else if (precision == (int)MatMulPrecision.Tf32)
             {
                 acc = Tf32Step(tileA, tileB, offset, pitch, wm, wn, groupId, tig, acc, emulate, emulation);
                 acc = Tf32Step(tileA, tileB, offset + 8 * pitch, pitch, wm, wn, groupId, tig, acc, emulate, emulation);
