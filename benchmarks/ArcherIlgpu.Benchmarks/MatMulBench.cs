@@ -203,7 +203,8 @@ static class FmaPeak
 /// The optional GEMM strategies of the ILGPU backend (<see cref="GemmVariants"/>: split-K, 128-bit
 /// loads) side by side at the gpt2 B16·T1024 products, each product timed alone: forward, dInput and
 /// dWeight of the qkv (768→2304), fc (768→3072), attention projection (768→768) and MLP projection
-/// (3072→768) layers; then dWeight with forced slice counts, to tune the automatic choice. The shape
+/// (3072→768) layers, in float32 and on the TF32/BF16 tensor cores (ARCHER_MATMUL), each with and
+/// without 128-bit loads; then dWeight with forced slice counts, to tune the automatic choice. The shape
 /// column adds how the product ran: 128×128 or 64×64 tiles, slices × depth, vector loads. Short
 /// timings (about 0.1 s each) so the GPU script can afford it:
 ///   ArcherIlgpu.Benchmarks --device cuda --op gemm-variants
@@ -214,14 +215,19 @@ public sealed class GemmVariantsBench : IOpBenchmark
 
     static readonly (int N, int K, int OC)[] Shapes = [(16384, 768, 2304), (16384, 768, 3072), (16384, 768, 768), (16384, 3072, 768)];
 
-    static readonly (string Tag, GemmVariants Variants)[] Configurations =
-        [("default", GemmVariants.None), ("splitk", GemmVariants.SplitK), ("vec4", GemmVariants.Vec4Loads), ("splitk+vec4", GemmVariants.SplitK | GemmVariants.Vec4Loads)];
+    static readonly (string Tag, GemmVariants Variants, MatMulPrecision Precision)[] Configurations =
+    [
+        ("default", GemmVariants.None, MatMulPrecision.Float32), ("splitk", GemmVariants.SplitK, MatMulPrecision.Float32),
+        ("vec4", GemmVariants.Vec4Loads, MatMulPrecision.Float32), ("splitk+vec4", GemmVariants.SplitK | GemmVariants.Vec4Loads, MatMulPrecision.Float32),
+        // The tensor-core kernels (ARCHER_MATMUL=tf32|bf16), with scalar and with 128-bit global loads.
+        ("tf32", GemmVariants.None, MatMulPrecision.Tf32), ("tf32+vec4", GemmVariants.Vec4Loads, MatMulPrecision.Tf32),
+        ("bf16", GemmVariants.None, MatMulPrecision.Bf16), ("bf16+vec4", GemmVariants.Vec4Loads, MatMulPrecision.Bf16),
+    ];
 
     public void Run(Backend backend)
     {
         if (backend is not IlgpuBackend gpu) { Console.WriteLine("gemm-variants: ILGPU backends only"); return; }
         var (savedVariants, savedSlices, savedPrecision) = (gpu.GemmVariants, gpu.SplitKSlices, gpu.MatMulPrecision);
-        gpu.MatMulPrecision = MatMulPrecision.Float32;
         try
         {
             foreach (var (N, K, OC) in Shapes) RunShape(gpu, N, K, OC);
@@ -243,14 +249,17 @@ public sealed class GemmVariantsBench : IOpBenchmark
         var dInputShape = new IlgpuBackend.GemmShape { M = N, N = K, K = OC, ARow = OC, ACol = 1, BRow = K, BCol = 1, Ldc = K };
         var forwardShape = new IlgpuBackend.GemmShape { M = N, N = OC, K = K, ARow = K, ACol = 1, BRow = 1, BCol = K, Ldc = OC };
         var dWeightShape = new IlgpuBackend.GemmShape { M = OC, N = K, K = N, ARow = 1, ACol = OC, BRow = K, BCol = 1, Ldc = K };
-        string Shape(ArrayViewPair views, IlgpuBackend.GemmShape s) => $"{N}x{K}x{OC} {Describe(gpu.ChooseGemm(views.A, views.B, s))}";
+        string Shape(ArrayViewPair views, IlgpuBackend.GemmShape s) => gpu.MatMulPrecision == MatMulPrecision.Float32
+            ? $"{N}x{K}x{OC} {Describe(gpu.ChooseGemm(views.A, views.B, s))}"
+            : $"{N}x{K}x{OC} 128 mma{(gpu.TensorQuads(views.A, views.B, s) ? " v4" : "")}";
         var forwardViews = new ArrayViewPair(input.View, weight.View);
         var dInputViews = new ArrayViewPair(dOutput.View, weight.View);
         var dWeightViews = new ArrayViewPair(dOutput.View, input.View);
 
-        foreach (var (tag, variants) in Configurations)
+        foreach (var (tag, variants, precision) in Configurations)
         {
             gpu.GemmVariants = variants;
+            gpu.MatMulPrecision = precision;
             gpu.SplitKSlices = 0;
             Bench.Report(gpu, $"gemm forward {tag}", Shape(forwardViews, forwardShape), flops, 0,
                 () => gpu.MatMulForward(input, weight, bias, N, K, OC, output), minSeconds: 0.1);
@@ -260,6 +269,7 @@ public sealed class GemmVariantsBench : IOpBenchmark
                 () => gpu.MatMulBackward(dOutput, input, weight, N, K, OC, default, dWeight, default), minSeconds: 0.1);
         }
         gpu.GemmVariants = GemmVariants.SplitK;
+        gpu.MatMulPrecision = MatMulPrecision.Float32;
         foreach (int slices in new[] { 2, 4, 8, 16 })
         {
             gpu.SplitKSlices = slices;

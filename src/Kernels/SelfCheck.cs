@@ -106,27 +106,39 @@ public static class SelfCheck
     /// </summary>
     public const double Tf32Tolerance = 4e-3, Bf16Tolerance = 3e-2;
 
-    /// <summary>On CUDA, every matmul product with TF32 and with BF16 tensor cores.</summary>
+    /// <summary>
+    /// On CUDA, every matmul product with TF32 and with BF16 tensor cores; then again with vec4
+    /// (128-bit global loads, ARCHER_GEMM=vec4) at sizes whose strides allow it, rows ragged.
+    /// </summary>
     static IEnumerable<Result> TensorCoreMatMuls(Backend device, Backend cpu, bool quick)
     {
         if (device is not IlgpuBackend gpu || gpu.Accelerator.AcceleratorType != ILGPU.Runtime.AcceleratorType.Cuda) return [];
         int[][] shapes = quick ? [[33, 17, 70], [129, 70, 130]] : [[7, 33, 5], [70, 65, 129], [127, 768, 257], [512, 768, 2304], [1000, 3072, 768]];
+        int[][] quadShapes = quick ? [[33, 20, 68], [129, 68, 132]] : [[7, 36, 12], [70, 68, 132], [127, 768, 260], [1000, 3072, 768]];
         var results = new List<Result>();
         foreach (var (precision, tolerance) in new[] { (MatMulPrecision.Tf32, Tf32Tolerance), (MatMulPrecision.Bf16, Bf16Tolerance) })
-            foreach (var s in shapes)
-                foreach (var r in WithMatMulPrecision(device, precision, () => MatMul(device, cpu, s[0], s[1], s[2])))
-                    results.Add(r with { Op = $"matmul {precision.ToString().ToLowerInvariant()}", Tolerance = tolerance });
+            foreach (var variants in new[] { GemmVariants.None, GemmVariants.Vec4Loads })
+                foreach (var s in variants == GemmVariants.None ? shapes : quadShapes)
+                    foreach (var r in WithMatMulPrecision(device, precision, () => MatMul(device, cpu, s[0], s[1], s[2]), variants))
+                        results.Add(r with
+                        {
+                            Op = $"matmul {precision.ToString().ToLowerInvariant()}{(variants == GemmVariants.None ? "" : "+vec4")}",
+                            Tolerance = tolerance,
+                        });
         return results;
     }
 
-    /// <summary>Runs the matmul cases with the device's precision switch set, then restores it.</summary>
-    static IEnumerable<Result> WithMatMulPrecision(Backend device, MatMulPrecision precision, Func<IEnumerable<Result>> run)
+    /// <summary>
+    /// Runs the matmul cases with the device's precision switch set, and its GEMM variants when given
+    /// (else as ARCHER_GEMM set them), then restores both.
+    /// </summary>
+    static IEnumerable<Result> WithMatMulPrecision(Backend device, MatMulPrecision precision, Func<IEnumerable<Result>> run, GemmVariants? variants = null)
     {
         if (device is not IlgpuBackend gpu) return run();
-        var saved = gpu.MatMulPrecision;
-        gpu.MatMulPrecision = precision;
+        var saved = (gpu.MatMulPrecision, gpu.GemmVariants);
+        (gpu.MatMulPrecision, gpu.GemmVariants) = (precision, variants ?? gpu.GemmVariants);
         try { return run().ToList(); }
-        finally { gpu.MatMulPrecision = saved; }
+        finally { (gpu.MatMulPrecision, gpu.GemmVariants) = saved; }
     }
 
     /// <summary>

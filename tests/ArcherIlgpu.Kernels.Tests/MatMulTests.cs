@@ -239,6 +239,33 @@ public class MatMulTests
     }
 
     /// <summary>
+    /// The same with ARCHER_GEMM=vec4: strides that are multiples of 4 take the 128-bit load kernels
+    /// (both quad orientations: along depth in forward, along rows/columns in dInput and dWeight);
+    /// K = 12 leaves a ragged 16-deep slice and N = 130 a ragged row tile, both loaded element-wise.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(MatMulPrecision.Tf32)]
+    [InlineData(MatMulPrecision.Bf16)]
+    public void EmulatedTensorVec4Kernel_MatchesReferenceOnRoundedOperands(MatMulPrecision precision)
+    {
+        const int N = 130, K = 12, OC = 20;
+        var backend = (IlgpuBackend)TestBackends.Get("ilgpu-cpu");
+        var p = Problem.Random(N, K, OC, seed: 5);
+        var q = new Problem(N, K, OC, Round(p.Input, precision), Round(p.Weight, precision), p.Bias, Round(p.DOutput, precision));
+        (backend.MatMulPrecision, backend.EmulateTensorCores, backend.GemmVariants) = (precision, true, GemmVariants.Vec4Loads);
+        try
+        {
+            using var probe = backend.Allocate<float>(4);
+            var view = probe.All.View;   // aligned like the problem's buffers: the vec4 kernel must be the one that runs
+            Assert.True(backend.TensorQuads(view, view, new IlgpuBackend.GemmShape { M = N, N = OC, K = K, ARow = K, ACol = 1, BRow = 1, BCol = K }));
+            Assert.True(backend.TensorQuads(view, view, new IlgpuBackend.GemmShape { M = OC, N = K, K = N, ARow = 1, ACol = OC, BRow = K, BCol = 1 }));
+            Check.Close(q.Forward(true), RunForward(backend, p, true), Atol(K), Rtol, $"{precision} vec4 out");
+            CheckBackward(backend, p, Atol, q);
+        }
+        finally { (backend.MatMulPrecision, backend.EmulateTensorCores, backend.GemmVariants) = (MatMulPrecision.Float32, false, GemmVariants.None); }
+    }
+
+    /// <summary>
     /// Off CUDA the switch must change nothing: with Tf32 requested, ilgpu-cpu still computes float32.
     /// TF32 rounding (relative 2^-11 per operand) would miss the float32 tolerance here by 10x or more.
     /// </summary>

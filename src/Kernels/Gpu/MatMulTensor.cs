@@ -55,31 +55,65 @@ public sealed partial class IlgpuBackend
     const int Tf32Pitch = BigTile + 8, Bf16Pitch = BigTile + 4;
     const int TcShared = 2 * TcDepth * Tf32Pitch;
 
-    Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>? tf32GemmKernel, bf16GemmKernel;
+    /// <summary>Loaded tensor-core kernels by (precision is BF16) · 2 + (vector loads).</summary>
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>?[] tensorKernels = new Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>?[4];
 
+    /// <summary>
+    /// With ARCHER_GEMM=vec4 (<see cref="GemmVariants.Vec4Loads"/>) and operands that allow it
+    /// (<see cref="CanLoadQuads"/>), the kernel stages each slice with 128-bit global loads.
+    /// </summary>
     void LaunchTensorGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape shape, MatMulPrecision precision)
     {
         if (WarpSize != 32) throw new NotSupportedException($"{Name}: mma.sync needs warps of 32 threads, the device has {WarpSize}");
-        bool cuda = Accelerator.AcceleratorType == AcceleratorType.Cuda;
-        var kernel = precision == MatMulPrecision.Tf32
-            ? tf32GemmKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(cuda ? Tf32GemmKernel : EmulatedTf32GemmKernel)
-            : bf16GemmKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(cuda ? Bf16GemmKernel : EmulatedBf16GemmKernel);
+        bool quads = TensorQuads(a, b, shape);
+        int slot = (precision == MatMulPrecision.Bf16 ? 2 : 0) + (quads ? 1 : 0);
+        var kernel = tensorKernels[slot] ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(
+            TensorKernelFor(precision, quads, Accelerator.AcceleratorType == AcceleratorType.Cuda));
         kernel(new KernelConfig(BigGrid(shape), new Index2D(GemmThreads, 1)), a, b, c, bias, shape);
     }
 
-    // One kernel per precision, so the precision is a constant the compiler folds into the body; the
-    // emulated ones (tests on ilgpu-cpu) carry a per-warp scratch in place of mma.sync.
+    /// <summary>Whether the tensor-core kernel for this product stages with 128-bit loads.</summary>
+    internal bool TensorQuads(ArrayView<float> a, ArrayView<float> b, GemmShape shape) => WantQuads(a, b, shape);
+
+    // Not named ...Kernel: the PTX tests compile every static method whose name ends so.
+    static Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape> TensorKernelFor(MatMulPrecision precision, bool quads, bool cuda) =>
+        (precision, quads, cuda) switch
+        {
+            (MatMulPrecision.Tf32, false, true) => Tf32GemmKernel,
+            (MatMulPrecision.Tf32, true, true) => Tf32GemmVec4Kernel,
+            (MatMulPrecision.Tf32, false, false) => EmulatedTf32GemmKernel,
+            (MatMulPrecision.Tf32, true, false) => EmulatedTf32GemmVec4Kernel,
+            (_, false, true) => Bf16GemmKernel,
+            (_, true, true) => Bf16GemmVec4Kernel,
+            (_, false, false) => EmulatedBf16GemmKernel,
+            (_, true, false) => EmulatedBf16GemmVec4Kernel,
+        };
+
+    // One kernel per precision and load pattern, so both are constants the compiler folds into the
+    // body; the emulated ones (tests on ilgpu-cpu) carry a per-warp scratch in place of mma.sync.
     static void Tf32GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32, false, default);
+        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32, false, false, default);
 
     static void Bf16GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16, false, default);
+        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16, false, false, default);
+
+    static void Tf32GemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
+        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32, true, false, default);
+
+    static void Bf16GemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
+        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16, true, false, default);
 
     static void EmulatedTf32GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32, true, SharedMemory.Allocate<uint>(EmulationScratch));
+        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32, false, true, SharedMemory.Allocate<uint>(EmulationScratch));
 
     static void EmulatedBf16GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16, true, SharedMemory.Allocate<uint>(EmulationScratch));
+        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16, false, true, SharedMemory.Allocate<uint>(EmulationScratch));
+
+    static void EmulatedTf32GemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
+        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32, true, true, SharedMemory.Allocate<uint>(EmulationScratch));
+
+    static void EmulatedBf16GemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
+        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16, true, true, SharedMemory.Allocate<uint>(EmulationScratch));
 
     /// <summary>Every lane's 6 fragment registers (a0..a3, b0, b1), for the 8 warps of a group.</summary>
     const int EmulationScratch = GemmThreads * 6;
@@ -117,11 +151,14 @@ public sealed partial class IlgpuBackend
     /// One group per 128×128 tile of C, 8 warps as 2 (rows) × 4 (columns), each warp 64×32. Operands are
     /// rounded to the precision as they are staged, so shared memory holds exact TF32/BF16 values
     /// as floats (depth-major like the float32 kernel) and fragments are plain bit moves. The next
-    /// slice is prefetched into registers while the current one is multiplied.
+    /// slice is prefetched into registers while the current one is multiplied. <paramref name="quads"/>
+    /// picks the global load pattern as in the float32 kernel: thread t stages elements t + 256u
+    /// (scalar) or 4t + u and 1024 + 4t + u (two 128-bit loads per operand), u = 0..3; the vec4
+    /// kernels also read fragments at constant offsets from a per-lane base (below).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void TensorGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int precision,
-        bool emulate, ArrayView<uint> emulation)
+        bool quads, bool emulate, ArrayView<uint> emulation)
     {
         int pitch = precision == (int)MatMulPrecision.Tf32 ? Tf32Pitch : Bf16Pitch;
         var tileA = SharedMemory.Allocate<float>(TcShared);
@@ -132,8 +169,8 @@ public sealed partial class IlgpuBackend
         int m0 = Grid.IdxY * BigTile, n0 = Grid.IdxX * BigTile;
         int slices = (s.K + TcDepth - 1) / TcDepth;
 
-        var staged = LoadTcSlice(a, b, s, m0, n0, 0, t, precision);
-        StoreTcSlice(tileA, tileB, s, staged, 0, pitch, t);
+        var staged = LoadTcSlice(a, b, s, m0, n0, 0, t, precision, quads);
+        StoreTcSlice(tileA, tileB, s, staged, 0, pitch, t, quads);
         Group.Barrier();
 
         MmaAcc acc = default;
@@ -141,15 +178,31 @@ public sealed partial class IlgpuBackend
         {
             int buffer = slice & 1;
             bool more = slice + 1 < slices;
-            if (more) staged = LoadTcSlice(a, b, s, m0, n0, (slice + 1) * TcDepth, t, precision);
+            if (more) staged = LoadTcSlice(a, b, s, m0, n0, (slice + 1) * TcDepth, t, precision, quads);
             int offset = buffer * TcDepth * pitch;
-            if (precision == (int)MatMulPrecision.Tf32)
+            if (quads)
+            {
+                // This lane's fragment base (slice, depth row and column of its first element) folded
+                // into the views once per slice, so every fragment read below is at a constant
+                // offset from it: ptxas can fold those into the ld.shared immediate, where the
+                // general form costs a 32-bit add, a widening multiply and a 64-bit add per read.
+                int laneA = offset + (precision == (int)MatMulPrecision.Tf32 ? tig : 2 * tig) * pitch + groupId;
+                var fragA = tileA.SubView(laneA + wm, TcShared - laneA - wm);
+                var fragB = tileB.SubView(laneA + wn, TcShared - laneA - wn);
+                if (precision == (int)MatMulPrecision.Tf32)
+                {
+                    acc = Tf32Step(fragA, fragB, 0, pitch, 0, 0, 0, 0, acc, emulate, emulation);
+                    acc = Tf32Step(fragA, fragB, 8 * pitch, pitch, 0, 0, 0, 0, acc, emulate, emulation);
+                }
+                else acc = Bf16Step(fragA, fragB, 0, pitch, 0, 0, 0, 0, acc, emulate, emulation);
+            }
+            else if (precision == (int)MatMulPrecision.Tf32)
             {
                 acc = Tf32Step(tileA, tileB, offset, pitch, wm, wn, groupId, tig, acc, emulate, emulation);
                 acc = Tf32Step(tileA, tileB, offset + 8 * pitch, pitch, wm, wn, groupId, tig, acc, emulate, emulation);
             }
             else acc = Bf16Step(tileA, tileB, offset, pitch, wm, wn, groupId, tig, acc, emulate, emulation);
-            if (more) StoreTcSlice(tileA, tileB, s, staged, buffer ^ 1, pitch, t);
+            if (more) StoreTcSlice(tileA, tileB, s, staged, buffer ^ 1, pitch, t, quads);
             Group.Barrier();
         }
 
@@ -333,7 +386,10 @@ public sealed partial class IlgpuBackend
 
     static float Quantize(float v, int precision) => precision == (int)MatMulPrecision.Tf32 ? RoundToTf32(v) : RoundToBf16(v);
 
-    static Staged8 LoadTcSlice(ArrayView<float> a, ArrayView<float> b, GemmShape s, int m0, int n0, int k0, int t, int p) => new()
+    static Staged8 LoadTcSlice(ArrayView<float> a, ArrayView<float> b, GemmShape s, int m0, int n0, int k0, int t, int p, bool quads) =>
+        quads ? LoadTcQuads(a, b, s, m0, n0, k0, t, p) : LoadTcScalars(a, b, s, m0, n0, k0, t, p);
+
+    static Staged8 LoadTcScalars(ArrayView<float> a, ArrayView<float> b, GemmShape s, int m0, int n0, int k0, int t, int p) => new()
     {
         A0 = Quantize(LoadTileA(a, s, m0, k0, t, BigTile, TcDepth), p),
         A1 = Quantize(LoadTileA(a, s, m0, k0, t + GemmThreads, BigTile, TcDepth), p),
@@ -353,9 +409,36 @@ public sealed partial class IlgpuBackend
         B7 = Quantize(LoadTileB(b, s, n0, k0, t + 7 * GemmThreads, BigTile, TcDepth), p),
     };
 
-    static void StoreTcSlice(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, Staged8 v, int buffer, int pitch, int t)
+    /// <summary>
+    /// Elements 4t..4t+3 (A0..A3, B0..B3) and 1024+4t.. (A4..A7, B4..B7) of the slice: four 128-bit loads.
+    /// </summary>
+    static Staged8 LoadTcQuads(ArrayView<float> a, ArrayView<float> b, GemmShape s, int m0, int n0, int k0, int t, int p)
+    {
+        var a0 = LoadQuadA(a, s, m0, k0, 4 * t, TcDepth); var a1 = LoadQuadA(a, s, m0, k0, TcHalf + 4 * t, TcDepth);
+        var b0 = LoadQuadB(b, s, n0, k0, 4 * t, TcDepth); var b1 = LoadQuadB(b, s, n0, k0, TcHalf + 4 * t, TcDepth);
+        return new Staged8
+        {
+            A0 = Quantize(a0.X, p), A1 = Quantize(a0.Y, p), A2 = Quantize(a0.Z, p), A3 = Quantize(a0.W, p),
+            A4 = Quantize(a1.X, p), A5 = Quantize(a1.Y, p), A6 = Quantize(a1.Z, p), A7 = Quantize(a1.W, p),
+            B0 = Quantize(b0.X, p), B1 = Quantize(b0.Y, p), B2 = Quantize(b0.Z, p), B3 = Quantize(b0.W, p),
+            B4 = Quantize(b1.X, p), B5 = Quantize(b1.Y, p), B6 = Quantize(b1.Z, p), B7 = Quantize(b1.W, p),
+        };
+    }
+
+    /// <summary>Half of a 128×16 slice: where the second quad of each thread starts.</summary>
+    const int TcHalf = BigTile * TcDepth / 2;
+
+    static void StoreTcSlice(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, Staged8 v, int buffer, int pitch, int t, bool quads)
     {
         int o = buffer * TcDepth * pitch;
+        if (quads)
+        {
+            StoreQuads(tileA, tileB, s, new Vec4 { X = v.A0, Y = v.A1, Z = v.A2, W = v.A3 }, new Vec4 { X = v.B0, Y = v.B1, Z = v.B2, W = v.B3 },
+                o, 4 * t, TcDepth, pitch);
+            StoreQuads(tileA, tileB, s, new Vec4 { X = v.A4, Y = v.A5, Z = v.A6, W = v.A7 }, new Vec4 { X = v.B4, Y = v.B5, Z = v.B6, W = v.B7 },
+                o, TcHalf + 4 * t, TcDepth, pitch);
+            return;
+        }
         tileA[o + TileOffsetA(s, t, BigTile, TcDepth, pitch)] = v.A0;
         tileA[o + TileOffsetA(s, t + GemmThreads, BigTile, TcDepth, pitch)] = v.A1;
         tileA[o + TileOffsetA(s, t + 2 * GemmThreads, BigTile, TcDepth, pitch)] = v.A2;

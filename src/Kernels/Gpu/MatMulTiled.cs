@@ -175,34 +175,36 @@ public sealed partial class IlgpuBackend
     /// </summary>
     static Staged4 LoadBigQuads(ArrayView<float> a, ArrayView<float> b, GemmShape s, int m0, int n0, int k0, int e)
     {
-        var qa = LoadQuadA(a, s, m0, k0, e);
-        var qb = LoadQuadB(b, s, n0, k0, e);
+        var qa = LoadQuadA(a, s, m0, k0, e, BigDepth);
+        var qb = LoadQuadB(b, s, n0, k0, e, BigDepth);
         return new Staged4 { A0 = qa.X, A1 = qa.Y, A2 = qa.Z, A3 = qa.W, B0 = qb.X, B1 = qb.Y, B2 = qb.Z, B3 = qb.W };
     }
 
-    static Vec4 LoadQuadA(ArrayView<float> a, GemmShape s, int m0, int k0, int e)
+    /// <summary>Elements e..e+3 of a 128-wide, <paramref name="depth"/>-deep slice.</summary>
+    static Vec4 LoadQuadA(ArrayView<float> a, GemmShape s, int m0, int k0, int e, int depth)
     {
-        int i = m0 + TileRowA(s, e, BigTile, BigDepth), p = k0 + TileDepthA(s, e, BigTile, BigDepth);
+        int i = m0 + TileRowA(s, e, BigTile, depth), p = k0 + TileDepthA(s, e, BigTile, depth);
         // The quad runs along depth when A is K-contiguous, along rows otherwise (then ARow is 1).
         bool inside = s.ACol == 1 ? i < s.M && p + 3 < s.K : i + 3 < s.M && p < s.K;
         if (inside) return a.Cast<Vec4>()[((long)i * s.ARow + (long)p * s.ACol) >> 2];
         return new Vec4
         {
-            X = LoadTileA(a, s, m0, k0, e, BigTile, BigDepth), Y = LoadTileA(a, s, m0, k0, e + 1, BigTile, BigDepth),
-            Z = LoadTileA(a, s, m0, k0, e + 2, BigTile, BigDepth), W = LoadTileA(a, s, m0, k0, e + 3, BigTile, BigDepth),
+            X = LoadTileA(a, s, m0, k0, e, BigTile, depth), Y = LoadTileA(a, s, m0, k0, e + 1, BigTile, depth),
+            Z = LoadTileA(a, s, m0, k0, e + 2, BigTile, depth), W = LoadTileA(a, s, m0, k0, e + 3, BigTile, depth),
         };
     }
 
-    static Vec4 LoadQuadB(ArrayView<float> b, GemmShape s, int n0, int k0, int e)
+    /// <summary>Elements e..e+3 of a 128-wide, <paramref name="depth"/>-deep slice.</summary>
+    static Vec4 LoadQuadB(ArrayView<float> b, GemmShape s, int n0, int k0, int e, int depth)
     {
-        int j = n0 + TileColB(s, e, BigTile, BigDepth), p = k0 + TileDepthB(s, e, BigTile, BigDepth);
+        int j = n0 + TileColB(s, e, BigTile, depth), p = k0 + TileDepthB(s, e, BigTile, depth);
         // Along columns when B is N-contiguous, along depth otherwise (then BRow is 1).
         bool inside = s.BCol == 1 ? j + 3 < s.N && p < s.K : j < s.N && p + 3 < s.K;
         if (inside) return b.Cast<Vec4>()[((long)p * s.BRow + (long)j * s.BCol) >> 2];
         return new Vec4
         {
-            X = LoadTileB(b, s, n0, k0, e, BigTile, BigDepth), Y = LoadTileB(b, s, n0, k0, e + 1, BigTile, BigDepth),
-            Z = LoadTileB(b, s, n0, k0, e + 2, BigTile, BigDepth), W = LoadTileB(b, s, n0, k0, e + 3, BigTile, BigDepth),
+            X = LoadTileB(b, s, n0, k0, e, BigTile, depth), Y = LoadTileB(b, s, n0, k0, e + 1, BigTile, depth),
+            Z = LoadTileB(b, s, n0, k0, e + 2, BigTile, depth), W = LoadTileB(b, s, n0, k0, e + 3, BigTile, depth),
         };
     }
 
@@ -212,20 +214,24 @@ public sealed partial class IlgpuBackend
     /// stores would hit each bank 4 times. A quad along depth goes to 4 rows: scalar stores, whose
     /// banks (16·(t%2) + 4u + t/2 with pitch 132) are 32 distinct per warp.
     /// </summary>
-    static void StoreBigQuads(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, Staged4 v, int buffer, int e)
+    static void StoreBigQuads(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, Staged4 v, int buffer, int e) =>
+        StoreQuads(tileA, tileB, s, new Vec4 { X = v.A0, Y = v.A1, Z = v.A2, W = v.A3 }, new Vec4 { X = v.B0, Y = v.B1, Z = v.B2, W = v.B3 },
+            buffer * BigDepth * BigPitch, e, BigDepth, BigPitch);
+
+    /// <summary>Quads qa, qb (elements e..e+3 of a 128-wide, depth-deep slice) into the buffer at offset.</summary>
+    static void StoreQuads(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, Vec4 qa, Vec4 qb, int offset, int e, int depth, int pitch)
     {
-        int offset = buffer * BigDepth * BigPitch;
-        int at = offset + TileOffsetA(s, e, BigTile, BigDepth, BigPitch);
+        int at = offset + TileOffsetA(s, e, BigTile, depth, pitch);
         if (s.ACol == 1)
         {
-            tileA[at] = v.A0; tileA[at + BigPitch] = v.A1; tileA[at + 2 * BigPitch] = v.A2; tileA[at + 3 * BigPitch] = v.A3;
+            tileA[at] = qa.X; tileA[at + pitch] = qa.Y; tileA[at + 2 * pitch] = qa.Z; tileA[at + 3 * pitch] = qa.W;
         }
-        else tileA.Cast<Vec4>()[at >> 2] = new Vec4 { X = v.A0, Y = v.A1, Z = v.A2, W = v.A3 };
-        int bt = offset + TileOffsetB(s, e, BigTile, BigDepth, BigPitch);
-        if (s.BCol == 1) tileB.Cast<Vec4>()[bt >> 2] = new Vec4 { X = v.B0, Y = v.B1, Z = v.B2, W = v.B3 };
+        else tileA.Cast<Vec4>()[at >> 2] = qa;
+        int bt = offset + TileOffsetB(s, e, BigTile, depth, pitch);
+        if (s.BCol == 1) tileB.Cast<Vec4>()[bt >> 2] = qb;
         else
         {
-            tileB[bt] = v.B0; tileB[bt + BigPitch] = v.B1; tileB[bt + 2 * BigPitch] = v.B2; tileB[bt + 3 * BigPitch] = v.B3;
+            tileB[bt] = qb.X; tileB[bt + pitch] = qb.Y; tileB[bt + 2 * pitch] = qb.Z; tileB[bt + 3 * pitch] = qb.W;
         }
     }
 

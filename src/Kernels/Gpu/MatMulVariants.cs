@@ -7,7 +7,8 @@ namespace ArcherIlgpu.Kernels;
 /// <summary>
 /// Optional float32 GEMM strategies of the ILGPU backend, off by default until measured on a GPU
 /// (<c>ARCHER_GEMM=splitk,vec4</c> or <see cref="IlgpuBackend.GemmVariants"/>). Both keep results
-/// deterministic; neither applies to the tensor-core precisions.
+/// deterministic. Split-K applies to float32 only; vec4 also to the tensor-core kernels
+/// (<c>ARCHER_MATMUL=tf32|bf16</c> with <c>ARCHER_GEMM=vec4</c>).
 /// </summary>
 [Flags]
 public enum GemmVariants
@@ -18,7 +19,10 @@ public enum GemmVariants
     /// output, B·T deep) are cut into K slices computed side by side, then summed in a fixed order.
     /// </summary>
     SplitK = 1,
-    /// <summary>The 128×128 kernel reads global memory as 128-bit vectors where strides and offsets allow.</summary>
+    /// <summary>
+    /// The 128×128 kernels (float32 and tensor-core) read global memory as 128-bit vectors where
+    /// strides and offsets allow.
+    /// </summary>
     Vec4Loads = 2,
 }
 
