@@ -26,7 +26,7 @@ if [ -f .gpu/ptx.tar.xz ]; then
       echo "== $k"; ptxas -arch=sm_90 -v "$f" -o ".gpu/ptx/$k.cubin" 2>&1 | grep -E "registers|spill|smem|error"
     done
   } > "$OUT/ptxas.txt" 2>&1
-  for k in TiledGemmKernel TiledGemmVec4Kernel Tf32GemmKernel Bf16GemmKernel AttnForwardKernel AttnDqKernel AttnDkvKernel AttnDecodeKernel FlashForwardKernel FlashDqKernel FlashDkvKernel; do
+  for k in TiledGemmKernel TiledGemmVec4Kernel Tf32GemmKernel Bf16GemmKernel Tf32GemmVec4Kernel Bf16GemmVec4Kernel AttnForwardKernel AttnDqKernel AttnDkvKernel AttnDecodeKernel FlashForwardKernel FlashDqKernel FlashDkvKernel; do
     [ -f ".gpu/ptx/$k.cubin" ] && { echo "== $k"; cuobjdump --dump-sass ".gpu/ptx/$k.cubin"; }
   done > "$OUT/sass.txt" 2>&1
   xz -6 "$OUT/sass.txt"
@@ -42,8 +42,8 @@ stamp "selfcheck"
   timeout 60 $A bench train --preset bench-s --device cuda --steps 5
   timeout 90 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5
   timeout 90 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 2 --warmup 1 --profile
-  for v in "ARCHER_GEMM=splitk,vec4" "ARCHER_MATMUL=tf32" "ARCHER_ATTENTION=flash"; do
-    echo "== $v"; env "$v" timeout 90 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 3 --warmup 1
+  for v in "ARCHER_GEMM=splitk,vec4" "ARCHER_MATMUL=tf32" "ARCHER_MATMUL=tf32 ARCHER_GEMM=vec4" "ARCHER_ATTENTION=flash"; do
+    echo "== $v"; env $v timeout 90 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 3 --warmup 1
   done
   timeout 60 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda
 } > "$OUT/ours.txt" 2>&1

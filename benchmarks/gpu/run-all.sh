@@ -22,8 +22,10 @@ stamp selfcheck
   done
   timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 2 --warmup 1 --profile
   # The flash attention kernels (off by default until measured): the same gpt2 step with them on.
-  echo "== ARCHER_ATTENTION=flash"
-  ARCHER_ATTENTION=flash timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5
+  # The switches that are off by default until measured: flash attention, the tensor-core GEMM with 128-bit loads.
+  for v in "ARCHER_ATTENTION=flash" "ARCHER_GEMM=vec4 ARCHER_ATTENTION=flash"; do
+    echo "== $v"; env $v timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5 --precision tf32
+  done
   timeout 150 $A bench train --preset gpt2-medium --batch 8 --seq 1024 --device cuda --steps 3
   for precision in fp32 bf16; do
     timeout 150 $A bench train --preset qwen2.5-0.5b --batch 4 --seq 1024 --device cuda --steps 3 --precision $precision
@@ -35,7 +37,7 @@ stamp ours
 if [ -f .gpu/bench.tar.xz ]; then
   tar -xJf .gpu/bench.tar.xz -C .gpu/app
   {
-    timeout 120 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op gemm-variants
+    timeout 120 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op gemm-variants   # about 30 s
     # Warp vs flash attention kernels, forward and backward at the gpt2, Qwen2.5-0.5B and a D128 shape (about 20 s).
     timeout 90 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op attention-variants
   } > "$OUT/variants.txt" 2>&1
