@@ -23,8 +23,12 @@ stamp selfcheck
   timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 2 --warmup 1 --profile
   # The flash attention kernels (off by default until measured): the same gpt2 step with them on.
   # The switches that are off by default until measured: flash attention, the tensor-core GEMM with 128-bit loads.
-  for v in "ARCHER_ATTENTION=flash" "ARCHER_GEMM=vec4 ARCHER_ATTENTION=flash"; do
-    echo "== $v"; env $v timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5 --precision tf32
+  # Compare each with the default run of the same precision above.
+  echo "== ARCHER_ATTENTION=flash, fp32"
+  ARCHER_ATTENTION=flash timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5
+  for precision in tf32 bf16; do
+    echo "== ARCHER_GEMM=vec4 ARCHER_ATTENTION=flash, $precision"
+    ARCHER_GEMM=vec4 ARCHER_ATTENTION=flash timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5 --precision $precision
   done
   timeout 150 $A bench train --preset gpt2-medium --batch 8 --seq 1024 --device cuda --steps 3
   for precision in fp32 bf16; do
