@@ -68,6 +68,51 @@ public sealed class DataParallelSftTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(dir, "x")));
     }
 
+    [SkippableFact]
+    public void A_rank_killed_mid_run_ends_the_job_within_seconds_naming_it()
+    {
+        string data = WriteAdditionData();
+        string marker = Guid.NewGuid().ToString("N");
+        using var mpirun = StartMpiRun(2, $"-x ARCHER_TEST_MARKER={marker}", $"train-sft --data {data} --out {Path.Combine(dir, "k")} --steps 100000 --batch-size 8 --device cpu");
+        var output = new StringBuilder();
+        var training = new ManualResetEventSlim();
+        mpirun.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); if (e.Data?.StartsWith("step 0", StringComparison.Ordinal) == true) training.Set(); };
+        mpirun.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        mpirun.BeginOutputReadLine();
+        mpirun.BeginErrorReadLine();
+        try
+        {
+            Assert.True(training.Wait(TimeSpan.FromSeconds(90)), $"training did not start:\n{output}");
+            int rank1 = RankPid(marker, 1);
+            var clock = Stopwatch.StartNew();
+            Process.GetProcessById(rank1).Kill();
+            Assert.True(mpirun.WaitForExit(TimeSpan.FromSeconds(20)), "rank 0 still runs 20 s after rank 1 was killed");
+            mpirun.WaitForExit();   // drains the output
+            // Generous for a loaded 2-core machine: OpenMPI notices a dead rank within a second or two.
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(15), $"the job took {clock.Elapsed.TotalSeconds:F0} s to end");
+            Assert.NotEqual(0, mpirun.ExitCode);
+            Assert.Contains("process rank 1", output.ToString());   // mpirun: "process rank 1 with PID … exited on signal 9"
+        }
+        finally
+        {
+            if (!mpirun.HasExited) mpirun.Kill(entireProcessTree: true);
+        }
+    }
+
+    /// <summary>The process id of rank <paramref name="rank"/> of the job whose ranks carry <paramref name="marker"/> in their environment.</summary>
+    static int RankPid(string marker, int rank)
+    {
+        foreach (var proc in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(proc), out int pid)) continue;
+            string environ;
+            try { environ = File.ReadAllText(Path.Combine(proc, "environ")); } catch (IOException) { continue; } catch (UnauthorizedAccessException) { continue; }
+            var vars = environ.Split('\0');
+            if (vars.Contains($"ARCHER_TEST_MARKER={marker}") && vars.Contains($"OMPI_COMM_WORLD_RANK={rank}")) return pid;
+        }
+        throw new InvalidOperationException($"no process of rank {rank} found");
+    }
+
     /// <summary>40 one-digit additions, seeded: a fixed data set that needs no other test's files.</summary>
     string WriteAdditionData()
     {
@@ -94,17 +139,7 @@ public sealed class DataParallelSftTests : IDisposable
     /// <summary>Runs archer.dll as <paramref name="ranks"/> ranks under mpirun (as root too); skips where mpirun is missing.</summary>
     static (int ExitCode, string Output) MpiRun(int ranks, string arguments)
     {
-        string? mpirun = FindOnPath("mpirun");
-        Skip.If(mpirun is null, "mpirun is not installed (Debian: apt-get install openmpi-bin; .ci/run does this when run as root)");
-        string archer = Path.Combine(AppContext.BaseDirectory, "archer.dll");
-        var start = new ProcessStartInfo(mpirun!, $"--oversubscribe -np {ranks} dotnet {archer} {arguments}")
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
-        // OpenMPI refuses to start as root without both of these (CI containers run as root).
-        start.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
-        start.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
-        using var process = Process.Start(start)!;
+        using var process = StartMpiRun(ranks, "", arguments);
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         if (!process.WaitForExit(TimeSpan.FromSeconds(120)))
@@ -113,6 +148,22 @@ public sealed class DataParallelSftTests : IDisposable
             Assert.Fail($"mpirun {arguments} did not finish within 120 s");
         }
         return (process.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    /// <summary>Starts archer.dll as <paramref name="ranks"/> ranks, output redirected; skips where mpirun is missing.</summary>
+    static Process StartMpiRun(int ranks, string mpirunOptions, string arguments)
+    {
+        string? mpirun = FindOnPath("mpirun");
+        Skip.If(mpirun is null, "mpirun is not installed (Debian: apt-get install openmpi-bin; .ci/run does this when run as root)");
+        string archer = Path.Combine(AppContext.BaseDirectory, "archer.dll");
+        var start = new ProcessStartInfo(mpirun!, $"--oversubscribe -np {ranks} {mpirunOptions} dotnet {archer} {arguments}")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        // OpenMPI refuses to start as root without both of these (CI containers run as root).
+        start.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
+        start.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
+        return Process.Start(start)!;
     }
 
     static string? FindOnPath(string name) =>
