@@ -55,7 +55,7 @@ public sealed class DataParallelSftTests : IDisposable
         double worst = 0;
         for (int i = 0; i < expected.Length; i++) worst = Math.Max(worst, Math.Abs(expected[i] - actual[i]));
         Assert.True(worst <= 2e-5, $"largest weight difference {worst:G3} > 2e-5");
-        Assert.False(Directory.EnumerateDirectories(Path.GetTempPath(), "archer-rank1-*").Any(), "rank 1 left its scratch run folder behind");
+        Assert.False(Directory.EnumerateDirectories(dir, "archer-rank1-*").Any(), "rank 1 left its scratch run folder behind");
     }
 
     [SkippableFact]
@@ -137,7 +137,7 @@ public sealed class DataParallelSftTests : IDisposable
     }
 
     /// <summary>Runs archer.dll as <paramref name="ranks"/> ranks under mpirun (as root too); skips where mpirun is missing.</summary>
-    static (int ExitCode, string Output) MpiRun(int ranks, string arguments)
+    (int ExitCode, string Output) MpiRun(int ranks, string arguments)
     {
         using var process = StartMpiRun(ranks, "", arguments);
         var stdout = process.StandardOutput.ReadToEndAsync();
@@ -151,7 +151,7 @@ public sealed class DataParallelSftTests : IDisposable
     }
 
     /// <summary>Starts archer.dll as <paramref name="ranks"/> ranks, output redirected; skips where mpirun is missing.</summary>
-    static Process StartMpiRun(int ranks, string mpirunOptions, string arguments)
+    Process StartMpiRun(int ranks, string mpirunOptions, string arguments)
     {
         string? mpirun = FindOnPath("mpirun");
         Skip.If(mpirun is null, "mpirun is not installed (Debian: apt-get install openmpi-bin; .ci/run does this when run as root)");
@@ -163,6 +163,8 @@ public sealed class DataParallelSftTests : IDisposable
         // OpenMPI refuses to start as root without both of these (CI containers run as root).
         start.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
         start.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
+        // The ranks' temp folder (rank 1's scratch run folder, OpenMPI's session folder) inside this test's folder.
+        start.Environment["TMPDIR"] = dir;
         return Process.Start(start)!;
     }
 
