@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using ArcherIlgpu.Distributed;
 using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.Generation;
@@ -47,15 +48,15 @@ public static class TrainSftCommand
             data, heldOut, fraction, output, preset, initOption, steps, batch, lr, warmup, seed, evalEvery, resume, overwrite, device, precision, allowExtra,
         };
         command.WithExamples("train-sft --data runs/add.jsonl --held-out runs/add.heldout.jsonl --out runs/add-model", "train-sft --data runs/add.jsonl --held-out runs/add.heldout.jsonl --out runs/add-model --resume");
-        command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) => StopRequest.Handle(stdout, () => StopRequest.ResumeCommand(parse), () =>
+        command.SetAction(parse => MpiJob.Run(parse.InvocationConfiguration.Error, world => CliErrors.Guard(parse, (stdout, _) => StopRequest.Handle(stdout, () => StopRequest.ResumeCommand(parse), () =>
         {
             var s = new Settings(parse.GetValue(data)!, parse.GetValue(heldOut), parse.GetValue(fraction), parse.GetValue(output)!,
                 parse.GetValue(preset)!, parse.GetValue(initOption), parse.GetValue(steps), parse.GetValue(batch), parse.GetValue(lr),
                 parse.GetValue(warmup), parse.GetValue(seed), parse.GetValue(evalEvery), parse.GetValue(device)!, parse.GetValue(resume),
-                Overwrite: parse.GetValue(overwrite), AllowExtraTensors: parse.GetValue(allowExtra), Precision: parse.GetValue(precision));
+                Overwrite: parse.GetValue(overwrite), AllowExtraTensors: parse.GetValue(allowExtra), Precision: parse.GetValue(precision), World: world);
             Run(s, stdout);
             return 0;
-        })));
+        }))));
         return command;
     }
 
@@ -63,7 +64,7 @@ public static class TrainSftCommand
     /// <param name="Stop">test hook for Ctrl-C: once cancelled, the run saves after the current step and stops.</param>
     public sealed record Settings(string Data, string? HeldOut, double? HeldOutFraction, string Out, string Preset, string? Init,
         int Steps, int BatchSize, float? Lr, int? Warmup, int Seed, int? EvalEvery, string Device, bool Resume = false, int? InterruptAfterStep = null,
-        bool Overwrite = false, CancellationToken Stop = default, bool AllowExtraTensors = false, string? Precision = null);
+        bool Overwrite = false, CancellationToken Stop = default, bool AllowExtraTensors = false, string? Precision = null, World? World = null);
 
     /// <summary>What the run ended with.</summary>
     public sealed record Summary(double FirstLoss, double HeldOutLossBefore, double HeldOutLoss, int Correct, int HeldOutCount);
@@ -73,6 +74,19 @@ public static class TrainSftCommand
     static readonly string[] MayChange = ["--steps", "--eval-every", "--device", "--precision"];
 
     public static Summary Run(Settings s, TextWriter log)
+    {
+        var world = s.World ?? World.Single;
+        if (world.IsDistributed && s.Resume) throw new CliInputException("--resume under mpirun is not supported yet: resume with one process");
+        if (s.BatchSize < world.Size) throw new CliInputException($"--batch-size {s.BatchSize} is smaller than the {world.Size} ranks: each rank needs at least one example per step");
+        if (world.IsWriter) return Train(s, log, world);
+        // Rank 0 alone writes --out and the log; this rank trains the same replica into a scratch folder.
+        string scratch = MpiJob.ScratchFolder(world);
+        try { return Train(s with { Out = scratch, Overwrite = true }, TextWriter.Null, world); }
+        finally { if (Directory.Exists(scratch)) Directory.Delete(scratch, recursive: true); }
+    }
+
+    /// <summary>One replica's run: the whole run on one process, or rank <c>world.Rank</c>'s share of every step.</summary>
+    static Summary Train(Settings s, TextWriter log, World world)
     {
         // Everything the command line says is checked before the run folder is touched.
         if (s.Steps < 1) throw new CliInputException($"--steps must be at least 1, got {s.Steps}");
@@ -130,6 +144,7 @@ public static class TrainSftCommand
 
         var options = new SftOptions(Steps: s.Steps, BatchSize: s.BatchSize, Lr: peakLr, WarmupSteps: warmupSteps, EvalEvery: evalEvery, Seed: s.Seed);
         using var trainer = new SftTrainer(model, train, held, tokenizer.EndOfText, options);
+        if (world.IsDistributed) { trainer.Shard = (world.Rank, world.Size); trainer.Trainer.Reduction = world; }
         if (saved is not null)
         {
             TrainingCheckpoint.LoadOptimizer(trainer.Trainer.Optimizer, model, checkpoint!);
@@ -151,6 +166,7 @@ public static class TrainSftCommand
         log.WriteLine($"steps {s.Steps}, batch {s.BatchSize}, lr {peakLr.ToString(CultureInfo.InvariantCulture)}, warm-up {options.WarmupSteps}, " +
                       $"checkpoints in {Path.Combine(s.Out, "checkpoints")} every {evalEvery} steps");
         if (saved is not null) log.WriteLine($"resuming {s.Out} after step {saved.SftStep}");
+        if (world.IsDistributed) log.WriteLine($"data-parallel over {world.Size} ranks: {s.BatchSize} examples per step split between them, gradients summed in rank order");
 
         double heldBefore = saved?.HeldOutLossStart ?? trainer.HeldOutLoss();
         if (saved is null && held.Count > 0) log.WriteLine($"step 0  held-out loss {heldBefore:F4}");

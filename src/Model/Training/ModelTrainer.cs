@@ -63,6 +63,9 @@ public sealed class ModelTrainer : IDisposable
     public const int MaxConsecutiveSkippedSteps = 10;
     int consecutiveSkipped;
 
+    /// <summary>Data-parallel runs: the mask total, the gradients and the loss are summed over the ranks before the step.</summary>
+    public IStepReduction? Reduction { get; set; }
+
     public ModelTrainer(CausalLm model, LrSchedule schedule, AdamWOptions? adamW = null)
     {
         Model = model;
@@ -75,11 +78,17 @@ public sealed class ModelTrainer : IDisposable
         if (microBatches.Count == 0) throw new ArgumentException("a step needs at least one micro-batch");
         double total = 0;
         foreach (var mb in microBatches) total += mb.WeightSum;
+        if (Reduction is not null) total = Reduction.Sum(total);
         if (!(total > 0)) throw new ArgumentException("no position in this step has a non-zero loss weight");
 
         Model.ZeroGradients();
         double loss = 0;
         foreach (var mb in microBatches) loss += Model.ForwardBackward(mb, total);
+        if (Reduction is not null)
+        {
+            Reduction.SumGradients(Model);
+            loss = Reduction.Sum(loss);
+        }
         float lr = Schedule.At(StepsTaken);
         var r = SkipOrApply(loss, lr);
         StepsTaken++;

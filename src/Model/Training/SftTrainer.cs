@@ -38,6 +38,9 @@ public sealed class SftTrainer : IDisposable
     int[] order;
     int cursor;
 
+    /// <summary>Data-parallel runs: this rank trains on its contiguous share of each step's examples (the others on theirs).</summary>
+    public (int Rank, int Size) Shard { get; set; } = (0, 1);
+
     /// <param name="batchOfStep">the examples of each 0-based step, when the caller owns the order (the demo's
     /// seeded permutation per epoch); null: the examples of <paramref name="train"/> reshuffled each epoch.</param>
     public SftTrainer(CausalLm model, IReadOnlyList<SftExample> train, IReadOnlyList<SftExample> heldOut, int padToken, SftOptions options,
@@ -77,7 +80,7 @@ public sealed class SftTrainer : IDisposable
         var history = new List<SftMetrics>();
         for (int s = Trainer.StepsTaken; s < Options.Steps; s++)
         {
-            var examples = batchOfStep?.Invoke(s) ?? NextExamples(Options.BatchSize);
+            var examples = ShareOf(batchOfStep?.Invoke(s) ?? NextExamples(Options.BatchSize));
             int per = (examples.Count + Options.MicroBatches - 1) / Options.MicroBatches;
             var micro = examples.Chunk(per).Select(c => SftData.MakeBatch(c, padToken)).ToList();
             var r = Trainer.TrainStep(micro);
@@ -87,6 +90,15 @@ public sealed class SftTrainer : IDisposable
             log?.Invoke(m);
         }
         return history;
+    }
+
+    /// <summary>Rank r of N takes examples [r·B/N, (r+1)·B/N): the shares cover the global batch once, in order.</summary>
+    IReadOnlyList<SftExample> ShareOf(IReadOnlyList<SftExample> examples)
+    {
+        if (Shard.Size == 1) return examples;
+        int from = Shard.Rank * examples.Count / Shard.Size, to = (Shard.Rank + 1) * examples.Count / Shard.Size;
+        if (to == from) throw new ArgumentException($"a step of {examples.Count} examples cannot give each of {Shard.Size} ranks one (raise the batch size)");
+        return examples.Skip(from).Take(to - from).ToList();
     }
 
     List<SftExample> NextExamples(int count)

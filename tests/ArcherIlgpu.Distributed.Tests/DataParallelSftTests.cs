@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using System.Text;
+using ArcherIlgpu.Cli;
+using ArcherIlgpu.Distributed;
+using ArcherIlgpu.Kernels;
+using ArcherIlgpu.Model;
+using Xunit;
+
+namespace ArcherIlgpu.Distributed.Tests;
+
+/// <summary>
+/// <c>mpirun -np 2 archer train-sft</c> against one process with the same global batch. Skipped, saying
+/// why, where mpirun is not installed (.ci/run installs openmpi-bin when it can).
+/// </summary>
+public sealed class DataParallelSftTests : IDisposable
+{
+    const int Steps = 4, Batch = 8, Seed = 3;
+    readonly string dir = Directory.CreateTempSubdirectory("archer-mpi-test-").FullName;
+
+    public void Dispose() => Directory.Delete(dir, recursive: true);
+
+    [Fact]
+    public void A_single_process_is_rank_0_of_1_and_loads_no_MPI()
+    {
+        Assert.False(World.LaunchedUnderMpi());   // the test host is not started by mpirun
+        var world = World.Join();
+        Assert.Same(World.Single, world);
+        Assert.Equal((0, 1, false, true), (world.Rank, world.Size, world.IsDistributed, world.IsWriter));
+        float[] values = [1.5f, -2f];
+        world.SumInRankOrder(values);             // a sum over one rank is the values themselves
+        Assert.Equal([1.5f, -2f], values);
+        Assert.Equal(0.25, world.Sum(0.25));
+    }
+
+    [SkippableFact]
+    public void Two_ranks_end_with_the_weights_of_one_process()
+    {
+        string data = WriteAdditionData();
+        string one = Path.Combine(dir, "one"), two = Path.Combine(dir, "two");
+        TrainSftCommand.Run(new TrainSftCommand.Settings(data, null, 0.1, one, "tiny", null, Steps, Batch, null, null, Seed, 2, "cpu"), TextWriter.Null);
+
+        var (rc, output) = MpiRun(2, $"train-sft --data {data} --out {two} --steps {Steps} --batch-size {Batch} --seed {Seed} --eval-every 2 --device cpu");
+        Assert.True(rc == 0, $"mpirun exited with {rc}:\n{output}");
+        // Rank 0 alone logs: the last progress line appears once, and the run says it is data-parallel.
+        Assert.Single(output.Split('\n'), l => l.StartsWith($"step {Steps}/{Steps}", StringComparison.Ordinal));
+        Assert.Contains("data-parallel over 2 ranks", output);
+
+        float[] expected = Weights(one), actual = Weights(two);
+        Assert.Equal(expected.Length, actual.Length);
+        // Not bit-identical: one process sums each weight gradient over all 8 examples inside one backward,
+        // two ranks over 4 each and then add the halves, so float32 rounding differs by a few ulp per gradient
+        // element. AdamW divides by sqrt(v), so a relative gradient error e moves a weight by about lr·e per step:
+        // 4 steps at lr ≤ 5e-3 with e ≤ 1e-3 (generous, for elements whose gradient nearly cancels) bound it by 2e-5.
+        // A wrong split (an example twice, or one rank's gradient lost) moves weights by ~lr = 5e-3: 250× more.
+        double worst = 0;
+        for (int i = 0; i < expected.Length; i++) worst = Math.Max(worst, Math.Abs(expected[i] - actual[i]));
+        Assert.True(worst <= 2e-5, $"largest weight difference {worst:G3} > 2e-5");
+        Assert.False(Directory.EnumerateDirectories(dir, "archer-rank1-*").Any(), "rank 1 left its scratch run folder behind");
+    }
+
+    [SkippableFact]
+    public void A_batch_smaller_than_the_ranks_fails_on_every_rank_with_one_line()
+    {
+        string data = WriteAdditionData();
+        var (rc, output) = MpiRun(2, $"train-sft --data {data} --out {Path.Combine(dir, "x")} --steps 2 --batch-size 1 --device cpu");
+        Assert.NotEqual(0, rc);
+        Assert.Contains("--batch-size 1 is smaller than the 2 ranks", output);
+        Assert.False(Directory.Exists(Path.Combine(dir, "x")));
+    }
+
+    [SkippableFact]
+    public void A_rank_killed_mid_run_ends_the_job_within_seconds_naming_it()
+    {
+        string data = WriteAdditionData();
+        string marker = Guid.NewGuid().ToString("N");
+        using var mpirun = StartMpiRun(2, $"-x ARCHER_TEST_MARKER={marker}", $"train-sft --data {data} --out {Path.Combine(dir, "k")} --steps 100000 --batch-size 8 --device cpu");
+        var output = new StringBuilder();
+        var training = new ManualResetEventSlim();
+        mpirun.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); if (e.Data?.StartsWith("step 0", StringComparison.Ordinal) == true) training.Set(); };
+        mpirun.ErrorDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); };
+        mpirun.BeginOutputReadLine();
+        mpirun.BeginErrorReadLine();
+        try
+        {
+            Assert.True(training.Wait(TimeSpan.FromSeconds(90)), $"training did not start:\n{output}");
+            int rank1 = RankPid(marker, 1);
+            var clock = Stopwatch.StartNew();
+            Process.GetProcessById(rank1).Kill();
+            Assert.True(mpirun.WaitForExit(TimeSpan.FromSeconds(20)), "rank 0 still runs 20 s after rank 1 was killed");
+            mpirun.WaitForExit();   // drains the output
+            // Generous for a loaded 2-core machine: OpenMPI notices a dead rank within a second or two.
+            Assert.True(clock.Elapsed < TimeSpan.FromSeconds(15), $"the job took {clock.Elapsed.TotalSeconds:F0} s to end");
+            Assert.NotEqual(0, mpirun.ExitCode);
+            Assert.Contains("process rank 1", output.ToString());   // mpirun: "process rank 1 with PID … exited on signal 9"
+        }
+        finally
+        {
+            if (!mpirun.HasExited) mpirun.Kill(entireProcessTree: true);
+        }
+    }
+
+    /// <summary>The process id of rank <paramref name="rank"/> of the job whose ranks carry <paramref name="marker"/> in their environment.</summary>
+    static int RankPid(string marker, int rank)
+    {
+        foreach (var proc in Directory.GetDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(proc), out int pid)) continue;
+            string environ;
+            try { environ = File.ReadAllText(Path.Combine(proc, "environ")); } catch (IOException) { continue; } catch (UnauthorizedAccessException) { continue; }
+            var vars = environ.Split('\0');
+            if (vars.Contains($"ARCHER_TEST_MARKER={marker}") && vars.Contains($"OMPI_COMM_WORLD_RANK={rank}")) return pid;
+        }
+        throw new InvalidOperationException($"no process of rank {rank} found");
+    }
+
+    /// <summary>40 one-digit additions, seeded: a fixed data set that needs no other test's files.</summary>
+    string WriteAdditionData()
+    {
+        var rng = new Random(1);
+        var text = new StringBuilder();
+        for (int i = 0; i < 40; i++)
+        {
+            int a = rng.Next(10), b = rng.Next(10);
+            text.Append($"{{\"prompt\": \"{a}+{b}=\", \"completion\": \"{a + b}\"}}\n");
+        }
+        string path = Path.Combine(dir, "add.jsonl");
+        File.WriteAllText(path, text.ToString());
+        return path;
+    }
+
+    static float[] Weights(string run)
+    {
+        string newest = Directory.GetDirectories(Path.Combine(run, "checkpoints")).Order(StringComparer.Ordinal).Last();
+        using var backend = Devices.Create("cpu");
+        using var model = Checkpoint.Load(backend, newest, new LoadOptions(false));
+        return model.DownloadParameters();
+    }
+
+    /// <summary>Runs archer.dll as <paramref name="ranks"/> ranks under mpirun (as root too); skips where mpirun is missing.</summary>
+    (int ExitCode, string Output) MpiRun(int ranks, string arguments)
+    {
+        using var process = StartMpiRun(ranks, "", arguments);
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromSeconds(120)))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"mpirun {arguments} did not finish within 120 s");
+        }
+        return (process.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    /// <summary>Starts archer.dll as <paramref name="ranks"/> ranks, output redirected; skips where mpirun is missing.</summary>
+    Process StartMpiRun(int ranks, string mpirunOptions, string arguments)
+    {
+        string? mpirun = FindOnPath("mpirun");
+        Skip.If(mpirun is null, "mpirun is not installed (Debian: apt-get install openmpi-bin; .ci/run does this when run as root)");
+        string archer = Path.Combine(AppContext.BaseDirectory, "archer.dll");
+        var start = new ProcessStartInfo(mpirun!, $"--oversubscribe -np {ranks} {mpirunOptions} dotnet {archer} {arguments}")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        // OpenMPI refuses to start as root without both of these (CI containers run as root).
+        start.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
+        start.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
+        // The ranks' temp folder (rank 1's scratch run folder, OpenMPI's session folder) inside this test's folder.
+        start.Environment["TMPDIR"] = dir;
+        return Process.Start(start)!;
+    }
+
+    static string? FindOnPath(string name) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+        .Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
+}
