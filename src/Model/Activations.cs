@@ -15,6 +15,8 @@ public abstract class Activations : IDisposable
     public int T { get; }
     public int N => B * T;
     public bool HasGradients { get; }
+    /// <summary>Forwards and log-prob backwards run over these buffers so far (what a <see cref="LogProbPass"/> is checked against).</summary>
+    public long ForwardCount { get; internal set; }
 
     // inputs and per-token results, [N] each
     public Buf<int> Tokens, Targets, Positions;
