@@ -48,9 +48,12 @@ public abstract class CausalLm : IDisposable
     public IModelConfig Config { get; }
     public ParameterTable Layout { get; }
     public DeviceBuffer<float> Parameters { get; }
-    public DeviceBuffer<float> Gradients { get; }
+    /// <summary>The gradient buffer, allocated on first use: a model that is only run forward (a frozen KL reference) never has one.</summary>
+    public DeviceBuffer<float> Gradients => gradients ??= Backend.Allocate<float>(Layout.TotalLength);
 
-    Activations? training;
+    DeviceBuffer<float>? gradients;
+    Activations? training, inference;
+    ActivationArena? trainingArena, inferenceArena;
 
     protected CausalLm(Backend backend, IModelConfig config, ParameterTable layout, float[] parameters)
     {
@@ -60,7 +63,6 @@ public abstract class CausalLm : IDisposable
         if (parameters.LongLength != Layout.TotalLength)
             throw new ArgumentException($"expected {Layout.TotalLength} parameters for {config}, got {parameters.LongLength}");
         Parameters = backend.Allocate<float>(Layout.TotalLength);
-        Gradients = backend.Allocate<float>(Layout.TotalLength);
         backend.Upload(Parameters.All, parameters);
     }
 
@@ -80,8 +82,9 @@ public abstract class CausalLm : IDisposable
 
     // ================================================================ what a family supplies
 
-    /// <summary>New activations for (B, T); T = 1 with <paramref name="withGradients"/> false serves decoding.</summary>
-    public abstract Activations CreateActivations(int B, int T, bool withGradients);
+    /// <summary>New activations for (B, T); T = 1 with <paramref name="withGradients"/> false serves decoding.
+    /// With an <paramref name="arena"/>, the buffers are carved from it where it has room.</summary>
+    public abstract Activations CreateActivations(int B, int T, bool withGradients, ActivationArena? arena = null);
 
     /// <summary>A KV cache for B rows over the whole context.</summary>
     public abstract KvCache CreateKvCache(int B);
@@ -107,15 +110,29 @@ public abstract class CausalLm : IDisposable
 
     // ================================================================ forward
 
-    /// <summary>The training activations for (B, T), reallocated only when the shape changes.</summary>
-    public Activations TrainingActivations(int B, int T)
+    /// <summary>The training activations for (B, T). A new shape re-carves them from one arena, which is reallocated
+    /// only when the shape needs more than any before (so the RL step's changing T does not churn memory).</summary>
+    public Activations TrainingActivations(int B, int T) => Reshaped(ref training, ref trainingArena, B, T, withGradients: true);
+
+    /// <summary>Forward-only activations for (B, T) (no backward buffers), kept like <see cref="TrainingActivations"/>.</summary>
+    public Activations InferenceActivations(int B, int T) => Reshaped(ref inference, ref inferenceArena, B, T, withGradients: false);
+
+    Activations Reshaped(ref Activations? current, ref ActivationArena? arena, int B, int T, bool withGradients)
     {
-        if (training is null || training.B != B || training.T != T)
+        if (current is not null && current.B == B && current.T == T) return current;
+        current?.Dispose();
+        current = null;
+        arena ??= new ActivationArena(Backend);
+        arena.Begin();
+        var a = CreateActivations(B, T, withGradients, arena);
+        if (!arena.Fits)
         {
-            training?.Dispose();
-            training = CreateActivations(B, T, withGradients: true);
+            a.Dispose();   // it holds buffers of its own for what did not fit: grow the arena to the whole and carve again
+            arena.Grow();
+            arena.Begin();
+            a = CreateActivations(B, T, withGradients, arena);
         }
-        return training;
+        return current = a;
     }
 
     /// <summary>Runs the transformer over a.Tokens / a.Positions up to the logits [N, V].</summary>
@@ -208,12 +225,11 @@ public abstract class CausalLm : IDisposable
     /// As <see cref="ForwardTokenLogProbs(int, int, ReadOnlySpan{int}, ReadOnlySpan{int}, float, Span{float}, Span{float})"/>
     /// over tokens and targets the caller has already put on the device (a.Tokens, a.Targets, every one inside the
     /// vocabulary; <paramref name="a"/> from <see cref="TrainingActivations"/>), leaving the results in a.LogProbs /
-    /// a.Entropies. Only enqueues work.
+    /// a.Entropies. Only enqueues work. With <see cref="InferenceActivations"/> the pass cannot be backpropagated.
     /// </summary>
     public LogProbPass ForwardTokenLogProbs(Activations a, float temperature)
     {
         if (!(temperature > 0)) throw new ArgumentOutOfRangeException(nameof(temperature), $"temperature must be positive, got {temperature}");
-        if (!a.HasGradients) throw new ArgumentException("token log-probs for a backward need training activations (with gradients)");
         Forward(a);
         Backend.TokenLogProbEntropy(a.Logits, a.Targets, a.N, Config.VocabSize, temperature, a.LogProbs, a.Entropies);
         return new LogProbPass(a, temperature, a.ForwardCount);
@@ -261,7 +277,10 @@ public abstract class CausalLm : IDisposable
     public virtual void Dispose()
     {
         training?.Dispose();
+        inference?.Dispose();
+        trainingArena?.Dispose();
+        inferenceArena?.Dispose();
         Parameters.Dispose();
-        Gradients.Dispose();
+        gradients?.Dispose();
     }
 }

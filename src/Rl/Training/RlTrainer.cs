@@ -217,7 +217,7 @@ public sealed class RlTrainer : IDisposable
             for (int start = 0; start < rows.Length; start += micro)
             {
                 var chunk = rows.AsSpan(start, Math.Min(micro, rows.Length - start));
-                var a = ForwardRows(Policy, chunk, micro).Activations;
+                var a = ForwardRows(chunk, micro).Activations;
                 device.ScatterRows(chunk, a.LogProbs, device.OldLogProbs);
                 device.ScatterRows(chunk, a.Entropies, device.OldEntropies);
             }
@@ -229,15 +229,19 @@ public sealed class RlTrainer : IDisposable
         for (int start = 0; start < all.Length; start += micro)
         {
             var chunk = all.AsSpan(start, Math.Min(micro, all.Length - start));
-            device.ScatterRows(chunk, ForwardRows(reference!, chunk, micro).Activations.LogProbs, device.RefLogProbs);
+            // The frozen reference runs forward only: no gradient buffer, no backward activations.
+            var a = reference!.InferenceActivations(micro, device.T);
+            ForwardRows(reference, a, chunk);
+            device.ScatterRows(chunk, a.LogProbs, device.RefLogProbs);
         }
     }
 
     /// <summary>Forward of the given rows padded to <paramref name="micro"/> rows (a fixed shape keeps the activations allocated once);
     /// leaves log-probs and entropies in the returned pass's activations, ready for a backward.</summary>
-    LogProbPass ForwardRows(CausalLm model, ReadOnlySpan<int> rows, int micro)
+    LogProbPass ForwardRows(ReadOnlySpan<int> rows, int micro) => ForwardRows(Policy, Policy.TrainingActivations(micro, device.T), rows);
+
+    LogProbPass ForwardRows(CausalLm model, Activations a, ReadOnlySpan<int> rows)
     {
-        var a = model.TrainingActivations(micro, device.T);
         device.GatherInputs(rows, a.Tokens, a.Targets);
         return model.ForwardTokenLogProbs(a, (float)Config.Temperature);
     }
@@ -256,7 +260,7 @@ public sealed class RlTrainer : IDisposable
         // Pass 1 (all of it when one micro-batch holds the mini-batch): current log-probs and entropies.
         if (single)
         {
-            forward = ForwardRows(Policy, rows, micro);
+            forward = ForwardRows(rows, micro);
             var a = forward.Activations;
             backend.Zero(a.DLogProbs);   // the padding rows' gradient stays 0
             x = x with { LogProbs = a.LogProbs.Slice(0, n), Entropies = a.Entropies.Slice(0, n) };
@@ -268,7 +272,7 @@ public sealed class RlTrainer : IDisposable
             for (int start = 0; start < rows.Length; start += micro)
             {
                 int count = Math.Min(micro, rows.Length - start);
-                var a = ForwardRows(Policy, rows.AsSpan(start, count), micro).Activations;
+                var a = ForwardRows(rows.AsSpan(start, count), micro).Activations;
                 backend.Copy(a.LogProbs.Slice(0, count * s.T), lp.Slice(start * s.T, count * s.T));
                 backend.Copy(a.Entropies.Slice(0, count * s.T), ent.Slice(start * s.T, count * s.T));
             }
@@ -293,7 +297,7 @@ public sealed class RlTrainer : IDisposable
             for (int start = 0; start < rows.Length; start += micro)
             {
                 int count = Math.Min(micro, rows.Length - start);
-                var again = ForwardRows(Policy, rows.AsSpan(start, count), micro);
+                var again = ForwardRows(rows.AsSpan(start, count), micro);
                 var a = again.Activations;
                 backend.Zero(a.DLogProbs);
                 backend.Copy(dLogProbs.Slice(start * s.T, count * s.T), a.DLogProbs.Slice(0, count * s.T));
