@@ -1,3 +1,4 @@
+using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model;
 using ArcherIlgpu.Model.Tokenizers;
 using ArcherIlgpu.Rl.Losses;
@@ -74,14 +75,13 @@ public static class TokenRoles
             model.ForwardTokenLogProbs(rows, T, inputs.AsSpan(b0 * T, rows * T), targets.AsSpan(b0 * T, rows * T), 1f,
                 logProbs.AsSpan(b0 * T, rows * T), entropies.AsSpan(b0 * T, rows * T));
         }
-        var classes = new byte[B * T];
-        TokenClassifier.PerResponse(entropies, mask, B, T, 0.8, new float[B], classes);
+        var classes = ClassifyPerResponse(model.Backend, entropies, mask, B, T);
         var high = Names.ToDictionary(n => n, _ => 0L); var all = Names.ToDictionary(n => n, _ => 0L);
         double hHigh = 0, hLow = 0; long nHigh = 0, nLow = 0;
         for (int i = 0; i < B * T; i++)
         {
             if (mask[i] == 0) continue;
-            if (classes[i] == TokenClass.High) { hHigh += entropies[i]; nHigh++; } else { hLow += entropies[i]; nLow++; }
+            if (classes[i] == PolicyMath.ClassHigh) { hHigh += entropies[i]; nHigh++; } else { hLow += entropies[i]; nLow++; }
         }
         for (int b = 0; b < B; b++)
         {
@@ -91,12 +91,22 @@ public static class TokenRoles
             {
                 if (roles[k] is not string role) continue;
                 all[role]++;
-                if (classes[b * T + first + k] == TokenClass.High) high[role]++;
+                if (classes[b * T + first + k] == PolicyMath.ClassHigh) high[role]++;
             }
         }
         var shares = Names.ToDictionary(n => n, n => all[n] > 0 ? high[n] / (double)all[n] : double.NaN);
         shares[EntropyHigh] = nHigh > 0 ? hHigh / nHigh : double.NaN;
         shares[EntropyLow] = nLow > 0 ? hLow / nLow : double.NaN;
         return shares;
+    }
+
+    /// <summary>Archer's per-response classes at ρ = 0.8 (ties low), by the trainer's device classifier.</summary>
+    static int[] ClassifyPerResponse(Backend backend, float[] entropies, float[] mask, int B, int T)
+    {
+        using var h = backend.Allocate<float>(B * T); using var m = backend.Allocate<float>(B * T);
+        using var tau = backend.Allocate<float>(B); using var cls = backend.Allocate<int>(B * T);
+        backend.Upload(h.All, entropies); backend.Upload(m.All, mask);
+        backend.ClassifyTokensPerResponse(h.All, m.All, B, T, 0.8, strictGreater: true, tau.All, cls.All);
+        return backend.ToArray(cls.All);
     }
 }

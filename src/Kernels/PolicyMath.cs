@@ -1,33 +1,34 @@
 namespace ArcherIlgpu.Kernels;
 
-/// <summary>How per-token policy losses become one number (mirrors ArcherIlgpu.Rl's LossAggregation, same order).</summary>
+/// <summary>How per-token policy losses of a mini-batch become one number (ArcherIlgpu.Rl names it LossAggregation: one type on both sides).</summary>
 public enum PolicyAggregation
 {
-    /// <summary>Σ m·x / (Σ m + 1e-8) over every token of the batch.</summary>
+    /// <summary>Σ m·x / (Σ m + 1e-8) over every token of the batch (DAPO; newer verl's global token mean).</summary>
     TokenMean,
-    /// <summary>Σ_rows [Σ_t m·x / (Σ_t m + 1e-8)] / SequenceDivisor.</summary>
+    /// <summary>Σ_rows [Σ_t m·x / (Σ_t m + 1e-8)] / SequenceDivisor: the mean over responses of each response's token mean
+    /// (Archer's code: verl 0.4 token-mean with micro-batch 1).</summary>
     SeqMeanTokenMean,
-    /// <summary>Σ_rows [Σ_t m·x / TokenSumNormalizer] / SequenceDivisor.</summary>
+    /// <summary>Σ_rows [Σ_t m·x / TokenSumNormalizer] / SequenceDivisor: each response's token sum over a constant (Dr. GRPO's).</summary>
     SeqMeanTokenSum,
 }
 
-/// <summary>How the KL term is normalised (mirrors ArcherIlgpu.Rl's KlAggregation, same order).</summary>
+/// <summary>How the KL term is normalised (ArcherIlgpu.Rl names it KlAggregation: one type on both sides).</summary>
 public enum PolicyKlAggregation
 {
-    /// <summary>Like the policy term, with β·kl in place of w·L.</summary>
+    /// <summary>Like the policy term, with β·kl in place of w·L (the Archer paper's Eq. 5; verl's KL loss for GRPO).</summary>
     SameAsPolicy,
-    /// <summary>Per row, β_low·(mean KL over its low tokens) + β_high·(mean over its high tokens), summed over rows / SequenceDivisor.</summary>
+    /// <summary>Archer's code: per row, β_low·(mean KL over its low tokens) + β_high·(mean over its high tokens), summed over rows / SequenceDivisor.</summary>
     PerClassMean,
 }
 
-/// <summary>KL estimators on the sampled token (mirrors ArcherIlgpu.Rl's KlEstimator, same order).</summary>
+/// <summary>KL estimators on the sampled token against the reference policy (ArcherIlgpu.Rl names it KlEstimator: one type on both sides).</summary>
 public enum PolicyKlEstimator
 {
-    /// <summary>ℓ − ℓ_ref.</summary>
+    /// <summary>ℓ − ℓ_ref (verl "kl").</summary>
     K1,
-    /// <summary>½(ℓ − ℓ_ref)².</summary>
+    /// <summary>½(ℓ − ℓ_ref)² (verl "mse").</summary>
     K2,
-    /// <summary>clamp(exp(δ) − δ − 1, ±value clamp), δ = clamp(ℓ_ref − ℓ, ±delta clamp).</summary>
+    /// <summary>clamp(exp(δ) − δ − 1, ±value clamp), δ = clamp(ℓ_ref − ℓ, ±delta clamp) (verl "low_var_kl"; Archer).</summary>
     K3,
 }
 

@@ -29,6 +29,13 @@ public sealed record TrainingBatch(int B, int T, int[] Inputs, int[] Targets, fl
 }
 
 /// <summary>
+/// The handle of one token-log-prob forward: the activations it filled, its temperature and which forward
+/// over them it was. The backward takes it and refuses it once the activations have been overwritten, so a
+/// stale backward cannot run on another forward's logits.
+/// </summary>
+public readonly record struct LogProbPass(Activations Activations, float Temperature, long Version);
+
+/// <summary>
 /// A decoder-only language model on one backend, whatever its family (GPT-2, Llama/Qwen). Parameters
 /// and gradients are each one flat buffer laid out by <see cref="Layout"/>. A family supplies its
 /// forward and backward call lists, its activations and its file format; everything built on top
@@ -41,9 +48,12 @@ public abstract class CausalLm : IDisposable
     public IModelConfig Config { get; }
     public ParameterTable Layout { get; }
     public DeviceBuffer<float> Parameters { get; }
-    public DeviceBuffer<float> Gradients { get; }
+    /// <summary>The gradient buffer, allocated on first use: a model that is only run forward (a frozen KL reference) never has one.</summary>
+    public DeviceBuffer<float> Gradients => gradients ??= Backend.Allocate<float>(Layout.TotalLength);
 
-    Activations? training;
+    DeviceBuffer<float>? gradients;
+    Activations? training, inference;
+    ActivationArena? trainingArena, inferenceArena;
 
     protected CausalLm(Backend backend, IModelConfig config, ParameterTable layout, float[] parameters)
     {
@@ -53,7 +63,6 @@ public abstract class CausalLm : IDisposable
         if (parameters.LongLength != Layout.TotalLength)
             throw new ArgumentException($"expected {Layout.TotalLength} parameters for {config}, got {parameters.LongLength}");
         Parameters = backend.Allocate<float>(Layout.TotalLength);
-        Gradients = backend.Allocate<float>(Layout.TotalLength);
         backend.Upload(Parameters.All, parameters);
     }
 
@@ -73,8 +82,9 @@ public abstract class CausalLm : IDisposable
 
     // ================================================================ what a family supplies
 
-    /// <summary>New activations for (B, T); T = 1 with <paramref name="withGradients"/> false serves decoding.</summary>
-    public abstract Activations CreateActivations(int B, int T, bool withGradients);
+    /// <summary>New activations for (B, T); T = 1 with <paramref name="withGradients"/> false serves decoding.
+    /// With an <paramref name="arena"/>, the buffers are carved from it where it has room.</summary>
+    public abstract Activations CreateActivations(int B, int T, bool withGradients, ActivationArena? arena = null);
 
     /// <summary>A KV cache for B rows over the whole context.</summary>
     public abstract KvCache CreateKvCache(int B);
@@ -100,20 +110,35 @@ public abstract class CausalLm : IDisposable
 
     // ================================================================ forward
 
-    /// <summary>The training activations for (B, T), reallocated only when the shape changes.</summary>
-    public Activations TrainingActivations(int B, int T)
+    /// <summary>The training activations for (B, T). A new shape re-carves them from one arena, which is reallocated
+    /// only when the shape needs more than any before (so the RL step's changing T does not churn memory).</summary>
+    public Activations TrainingActivations(int B, int T) => Reshaped(ref training, ref trainingArena, B, T, withGradients: true);
+
+    /// <summary>Forward-only activations for (B, T) (no backward buffers), kept like <see cref="TrainingActivations"/>.</summary>
+    public Activations InferenceActivations(int B, int T) => Reshaped(ref inference, ref inferenceArena, B, T, withGradients: false);
+
+    Activations Reshaped(ref Activations? current, ref ActivationArena? arena, int B, int T, bool withGradients)
     {
-        if (training is null || training.B != B || training.T != T)
+        if (current is not null && current.B == B && current.T == T) return current;
+        current?.Dispose();
+        current = null;
+        arena ??= new ActivationArena(Backend);
+        arena.Begin();
+        var a = CreateActivations(B, T, withGradients, arena);
+        if (!arena.Fits)
         {
-            training?.Dispose();
-            training = CreateActivations(B, T, withGradients: true);
+            a.Dispose();   // it holds buffers of its own for what did not fit: grow the arena to the whole and carve again
+            arena.Grow();
+            arena.Begin();
+            a = CreateActivations(B, T, withGradients, arena);
         }
-        return training;
+        return current = a;
     }
 
     /// <summary>Runs the transformer over a.Tokens / a.Positions up to the logits [N, V].</summary>
     public void Forward(Activations a)
     {
+        a.ForwardCount++;   // any LogProbPass taken before is stale now
         ForwardToFinalNorm(a);
         Head(a.FinalNorm, a.N, a.Logits);
     }
@@ -171,7 +196,6 @@ public abstract class CausalLm : IDisposable
         CheckTokens(inputs, a.N, nameof(inputs));
         Backend.Upload(a.Tokens, inputs);
         Forward(a);
-        lastLogProbTemperature = float.NaN; // a following BackwardFromLogProbs would not match this forward
         return Backend.ToArray(a.Logits);
     }
 
@@ -180,55 +204,69 @@ public abstract class CausalLm : IDisposable
     /// <summary>
     /// Forward over inputs [B, T]; per position n, with p = softmax(logits_n / temperature):
     /// logProbs[n] = log p[targets[n]] and entropies[n] = -sum p log p. Keeps the activations so that
-    /// <see cref="BackwardFromLogProbs"/> can follow. Waits for the device (the results come to the host).
+    /// <see cref="BackwardFromLogProbs(LogProbPass, ReadOnlySpan{float})"/> can follow with the returned pass.
+    /// Waits for the device (the results come to the host).
     /// </summary>
-    public void ForwardTokenLogProbs(int B, int T, ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, float temperature,
+    public LogProbPass ForwardTokenLogProbs(int B, int T, ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, float temperature,
         Span<float> logProbs, Span<float> entropies)
     {
-        var a = ForwardTokenLogProbsOnDevice(B, T, inputs, targets, temperature);
-        Backend.Download(a.LogProbs, logProbs);
-        Backend.Download(a.Entropies, entropies);
-    }
-
-    /// <summary>As <see cref="ForwardTokenLogProbs"/>, leaving the results in the returned activations' LogProbs / Entropies.</summary>
-    public Activations ForwardTokenLogProbsOnDevice(int B, int T, ReadOnlySpan<int> inputs, ReadOnlySpan<int> targets, float temperature)
-    {
-        if (!(temperature > 0)) throw new ArgumentOutOfRangeException(nameof(temperature), $"temperature must be positive, got {temperature}");
         var a = TrainingActivations(B, T);
         CheckTokens(inputs, a.N, nameof(inputs));
         CheckTokens(targets, a.N, nameof(targets));
         Backend.Upload(a.Tokens, inputs);
         Backend.Upload(a.Targets, targets);
-        Forward(a);
-        Backend.TokenLogProbEntropy(a.Logits, a.Targets, a.N, Config.VocabSize, temperature, a.LogProbs, a.Entropies);
-        lastLogProbTemperature = temperature;
-        return a;
+        var pass = ForwardTokenLogProbs(a, temperature);
+        Backend.Download(a.LogProbs, logProbs);
+        Backend.Download(a.Entropies, entropies);
+        return pass;
     }
-
-    float lastLogProbTemperature = float.NaN;
 
     /// <summary>
-    /// Backward of sum_n dLogProbs[n] * logProbs[n] after <see cref="ForwardTokenLogProbs"/> with the
-    /// same (B, T): parameter gradients ACCUMULATE. The RL losses supply dLogProbs (0 outside responses).
+    /// As <see cref="ForwardTokenLogProbs(int, int, ReadOnlySpan{int}, ReadOnlySpan{int}, float, Span{float}, Span{float})"/>
+    /// over tokens and targets the caller has already put on the device (a.Tokens, a.Targets, every one inside the
+    /// vocabulary; <paramref name="a"/> from <see cref="TrainingActivations"/>), leaving the results in a.LogProbs /
+    /// a.Entropies. Only enqueues work. With <see cref="InferenceActivations"/> the pass cannot be backpropagated.
     /// </summary>
-    public void BackwardFromLogProbs(ReadOnlySpan<float> dLogProbs)
+    public LogProbPass ForwardTokenLogProbs(Activations a, float temperature)
     {
-        var a = training ?? throw new InvalidOperationException("BackwardFromLogProbs needs a ForwardTokenLogProbs first");
-        if (float.IsNaN(lastLogProbTemperature)) throw new InvalidOperationException("BackwardFromLogProbs needs a ForwardTokenLogProbs first");
-        if (dLogProbs.Length != a.N) throw new ArgumentException($"dLogProbs must have B*T = {a.N} elements, got {dLogProbs.Length}");
-        Backend.Upload(a.DLogProbs, dLogProbs);
-        BackwardFromLogProbsOnDevice(a);
+        if (!(temperature > 0)) throw new ArgumentOutOfRangeException(nameof(temperature), $"temperature must be positive, got {temperature}");
+        Forward(a);
+        Backend.TokenLogProbEntropy(a.Logits, a.Targets, a.N, Config.VocabSize, temperature, a.LogProbs, a.Entropies);
+        return new LogProbPass(a, temperature, a.ForwardCount);
     }
 
-    /// <summary>As <see cref="BackwardFromLogProbs"/> with dLogProbs already in a.DLogProbs.</summary>
-    public void BackwardFromLogProbsOnDevice(Activations a)
+    /// <summary>
+    /// Backward of sum_n dLogProbs[n] * logProbs[n] after the forward that returned <paramref name="pass"/>:
+    /// parameter gradients ACCUMULATE. The RL losses supply dLogProbs (0 outside responses).
+    /// </summary>
+    public void BackwardFromLogProbs(LogProbPass pass, ReadOnlySpan<float> dLogProbs)
     {
-        Backend.TokenLogProbBackward(a.Logits, a.Targets, a.DLogProbs, a.N, Config.VocabSize, lastLogProbTemperature, a.Logits);
-        lastLogProbTemperature = float.NaN; // the logits now hold their gradient
+        var a = pass.Activations ?? throw new ArgumentException("BackwardFromLogProbs needs the pass a ForwardTokenLogProbs returned");
+        if (dLogProbs.Length != a.N) throw new ArgumentException($"dLogProbs must have B*T = {a.N} elements, got {dLogProbs.Length}");
+        CheckCurrent(pass);
+        Backend.Upload(a.DLogProbs, dLogProbs);
+        BackwardFromLogProbs(pass);
+    }
+
+    /// <summary>As <see cref="BackwardFromLogProbs(LogProbPass, ReadOnlySpan{float})"/> with dLogProbs already in the pass's a.DLogProbs.</summary>
+    public void BackwardFromLogProbs(LogProbPass pass)
+    {
+        CheckCurrent(pass);
+        var a = pass.Activations;
+        Backend.TokenLogProbBackward(a.Logits, a.Targets, a.DLogProbs, a.N, Config.VocabSize, pass.Temperature, a.Logits);
+        a.ForwardCount++;   // the logits now hold their gradient: this pass is spent
         Backward(a);
     }
 
-    void CheckTokens(ReadOnlySpan<int> tokens, int n, string what)
+    /// <summary>A backward must follow its own forward: any later forward (or backward) over the same activations overwrote the logits.</summary>
+    static void CheckCurrent(LogProbPass pass)
+    {
+        if (pass.Activations is null || pass.Activations.ForwardCount != pass.Version)
+            throw new InvalidOperationException("BackwardFromLogProbs: the activations of this pass were overwritten by a later forward or backward (or the pass is empty)");
+    }
+
+    /// <summary>Checks that <paramref name="tokens"/> has <paramref name="n"/> entries, each inside the vocabulary.</summary>
+    public void CheckTokens(ReadOnlySpan<int> tokens, int n, string what)
     {
         if (tokens.Length != n) throw new ArgumentException($"{what} must have B*T = {n} elements, got {tokens.Length}");
         for (int i = 0; i < n; i++)
@@ -239,7 +277,10 @@ public abstract class CausalLm : IDisposable
     public virtual void Dispose()
     {
         training?.Dispose();
+        inference?.Dispose();
+        trainingArena?.Dispose();
+        inferenceArena?.Dispose();
         Parameters.Dispose();
-        Gradients.Dispose();
+        gradients?.Dispose();
     }
 }

@@ -55,11 +55,12 @@ public sealed class MemoryEstimate
 
     // ================================================================ the model's buffers
 
-    /// <summary>Parameters and their gradients (every model allocates both); with <paramref name="optimizer"/>, AdamW's two moments.</summary>
-    public MemoryEstimate Model(IModelConfig c, bool optimizer, string name = "parameters and gradients")
+    /// <summary>The parameters; with <paramref name="optimizer"/> (a model that is trained), their gradients and AdamW's two
+    /// moments too (a model only run forward never allocates a gradient buffer).</summary>
+    public MemoryEstimate Model(IModelConfig c, bool optimizer, string? name = null)
     {
         long p = c.ParameterCount;
-        Add(name, () => checked(2 * Floats(p, "the parameters")));
+        Add(name ?? (optimizer ? "parameters and gradients" : "parameters"), () => checked((optimizer ? 2 : 1) * Floats(p, "the parameters")));
         return optimizer ? Add("AdamW moments", () => checked(2 * Floats(p, "the parameters"))) : this;
     }
 

@@ -24,8 +24,8 @@ public sealed class Gpt2Activations : Activations
     // gradient scratch shared by all layers; DResidual is the residual stream's gradient [N, C]
     public Buf<float> DResidual, DLn, DQkv, DAtt, DFc, DFcGelu;
 
-    public Gpt2Activations(Backend backend, Gpt2Config config, int B, int T, bool withGradients)
-        : base(backend, B, T, config.MaxT, config.Channels, config.VocabSize, withGradients)
+    public Gpt2Activations(Backend backend, Gpt2Config config, int B, int T, bool withGradients, ActivationArena? arena = null)
+        : base(backend, B, T, config.MaxT, config.Channels, config.VocabSize, withGradients, arena)
     {
         int N = B * T, C = config.Channels, H = config.Heads;
         Encoded = F((long)N * C);

@@ -38,7 +38,8 @@ public sealed class Gpt2Model : CausalLm
     public new Gpt2Config Config { get; }
     public new ParameterLayout Layout { get; }
     public ModelWeights Weights { get; }
-    public ModelWeights Grads { get; }
+    public ModelWeights Grads => grads ??= ModelWeights.Carve(Layout, Gradients);   // first use allocates the gradients
+    ModelWeights? grads;
 
     /// <summary>A model with GPT-2 initialisation from <paramref name="seed"/>.</summary>
     public Gpt2Model(Backend backend, Gpt2Config config, int seed = 1337)
@@ -54,11 +55,10 @@ public sealed class Gpt2Model : CausalLm
         Config = layout.Config;
         Layout = layout;
         Weights = ModelWeights.Carve(Layout, Parameters);
-        Grads = ModelWeights.Carve(Layout, Gradients);
     }
 
-    public override Activations CreateActivations(int B, int T, bool withGradients)
-        => new Gpt2Activations(Backend, Config, B, T, withGradients);
+    public override Activations CreateActivations(int B, int T, bool withGradients, ActivationArena? arena = null)
+        => new Gpt2Activations(Backend, Config, B, T, withGradients, arena);
 
     public override KvCache CreateKvCache(int B) => new(Backend, Config.Layers, B, Config.MaxT, Config.Channels);
 

@@ -25,8 +25,8 @@ public sealed class LlamaActivations : Activations
     // gradient scratch shared by all layers; DResidual is the residual stream's gradient [N, C]
     public Buf<float> DResidual, DLn, DQkv, DQkvRaw, DAtt, DGateUp, DAct;
 
-    public LlamaActivations(Backend backend, LlamaConfig c, int B, int T, bool withGradients)
-        : base(backend, B, T, c.MaxT, c.Channels, c.VocabSize, withGradients)
+    public LlamaActivations(Backend backend, LlamaConfig c, int B, int T, bool withGradients, ActivationArena? arena = null)
+        : base(backend, B, T, c.MaxT, c.Channels, c.VocabSize, withGradients, arena)
     {
         long N = (long)B * T, C = c.Channels, W = c.QkvWidth, HD = (long)c.Heads * c.HeadSize, I = c.Intermediate;
         Embedded = F(N * C);

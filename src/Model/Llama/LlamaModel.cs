@@ -49,7 +49,8 @@ public sealed class LlamaModel : CausalLm
     public new LlamaConfig Config { get; }
     public new LlamaLayout Layout { get; }
     public LlamaWeights Weights { get; }
-    public LlamaWeights Grads { get; }
+    public LlamaWeights Grads => grads ??= LlamaWeights.Carve(Layout, Gradients);   // first use allocates the gradients
+    LlamaWeights? grads;
 
     // RoPE's cos / sin tables [MaxT, D/2], computed once on the host so every backend uses the same angles.
     readonly DeviceBuffer<float> ropeCos, ropeSin;
@@ -68,14 +69,13 @@ public sealed class LlamaModel : CausalLm
         Config = layout.Config;
         Layout = layout;
         Weights = LlamaWeights.Carve(layout, Parameters);
-        Grads = LlamaWeights.Carve(layout, Gradients);
         var (cos, sin) = RopeTable.Create(Config.MaxT, Config.HeadSize, Config.RopeTheta, Config.RopeScaling);
         ropeCos = backend.Allocate<float>(cos.Length); ropeSin = backend.Allocate<float>(sin.Length);
         backend.Upload(ropeCos.All, cos); backend.Upload(ropeSin.All, sin);
     }
 
-    public override Activations CreateActivations(int B, int T, bool withGradients)
-        => new LlamaActivations(Backend, Config, B, T, withGradients);
+    public override Activations CreateActivations(int B, int T, bool withGradients, ActivationArena? arena = null)
+        => new LlamaActivations(Backend, Config, B, T, withGradients, arena);
 
     public override KvCache CreateKvCache(int B) => new(Backend, Config.Layers, B, Config.MaxT, Config.KvHeads * Config.HeadSize);
 

@@ -174,9 +174,13 @@ public sealed record AlgorithmConfig
         return LearningRate * Math.Min(1.0, s / WarmupSteps);
     }
 
-    /// <summary>The scalar settings of <see cref="PolicyLoss.Compute"/>; <paramref name="sequenceDivisor"/> is the response count to divide by (null: rows present).</summary>
+    /// <summary>The scalar settings of the policy loss; <paramref name="sequenceDivisor"/> is the response count to divide by (null: rows present).</summary>
     public PolicyLossSettings ToPolicyLossSettings(double? sequenceDivisor = null) => new(
         DualClipC, LogRatioClamp, Aggregation, KlAggregation, KlEstimator, KlDeltaClamp, KlValueClamp, sequenceDivisor, TokenSumNormalizer);
+
+    /// <summary>Whether the loss has a KL term (on, with some β &gt; 0): the one place that decides whether reference
+    /// log-probs (and a frozen reference model) are needed.</summary>
+    public bool HasKl => UseKl && (Low.KlCoef > 0 || High.KlCoef > 0);
 
     /// <summary>Low-class parameters, β zeroed when the KL is off.</summary>
     public ClassParameters LowParameters => (UseKl ? Low : Low with { KlCoef = 0 }).ToParameters();

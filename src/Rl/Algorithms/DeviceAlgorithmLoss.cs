@@ -3,9 +3,19 @@ using ArcherIlgpu.Rl.Losses;
 
 namespace ArcherIlgpu.Rl.Algorithms;
 
+/// <summary>Which tokens an AR-Lopti update pass trains on.</summary>
+public enum LoptiPass
+{
+    /// <summary>Every token (every algorithm except AR-Lopti's isolation).</summary>
+    All,
+    /// <summary>Pass 1: tokens with π_old &lt; η.</summary>
+    LowProbability,
+    /// <summary>Pass 2: the other tokens.</summary>
+    HighProbability,
+}
+
 /// <summary>
-/// The per-token inputs of one mini-batch on a device, all [Rows, T] and owned by the caller; the device
-/// twin of <see cref="AlgorithmLossInputs"/>. <see cref="RefLogProbs"/> may be empty when the algorithm has
+/// The per-token inputs of one mini-batch on a device, all [Rows, T] and owned by the caller. <see cref="RefLogProbs"/> may be empty when the algorithm has
 /// no KL term, <see cref="Entropies"/> when it does not classify. <see cref="Classes"/>, if given
 /// (<see cref="PolicyMath.ClassNone"/>/Low/High as ints), replaces the classification (classify once per rollout).
 /// </summary>
@@ -24,13 +34,16 @@ public readonly struct DeviceAlgorithmLossInputs
 }
 
 /// <summary>
-/// <see cref="AlgorithmLoss"/> on a <see cref="Backend"/>: classification (per response, per batch or none)
-/// and the policy loss with its gradient run as device ops, so an update needs no host round trip. Calls
+/// One algorithm's loss for a mini-batch on a <see cref="Backend"/>: classify tokens by entropy (per response,
+/// per batch or not at all), expand the per-class clip ranges, policy weights and KL coefficients, apply AR-Lopti's
+/// advantage reweighting and pass restriction when configured, and evaluate the clipped-surrogate loss with its
+/// gradient, all as device ops, so an update needs no host round trip. The trainer's only loss path (the host
+/// version is a reference in the tests). Calls
 /// only enqueue work; <see cref="ReadResult"/> is the one call that waits for the device (do it once per
 /// optimizer step, or never). The per-class parameters and AR-Lopti's reweighting and pass restriction are
 /// applied inside <see cref="Backend.PolicyLossForwardBackward"/> with the same float operations as
 /// AlgorithmLoss, so both give the same dLogProbs up to summation order. Owns its classes, thresholds and
-/// statistics buffers (reallocated only when the batch shape changes). Not thread-safe.
+/// statistics buffers (grown only when a batch is larger than any before). Not thread-safe.
 /// </summary>
 public sealed class DeviceAlgorithmLoss : IDisposable
 {
@@ -59,7 +72,7 @@ public sealed class DeviceAlgorithmLoss : IDisposable
     public Buf<float> Stats => stats.All;
 
     /// <summary>Whether the KL term is evaluated (and reference log-probs are needed).</summary>
-    public bool UsesKl => Config.UseKl && (Config.Low.KlCoef > 0 || Config.High.KlCoef > 0);
+    public bool UsesKl => Config.HasKl;
 
     /// <summary>
     /// Enqueues the loss; <paramref name="dLogProbs"/> [Rows, T] is OVERWRITTEN with dLoss/dℓ and <see cref="Stats"/>
@@ -95,8 +108,8 @@ public sealed class DeviceAlgorithmLoss : IDisposable
             HighClipLow = high.ClipLow, HighClipHigh = high.ClipHigh, HighPolicyWeight = high.PolicyWeight, HighKlWeight = high.KlCoef,
             DualClipC = (float)s.DualClipC, LogRatioClamp = (float)s.LogRatioClamp,
             KlDeltaClamp = (float)s.KlDeltaClamp, KlValueClamp = (float)s.KlValueClamp,
-            KlEstimator = PolicyLoss.ToDevice(s.KlEstimator), Aggregation = PolicyLoss.ToDevice(s.Aggregation),
-            KlAggregation = PolicyLoss.ToDevice(s.KlAggregation),
+            KlEstimator = s.KlEstimator, Aggregation = s.Aggregation,
+            KlAggregation = s.KlAggregation,
             SequenceDivisor = (float)(s.SequenceDivisor ?? rows), TokenSumNormalizer = (float)s.TokenSumNormalizer,
             Reweight = Config.AdvantageReweighting ? 1 : 0, ReweightAlpha = (float)Config.ReweightAlpha,
             Pass = pass switch
@@ -137,16 +150,31 @@ public sealed class DeviceAlgorithmLoss : IDisposable
         if (Config.Classification == EntropyClassification.None) return LastClasses = default;   // every valid token Low
 
         if (x.Entropies.IsEmpty) throw new ArgumentException($"algorithm \"{Config.Name}\" classifies by entropy but no entropies were given");
-        if (classes is null || classes.Length != n) { classes?.Dispose(); classes = backend.Allocate<int>(n); }
-        int thresholdCount = Config.Classification == EntropyClassification.PerResponse ? x.Rows : 1;
-        if (thresholds is null || thresholds.Length != thresholdCount) { thresholds?.Dispose(); thresholds = backend.Allocate<float>(thresholdCount); }
+        if (classes is null || classes.Length < n) { classes?.Dispose(); classes = backend.Allocate<int>(n); }
+        var cls = classes.All.Slice(0, n);
+        Classify(x.Entropies, x.Mask, x.Rows, x.T, cls);
+        return LastClasses = cls;
+    }
+
+    /// <summary>
+    /// Enqueues this algorithm's entropy classification of [rows, T] tokens into <paramref name="classesOut"/>
+    /// (per response or per batch; with <see cref="EntropyClassification.None"/> nothing is written and false
+    /// is returned: every valid token counts as Low). Used per mini-batch by <see cref="Compute"/> and once per
+    /// rollout by a trainer that classifies from the old policy's entropies.
+    /// </summary>
+    public bool Classify(Buf<float> entropies, Buf<float> mask, int rows, int T, Buf<int> classesOut)
+    {
+        if (Config.Classification == EntropyClassification.None) { LastThresholds = default; return false; }
+        int thresholdCount = Config.Classification == EntropyClassification.PerResponse ? rows : 1;
+        if (thresholds is null || thresholds.Length < thresholdCount) { thresholds?.Dispose(); thresholds = backend.Allocate<float>(thresholdCount); }
+        var tau = thresholds.All.Slice(0, thresholdCount);
         bool strict = Config.TieRule == HighEntropyRule.Greater;
         if (Config.Classification == EntropyClassification.PerResponse)
-            backend.ClassifyTokensPerResponse(x.Entropies, x.Mask, x.Rows, x.T, Config.EntropyQuantile, strict, thresholds.All, classes.All);
+            backend.ClassifyTokensPerResponse(entropies, mask, rows, T, Config.EntropyQuantile, strict, tau, classesOut);
         else
-            backend.ClassifyTokensBatch(x.Entropies, x.Mask, n, Config.EntropyQuantile, strict, thresholds.All, classes.All);
-        LastThresholds = thresholds.All;
-        return LastClasses = classes.All;
+            backend.ClassifyTokensBatch(entropies, mask, checked(rows * T), Config.EntropyQuantile, strict, tau, classesOut);
+        LastThresholds = tau;
+        return true;
     }
 
     public void Dispose()

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model;
 using ArcherIlgpu.Model.Tokenizers;
 using ArcherIlgpu.Model.Training;
@@ -51,11 +52,13 @@ public sealed record RlStepResult(int Step, IReadOnlyDictionary<string, double> 
 /// low-probability tokens first), each mini-batch one optimizer step with gradient accumulation over
 /// micro-batches.
 /// <para>
-/// The loss runs on the host: each mini-batch's log-probs and entropies [R, T] are downloaded,
-/// <see cref="AlgorithmLoss.Compute"/> gives dLoss/dℓ, which is uploaded for the backward. That is one
-/// round trip per mini-batch (a device-side loss kernel would remove it). When a mini-batch needs more
-/// than one micro-batch, the loss needs every row's entropies first (per-batch quantile, global token
-/// mean), so the micro-batches are run forward once to get them and again, each followed by its backward.
+/// The update stays on the device: the step's tensors are uploaded once (<see cref="DeviceStepTensors"/>),
+/// the old and reference log-probs and the token classes are written there, and each mini-batch runs
+/// forward → log-probs and entropies → <see cref="DeviceAlgorithmLoss"/> (classification and loss) →
+/// backward without leaving it; the host reads the loss statistics (16 floats) once per mini-batch, to
+/// skip a non-finite update and for the metrics. When a mini-batch needs more than one micro-batch, the
+/// loss needs every row's entropies first (per-batch quantile, global token mean), so the micro-batches
+/// are run forward once to get them and again, each followed by its backward.
 /// </para>
 /// A non-finite loss or gradient norm skips the optimizer step (the weights stay as they were) and is
 /// counted. Deterministic on the cpu backend given the seeds.
@@ -64,7 +67,8 @@ public sealed class RlTrainer : IDisposable
 {
     readonly ITokenizer tokenizer;
     readonly RolloutCollector collector;
-    readonly AlgorithmLoss loss;
+    readonly DeviceAlgorithmLoss loss;
+    readonly DeviceStepTensors device;
     readonly CausalLm? reference;
     readonly DataCursor data;
     long rngCounter;
@@ -83,7 +87,8 @@ public sealed class RlTrainer : IDisposable
         Policy = policy;
         Task = task;
         this.tokenizer = tokenizer;
-        loss = new AlgorithmLoss(Config);
+        loss = new DeviceAlgorithmLoss(policy.Backend, Config);
+        device = new DeviceStepTensors(policy.Backend);
         collector = new RolloutCollector(policy, tokenizer, task, Config, Options.MaxRowsPerGeneration);
         Optimizer = new AdamWOptimizer(policy, new AdamWOptions((float)Config.Beta1, (float)Config.Beta2, 1e-8f,
             (float)Config.WeightDecay, (float)Config.GradClip));
@@ -109,7 +114,7 @@ public sealed class RlTrainer : IDisposable
     public Action<CausalLm>? BeforeOptimizerStep { get; set; }
 
     /// <summary>Whether the loss has a KL term, so the trainer keeps a frozen reference model (the starting weights).</summary>
-    public static bool UsesReference(AlgorithmConfig c) => c.UseKl && (c.Low.KlCoef > 0 || c.High.KlCoef > 0);
+    public static bool UsesReference(AlgorithmConfig c) => c.HasKl;
 
     public RlTrainerState State => new(StepIndex, data.Seed, data.Position, Options.Seed, rngCounter, skippedTotal);
 
@@ -152,14 +157,20 @@ public sealed class RlTrainer : IDisposable
         m["batch/empty"] = 0;
 
         var s = StepTensors.Build(batch, Config, tokenizer.EndOfText);
+        Policy.CheckTokens(s.Inputs, s.Inputs.Length, "step inputs");
+        Policy.CheckTokens(s.Targets, s.Targets.Length, "step targets");
+        device.Load(s, tokenizer.EndOfText);
         int micro = MicroRows(s);
 
         var logProbClock = Stopwatch.StartNew();
         RecomputeOldLogProbs(s, micro);
         if (reference is not null) ComputeReference(s, micro);
+        Policy.Backend.Download(device.OldLogProbs, s.OldLogProbs);
+        Policy.Backend.Download(device.OldEntropies, s.OldEntropies);
         double logProbSeconds = logProbClock.Elapsed.TotalSeconds;
         OldPolicyMetrics(s, m);
-        if (!Config.ReclassifyEveryPass) ClassifyOnce(s);
+        // The paper's Algorithm 1: classes from the old policy's entropies, once per rollout (per-batch scope: the whole step).
+        bool classifiedOnce = !Config.ReclassifyEveryPass && loss.Classify(device.OldEntropies, device.Mask, s.Rows, s.T, device.Classes);
 
         var updateClock = Stopwatch.StartNew();
         var acc = new UpdateAccumulator();
@@ -167,7 +178,7 @@ public sealed class RlTrainer : IDisposable
         foreach (var pass in passes)
             for (int epoch = 0; epoch < Config.PpoEpochs; epoch++)
                 foreach (var rows in MiniBatches(s, step, epoch))
-                    UpdateMiniBatch(s, rows, micro, pass, (float)lr, acc);
+                    UpdateMiniBatch(s, rows, micro, pass, classifiedOnce, (float)lr, acc);
         double updateSeconds = updateClock.Elapsed.TotalSeconds;
         acc.Write(m);
 
@@ -206,9 +217,9 @@ public sealed class RlTrainer : IDisposable
             for (int start = 0; start < rows.Length; start += micro)
             {
                 var chunk = rows.AsSpan(start, Math.Min(micro, rows.Length - start));
-                ForwardRows(Policy, s, chunk, micro);
-                s.ScatterRows(chunk, s.MicroLogProbs, s.OldLogProbs);
-                s.ScatterRows(chunk, s.MicroEntropies, s.OldEntropies);
+                var a = ForwardRows(chunk, micro).Activations;
+                device.ScatterRows(chunk, a.LogProbs, device.OldLogProbs);
+                device.ScatterRows(chunk, a.Entropies, device.OldEntropies);
             }
     }
 
@@ -218,47 +229,61 @@ public sealed class RlTrainer : IDisposable
         for (int start = 0; start < all.Length; start += micro)
         {
             var chunk = all.AsSpan(start, Math.Min(micro, all.Length - start));
-            ForwardRows(reference!, s, chunk, micro);
-            s.ScatterRows(chunk, s.MicroLogProbs, s.RefLogProbs);
+            // The frozen reference runs forward only: no gradient buffer, no backward activations.
+            var a = reference!.InferenceActivations(micro, device.T);
+            ForwardRows(reference, a, chunk);
+            device.ScatterRows(chunk, a.LogProbs, device.RefLogProbs);
         }
     }
 
     /// <summary>Forward of the given rows padded to <paramref name="micro"/> rows (a fixed shape keeps the activations allocated once);
-    /// leaves log-probs and entropies in s.MicroLogProbs / s.MicroEntropies and the activations ready for a backward.</summary>
-    void ForwardRows(CausalLm model, StepTensors s, ReadOnlySpan<int> rows, int micro)
+    /// leaves log-probs and entropies in the returned pass's activations, ready for a backward.</summary>
+    LogProbPass ForwardRows(ReadOnlySpan<int> rows, int micro) => ForwardRows(Policy, Policy.TrainingActivations(micro, device.T), rows);
+
+    LogProbPass ForwardRows(CausalLm model, Activations a, ReadOnlySpan<int> rows)
     {
-        s.GatherInputs(rows, micro);
-        model.ForwardTokenLogProbs(micro, s.T, s.MicroInputs, s.MicroTargets, (float)Config.Temperature, s.MicroLogProbs, s.MicroEntropies);
+        device.GatherInputs(rows, a.Tokens, a.Targets);
+        return model.ForwardTokenLogProbs(a, (float)Config.Temperature);
     }
 
     // ================================================================ update
 
-    void UpdateMiniBatch(StepTensors s, int[] rows, int micro, LoptiPass pass, float lr, UpdateAccumulator acc)
+    void UpdateMiniBatch(StepTensors s, int[] rows, int micro, LoptiPass pass, bool classifiedOnce, float lr, UpdateAccumulator acc)
     {
         int n = rows.Length * s.T;
-        var lp = new float[n]; var ent = new float[n]; var dlp = new float[n];
+        var backend = Policy.Backend;
         Policy.ZeroGradients();
         bool single = rows.Length <= micro;
+        var x = device.MiniBatch(rows, reference is not null, classifiedOnce);
+        LogProbPass forward = default;
+        Buf<float> dLogProbs;
         // Pass 1 (all of it when one micro-batch holds the mini-batch): current log-probs and entropies.
-        for (int start = 0; start < rows.Length; start += micro)
+        if (single)
         {
-            int count = Math.Min(micro, rows.Length - start);
-            ForwardRows(Policy, s, rows.AsSpan(start, count), micro);
-            s.MicroLogProbs.AsSpan(0, count * s.T).CopyTo(lp.AsSpan(start * s.T));
-            s.MicroEntropies.AsSpan(0, count * s.T).CopyTo(ent.AsSpan(start * s.T));
+            forward = ForwardRows(rows, micro);
+            var a = forward.Activations;
+            backend.Zero(a.DLogProbs);   // the padding rows' gradient stays 0
+            x = x with { LogProbs = a.LogProbs.Slice(0, n), Entropies = a.Entropies.Slice(0, n) };
+            dLogProbs = a.DLogProbs.Slice(0, n);
+        }
+        else
+        {
+            var (lp, ent, dlp) = device.MiniBatchResults(rows.Length);
+            for (int start = 0; start < rows.Length; start += micro)
+            {
+                int count = Math.Min(micro, rows.Length - start);
+                var a = ForwardRows(rows.AsSpan(start, count), micro).Activations;
+                backend.Copy(a.LogProbs.Slice(0, count * s.T), lp.Slice(start * s.T, count * s.T));
+                backend.Copy(a.Entropies.Slice(0, count * s.T), ent.Slice(start * s.T, count * s.T));
+            }
+            x = x with { LogProbs = lp, Entropies = ent };
+            dLogProbs = dlp;
         }
 
-        var old = s.Gather(rows, s.OldLogProbs);
-        var inputs = new AlgorithmLossInputs
-        {
-            Rows = rows.Length, T = s.T, LogProbs = lp, OldLogProbs = old,
-            RefLogProbs = reference is null ? default : s.Gather(rows, s.RefLogProbs),
-            Entropies = ent, Advantages = s.Gather(rows, s.Advantages), Mask = s.Gather(rows, s.Mask),
-            Classes = s.Classes.Length == 0 ? default : s.Gather(rows, s.Classes),
-        };
         double? divisor = Config.DivideByFullMiniBatch ? Config.MiniBatchPrompts * s.GroupSize : null;
-        var result = loss.Compute(inputs, dlp, divisor, pass);
-        if (acc.Calls == 0) acc.FirstMaxAbsLogRatio = MaxAbsDifference(lp, old, inputs.Mask);
+        loss.Compute(x, dLogProbs, divisor, pass);
+        var result = loss.ReadResult();
+        if (acc.Calls == 0) acc.FirstMaxAbsLogRatio = MaxAbsLogRatio(s, rows, x.LogProbs);
         acc.Add(result);
 
         if (!double.IsFinite(result.Loss))
@@ -267,19 +292,37 @@ public sealed class RlTrainer : IDisposable
             return;
         }
         // Backward: reuse the activations of pass 1 when it was a single micro-batch, else run each micro-batch again.
-        for (int start = 0; start < rows.Length; start += micro)
-        {
-            int count = Math.Min(micro, rows.Length - start);
-            if (!single) ForwardRows(Policy, s, rows.AsSpan(start, count), micro);
-            Array.Clear(s.MicroDLogProbs);
-            dlp.AsSpan(start * s.T, count * s.T).CopyTo(s.MicroDLogProbs);
-            Policy.BackwardFromLogProbs(s.MicroDLogProbs);
-        }
+        if (single) Policy.BackwardFromLogProbs(forward);
+        else
+            for (int start = 0; start < rows.Length; start += micro)
+            {
+                int count = Math.Min(micro, rows.Length - start);
+                var again = ForwardRows(rows.AsSpan(start, count), micro);
+                var a = again.Activations;
+                backend.Zero(a.DLogProbs);
+                backend.Copy(dLogProbs.Slice(start * s.T, count * s.T), a.DLogProbs.Slice(0, count * s.T));
+                Policy.BackwardFromLogProbs(again);
+            }
         BeforeOptimizerStep?.Invoke(Policy);
         var r = Optimizer.Apply(lr);
         acc.GradNorms.Add(r.GradNorm);
         acc.OptimizerSteps++;
         if (r.Skipped) Skip(acc); else consecutiveSkipped = 0;
+    }
+
+    /// <summary>max |ℓ − ℓ_old| over the valid tokens of a mini-batch (a diagnostic of the step's first one, where it should be 0):
+    /// downloads its log-probs, once per step.</summary>
+    double MaxAbsLogRatio(StepTensors s, int[] rows, Buf<float> logProbs)
+    {
+        var lp = Policy.Backend.ToArray(logProbs);
+        double max = 0;
+        for (int j = 0; j < rows.Length; j++)
+            for (int t = 0; t < s.T; t++)
+            {
+                int at = rows[j] * s.T + t;
+                if (s.Mask[at] > 0) max = Math.Max(max, Math.Abs((double)lp[j * s.T + t] - s.OldLogProbs[at]));
+            }
+        return max;
     }
 
     /// <summary>Counts a skipped update; <see cref="ModelTrainer.MaxConsecutiveSkippedSteps"/> in a row stop training (it has diverged).</summary>
@@ -289,24 +332,6 @@ public sealed class RlTrainer : IDisposable
         acc.Skipped++;
         if (++consecutiveSkipped >= ModelTrainer.MaxConsecutiveSkippedSteps)
             throw TrainingDivergedException.AfterSkippedSteps("updates", consecutiveSkipped, StepIndex + 1, Config.LearningRate);
-    }
-
-    /// <summary>The paper's Algorithm 1: classes from the old policy's entropies, once per rollout (per-batch scope: the whole step).</summary>
-    void ClassifyOnce(StepTensors s)
-    {
-        if (Config.Classification == EntropyClassification.None) return;
-        s.Classes = new byte[s.Rows * s.T];
-        if (Config.Classification == EntropyClassification.PerResponse)
-            TokenClassifier.PerResponse(s.OldEntropies, s.Mask, s.Rows, s.T, Config.EntropyQuantile, new float[s.Rows], s.Classes, Config.TieRule);
-        else
-            TokenClassifier.BatchLevel(s.OldEntropies, s.Mask, Config.EntropyQuantile, s.Classes, Config.TieRule);
-    }
-
-    static double MaxAbsDifference(ReadOnlySpan<float> a, ReadOnlySpan<float> b, ReadOnlySpan<float> mask)
-    {
-        double max = 0;
-        for (int i = 0; i < a.Length; i++) if (mask[i] > 0) max = Math.Max(max, Math.Abs((double)a[i] - b[i]));
-        return max;
     }
 
     // ================================================================ metrics
@@ -335,8 +360,7 @@ public sealed class RlTrainer : IDisposable
     /// whatever the algorithm, so runs of different algorithms compare; and |ℓ_old − ℓ_rollout|.</summary>
     void OldPolicyMetrics(StepTensors s, IDictionary<string, double> m)
     {
-        var classes = new byte[s.Rows * s.T];
-        TokenClassifier.PerResponse(s.OldEntropies, s.Mask, s.Rows, s.T, Config.EntropyQuantile, new float[s.Rows], classes, Config.TieRule);
+        var classes = device.PerResponseClasses(Config.EntropyQuantile, Config.TieRule == HighEntropyRule.Greater);
         double all = 0, high = 0, low = 0, diff = 0, diffMax = 0;
         long nAll = 0, nHigh = 0, nLow = 0;
         for (int i = 0; i < classes.Length; i++)
@@ -344,7 +368,7 @@ public sealed class RlTrainer : IDisposable
             if (!(s.Mask[i] > 0)) continue;
             double h = s.OldEntropies[i];
             all += h; nAll++;
-            if (classes[i] == TokenClass.High) { high += h; nHigh++; } else { low += h; nLow++; }
+            if (classes[i] == PolicyMath.ClassHigh) { high += h; nHigh++; } else { low += h; nLow++; }
             double d = Math.Abs((double)s.OldLogProbs[i] - s.RolloutLogProbs[i]);
             diff += d; diffMax = Math.Max(diffMax, d);
         }
@@ -436,5 +460,7 @@ public sealed class RlTrainer : IDisposable
         collector.Dispose();
         Optimizer.Dispose();
         reference?.Dispose();
+        loss.Dispose();
+        device.Dispose();
     }
 }

@@ -1,10 +1,9 @@
 using ArcherIlgpu.Rl.Algorithms;
-using ArcherIlgpu.Rl.Losses;
 
 namespace ArcherIlgpu.Rl.Training;
 
 /// <summary>
-/// The host-side tensors of one training step, all [Rows, T] row-major over the kept rollouts. Row i is
+/// The host-side tensors of one training step (uploaded once into <see cref="DeviceStepTensors"/>), all [Rows, T] row-major over the kept rollouts. Row i is
 /// prompt ++ response left-aligned: position t predicts token t+1, so the response's k-th token is the
 /// target at position |prompt| − 1 + k, where the mask is 1 (every generated token, the end token
 /// included); prompt and padding positions have mask 0.
@@ -14,27 +13,22 @@ internal sealed class StepTensors
     public int Rows, T, GroupSize, ValidTokens;
     public int Groups => Rows / GroupSize;
     public int[] Inputs = [], Targets = [];
-    public float[] Mask = [], RolloutLogProbs = [], Advantages = [], OldLogProbs = [], OldEntropies = [], RefLogProbs = [];
+    public float[] Mask = [], RolloutLogProbs = [], Advantages = [];
+    /// <summary>The old policy's log-probs and entropies, downloaded once per step for the metrics (the update reads the device copies).</summary>
+    public float[] OldLogProbs = [], OldEntropies = [];
     public float[] RowRewards = [], RowAdvantages = [];
-    /// <summary>Token classes fixed once per rollout (ReclassifyEveryPass = false), else empty.</summary>
-    public byte[] Classes = [];
-    int padToken;
-
-    // Scratch of one padded micro-batch.
-    public int[] MicroInputs = [], MicroTargets = [];
-    public float[] MicroLogProbs = [], MicroEntropies = [], MicroDLogProbs = [];
 
     public static StepTensors Build(RolloutBatch batch, AlgorithmConfig config, int padToken)
     {
         var kept = batch.Kept;
         int R = kept.Count;
         int T = kept.Max(r => r.PromptTokens.Length + r.ResponseTokens.Length) - 1;
-        var s = new StepTensors { Rows = R, T = T, GroupSize = batch.GroupSize, padToken = padToken };
+        var s = new StepTensors { Rows = R, T = T, GroupSize = batch.GroupSize };
         int n = R * T;
         s.Inputs = new int[n]; s.Targets = new int[n];
         Array.Fill(s.Inputs, padToken); Array.Fill(s.Targets, padToken);
         s.Mask = new float[n]; s.RolloutLogProbs = new float[n]; s.Advantages = new float[n];
-        s.OldLogProbs = new float[n]; s.OldEntropies = new float[n]; s.RefLogProbs = new float[n];
+        s.OldLogProbs = new float[n]; s.OldEntropies = new float[n];
         for (int i = 0; i < R; i++)
         {
             var r = kept[i];
@@ -53,36 +47,5 @@ internal sealed class StepTensors
         Losses.Advantages.Compute(config.Advantage, s.RowRewards, batch.GroupSize, s.RowAdvantages, config.AdvantageEpsilon);
         Losses.Advantages.BroadcastToTokens(s.RowAdvantages, s.Mask, T, s.Advantages);
         return s;
-    }
-
-    /// <summary>Copies the inputs and targets of <paramref name="rows"/> into the micro-batch scratch, padding to <paramref name="micro"/> rows.</summary>
-    public void GatherInputs(ReadOnlySpan<int> rows, int micro)
-    {
-        int n = micro * T;
-        if (MicroInputs.Length != n)
-        {
-            MicroInputs = new int[n]; MicroTargets = new int[n];
-            MicroLogProbs = new float[n]; MicroEntropies = new float[n]; MicroDLogProbs = new float[n];
-        }
-        Array.Fill(MicroInputs, padToken); Array.Fill(MicroTargets, padToken);
-        for (int j = 0; j < rows.Length; j++)
-        {
-            Inputs.AsSpan(rows[j] * T, T).CopyTo(MicroInputs.AsSpan(j * T));
-            Targets.AsSpan(rows[j] * T, T).CopyTo(MicroTargets.AsSpan(j * T));
-        }
-    }
-
-    /// <summary>Writes micro-batch row j of <paramref name="micro"/> into row rows[j] of <paramref name="full"/>.</summary>
-    public void ScatterRows(ReadOnlySpan<int> rows, float[] micro, float[] full)
-    {
-        for (int j = 0; j < rows.Length; j++) micro.AsSpan(j * T, T).CopyTo(full.AsSpan(rows[j] * T));
-    }
-
-    /// <summary>The given rows of <paramref name="full"/>, in order, as a new [rows, T] array.</summary>
-    public T1[] Gather<T1>(ReadOnlySpan<int> rows, T1[] full)
-    {
-        var result = new T1[rows.Length * T];
-        for (int j = 0; j < rows.Length; j++) full.AsSpan(rows[j] * T, T).CopyTo(result.AsSpan(j * T));
-        return result;
     }
 }

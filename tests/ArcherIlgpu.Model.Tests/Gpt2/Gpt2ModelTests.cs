@@ -68,7 +68,7 @@ public class Gpt2ModelTests
         var (refLp, refEnt) = reference.TokenLogProbs(B, T, inputs, targets, temperature);
 
         var lp = new float[B * T]; var ent = new float[B * T];
-        model.ForwardTokenLogProbs(B, T, inputs, targets, temperature, lp, ent);
+        var pass = model.ForwardTokenLogProbs(B, T, inputs, targets, temperature, lp, ent);
         // log-probs and entropies are O(log V) ~ 3; float32 logits carry ~1e-6 relative error (see LossRtol).
         Close.All(refLp, lp, 2e-5, 1e-5, "log-probs");
         Close.All(refEnt, ent, 2e-5, 1e-5, "entropies");
@@ -77,7 +77,7 @@ public class Gpt2ModelTests
         var w = Array.ConvertAll(Gpt2TestData.Mask(B, T), v => (double)v);
         var (_, refGrads) = reference.LossAndGradients(B, T, inputs, targets, w, temperature);
         model.ZeroGradients();
-        model.BackwardFromLogProbs(Array.ConvertAll(w, v => (float)-v));
+        model.BackwardFromLogProbs(pass, Array.ConvertAll(w, v => (float)-v));
         CheckGradients(layout, refGrads, model.DownloadGradients(), 1, backendName + " log-prob backward");
     }
 }

@@ -3,24 +3,14 @@ using System.Buffers;
 
 namespace ArcherIlgpu.Rl.Losses;
 
-/// <summary>Token classes as bytes, so a class map is one [rows, T] byte array.</summary>
+// The host (float64-threshold) reference of the device classifiers, kept for the tests; the trainer classifies on the device.
+
+/// <summary>The class values of <see cref="PolicyMath"/> (the one definition) as bytes, so a reference class map is one [rows, T] byte array.</summary>
 public static class TokenClass
 {
-    /// <summary>Padding, or a token of a row with no valid token: in neither class.</summary>
-    public const byte None = 0;
-    /// <summary>Low entropy ("knowledge") token.</summary>
-    public const byte Low = 1;
-    /// <summary>High entropy ("reasoning", "forking") token.</summary>
-    public const byte High = 2;
-}
-
-/// <summary>Which side of the threshold a token equal to it goes to.</summary>
-public enum HighEntropyRule
-{
-    /// <summary>High iff H &gt; τ, ties go low (Archer's released code).</summary>
-    Greater,
-    /// <summary>High iff H ≥ τ (Archer paper Eq. 2–3; the 80/20 baseline).</summary>
-    GreaterOrEqual,
+    public const byte None = PolicyMath.ClassNone;
+    public const byte Low = PolicyMath.ClassLow;
+    public const byte High = PolicyMath.ClassHigh;
 }
 
 /// <summary>

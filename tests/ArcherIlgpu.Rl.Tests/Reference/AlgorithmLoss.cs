@@ -2,17 +2,6 @@ using ArcherIlgpu.Rl.Losses;
 
 namespace ArcherIlgpu.Rl.Algorithms;
 
-/// <summary>Which tokens an AR-Lopti update pass trains on.</summary>
-public enum LoptiPass
-{
-    /// <summary>Every token (every algorithm except AR-Lopti's isolation).</summary>
-    All,
-    /// <summary>Pass 1: tokens with π_old &lt; η.</summary>
-    LowProbability,
-    /// <summary>Pass 2: the other tokens.</summary>
-    HighProbability,
-}
-
 /// <summary>
 /// The per-token inputs of one mini-batch, all [Rows, T]. <see cref="Entropies"/> come from the same forward
 /// pass as <see cref="LogProbs"/> (current policy, detached). <see cref="Classes"/>, if given, replaces the
@@ -68,7 +57,7 @@ public sealed class AlgorithmLoss
         int n = x.Rows * x.T;
         Ensure(n, x.Rows);
         if (x.Mask.Length != n) throw new ArgumentException($"Mask has length {x.Mask.Length}, expected rows × T = {n}");
-        bool useKl = Config.UseKl && (Config.Low.KlCoef > 0 || Config.High.KlCoef > 0);
+        bool useKl = Config.HasKl;
         if (useKl && x.RefLogProbs.IsEmpty) throw new ArgumentException($"algorithm \"{Config.Name}\" has a KL term but no reference log-probs were given");
 
         Classify(x);
