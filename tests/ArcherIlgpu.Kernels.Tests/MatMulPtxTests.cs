@@ -1,10 +1,4 @@
-using System.Reflection;
 using System.Text.RegularExpressions;
-using ILGPU;
-using ILGPU.Backends.EntryPoints;
-using ILGPU.Backends.PTX;
-using ILGPU.Runtime;
-using ILGPU.Runtime.Cuda;
 
 namespace ArcherIlgpu.Kernels.Tests;
 
@@ -15,20 +9,8 @@ namespace ArcherIlgpu.Kernels.Tests;
 /// </summary>
 public class MatMulPtxTests
 {
-    static string CompilePtx(string kernel)
-    {
-        // A fresh context per kernel: a failed compile poisons its context (ilgpu-notes.md).
-        using var context = Context.Create(b => b.EnableAlgorithms().Math(MathMode.Fast32BitOnly).Optimize(OptimizationLevel.O2));
-        using var backend = new PTXBackend(context, new CudaCapabilityContext(CudaArchitecture.SM_90),
-            CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, null);
-        var method = typeof(IlgpuBackend).GetMethod(kernel, BindingFlags.NonPublic | BindingFlags.Static)
-            ?? throw new InvalidOperationException($"no kernel {kernel}");
-        var compiled = (PTXCompiledKernel)backend.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(method), default);
-        var ptx = compiled.PTXAssembly;
-        var dir = Environment.GetEnvironmentVariable("ARCHER_PTX_DIR");
-        if (!string.IsNullOrEmpty(dir)) { Directory.CreateDirectory(dir); File.WriteAllText(Path.Combine(dir, kernel + ".ptx"), ptx); }
-        return ptx;
-    }
+    // The CUDA backend's settings (PtxCompile); ARCHER_PTX_DIR keeps the PTX.
+    static string CompilePtx(string kernel) => PtxCompile.Kernel(kernel);
 
     static int Count(string ptx, string pattern) => Regex.Matches(ptx, pattern).Count;
 
