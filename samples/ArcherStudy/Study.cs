@@ -19,6 +19,9 @@ public sealed record EvalSummary(double AvgAtN, IReadOnlyDictionary<int, double>
 {
     /// <summary>Countdown: per token role, the share of its tokens in Archer's high-entropy class (<see cref="TokenRoles"/>).</summary>
     public IReadOnlyDictionary<string, double>? RoleHighShare { get; init; }
+
+    /// <summary>Countdown: the <c>arithmetic</c> verdict split by its deciding step (<see cref="ArithmeticErrors"/>); null in results saved before the split existed.</summary>
+    public IReadOnlyDictionary<string, double>? ArithmeticSplit { get; init; }
 }
 
 /// <summary>One RL run: an algorithm from the SFT checkpoint with one seed.</summary>
@@ -68,10 +71,8 @@ public static class Study
         var layout = new StudyRuns(o);
 
         var (sft, start) = layout.Sft(log, () => Sft(o, modelConfig, tokenizer, log));
-        if (o.IsCountdown && sft.Eval.RoleHighShare is null)   // an SFT stage saved before the role check existed
-            using (var backend = new CpuBackend())
-            using (var model = Models.Create(backend, modelConfig, start))
-                sft = sft with { Eval = sft.Eval with { RoleHighShare = RoleShares(model, tokenizer, task, o) } };
+        if (o.IsCountdown && (sft.Eval.RoleHighShare is null || sft.Eval.ArithmeticSplit is null))
+            sft = layout.SaveSftResult(sft with { Eval = CompleteSftEval(o, sft.Eval, start, modelConfig, tokenizer, log) });
         log($"SFT {o.SftSteps} steps ({sft.Seconds:F1}s, validation loss {sft.ValidationLossStart:F4} -> {sft.ValidationLoss:F4}): held-out pass@1 {sft.Eval.AvgAtN:F3}, " +
             $"pass@{o.EvalSamples} {sft.Eval.PassAtK[o.EvalSamples]:F3}, greedy {sft.Eval.Greedy:F3}");
 
@@ -91,6 +92,25 @@ public static class Study
             afterSeed?.Invoke(new StudyResult(o with { Seeds = done }, sft.Eval, sft.Seconds, [.. runs], total.Elapsed.TotalSeconds, Machine(), started));
         }
         return new StudyResult(o, sft.Eval, sft.Seconds, runs, total.Elapsed.TotalSeconds, Machine(), started);
+    }
+
+    /// <summary>
+    /// An SFT stage saved before the role check or the arithmetic split existed gets them once (the caller saves the result).
+    /// The split needs the samples again: the same held-out problems and sampling seed give the same samples, which the
+    /// log shows by the verdict shares of the new pass next to the saved ones.
+    /// </summary>
+    static EvalSummary CompleteSftEval(StudyOptions o, EvalSummary eval, float[] start, IModelConfig modelConfig, CharTokenizer tokenizer, Action<string> log)
+    {
+        using var backend = new CpuBackend();
+        using var model = Models.Create(backend, modelConfig, start);
+        if (eval.RoleHighShare is null) eval = eval with { RoleHighShare = RoleShares(model, tokenizer, o.Task, o) };
+        if (eval.ArithmeticSplit is not null) return eval;
+        log("SFT: sampling the held-out set again for the split of the arithmetic verdict");
+        var again = Evaluate(model, tokenizer, o.Task, o, o.EvalProblems, o.EvalSamples, greedy: false, examples: line => log($"SFT sample {line}"));
+        string Shares(EvalSummary e) => string.Join(", ", e.VerdictShares.Select(kv => $"{kv.Key} {kv.Value:F4}"));
+        log($"SFT verdicts saved: {Shares(eval)}; sampled again: {Shares(again)}");
+        log("SFT arithmetic split: " + string.Join(", ", again.ArithmeticSplit!.Select(kv => $"{kv.Key} {kv.Value:F4}")));
+        return eval with { ArithmeticSplit = again.ArithmeticSplit };
     }
 
     /// <summary>
@@ -183,7 +203,9 @@ public static class Study
     /// The held-out evaluation: the same problems (<see cref="Evaluator.HeldOut"/>: never trained on) and the same
     /// sampling seed for every model, n samples at T = 0.8; pass@k for every k = 1..n from the per-problem counts.
     /// </summary>
-    public static EvalSummary Evaluate(CausalLm model, CharTokenizer tokenizer, ITask task, StudyOptions o, int problems, int samples, bool greedy)
+    /// <param name="examples">when given, receives a few completions of each arithmetic kind (to read them, not only count them).</param>
+    public static EvalSummary Evaluate(CausalLm model, CharTokenizer tokenizer, ITask task, StudyOptions o, int problems, int samples, bool greedy,
+        Action<string>? examples = null)
     {
         var set = Evaluator.HeldOut(task, problems);
         // 128 rows per generator call (the default 512 holds ~2 GB of activations for the entropy pass of a countdown-3m batch).
@@ -191,6 +213,8 @@ public static class Study
         var completions = sampler.Sample(set, samples, 0.8, 5);
         var correct = new int[set.Count];
         var verdicts = task.Verdicts.ToDictionary(v => v, _ => 0, StringComparer.Ordinal);
+        var arithmetic = new ArithmeticErrors.Counter(task);
+        var shown = new Dictionary<string, int>(StringComparer.Ordinal);
         double length = 0, entropy = 0; long entropyTokens = 0, distinct = 0;
         for (int i = 0; i < set.Count; i++)
         {
@@ -199,7 +223,13 @@ public static class Study
             {
                 var c = completions[i * samples + j];
                 if (task.Reward(set[i], c.Text) > 0) { correct[i]++; solutions.Add(c.Text); }
-                if (task.Verdict(set[i], c.Text) is string v) verdicts[v]++;
+                var verdict = task.Verdict(set[i], c.Text);
+                if (verdict is not null) verdicts[verdict]++;
+                if (arithmetic.Add(set[i], c.Text, verdict) is string kind && examples is not null && shown.GetValueOrDefault(kind) < 6)
+                {
+                    shown[kind] = shown.GetValueOrDefault(kind) + 1;
+                    examples($"{kind}: {set[i].Prompt} {c.Text}");
+                }
                 length += c.Length; entropy += c.EntropySum; entropyTokens += c.EntropyTokens;
             }
             distinct += solutions.Count;
@@ -216,7 +246,7 @@ public static class Study
         var roles = greedy && task.Verdicts.Count > 0 ? RoleShares(model, tokenizer, task, o) : null;
         return new EvalSummary(correct.Average() / samples, passAtK, greedyAccuracy, entropyTokens > 0 ? entropy / entropyTokens : double.NaN,
             length / total, samples, correct, verdicts.ToDictionary(kv => kv.Key, kv => kv.Value / (double)total),
-            solved > 0 ? distinct / (double)solved : double.NaN) { RoleHighShare = roles };
+            solved > 0 ? distinct / (double)solved : double.NaN) { RoleHighShare = roles, ArithmeticSplit = arithmetic.Shares() };
     }
 
     /// <summary>The role check on 100 held-out problems × 4 samples (fewer in small studies).</summary>

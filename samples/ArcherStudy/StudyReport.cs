@@ -81,6 +81,9 @@ public static class StudyReport
         Add("archer", "grpo", "held-out entropy of low-class tokens", x => Role(x, TokenRoles.EntropyLow));
         Add("archer-no-kl", "archer", "arithmetic share of rollouts, last 20% of steps", x => Late(x, "verdict/arithmetic"));
         Add("archer-no-kl", "archer", "held-out arithmetic share", x => x.Eval.VerdictShares.GetValueOrDefault("arithmetic", double.NaN));
+        // The part of the arithmetic share that is not a forced target (ArithmeticErrors): the knowledge errors proper.
+        Add("archer-no-kl", "archer", "held-out arithmetic share, forced targets excluded",
+            x => x.Eval.ArithmeticSplit is { } a ? a[ArithmeticErrors.FinalOther] + a[ArithmeticErrors.EarlierStep] : double.NaN);
         Add("archer-no-kl", "archer", "entropy/low, last 20% of steps", x => Late(x, "entropy/low"));
         return list;
     }
@@ -164,6 +167,7 @@ public static class StudyReport
         verdicts = e.VerdictShares,
         distinct_correct_per_solved = e.DistinctCorrectPerSolved,
         role_high_share = e.RoleHighShare,
+        arithmetic_split = e.ArithmeticSplit,
         greedy = e.Greedy,
         entropy = e.Entropy,
         response_length = e.Length,
@@ -300,6 +304,26 @@ public static class StudyReport
                 var evals = r.Runs.Where(x => x.Algorithm == alg).Select(x => x.Eval).ToList();
                 if (evals.Count > 0) Row(alg, evals);
             }
+            sb.AppendLine();
+        }
+        if (r.Start.ArithmeticSplit is not null || r.Runs.Any(x => x.Eval.ArithmeticSplit is not null))
+        {
+            sb.AppendLine("The `arithmetic` verdict split by its deciding step (the first wrong result; shares of all samples, mean over the runs " +
+                          "that have it, their number in brackets: runs finished before the split existed have none). \"final states target\": " +
+                          "the last step is the first wrong one and states the target (a path that does not reach the target, written as if it did); " +
+                          "\"earlier step\": a result before the last is wrong. \"states target\": last step states the target, any verdict:");
+            sb.AppendLine();
+            sb.AppendLine("| method | arithmetic | final states target | final other | earlier step | states target |");
+            sb.AppendLine("|---|---|---|---|---|---|");
+            void SplitRow(string name, IReadOnlyList<EvalSummary> e)
+            {
+                var with = e.Where(x => x.ArithmeticSplit is not null).ToList();
+                if (with.Count == 0) return;
+                sb.AppendLine($"| {name} ({with.Count}) | {F(with.Average(x => x.VerdictShares.GetValueOrDefault("arithmetic", double.NaN)))} | " +
+                    string.Join(" | ", ArithmeticErrors.Names.Select(k => F(with.Average(x => x.ArithmeticSplit![k])))) + " |");
+            }
+            SplitRow("SFT start", [r.Start]);
+            foreach (var alg in o.AlgorithmList) SplitRow(alg, r.Runs.Where(x => x.Algorithm == alg).Select(x => x.Eval).ToList());
             sb.AppendLine();
         }
         if (r.Start.RoleHighShare is not null)

@@ -70,6 +70,15 @@ public sealed class StudyRuns(StudyOptions o)
         }
     }
 
+    /// <summary>Replaces the finished SFT stage's result (completed with measurements added later); its weights stay.</summary>
+    public SftResult SaveSftResult(SftResult result)
+    {
+        var checkpoint = RunFolder.At(SftDir).Checkpoints().Latest()
+            ?? throw new RunFolderException($"'{SftDir}' holds no finished SFT checkpoint to update");
+        Json.WriteAtomic(checkpoint.File(ResultFile), result);
+        return result;
+    }
+
     /// <summary>One RL run: read back when finished, else computed and its result saved; the curve goes to metrics.jsonl.</summary>
     public RunResult Rl(string algorithm, int seed, Action<string> log, Func<RunResult> compute)
     {

@@ -137,6 +137,28 @@ public class CountdownStudyTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// The split of the arithmetic verdict on hand-worked responses to 84 9 14 28 → 73 (84-9=75, 28/14=2, 75-2=73 is right):
+    /// the deciding step is the first wrong result, and only a wrong last step that states 73 is a forced target.
+    /// </summary>
+    [Fact]
+    public void ArithmeticVerdictsSplitByTheirDecidingStep()
+    {
+        long[] numbers = [84, 9, 14, 28];
+        string? KindOf(string completion) =>
+            ArithmeticErrors.Kind(ArcherIlgpu.Rl.Tasks.CountdownStepVerifier.Check(numbers, 73, completion), completion, 73);
+        Assert.Equal(ArithmeticErrors.FinalStatesTarget, KindOf("84-9=75;28/14=2;75+2=73"));   // 75+2 is 77: forced to 73
+        Assert.Equal(ArithmeticErrors.FinalOther, KindOf("84-9=75;28/14=2;75-2=74"));
+        Assert.Equal(ArithmeticErrors.EarlierStep, KindOf("84-9=76;28/14=2;76-2=73"));         // 84-9 is 75; the rest follows from 76
+        Assert.Equal(ArithmeticErrors.EarlierStep, KindOf("84-9=75;28/14=3;75-3=73"));         // second step wrong, last one stated 73 but wrong too
+        Assert.Null(KindOf("84-9=75;28/14=2;75-2=73"));                                         // correct
+        Assert.Null(KindOf("84-9=75;28/14=2;75*2=150"));                                        // wrong_target
+        Assert.Null(KindOf("84-9=75;75-2=73"));                                                 // format (two steps)
+        Assert.True(ArithmeticErrors.LastStatesTarget("84-9=75;28/14=3;75-3=73", 73));
+        Assert.False(ArithmeticErrors.LastStatesTarget("84-9=75;28/14=2;75*2=150", 73));
+        Assert.False(ArithmeticErrors.LastStatesTarget("84-9=75;28/14=2;75-2=", 73));          // not equations
+    }
+
     /// <summary>Roles of a hand-read step-form response: digits before '=' are operands, after it results, until ';'.</summary>
     [Fact]
     public void TokenRolesOfAStepFormResponse()
@@ -187,6 +209,11 @@ public class CountdownStudyTests(ITestOutputHelper output)
         Assert.Equal(e.AvgAtN, e.VerdictShares["correct"], 10);
         if (e.CorrectCounts.Any(c => c > 0)) Assert.InRange(e.DistinctCorrectPerSolved, 1, n);
         else Assert.True(double.IsNaN(e.DistinctCorrectPerSolved));
+        // The three kinds of the split partition the arithmetic verdicts.
+        var split = Assert.IsAssignableFrom<IReadOnlyDictionary<string, double>>(e.ArithmeticSplit);
+        Assert.Equal(e.VerdictShares["arithmetic"],
+            split[ArithmeticErrors.FinalStatesTarget] + split[ArithmeticErrors.FinalOther] + split[ArithmeticErrors.EarlierStep], 10);
+        Assert.InRange(split[ArithmeticErrors.StatesTarget], split[ArithmeticErrors.FinalStatesTarget], 1);
     }
 }
 
