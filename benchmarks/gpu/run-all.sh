@@ -1,62 +1,103 @@
 #!/usr/bin/env bash
-# The measurement call (issue 15 item 6; see ../shared/gpu/README.md): verification, then ours and the
-# PyTorch / transformers peers on the same card in the same call, in each precision. About 8 minutes on
-# an H100/H200; diagnose.sh is the shorter first call (SASS, GEMM variants, a baseline). Build first:
+# The GPU measurement call (issue 15; see ../shared/gpu/README.md). A session gets 15 minutes of device
+# time in all, start-up included, so this is ONE call, ordered by what matters most, with a deadline:
+# every step gets min(its own limit, the time left) and steps that no longer fit are skipped and say so.
+#   1. what each kernel became (ptxas -v, SASS), on the CPUs, in the background;
+#   2. `archer selfcheck --device cuda`, every family against the cpu backend;
+#   3. GPT-2 124M B16 T1024 training, ours and PyTorch eager side by side, in fp32, bf16 and tf32;
+#   4. the GEMM strategies op by op (gpt2 and LM-head products), the step's profile in tf32 and bf16;
+#   5. Qwen2.5-0.5B in bf16, ours and transformers;
+#   6. generation at batch 64 and 256, ours and transformers' `generate`;
+#   7. the kernels that are not the default on CUDA (plain GEMM, warp attention) against the defaults;
+#   8. the fp32 Qwen2.5-0.5B and 350M shapes, ours and the peers; the small presets.
+# Used on an H200 on 2026-12-04 with DEADLINE=470 and 330 (benchmarks/results/h200-2026-12-04-call*.txt):
+# a fresh machine started in about 30 s, so a session's 900 s fit two such calls.
+# Prepare here:
 #   ../shared/gpu/bundle.sh src/Cli/ArcherIlgpu.Cli.csproj && benchmarks/gpu/bundle-bench.sh
-# (the second adds the op benchmarks for the variant comparison; without it that step is skipped)
-# then run this from the repository root with carry [".gpu"]; results land in $OUT (or ./gpu-out).
-# SKIP_PYTORCH=1 leaves the peers out (e.g. to rerun only ours).
+#   ARCHER_PTX_DIR=/tmp/ptx dotnet test tests/ArcherIlgpu.Kernels.Tests -c Release --filter GpuKernelsPtxTests
+#   tar -cJf .gpu/ptx.tar.xz -C /tmp ptx
+# then run from the repository root with carry [".gpu"] and a timeout ~60 s above DEADLINE (default
+# 480 s). Results land in $OUT (or ./gpu-out): main.txt (everything timed, in order), selfcheck.txt,
+# ptxas.txt, sass.txt.xz, gpu.txt.
 set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
-tar -xJf .gpu/bundle.tar.xz -C .gpu
-A=.gpu/app/archer
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv > "$OUT/gpu.txt"
+DEADLINE=${DEADLINE:-480}
 start=$SECONDS
-stamp() { echo "== $1 at +$((SECONDS - start)) s" >> "$OUT/timeline.txt"; }
-timeout 300 $A selfcheck --device cuda > "$OUT/selfcheck.txt" 2>&1; echo "selfcheck rc=$?" >> "$OUT/selfcheck.txt"
-stamp selfcheck
+tar -xJf .gpu/bundle.tar.xz -C .gpu
+[ -f .gpu/bench.tar.xz ] && tar -xJf .gpu/bench.tar.xz -C .gpu/app
+A=.gpu/app/archer
+B=.gpu/app/ArcherIlgpu.Benchmarks
+PY=benchmarks/pytorch
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$OUT/gpu.txt" 2>&1
+
+# step LIMIT CMD...: runs CMD under timeout min(LIMIT, seconds left), or skips it when under 15 s are left.
+step() {
+  local limit=$1; shift
+  local left=$((DEADLINE - (SECONDS - start)))
+  if [ "$left" -lt 15 ]; then echo "== SKIPPED (deadline): $*"; return; fi
+  [ "$left" -lt "$limit" ] && limit=$left
+  echo "== $* (limit ${limit} s, at +$((SECONDS - start)) s)"
+  timeout "$limit" "$@"
+  echo "== rc=$?"
+}
+
+# 1. Registers, spills and shared memory of every kernel; SASS of the matmul and attention kernels.
+sass() {
+  tar -xJf .gpu/ptx.tar.xz -C .gpu
+  for f in .gpu/ptx/*.ptx; do
+    k=$(basename "$f" .ptx)
+    echo "== $k"; ptxas -arch=sm_90 -v "$f" -o ".gpu/ptx/$k.cubin" 2>&1 | grep -E "registers|spill|smem|error"
+  done > "$OUT/ptxas.txt" 2>&1
+  for k in TiledGemmKernel TiledGemmVec4Kernel Tf32GemmKernel Bf16GemmKernel Tf32GemmVec4Kernel Bf16GemmVec4Kernel \
+           AttnForwardKernel AttnDqKernel AttnDkvKernel AttnDecodeKernel FlashForwardKernel FlashDqKernel FlashDkvKernel; do
+    [ -f ".gpu/ptx/$k.cubin" ] && { echo "== $k"; cuobjdump --dump-sass ".gpu/ptx/$k.cubin"; }
+  done > "$OUT/sass.txt" 2>&1
+  xz -6 "$OUT/sass.txt"
+}
+[ -f .gpu/ptx.tar.xz ] && { nice -n 10 bash -c "$(declare -f sass); OUT=$OUT sass" & }
+
+# GPT-2 124M at B16 T1024: 1 warm-up and 3 timed steps (about 1.3 s each at the H100's fp32 speed).
+G="$A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 3 --warmup 1"
 {
-  for p in bench-s bench-m; do timeout 120 $A bench train --preset $p --device cuda --steps 10; done
-  for precision in fp32 tf32 bf16; do
-    timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5 --precision $precision
-  done
-  timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 2 --warmup 1 --profile
-  # The flash attention kernels (off by default until measured): the same gpt2 step with them on.
-  # The switches that are off by default until measured: flash attention, the tensor-core GEMM with 128-bit loads.
-  # Compare each with the default run of the same precision above.
-  echo "== ARCHER_ATTENTION=flash, fp32"
-  ARCHER_ATTENTION=flash timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5
-  for precision in tf32 bf16; do
-    echo "== ARCHER_GEMM=vec4 ARCHER_ATTENTION=flash, $precision"
-    ARCHER_GEMM=vec4 ARCHER_ATTENTION=flash timeout 150 $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 5 --precision $precision
-  done
-  timeout 150 $A bench train --preset gpt2-medium --batch 8 --seq 1024 --device cuda --steps 3
-  for precision in fp32 bf16; do
-    timeout 150 $A bench train --preset qwen2.5-0.5b --batch 4 --seq 1024 --device cuda --steps 3 --precision $precision
-  done
-  for b in 64 256; do timeout 100 $A bench generate --preset gpt2 --batch $b --new-tokens 256 --device cuda; done
-} > "$OUT/ours.txt" 2>&1
-stamp ours
-# The optional kernel strategies (off by default until measured) against the defaults, op by op.
-if [ -f .gpu/bench.tar.xz ]; then
-  tar -xJf .gpu/bench.tar.xz -C .gpu/app
-  {
-    timeout 120 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op gemm-variants   # about 30 s
-    # Warp vs flash attention kernels, forward and backward at the gpt2, Qwen2.5-0.5B and a D128 shape (about 20 s).
-    timeout 90 .gpu/app/ArcherIlgpu.Benchmarks --device cuda --op attention-variants
-  } > "$OUT/variants.txt" 2>&1
-fi
-stamp variants
-if [ "${SKIP_PYTORCH:-0}" != 1 ]; then
-  {
-    timeout 150 python3 benchmarks/pytorch/gpt2_step.py --matmul --shapes bench-s,bench-m,gpt2-b16,350m --steps 10
-    timeout 120 python3 benchmarks/pytorch/gpt2_step.py --tf32 --matmul --shapes gpt2-b16 --steps 10
-    timeout 120 python3 benchmarks/pytorch/gpt2_step.py --bf16 --shapes gpt2-b16 --steps 10
-    timeout 120 python3 benchmarks/pytorch/hf_bench.py generate --batch 64,256 --new-tokens 256
-    timeout 120 python3 benchmarks/pytorch/hf_bench.py train --batch 4 --seq 1024 --steps 3
-    timeout 120 python3 benchmarks/pytorch/hf_bench.py train --bf16 --batch 4 --seq 1024 --steps 3
-  } > "$OUT/pytorch.txt" 2>&1
-fi
-stamp pytorch
-cat "$OUT/timeline.txt"; tail -4 "$OUT/selfcheck.txt"; grep -E "RESULT|^== " "$OUT/ours.txt"
-grep -E "TFLOP|ms" "$OUT/variants.txt" 2>/dev/null | tail -40; cat "$OUT/pytorch.txt" 2>/dev/null
+  # 2. Correctness first: a figure from a wrong kernel is worth nothing.
+  step 150 $A selfcheck --device cuda > "$OUT/selfcheck.txt" 2>&1; echo "selfcheck rc=$?" >> "$OUT/selfcheck.txt"
+  tail -2 "$OUT/selfcheck.txt"
+  # 3. The headline: GPT-2 124M training step, ours and PyTorch eager, same precision, same call.
+  step 60 $G --precision fp32
+  step 60 python3 $PY/gpt2_step.py --matmul --shapes gpt2-b16 --steps 5 --warmup 2
+  step 60 $G --precision bf16
+  step 60 python3 $PY/gpt2_step.py --bf16 --shapes gpt2-b16 --steps 5 --warmup 2
+  step 60 $G --precision tf32
+  step 60 python3 $PY/gpt2_step.py --tf32 --matmul --shapes gpt2-b16 --steps 5 --warmup 2
+  # 4. Where the time goes, op by op: the GEMM strategies at the gpt2 and LM-head products, and the
+  #    step's profile in the tensor-core precisions (each op synchronised).
+  [ -x $B ] && step 60 $B --device cuda --op gemm-variants
+  step 45 $G --precision tf32 --profile
+  step 45 $G --precision bf16 --profile
+  # 5. The other shapes' headline: Qwen2.5-0.5B in bf16, ours and transformers.
+  step 60 $A bench train --preset qwen2.5-0.5b --batch 4 --seq 1024 --device cuda --steps 3 --warmup 1 --precision bf16
+  step 60 python3 $PY/hf_bench.py train --bf16 --batch 4 --seq 1024 --steps 3
+  # 6. Generation, ours and transformers' generate.
+  step 60 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda
+  step 90 python3 $PY/hf_bench.py generate --batch 64,256 --new-tokens 256
+  step 60 $A bench generate --preset gpt2 --batch 256 --new-tokens 256 --device cuda
+  # bf16 generation: measured before bf16 becomes the default on CUDA (training in bf16 is 1.26x fp32).
+  step 60 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda --precision bf16
+  # 7. The kernels that are not the default on CUDA, against the defaults above: the plain GEMM and
+  #    the warp attention kernels (the defaults until 2026-12-04), op by op and in the step.
+  step 60 env ARCHER_GEMM=none ARCHER_ATTENTION=warp $G --precision fp32
+  [ -x $B ] && step 45 $B --device cuda --op attention-variants
+  step 45 $G --precision fp32 --profile
+  # 8. The bigger shapes in fp32 and the small presets.
+  step 60 $A bench train --preset qwen2.5-0.5b --batch 4 --seq 1024 --device cuda --steps 3 --warmup 1 --precision fp32
+  step 60 python3 $PY/hf_bench.py train --batch 4 --seq 1024 --steps 3
+  step 60 $A bench train --preset gpt2-medium --batch 8 --seq 1024 --device cuda --steps 3 --warmup 1
+  step 60 python3 $PY/gpt2_step.py --shapes 350m --steps 3 --warmup 1
+  step 30 $A bench train --preset bench-s --device cuda --steps 10
+  step 30 $A bench train --preset bench-m --device cuda --steps 10
+  step 60 python3 $PY/gpt2_step.py --shapes bench-s,bench-m --steps 10
+} > "$OUT/main.txt" 2>&1
+wait
+echo "done at +$((SECONDS - start)) s"
+cat "$OUT/gpu.txt"; tail -2 "$OUT/selfcheck.txt"
+grep -E "^== |RESULT|ms/step|tokens/s|TFLOP|median" "$OUT/main.txt" | cut -c1-220

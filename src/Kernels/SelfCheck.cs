@@ -29,7 +29,8 @@ public static class SelfCheck
         int[][] matmulShapes = quick
             ? [[1, 1, 1], [7, 33, 5], [33, 17, 70]]
             : [[1, 1, 1], [7, 33, 5], [70, 65, 129], [127, 768, 257], [512, 768, 2304], [1000, 3072, 768]];
-        foreach (var s in matmulShapes) Add(WithMatMulPrecision(device, MatMulPrecision.Float32, () => MatMul(device, cpu, s[0], s[1], s[2])));
+        // The plain float32 kernels first; the variants (the default on CUDA) and tensor cores after.
+        foreach (var s in matmulShapes) Add(WithMatMulPrecision(device, MatMulPrecision.Float32, () => MatMul(device, cpu, s[0], s[1], s[2]), GemmVariants.None));
         Add(TensorCoreMatMuls(device, cpu, quick));
         Add(GemmVariantMatMuls(device, cpu, quick));
 
@@ -39,7 +40,8 @@ public static class SelfCheck
             ? [[1, 1, 2, 2, 2], [2, 7, 3, 3, 4], [1, 33, 2, 2, 8], [2, 9, 4, 2, 12], [1, 17, 3, 1, 128]]
             : [[1, 1, 2, 2, 2], [2, 7, 3, 3, 4], [3, 33, 4, 4, 16], [2, 127, 3, 3, 32], [2, 257, 4, 4, 64], [1, 300, 12, 12, 64],
                [2, 65, 4, 2, 128], [2, 100, 6, 2, 48], [1, 129, 14, 2, 64], [1, 70, 8, 1, 96], [2, 40, 3, 1, 12]];
-        foreach (var s in attentionShapes) Add(Attention(device, cpu, s[0], s[1], s[2], s[3], s[4]));
+        // The warp kernels, then the flash ones (the default on CUDA): each checked on every backend.
+        foreach (var s in attentionShapes) Add(WithAttentionKernel(device, AttentionKernel.Warp, () => Attention(device, cpu, s[0], s[1], s[2], s[3], s[4])));
         Add(FlashAttentions(device, cpu, quick));
 
         int[][] ropeShapes = quick   // N, H, Hkv, D
@@ -108,43 +110,42 @@ public static class SelfCheck
 
     /// <summary>
     /// On CUDA, every matmul product with TF32 and with BF16 tensor cores; then again with vec4
-    /// (128-bit global loads, ARCHER_GEMM=vec4) at sizes whose strides allow it, rows ragged.
+    /// (128-bit global loads) at sizes whose strides allow it, rows ragged, and with split-K and vec4
+    /// (the default) at the same sizes, cut into slices down to 16 deep.
     /// </summary>
     static IEnumerable<Result> TensorCoreMatMuls(Backend device, Backend cpu, bool quick)
     {
         if (device is not IlgpuBackend gpu || gpu.Accelerator.AcceleratorType != ILGPU.Runtime.AcceleratorType.Cuda) return [];
         int[][] shapes = quick ? [[33, 17, 70], [129, 70, 130]] : [[7, 33, 5], [70, 65, 129], [127, 768, 257], [512, 768, 2304], [1000, 3072, 768]];
-        int[][] quadShapes = quick ? [[33, 20, 68], [129, 68, 132]] : [[7, 36, 12], [70, 68, 132], [127, 768, 260], [1000, 3072, 768]];
+        int[][] quadShapes = quick ? [[33, 20, 68], [129, 68, 131]] : [[7, 36, 12], [70, 68, 132], [127, 768, 257], [1000, 3072, 768]];
         var results = new List<Result>();
         foreach (var (precision, tolerance) in new[] { (MatMulPrecision.Tf32, Tf32Tolerance), (MatMulPrecision.Bf16, Bf16Tolerance) })
-            foreach (var variants in new[] { GemmVariants.None, GemmVariants.Vec4Loads })
+            foreach (var (variants, tag) in new[] { (GemmVariants.None, ""), (GemmVariants.Vec4Loads, "+vec4"), (GemmVariants.SplitK | GemmVariants.Vec4Loads, "+splitk+vec4") })
                 foreach (var s in variants == GemmVariants.None ? shapes : quadShapes)
                     foreach (var r in WithMatMulPrecision(device, precision, () => MatMul(device, cpu, s[0], s[1], s[2]), variants))
-                        results.Add(r with
-                        {
-                            Op = $"matmul {precision.ToString().ToLowerInvariant()}{(variants == GemmVariants.None ? "" : "+vec4")}",
-                            Tolerance = tolerance,
-                        });
+                        results.Add(r with { Op = $"matmul {precision.ToString().ToLowerInvariant()}{tag}", Tolerance = tolerance });
         return results;
     }
 
     /// <summary>
-    /// Runs the matmul cases with the device's precision switch set, and its GEMM variants when given
-    /// (else as ARCHER_GEMM set them), then restores both.
+    /// Runs the matmul cases with the device's precision and GEMM variants set, then restores them. With
+    /// split-K the minimum slice depth is lowered to 16, so that even these sizes are cut into many
+    /// slices with a ragged last one; with vec4, dOut rows of an odd length (OC 257) are padded at any
+    /// size, as the LM head's are in training.
     /// </summary>
-    static IEnumerable<Result> WithMatMulPrecision(Backend device, MatMulPrecision precision, Func<IEnumerable<Result>> run, GemmVariants? variants = null)
+    static IEnumerable<Result> WithMatMulPrecision(Backend device, MatMulPrecision precision, Func<IEnumerable<Result>> run, GemmVariants variants)
     {
         if (device is not IlgpuBackend gpu) return run();
-        var saved = (gpu.MatMulPrecision, gpu.GemmVariants);
-        (gpu.MatMulPrecision, gpu.GemmVariants) = (precision, variants ?? gpu.GemmVariants);
+        var saved = (gpu.MatMulPrecision, gpu.GemmVariants, gpu.SplitKMinDepth, gpu.PadRowsMinElements);
+        (gpu.MatMulPrecision, gpu.GemmVariants, gpu.PadRowsMinElements) = (precision, variants, 0);
+        if ((variants & GemmVariants.SplitK) != 0) gpu.SplitKMinDepth = 16;
         try { return run().ToList(); }
-        finally { (gpu.MatMulPrecision, gpu.GemmVariants) = saved; }
+        finally { (gpu.MatMulPrecision, gpu.GemmVariants, gpu.SplitKMinDepth, gpu.PadRowsMinElements) = saved; }
     }
 
     /// <summary>
-    /// On ILGPU backends, the float32 matmul cases again with each optional GEMM strategy on (see
-    /// <see cref="GemmVariants"/>; off by default until measured). The minimum slice depth is lowered
-    /// to 16 so that split-K cuts even these sizes into many slices with a ragged last one; the
+    /// On ILGPU backends, the float32 matmul cases again with each GEMM strategy on (see
+    /// <see cref="GemmVariants"/>; both are the default on CUDA); the
     /// 4096-row case is a dWeight with few tiles and a long reduction, as in training.
     /// </summary>
     static IEnumerable<Result> GemmVariantMatMuls(Backend device, Backend cpu, bool quick)
@@ -156,18 +157,10 @@ public static class SelfCheck
         {
             string tag = variants switch { GemmVariants.SplitK => "splitk", GemmVariants.Vec4Loads => "vec4", _ => "splitk+vec4" };
             foreach (var s in shapes)
-                foreach (var r in WithGemmVariants(gpu, variants, () => MatMul(device, cpu, s[0], s[1], s[2])))
+                foreach (var r in WithMatMulPrecision(gpu, MatMulPrecision.Float32, () => MatMul(device, cpu, s[0], s[1], s[2]), variants))
                     results.Add(r with { Op = $"matmul {tag}" });
         }
         return results;
-    }
-
-    static IEnumerable<Result> WithGemmVariants(IlgpuBackend gpu, GemmVariants variants, Func<IEnumerable<Result>> run)
-    {
-        var (savedVariants, savedDepth, savedPrecision) = (gpu.GemmVariants, gpu.SplitKMinDepth, gpu.MatMulPrecision);
-        (gpu.GemmVariants, gpu.SplitKMinDepth, gpu.MatMulPrecision) = (variants, 16, MatMulPrecision.Float32);
-        try { return run().ToList(); }
-        finally { (gpu.GemmVariants, gpu.SplitKMinDepth, gpu.MatMulPrecision) = (savedVariants, savedDepth, savedPrecision); }
     }
 
     static IEnumerable<Result> Attention(Backend dev, Backend cpu, int B, int T, int H, int Hkv, int D)
@@ -198,7 +191,7 @@ public static class SelfCheck
 
     /// <summary>
     /// On ILGPU backends, the attention cases again with the flash kernels on (see
-    /// <see cref="AttentionKernel"/>; off by default until measured): T = 1, T not a multiple of the
+    /// <see cref="AttentionKernel"/>; the default on CUDA): T = 1, T not a multiple of the
     /// 64-row blocks, one and several blocks, grouped-query heads, D of 64 (narrow kernels) and above
     /// (the wide ones, up to 128), and the gpt2 layer shape. Small grouped-query shapes split the dK/dV
     /// work over query heads on a GPU (few groups); they run once more unsplit ("flash unsplit").
@@ -226,6 +219,15 @@ public static class SelfCheck
         }
         finally { (gpu.AttentionKernel, gpu.FlashSplitBelow) = (saved, savedSplit); }
         return results;
+    }
+
+    static IEnumerable<Result> WithAttentionKernel(Backend device, AttentionKernel kernel, Func<IEnumerable<Result>> run)
+    {
+        if (device is not IlgpuBackend gpu) return run();
+        var saved = gpu.AttentionKernel;
+        gpu.AttentionKernel = kernel;
+        try { return run().ToList(); }
+        finally { gpu.AttentionKernel = saved; }
     }
 
     static IEnumerable<Result> Rope(Backend dev, Backend cpu, int n, int H, int Hkv, int D)

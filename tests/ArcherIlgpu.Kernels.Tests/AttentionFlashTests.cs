@@ -147,13 +147,21 @@ public class AttentionFlashTests
     // ------------------------------------------------------------------ switch
 
     [Theory]
-    [InlineData(null, AttentionKernel.Warp)]
-    [InlineData("", AttentionKernel.Warp)]
+    [InlineData(null, null)]
+    [InlineData("", null)]
+    [InlineData("default", null)]
     [InlineData("warp", AttentionKernel.Warp)]
-    [InlineData("default", AttentionKernel.Warp)]
     [InlineData(" Flash ", AttentionKernel.Flash)]
-    public void ParseAttentionKernel_AcceptsTheDocumentedNames(string? text, AttentionKernel expected) =>
+    public void ParseAttentionKernel_AcceptsTheDocumentedNames(string? text, AttentionKernel? expected) =>
         Assert.Equal(expected, IlgpuBackend.ParseAttentionKernel(text));
+
+    [Fact]
+    public void Flash_is_the_default_on_cuda_only()
+    {
+        Assert.Equal(AttentionKernel.Flash, IlgpuBackend.DefaultAttentionKernel(ILGPU.Runtime.AcceleratorType.Cuda));
+        Assert.Equal(AttentionKernel.Warp, IlgpuBackend.DefaultAttentionKernel(ILGPU.Runtime.AcceleratorType.CPU));
+        Assert.Equal(AttentionKernel.Warp, IlgpuBackend.DefaultAttentionKernel(ILGPU.Runtime.AcceleratorType.OpenCL));
+    }
 
     [Fact]
     public void ParseAttentionKernel_RejectsUnknownNames()

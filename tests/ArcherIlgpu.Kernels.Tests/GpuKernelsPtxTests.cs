@@ -6,7 +6,7 @@ namespace ArcherIlgpu.Kernels.Tests;
 /// Compiles every GPU kernel of <see cref="IlgpuBackend"/> to PTX for an H100/H200 (sm_90) without a GPU
 /// or driver. A kernel that ILGPU cannot lower (a BCL call it does not know, a throw, stackalloc) fails
 /// here instead of at its first launch on a GPU machine. With ARCHER_PTX_DIR set this writes the PTX
-/// that benchmarks/gpu/diagnose.sh assembles with `ptxas -v` and disassembles on the GPU machine.
+/// that benchmarks/gpu/run-all.sh assembles with `ptxas -v` and disassembles on the GPU machine.
 /// </summary>
 public class GpuKernelsPtxTests
 {

@@ -266,6 +266,38 @@ public class MatMulTests
     }
 
     /// <summary>
+    /// Split-K on the tensor-core kernels (the default on CUDA for products with few tiles): 3 slices
+    /// forced, the slice depth lowered to 16 so that these sizes split, with and without vec4. The
+    /// depths (K = 100 in forward and dInput, N = 130 in dWeight) leave a ragged last slice; a slice
+    /// summed twice or skipped is an O(1) error, far outside the rounded-operand reference's tolerance.
+    /// </summary>
+    [SkippableTheory]
+    [InlineData(MatMulPrecision.Tf32, GemmVariants.SplitK)]
+    [InlineData(MatMulPrecision.Bf16, GemmVariants.SplitK | GemmVariants.Vec4Loads)]
+    public void EmulatedTensorSplitK_MatchesReferenceOnRoundedOperands(MatMulPrecision precision, GemmVariants variants)
+    {
+        const int N = 130, K = 100, OC = 20;
+        var backend = (IlgpuBackend)TestBackends.Get("ilgpu-cpu");
+        var p = Problem.Random(N, K, OC, seed: 11);
+        var q = new Problem(N, K, OC, Round(p.Input, precision), Round(p.Weight, precision), p.Bias, Round(p.DOutput, precision));
+        var saved = (backend.SplitKMinDepth, backend.SplitKSlices);
+        (backend.MatMulPrecision, backend.EmulateTensorCores, backend.GemmVariants) = (precision, true, variants);
+        (backend.SplitKMinDepth, backend.SplitKSlices) = (16, 3);
+        try
+        {
+            Assert.Equal(3, backend.TensorSplit(new IlgpuBackend.GemmShape { M = N, N = OC, K = K }).Slices);
+            Assert.Equal(3, backend.TensorSplit(new IlgpuBackend.GemmShape { M = OC, N = K, K = N }).Slices);
+            Check.Close(q.Forward(true), RunForward(backend, p, true), Atol(K), Rtol, $"{precision} split out");
+            CheckBackward(backend, p, Atol, q);
+        }
+        finally
+        {
+            (backend.MatMulPrecision, backend.EmulateTensorCores, backend.GemmVariants) = (MatMulPrecision.Float32, false, GemmVariants.None);
+            (backend.SplitKMinDepth, backend.SplitKSlices) = saved;
+        }
+    }
+
+    /// <summary>
     /// Off CUDA the switch must change nothing: with Tf32 requested, ilgpu-cpu still computes float32.
     /// TF32 rounding (relative 2^-11 per operand) would miss the float32 tolerance here by 10x or more.
     /// </summary>

@@ -19,14 +19,23 @@ public class MatMulVariantsTests
     // ------------------------------------------------------------------ selection
 
     [Theory]
-    [InlineData(null, GemmVariants.None)]
-    [InlineData("", GemmVariants.None)]
+    [InlineData(null, null)]
+    [InlineData("", null)]
+    [InlineData(" Default ", null)]
     [InlineData("none", GemmVariants.None)]
     [InlineData("splitk", GemmVariants.SplitK)]
     [InlineData(" VEC4 ", GemmVariants.Vec4Loads)]
     [InlineData("splitk,vec4", GemmVariants.SplitK | GemmVariants.Vec4Loads)]
-    public void ParseGemmVariants_AcceptsTheDocumentedNames(string? text, GemmVariants expected) =>
+    public void ParseGemmVariants_AcceptsTheDocumentedNames(string? text, GemmVariants? expected) =>
         Assert.Equal(expected, IlgpuBackend.ParseGemmVariants(text));
+
+    [Fact]
+    public void Both_variants_are_the_default_on_cuda_only()
+    {
+        Assert.Equal(GemmVariants.SplitK | GemmVariants.Vec4Loads, IlgpuBackend.DefaultGemmVariants(ILGPU.Runtime.AcceleratorType.Cuda));
+        Assert.Equal(GemmVariants.None, IlgpuBackend.DefaultGemmVariants(ILGPU.Runtime.AcceleratorType.CPU));
+        Assert.Equal(GemmVariants.None, IlgpuBackend.DefaultGemmVariants(ILGPU.Runtime.AcceleratorType.OpenCL));
+    }
 
     [Fact]
     public void ParseGemmVariants_RejectsUnknownNames() =>
@@ -77,14 +86,14 @@ public class MatMulVariantsTests
     public static IEnumerable<object[]> Backends() => [["ilgpu-cpu"], ["cuda"]];
 
     /// <summary>One configuration of the variant switches, applied to a backend and undone after.</summary>
-    sealed record Settings(GemmVariants Variants, int Slices = 0, int MinDepth = 16, bool ForceTiled = false)
+    sealed record Settings(GemmVariants Variants, int Slices = 0, int MinDepth = 16, bool ForceTiled = false, long PadMin = long.MaxValue)
     {
         public T Run<T>(IlgpuBackend backend, Func<T> body)
         {
-            var (v, s, d, f) = (backend.GemmVariants, backend.SplitKSlices, backend.SplitKMinDepth, backend.ForceTiledGemm);
-            (backend.GemmVariants, backend.SplitKSlices, backend.SplitKMinDepth, backend.ForceTiledGemm) = (Variants, Slices, MinDepth, ForceTiled);
+            var (v, s, d, f, p) = (backend.GemmVariants, backend.SplitKSlices, backend.SplitKMinDepth, backend.ForceTiledGemm, backend.PadRowsMinElements);
+            (backend.GemmVariants, backend.SplitKSlices, backend.SplitKMinDepth, backend.ForceTiledGemm, backend.PadRowsMinElements) = (Variants, Slices, MinDepth, ForceTiled, PadMin);
             try { return body(); }
-            finally { (backend.GemmVariants, backend.SplitKSlices, backend.SplitKMinDepth, backend.ForceTiledGemm) = (v, s, d, f); }
+            finally { (backend.GemmVariants, backend.SplitKSlices, backend.SplitKMinDepth, backend.ForceTiledGemm, backend.PadRowsMinElements) = (v, s, d, f, p); }
         }
     }
 
@@ -94,6 +103,8 @@ public class MatMulVariantsTests
         ["splitk-auto"] = new(GemmVariants.SplitK),
         ["splitk3+vec4"] = new(GemmVariants.SplitK | GemmVariants.Vec4Loads, Slices: 3),
         ["vec4"] = new(GemmVariants.Vec4Loads, ForceTiled: true),
+        ["vec4+pad"] = new(GemmVariants.Vec4Loads, ForceTiled: true, PadMin: 0),
+        ["splitk3+vec4+pad"] = new(GemmVariants.SplitK | GemmVariants.Vec4Loads, Slices: 3, PadMin: 0),
     };
 
     /// <summary>
@@ -102,7 +113,8 @@ public class MatMulVariantsTests
     /// and dWeight into 32+1; 70×65×129 splits all three on 128×128 tiles with ragged last slices
     /// and depths that are not multiples of 8; 70×68×132 has every stride a multiple of 4, so all
     /// three products run the vector kernels (split or not); 33×7×70 has odd strides, so vec4 falls
-    /// back to scalar loads.
+    /// back to scalar loads; 70×68×131 has dOut rows of an odd length, which the backward copies into
+    /// rows of 132 (the padding must never be read) so that dInput and dWeight run the vector kernels.
     /// </summary>
     public static IEnumerable<object[]> Cases()
     {
@@ -114,6 +126,8 @@ public class MatMulVariantsTests
             yield return [backend, "splitk3+vec4", 70, 68, 132];
             yield return [backend, "vec4", 70, 68, 132];
             yield return [backend, "vec4", 33, 7, 70];
+            yield return [backend, "vec4+pad", 70, 68, 131];
+            yield return [backend, "splitk3+vec4+pad", 70, 68, 131];
         }
     }
 
@@ -158,6 +172,15 @@ public class MatMulVariantsTests
         Assert.Equal(new IlgpuBackend.GemmChoice(true, true, 1, 68), Choose("vec4", Shape(70, 132, 68), false));
         Assert.Equal(new IlgpuBackend.GemmChoice(true, false, 1, 68), Choose("vec4", Shape(70, 132, 68), true));
         Assert.Equal(new IlgpuBackend.GemmChoice(true, false, 1, 7), Choose("vec4", Shape(33, 70, 7), false));
+        // dOut rows of 131 are padded to 132 only with vec4 on, above the size threshold, and when K
+        // allows quads in the other operand.
+        using var dOut = backend.Allocate<float>(70 * 131);
+        int Stride(string configuration, int K, int OC) =>
+            Configurations[configuration].Run(backend, () => backend.PaddedRows(dOut.All.View, 70, K, OC).Stride);
+        Assert.Equal(132, Stride("vec4+pad", 68, 131));
+        Assert.Equal(131, Stride("vec4", 68, 131));
+        Assert.Equal(131, Stride("vec4+pad", 66, 131));
+        Assert.Equal(131, Configurations["vec4+pad"].Run(backend, () => new Settings(GemmVariants.None, PadMin: 0).Run(backend, () => backend.PaddedRows(dOut.All.View, 70, 68, 131).Stride)));
         // Switched off: the plain kernel choice (the default, unless ARCHER_GEMM says otherwise).
         Assert.Equal(new IlgpuBackend.GemmChoice(false, false, 1, 100),
             new Settings(GemmVariants.None).Run(backend, () => backend.ChooseGemm(aligned, aligned, forward)));
@@ -264,6 +287,7 @@ public class MatMulVariantsTests
     [InlineData("SplitTiledGemmVec4Kernel")]
     [InlineData("SplitSmallGemmKernel")]
     [InlineData("SplitKReduceKernel")]
+    [InlineData("PadRowsKernel")]
     public void NewKernels_CompileToPtx_WithoutCalls(string kernel)
     {
         var ptx = PtxCompile.KernelWithoutCalls(kernel);

@@ -10,7 +10,7 @@ namespace ArcherIlgpu.Kernels.Tests;
 /// Compiles one <see cref="IlgpuBackend"/> kernel to PTX for an H100 without a GPU, with the CUDA
 /// backend's settings (fast math, O2). The ILGPU CPU accelerator runs kernels as .NET code, so this
 /// is the only check here that a kernel also compiles for CUDA. Setting ARCHER_PTX_DIR keeps each
-/// kernel's PTX there (NAME.ptx), for `ptxas -v` and the SASS on a GPU machine (benchmarks/gpu/diagnose.sh).
+/// kernel's PTX there (NAME.ptx), for `ptxas -v` and the SASS on a GPU machine (benchmarks/gpu/run-all.sh).
 /// </summary>
 public static class PtxCompile
 {

@@ -55,19 +55,21 @@ public sealed partial class IlgpuBackend
         CheckMatMulShapes(input, weight, N, K, OC);
         CheckMatMulLength(dOutput, (long)N * OC, nameof(dOutput));
         CheckMatMulLength(dWeight, (long)OC * K, nameof(dWeight));
+        if (!dInput.IsEmpty) CheckMatMulLength(dInput, (long)N * K, nameof(dInput));
+        // dOut as the products read it: rows of stride ld ≥ OC (padded for vector loads, see PaddedRows).
+        var (dOut, ld) = PaddedRows(dOutput.View, N, K, OC);
         if (!dInput.IsEmpty)
         {
-            CheckMatMulLength(dInput, (long)N * K, nameof(dInput));
             // dIn [N, K] = dOut [N, OC] · W [OC, K]
-            LaunchGemm(dOutput.View, weight.View, dInput.View, dInput.View, new GemmShape
+            LaunchGemm(dOut, weight.View, dInput.View, dInput.View, new GemmShape
             {
-                M = N, N = K, K = OC, ARow = OC, ACol = 1, BRow = K, BCol = 1, Ldc = K, Flags = 0,
+                M = N, N = K, K = OC, ARow = ld, ACol = 1, BRow = K, BCol = 1, Ldc = K, Flags = 0,
             });
         }
         // dW [OC, K] += dOutᵀ · in: A(o, n) = dOut[n, o].
-        LaunchGemm(dOutput.View, input.View, dWeight.View, dWeight.View, new GemmShape
+        LaunchGemm(dOut, input.View, dWeight.View, dWeight.View, new GemmShape
         {
-            M = OC, N = K, K = N, ARow = 1, ACol = OC, BRow = K, BCol = 1, Ldc = K, Flags = GemmAccumulate,
+            M = OC, N = K, K = N, ARow = 1, ACol = ld, BRow = K, BCol = 1, Ldc = K, Flags = GemmAccumulate,
         });
         if (!dBias.IsEmpty)
         {

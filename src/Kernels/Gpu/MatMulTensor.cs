@@ -56,27 +56,47 @@ public sealed partial class IlgpuBackend
     const int TcShared = 2 * TcDepth * Tf32Pitch;
 
     /// <summary>Loaded tensor-core kernels by (precision is BF16) · 2 + (vector loads).</summary>
-    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>?[] tensorKernels = new Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>?[4];
+    readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>?[] tensorKernels = new Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>?[4];
 
     /// <summary>
-    /// With ARCHER_GEMM=vec4 (<see cref="GemmVariants.Vec4Loads"/>) and operands that allow it
-    /// (<see cref="CanLoadQuads"/>), the kernel stages each slice with 128-bit global loads.
+    /// With vec4 (<see cref="GemmVariants.Vec4Loads"/>) and operands that allow it
+    /// (<see cref="CanLoadQuads"/>), the kernel stages each slice with 128-bit global loads. With
+    /// split-K (<see cref="GemmVariants.SplitK"/>), products with too few 128×128 tiles to fill the
+    /// device (dWeight) run as K slices into partials that <see cref="ReduceSplits"/> sums in order.
     /// </summary>
     void LaunchTensorGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape shape, MatMulPrecision precision)
     {
         if (WarpSize != 32) throw new NotSupportedException($"{Name}: mma.sync needs warps of 32 threads, the device has {WarpSize}");
         bool quads = TensorQuads(a, b, shape);
         int slot = (precision == MatMulPrecision.Bf16 ? 2 : 0) + (quads ? 1 : 0);
-        var kernel = tensorKernels[slot] ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape>(
+        var kernel = tensorKernels[slot] ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(
             TensorKernelFor(precision, quads, Accelerator.AcceleratorType == AcceleratorType.Cuda));
-        kernel(new KernelConfig(BigGrid(shape), new Index2D(GemmThreads, 1)), a, b, c, bias, shape);
+        var grid = BigGrid(shape);
+        var (slices, depth) = TensorSplit(shape);
+        if (slices == 1)
+        {
+            kernel(new KernelConfig(grid, new Index2D(GemmThreads, 1)), a, b, c, bias, shape, shape.K);
+            return;
+        }
+        var partials = SplitWorkspace(slices * (long)shape.M * shape.N);
+        var part = shape;   // partials are plain products: no bias, no accumulation, rows of exactly N
+        part.Ldc = shape.N;
+        part.Flags = 0;
+        kernel(new KernelConfig(new Index3D(grid.X, grid.Y, slices), new Index3D(GemmThreads, 1, 1)), a, b, partials, partials, part, depth);
+        ReduceSplits(partials, c, bias, shape, slices);
     }
+
+    /// <summary>Slices and slice depth of a tensor-core product ((1, K): unsplit); always 128×128 tiles.</summary>
+    internal (int Slices, int Depth) TensorSplit(GemmShape shape) =>
+        (GemmVariants & GemmVariants.SplitK) != 0
+            ? PlanSplitK(shape, Accelerator.NumMultiprocessors, SplitKMinDepth, SplitKSlices, forceBig: true)
+            : (1, shape.K);
 
     /// <summary>Whether the tensor-core kernel for this product stages with 128-bit loads.</summary>
     internal bool TensorQuads(ArrayView<float> a, ArrayView<float> b, GemmShape shape) => WantQuads(a, b, shape);
 
     // Not named ...Kernel: the PTX tests compile every static method whose name ends so.
-    static Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape> TensorKernelFor(MatMulPrecision precision, bool quads, bool cuda) =>
+    static Action<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int> TensorKernelFor(MatMulPrecision precision, bool quads, bool cuda) =>
         (precision, quads, cuda) switch
         {
             (MatMulPrecision.Tf32, false, true) => Tf32GemmKernel,
@@ -91,29 +111,29 @@ public sealed partial class IlgpuBackend
 
     // One kernel per precision and load pattern, so both are constants the compiler folds into the
     // body; the emulated ones (tests on ilgpu-cpu) carry a per-warp scratch in place of mma.sync.
-    static void Tf32GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32, false, false, default);
+    static void Tf32GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int sliceDepth) =>
+        TensorGemm(a, b, c, bias, s, sliceDepth, (int)MatMulPrecision.Tf32, false, false, default);
 
-    static void Bf16GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16, false, false, default);
+    static void Bf16GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int sliceDepth) =>
+        TensorGemm(a, b, c, bias, s, sliceDepth, (int)MatMulPrecision.Bf16, false, false, default);
 
-    static void Tf32GemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32, true, false, default);
+    static void Tf32GemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int sliceDepth) =>
+        TensorGemm(a, b, c, bias, s, sliceDepth, (int)MatMulPrecision.Tf32, true, false, default);
 
-    static void Bf16GemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16, true, false, default);
+    static void Bf16GemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int sliceDepth) =>
+        TensorGemm(a, b, c, bias, s, sliceDepth, (int)MatMulPrecision.Bf16, true, false, default);
 
-    static void EmulatedTf32GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32, false, true, SharedMemory.Allocate<uint>(EmulationScratch));
+    static void EmulatedTf32GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int sliceDepth) =>
+        TensorGemm(a, b, c, bias, s, sliceDepth, (int)MatMulPrecision.Tf32, false, true, SharedMemory.Allocate<uint>(EmulationScratch));
 
-    static void EmulatedBf16GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16, false, true, SharedMemory.Allocate<uint>(EmulationScratch));
+    static void EmulatedBf16GemmKernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int sliceDepth) =>
+        TensorGemm(a, b, c, bias, s, sliceDepth, (int)MatMulPrecision.Bf16, false, true, SharedMemory.Allocate<uint>(EmulationScratch));
 
-    static void EmulatedTf32GemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Tf32, true, true, SharedMemory.Allocate<uint>(EmulationScratch));
+    static void EmulatedTf32GemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int sliceDepth) =>
+        TensorGemm(a, b, c, bias, s, sliceDepth, (int)MatMulPrecision.Tf32, true, true, SharedMemory.Allocate<uint>(EmulationScratch));
 
-    static void EmulatedBf16GemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s) =>
-        TensorGemm(a, b, c, bias, s, (int)MatMulPrecision.Bf16, true, true, SharedMemory.Allocate<uint>(EmulationScratch));
+    static void EmulatedBf16GemmVec4Kernel(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int sliceDepth) =>
+        TensorGemm(a, b, c, bias, s, sliceDepth, (int)MatMulPrecision.Bf16, true, true, SharedMemory.Allocate<uint>(EmulationScratch));
 
     /// <summary>Every lane's 6 fragment registers (a0..a3, b0, b1), for the 8 warps of a group.</summary>
     const int EmulationScratch = GemmThreads * 6;
@@ -153,13 +173,18 @@ public sealed partial class IlgpuBackend
     /// as floats (depth-major like the float32 kernel) and fragments are plain bit moves. The next
     /// slice is prefetched into registers while the current one is multiplied. <paramref name="quads"/>
     /// picks the global load pattern as in the float32 kernel: thread t stages elements t + 256u
-    /// (scalar) or 4t + u and 1024 + 4t + u (two 128-bit loads per operand), u = 0..3; the vec4
-    /// kernels also read fragments at constant offsets from a per-lane base (below).
+    /// (scalar) or 4t + u and 1024 + 4t + u (two 128-bit loads per operand), u = 0..3; every
+    /// kernel reads fragments at constant offsets from a per-lane base (below).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static void TensorGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int precision,
-        bool quads, bool emulate, ArrayView<uint> emulation)
+    static void TensorGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int sliceDepth,
+        int precision, bool quads, bool emulate, ArrayView<uint> emulation)
     {
+        // Split-K: group z takes depths [z·sliceDepth, (z+1)·sliceDepth) into partial z of c (the
+        // workspace, rows of N); unsplit launches have one z and sliceDepth = K.
+        int kBegin = Grid.IdxZ * sliceDepth;
+        if (Grid.IdxZ > 0) c = c.SubView(Grid.IdxZ * (long)s.M * s.N, (long)s.M * s.N);
+        s = SliceShape(s, kBegin + sliceDepth);
         int pitch = precision == (int)MatMulPrecision.Tf32 ? Tf32Pitch : Bf16Pitch;
         var tileA = SharedMemory.Allocate<float>(TcShared);
         var tileB = SharedMemory.Allocate<float>(TcShared);
@@ -167,9 +192,9 @@ public sealed partial class IlgpuBackend
         int groupId = lane >> 2, tig = lane & 3;   // the PTX ISA's groupID and threadID_in_group
         int wm = (warp & 1) * 64, wn = (warp >> 1) * 32;
         int m0 = Grid.IdxY * BigTile, n0 = Grid.IdxX * BigTile;
-        int slices = (s.K + TcDepth - 1) / TcDepth;
+        int slices = (s.K - kBegin + TcDepth - 1) / TcDepth;
 
-        var staged = LoadTcSlice(a, b, s, m0, n0, 0, t, precision, quads);
+        var staged = LoadTcSlice(a, b, s, m0, n0, kBegin, t, precision, quads);
         StoreTcSlice(tileA, tileB, s, staged, 0, pitch, t, quads);
         Group.Barrier();
 
@@ -178,30 +203,23 @@ public sealed partial class IlgpuBackend
         {
             int buffer = slice & 1;
             bool more = slice + 1 < slices;
-            if (more) staged = LoadTcSlice(a, b, s, m0, n0, (slice + 1) * TcDepth, t, precision, quads);
+            if (more) staged = LoadTcSlice(a, b, s, m0, n0, kBegin + (slice + 1) * TcDepth, t, precision, quads);
             int offset = buffer * TcDepth * pitch;
-            if (quads)
+            // This lane's fragment base (slice, depth row and column of its first element) folded
+            // into the views once per slice, so every fragment read below is at a constant offset
+            // from it: ptxas can fold those into the ld.shared immediate, where the general form
+            // costs a 32-bit add, a widening multiply and a 64-bit add per read. (On an H200 it made
+            // no difference to the scalar-load kernel, 16.3 -> 16.6 TFLOP/s: the global loads bound
+            // that one; with 128-bit loads the kernel reaches 55-64.)
+            int laneA = offset + (precision == (int)MatMulPrecision.Tf32 ? tig : 2 * tig) * pitch + groupId;
+            var fragA = tileA.SubView(laneA + wm, TcShared - laneA - wm);
+            var fragB = tileB.SubView(laneA + wn, TcShared - laneA - wn);
+            if (precision == (int)MatMulPrecision.Tf32)
             {
-                // This lane's fragment base (slice, depth row and column of its first element) folded
-                // into the views once per slice, so every fragment read below is at a constant
-                // offset from it: ptxas can fold those into the ld.shared immediate, where the
-                // general form costs a 32-bit add, a widening multiply and a 64-bit add per read.
-                int laneA = offset + (precision == (int)MatMulPrecision.Tf32 ? tig : 2 * tig) * pitch + groupId;
-                var fragA = tileA.SubView(laneA + wm, TcShared - laneA - wm);
-                var fragB = tileB.SubView(laneA + wn, TcShared - laneA - wn);
-                if (precision == (int)MatMulPrecision.Tf32)
-                {
-                    acc = Tf32Step(fragA, fragB, 0, pitch, 0, 0, 0, 0, acc, emulate, emulation);
-                    acc = Tf32Step(fragA, fragB, 8 * pitch, pitch, 0, 0, 0, 0, acc, emulate, emulation);
-                }
-                else acc = Bf16Step(fragA, fragB, 0, pitch, 0, 0, 0, 0, acc, emulate, emulation);
+                acc = Tf32Step(fragA, fragB, 0, pitch, acc, emulate, emulation);
+                acc = Tf32Step(fragA, fragB, 8 * pitch, pitch, acc, emulate, emulation);
             }
-            else if (precision == (int)MatMulPrecision.Tf32)
-            {
-                acc = Tf32Step(tileA, tileB, offset, pitch, wm, wn, groupId, tig, acc, emulate, emulation);
-                acc = Tf32Step(tileA, tileB, offset + 8 * pitch, pitch, wm, wn, groupId, tig, acc, emulate, emulation);
-            }
-            else acc = Bf16Step(tileA, tileB, offset, pitch, wm, wn, groupId, tig, acc, emulate, emulation);
+            else acc = Bf16Step(fragA, fragB, 0, pitch, acc, emulate, emulation);
             if (more) StoreTcSlice(tileA, tileB, s, staged, buffer ^ 1, pitch, t, quads);
             Group.Barrier();
         }
@@ -236,28 +254,30 @@ public sealed partial class IlgpuBackend
     //                                     col = tig * 2 + (i & 1)
     // Shared memory is depth-major: A(i, k) at tileA[off + k * pitch + i], B(k, j) at tileB[off + k * pitch + j].
 
-    static MmaAcc Tf32Step(ArrayView<float> tileA, ArrayView<float> tileB, int off, int pitch, int wm, int wn, int groupId, int tig, MmaAcc acc, bool emulate, ArrayView<uint> emulation)
+    // The views start at this lane's first element (row or column groupID of the warp's sub-tile,
+    // depth row tig or 2·tig of the slice), so every offset below is a constant.
+    static MmaAcc Tf32Step(ArrayView<float> fragA, ArrayView<float> fragB, int off, int pitch, MmaAcc acc, bool emulate, ArrayView<uint> emulation)
     {
-        var a0 = Tf32A(tileA, off, pitch, wm, groupId, tig); var a1 = Tf32A(tileA, off, pitch, wm + 16, groupId, tig);
-        var a2 = Tf32A(tileA, off, pitch, wm + 32, groupId, tig); var a3 = Tf32A(tileA, off, pitch, wm + 48, groupId, tig);
-        var b0 = Tf32B(tileB, off, pitch, wn, groupId, tig); var b1 = Tf32B(tileB, off, pitch, wn + 8, groupId, tig);
-        var b2 = Tf32B(tileB, off, pitch, wn + 16, groupId, tig); var b3 = Tf32B(tileB, off, pitch, wn + 24, groupId, tig);
+        var a0 = Tf32A(fragA, off, pitch, 0); var a1 = Tf32A(fragA, off, pitch, 16);
+        var a2 = Tf32A(fragA, off, pitch, 32); var a3 = Tf32A(fragA, off, pitch, 48);
+        var b0 = Tf32B(fragB, off, pitch, 0); var b1 = Tf32B(fragB, off, pitch, 8);
+        var b2 = Tf32B(fragB, off, pitch, 16); var b3 = Tf32B(fragB, off, pitch, 24);
         return Mma16(acc, a0, a1, a2, a3, b0, b1, b2, b3, (int)MatMulPrecision.Tf32, emulate, emulation);
     }
 
-    static MmaAcc Bf16Step(ArrayView<float> tileA, ArrayView<float> tileB, int off, int pitch, int wm, int wn, int groupId, int tig, MmaAcc acc, bool emulate, ArrayView<uint> emulation)
+    static MmaAcc Bf16Step(ArrayView<float> fragA, ArrayView<float> fragB, int off, int pitch, MmaAcc acc, bool emulate, ArrayView<uint> emulation)
     {
-        var a0 = Bf16A(tileA, off, pitch, wm, groupId, tig); var a1 = Bf16A(tileA, off, pitch, wm + 16, groupId, tig);
-        var a2 = Bf16A(tileA, off, pitch, wm + 32, groupId, tig); var a3 = Bf16A(tileA, off, pitch, wm + 48, groupId, tig);
-        var b0 = Bf16B(tileB, off, pitch, wn, groupId, tig); var b1 = Bf16B(tileB, off, pitch, wn + 8, groupId, tig);
-        var b2 = Bf16B(tileB, off, pitch, wn + 16, groupId, tig); var b3 = Bf16B(tileB, off, pitch, wn + 24, groupId, tig);
+        var a0 = Bf16A(fragA, off, pitch, 0); var a1 = Bf16A(fragA, off, pitch, 16);
+        var a2 = Bf16A(fragA, off, pitch, 32); var a3 = Bf16A(fragA, off, pitch, 48);
+        var b0 = Bf16B(fragB, off, pitch, 0); var b1 = Bf16B(fragB, off, pitch, 8);
+        var b2 = Bf16B(fragB, off, pitch, 16); var b3 = Bf16B(fragB, off, pitch, 24);
         return Mma16(acc, a0, a1, a2, a3, b0, b1, b2, b3, (int)MatMulPrecision.Bf16, emulate, emulation);
     }
 
     /// <summary>A fragment of rows row0..row0+15, k 0..7 of the slice at <paramref name="off"/>.</summary>
-    static AFrag Tf32A(ArrayView<float> tile, int off, int pitch, int row0, int groupId, int tig)
+    static AFrag Tf32A(ArrayView<float> tile, int off, int pitch, int row0)
     {
-        int top = off + tig * pitch + row0 + groupId, right = top + 4 * pitch;
+        int top = off + row0, right = top + 4 * pitch;
         return new AFrag
         {
             R0 = Interop.FloatAsInt(tile[top]), R1 = Interop.FloatAsInt(tile[top + 8]),
@@ -265,15 +285,15 @@ public sealed partial class IlgpuBackend
         };
     }
 
-    static BFrag Tf32B(ArrayView<float> tile, int off, int pitch, int col0, int groupId, int tig)
+    static BFrag Tf32B(ArrayView<float> tile, int off, int pitch, int col0)
     {
-        int top = off + tig * pitch + col0 + groupId;
+        int top = off + col0;
         return new BFrag { R0 = Interop.FloatAsInt(tile[top]), R1 = Interop.FloatAsInt(tile[top + 4 * pitch]) };
     }
 
-    static AFrag Bf16A(ArrayView<float> tile, int off, int pitch, int row0, int groupId, int tig)
+    static AFrag Bf16A(ArrayView<float> tile, int off, int pitch, int row0)
     {
-        int k0 = off + 2 * tig * pitch + row0 + groupId, k8 = k0 + 8 * pitch;
+        int k0 = off + row0, k8 = k0 + 8 * pitch;
         return new AFrag
         {
             R0 = PackBf16(tile[k0], tile[k0 + pitch]), R1 = PackBf16(tile[k0 + 8], tile[k0 + pitch + 8]),
@@ -281,9 +301,9 @@ public sealed partial class IlgpuBackend
         };
     }
 
-    static BFrag Bf16B(ArrayView<float> tile, int off, int pitch, int col0, int groupId, int tig)
+    static BFrag Bf16B(ArrayView<float> tile, int off, int pitch, int col0)
     {
-        int k0 = off + 2 * tig * pitch + col0 + groupId, k8 = k0 + 8 * pitch;
+        int k0 = off + col0, k8 = k0 + 8 * pitch;
         return new BFrag { R0 = PackBf16(tile[k0], tile[k0 + pitch]), R1 = PackBf16(tile[k8], tile[k8 + pitch]) };
     }
 

@@ -5,10 +5,13 @@ using ILGPU.Runtime;
 namespace ArcherIlgpu.Kernels;
 
 /// <summary>
-/// Optional float32 GEMM strategies of the ILGPU backend, off by default until measured on a GPU
-/// (<c>ARCHER_GEMM=splitk,vec4</c> or <see cref="IlgpuBackend.GemmVariants"/>). Both keep results
-/// deterministic. Split-K applies to float32 only; vec4 also to the tensor-core kernels
-/// (<c>ARCHER_MATMUL=tf32|bf16</c> with <c>ARCHER_GEMM=vec4</c>).
+/// GEMM strategies of the ILGPU backend. Both are on by default on CUDA, where they were measured
+/// (H200, 2026-12-04, benchmarks/results/gpu-h200-2026-12-04.txt: at the gpt2 B16·T1024 products
+/// vec4 made the float32 forward and dInput 1.65× faster and the tensor-core kernels 3.5–4×, and
+/// split-K+vec4 the float32 dWeight 2.8–6×), and off elsewhere (not measured: the ilgpu-cpu and OpenCL
+/// backends keep the plain kernels). <c>ARCHER_GEMM=none|splitk|vec4|splitk,vec4</c> or
+/// <see cref="IlgpuBackend.GemmVariants"/> overrides. Both keep results deterministic and apply to
+/// the float32 and the tensor-core kernels.
 /// </summary>
 [Flags]
 public enum GemmVariants
@@ -31,21 +34,37 @@ public enum GemmVariants
 // kernel adds the S partials in slice order, then bias and the previous C as the flags say.
 public sealed partial class IlgpuBackend
 {
-    /// <summary>Defaults to the ARCHER_GEMM environment variable (see <see cref="ParseGemmVariants"/>).</summary>
-    public GemmVariants GemmVariants { get; set; } = ParseGemmVariants(Environment.GetEnvironmentVariable("ARCHER_GEMM"));
+    /// <summary>ARCHER_GEMM as read when the backend was created; null: the device's default.</summary>
+    readonly GemmVariants? gemmVariantsFromEnvironment = ParseGemmVariants(Environment.GetEnvironmentVariable("ARCHER_GEMM"));
+    GemmVariants? gemmVariants;
 
-    /// <summary>A comma-separated list of <c>splitk</c> and <c>vec4</c>; empty, <c>none</c> or <c>off</c> for neither.</summary>
-    public static GemmVariants ParseGemmVariants(string? text)
+    /// <summary>What was set, else ARCHER_GEMM (see <see cref="ParseGemmVariants"/>), else <see cref="DefaultGemmVariants"/>.</summary>
+    public GemmVariants GemmVariants
     {
+        get => gemmVariants ?? gemmVariantsFromEnvironment ?? DefaultGemmVariants(Accelerator.AcceleratorType);
+        set => gemmVariants = value;
+    }
+
+    /// <summary>Split-K and vec4 on CUDA, where they were measured to win; neither elsewhere.</summary>
+    public static GemmVariants DefaultGemmVariants(AcceleratorType type) =>
+        type == AcceleratorType.Cuda ? GemmVariants.SplitK | GemmVariants.Vec4Loads : GemmVariants.None;
+
+    /// <summary>
+    /// A comma-separated list of <c>splitk</c> and <c>vec4</c>; <c>none</c> or <c>off</c> for neither;
+    /// null (unset, empty or <c>default</c>) for the device's default.
+    /// </summary>
+    public static GemmVariants? ParseGemmVariants(string? text)
+    {
+        if (string.IsNullOrWhiteSpace(text) || text.Trim().Equals("default", StringComparison.OrdinalIgnoreCase)) return null;
         var variants = GemmVariants.None;
         foreach (var raw in (text ?? "").Split(','))
         {
             variants |= raw.Trim().ToLowerInvariant() switch
             {
-                "" or "none" or "off" => GemmVariants.None,
+                "none" or "off" => GemmVariants.None,
                 "splitk" => GemmVariants.SplitK,
                 "vec4" => GemmVariants.Vec4Loads,
-                _ => throw new ArgumentException($"ARCHER_GEMM must be a comma-separated list of splitk and vec4 (or none), not '{text}'"),
+                _ => throw new ArgumentException($"ARCHER_GEMM must be a comma-separated list of splitk and vec4 (or none, or default), not '{text}'"),
             };
         }
         return variants;
@@ -160,9 +179,15 @@ public sealed partial class IlgpuBackend
             var grid = new Index3D((shape.N + GemmTile - 1) / GemmTile, (shape.M + GemmTile - 1) / GemmTile, choice.Slices);
             splitSmallKernel(new KernelConfig(grid, new Index3D(GemmThreads, 1, 1)), a, b, partials, part, choice.SliceDepth);
         }
+        ReduceSplits(partials, c, bias, shape, choice.Slices);
+    }
+
+    /// <summary>C = Σ partials in slice order (+ bias) (+ C) for the float32 and tensor-core split-K launches.</summary>
+    void ReduceSplits(ArrayView<float> partials, ArrayView<float> c, ArrayView<float> bias, GemmShape shape, int slices)
+    {
         splitReduceKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>(SplitKReduceKernel);
         var rows = new Index2D((shape.N + ReduceColumns - 1) / ReduceColumns, Math.Min(shape.M, MaxReduceRows));
-        splitReduceKernel(new KernelConfig(rows, new Index2D(ReduceColumns, 1)), partials, c, bias, shape, choice.Slices);
+        splitReduceKernel(new KernelConfig(rows, new Index2D(ReduceColumns, 1)), partials, c, bias, shape, slices);
     }
 
     /// <summary>
@@ -170,14 +195,58 @@ public sealed partial class IlgpuBackend
     /// allocation (and host wait: the old buffer may still be read by queued kernels), so after the
     /// first step of a training run every split reuses it.
     /// </summary>
-    ArrayView<float> SplitWorkspace(long length)
+    ArrayView<float> SplitWorkspace(long length) => Workspace(ref splitWorkspace, length);
+
+    ArrayView<float> Workspace(ref MemoryBuffer1D<float, Stride1D.Dense>? buffer, long length)
     {
-        if (splitWorkspace is null || splitWorkspace.Length < length)
+        if (buffer is null || buffer.Length < length)
         {
-            if (splitWorkspace is not null) { Stream.Synchronize(); splitWorkspace.Dispose(); }
-            splitWorkspace = Accelerator.Allocate1D<float>(length);
+            if (buffer is not null) { Stream.Synchronize(); buffer.Dispose(); }
+            buffer = Accelerator.Allocate1D<float>(length);
         }
-        return splitWorkspace.View.SubView(0, length);
+        return buffer.View.SubView(0, length);
+    }
+
+    // ------------------------------------------------------------------ padded rows
+
+    /// <summary>dOut with rows padded to a multiple of 4 floats; grows to the largest seen, then is reused.</summary>
+    MemoryBuffer1D<float, Stride1D.Dense>? paddedWorkspace;
+
+    /// <summary>Below this many elements the copy is not worth it (decode, the small presets).</summary>
+    internal long PadRowsMinElements { get; set; } = 1 << 20;
+
+    /// <summary>
+    /// dOut of matmul backward as both products read it, and its row stride: itself (stride OC), or,
+    /// when OC is not a multiple of 4 (the LM head's V = 50257) and vec4 is on, a copy whose rows are
+    /// padded to a multiple of 4, so that dInput (A = dOut along OC) and dWeight (A = dOutᵀ across OC)
+    /// can take the 128-bit load kernels: on an H200 the LM head's dInput and dWeight ran at 15-18
+    /// TFLOP/s scalar where the aligned products of the same kernels reach 29 (float32) and 55-64 (TF32).
+    /// The copy is one pass over dOut; the padding is never read (the products' K and M stay OC). The
+    /// workspace is as big as dOut, so it is skipped when that exceeds an eighth of the device memory.
+    /// </summary>
+    internal (ArrayView<float> DOutput, int Stride) PaddedRows(ArrayView<float> dOutput, int N, int K, int OC)
+    {
+        int stride = (OC + 3) / 4 * 4;
+        long length = (long)N * stride;
+        if (stride == OC || (GemmVariants & GemmVariants.Vec4Loads) == 0 || K % 4 != 0
+            || (long)N * OC < PadRowsMinElements || length * sizeof(float) > Accelerator.MemorySize / 8)
+            return (dOutput, OC);
+        var padded = Workspace(ref paddedWorkspace, length);
+        padRowsKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int>(PadRowsKernel);
+        var groups = new Index2D((stride + ReduceColumns - 1) / ReduceColumns, Math.Min(N, MaxReduceRows));
+        padRowsKernel(new KernelConfig(groups, new Index2D(ReduceColumns, 1)), dOutput, padded, N, OC, stride);
+        return (padded, stride);
+    }
+
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int>? padRowsKernel;
+
+    /// <summary>padded[i, j] = source[i, j] for j &lt; columns, 0 up to the stride; rows strided over the grid.</summary>
+    static void PadRowsKernel(ArrayView<float> source, ArrayView<float> padded, int rows, int columns, int stride)
+    {
+        int j = Grid.IdxX * ReduceColumns + Group.IdxX;
+        if (j >= stride) return;
+        for (int i = Grid.IdxY; i < rows; i += Grid.DimY)
+            padded[(long)i * stride + j] = j < columns ? source[(long)i * columns + j] : 0f;
     }
 
     /// <summary>Columns per reduction group (coalesced rows of the partials), and the grid's row limit (CUDA's 65535).</summary>
