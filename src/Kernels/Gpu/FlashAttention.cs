@@ -48,15 +48,13 @@ public enum AttentionKernel
 // sums over the group in head order (still deterministic).
 public sealed partial class IlgpuBackend
 {
-    /// <summary>ARCHER_ATTENTION as read when the backend was created; null: the device's default.</summary>
-    readonly AttentionKernel? attentionKernelFromEnvironment = ParseAttentionKernel(Environment.GetEnvironmentVariable("ARCHER_ATTENTION"));
-    AttentionKernel? attentionKernel;
+    DeviceSetting<AttentionKernel> attentionKernel = new(ParseAttentionKernel(Environment.GetEnvironmentVariable("ARCHER_ATTENTION")));
 
     /// <summary>What was set, else ARCHER_ATTENTION (see <see cref="ParseAttentionKernel"/>), else <see cref="DefaultAttentionKernel"/>.</summary>
     public AttentionKernel AttentionKernel
     {
-        get => attentionKernel ?? attentionKernelFromEnvironment ?? DefaultAttentionKernel(Accelerator.AcceleratorType);
-        set => attentionKernel = value;
+        get => attentionKernel.Get(DefaultAttentionKernel(Accelerator.AcceleratorType));
+        set => attentionKernel.Set(value);
     }
 
     /// <summary>Flash on CUDA, where it was measured to win; the warp kernels elsewhere.</summary>

@@ -34,15 +34,13 @@ public enum GemmVariants
 // kernel adds the S partials in slice order, then bias and the previous C as the flags say.
 public sealed partial class IlgpuBackend
 {
-    /// <summary>ARCHER_GEMM as read when the backend was created; null: the device's default.</summary>
-    readonly GemmVariants? gemmVariantsFromEnvironment = ParseGemmVariants(Environment.GetEnvironmentVariable("ARCHER_GEMM"));
-    GemmVariants? gemmVariants;
+    DeviceSetting<GemmVariants> gemmVariants = new(ParseGemmVariants(Environment.GetEnvironmentVariable("ARCHER_GEMM")));
 
     /// <summary>What was set, else ARCHER_GEMM (see <see cref="ParseGemmVariants"/>), else <see cref="DefaultGemmVariants"/>.</summary>
     public GemmVariants GemmVariants
     {
-        get => gemmVariants ?? gemmVariantsFromEnvironment ?? DefaultGemmVariants(Accelerator.AcceleratorType);
-        set => gemmVariants = value;
+        get => gemmVariants.Get(DefaultGemmVariants(Accelerator.AcceleratorType));
+        set => gemmVariants.Set(value);
     }
 
     /// <summary>Split-K and vec4 on CUDA, where they were measured to win; neither elsewhere.</summary>
