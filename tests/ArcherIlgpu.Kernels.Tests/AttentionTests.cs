@@ -301,4 +301,27 @@ public class AttentionTests
         for (int b = 0; b < pos.Length; b++) Array.Copy(x, (b * Tlen + pos[b]) * width, r, b * width, width);
         return r;
     }
+
+    /// <summary>
+    /// Every attention op checks each buffer's length against the shape, on every backend, with a message
+    /// naming the op and the buffer: one element short is enough (B 2, T 3, H 4, Hkv 2, D 8: qkv 384,
+    /// output 192, logSumExp 24, caches 2·2·5·8 = 160 at maxT 5).
+    /// </summary>
+    [SkippableTheory]
+    [MemberData(nameof(TestBackends.Names), MemberType = typeof(TestBackends))]
+    public void A_buffer_one_element_short_is_an_error_naming_it(string device)
+    {
+        var be = TestBackends.Get(device);
+        const int B = 2, T = 3, H = 4, Hkv = 2, D = 8, maxT = 5;
+        Buf<float> F(long n) => be.Allocate<float>(n).All;
+        void Throws(string expected, Action call) => Assert.Contains(expected, Assert.Throws<ArgumentException>(call).Message);
+        Throws("AttentionForward: output holds 191 elements, the shape needs 192", () => be.AttentionForward(F(384), B, T, H, Hkv, D, F(191), F(24)));
+        Throws("AttentionForward: logSumExp holds 23", () => be.AttentionForward(F(384), B, T, H, Hkv, D, F(192), F(23)));
+        Throws("AttentionForward: qkv holds 383", () => be.AttentionForward(F(383), B, T, H, Hkv, D, F(192), F(24)));
+        Throws("AttentionBackward: dQkv holds 383", () => be.AttentionBackward(F(192), F(384), F(192), F(24), B, T, H, Hkv, D, F(383)));
+        Throws("AttentionBackward: dOutput holds 191", () => be.AttentionBackward(F(191), F(384), F(192), F(24), B, T, H, Hkv, D, F(384)));
+        Throws("KvCacheWrite: vCache holds 159", () => be.KvCacheWrite(F(384), B, T, H, Hkv, D, maxT, F(160), F(159)));
+        Throws("AttentionDecode: kCache holds 159", () => be.AttentionDecode(F(128), be.Allocate<int>(2).All, B, H, Hkv, D, maxT, F(159), F(160), F(64)));
+        Throws("AttentionDecode: positions holds 1", () => be.AttentionDecode(F(128), be.Allocate<int>(1).All, B, H, Hkv, D, maxT, F(160), F(160), F(64)));
+    }
 }

@@ -81,7 +81,7 @@ public sealed unsafe partial class CpuBackend
     public override void AttentionForward(Buf<float> qkv, int B, int T, int H, int Hkv, int D,
         Buf<float> output, Buf<float> logSumExp)
     {
-        AttentionShape.Check(nameof(AttentionForward), B, T, H, Hkv, D);
+        AttentionShape.CheckForward(qkv, B, T, H, Hkv, D, output, logSumExp);
         var layout = new AttnLayout(H, Hkv, D);
         nint qkvP = (nint)AttnPtr(qkv), outP = (nint)AttnPtr(output), lseP = (nint)AttnPtr(logSumExp);
         int qBlocks = (T + AttnGemmRows - 1) / AttnGemmRows;
@@ -155,7 +155,7 @@ public sealed unsafe partial class CpuBackend
     public override void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output,
         Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv)
     {
-        AttentionShape.Check(nameof(AttentionBackward), B, T, H, Hkv, D);
+        AttentionShape.CheckBackward(dOutput, qkv, output, logSumExp, B, T, H, Hkv, D, dQkv);
         var layout = new AttnLayout(H, Hkv, D);
         nint dOutP = (nint)AttnPtr(dOutput), qkvP = (nint)AttnPtr(qkv), outP = (nint)AttnPtr(output),
              lseP = (nint)AttnPtr(logSumExp), dQkvP = (nint)AttnPtr(dQkv);
@@ -253,8 +253,7 @@ public sealed unsafe partial class CpuBackend
     public override void KvCacheWrite(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache)
     {
-        AttentionShape.Check(nameof(KvCacheWrite), B, T, H, Hkv, D);
-        if (T > maxT) throw new ArgumentException($"KvCacheWrite: T={T} exceeds the cache length maxT={maxT}");
+        AttentionShape.CheckKvCacheWrite(qkv, B, T, H, Hkv, D, maxT, kCache, vCache);
         var layout = new AttnLayout(H, Hkv, D);
         nint qkvP = (nint)AttnPtr(qkv), kP = (nint)AttnPtr(kCache), vP = (nint)AttnPtr(vCache);
         ParallelRange(B * Hkv, 1, (start, end) =>
@@ -277,7 +276,7 @@ public sealed unsafe partial class CpuBackend
     public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache, Buf<float> output)
     {
-        AttentionShape.Check(nameof(AttentionDecode), B, 1, H, Hkv, D);
+        AttentionShape.CheckDecode(qkv, positions, B, H, Hkv, D, maxT, kCache, vCache, output);
         var layout = new AttnLayout(H, Hkv, D);
         var pos = positions.Span;
         for (int b = 0; b < B; b++)

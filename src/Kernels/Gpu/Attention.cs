@@ -49,9 +49,9 @@ public sealed partial class IlgpuBackend
     /// The shape rules plus the kernels' own limit: a lane holds four channels of a row in registers and
     /// shared rows are sized for AttnMaxHeadSize, so D ≤ 128 (any D up to it, not only powers of two).
     /// </summary>
-    void CheckAttention(string op, int B, int T, int H, int Hkv, int D)
+    /// <summary>What the ILGPU kernels add to <see cref="AttentionShape"/>'s checks (which the caller ran).</summary>
+    void CheckAttention(string op, int D)
     {
-        AttentionShape.Check(op, B, T, H, Hkv, D);
         if (D > AttnMaxHeadSize)
             throw new NotSupportedException($"{op}: the ILGPU attention kernels support head sizes D up to {AttnMaxHeadSize} (four channels per lane of a 32-lane warp); got D={D}");
         if (WarpSize != AttnTile)
@@ -63,7 +63,8 @@ public sealed partial class IlgpuBackend
     public override void AttentionForward(Buf<float> qkv, int B, int T, int H, int Hkv, int D,
         Buf<float> output, Buf<float> logSumExp)
     {
-        CheckAttention(nameof(AttentionForward), B, T, H, Hkv, D);
+        AttentionShape.CheckForward(qkv, B, T, H, Hkv, D, output, logSumExp);
+        CheckAttention(nameof(AttentionForward), D);
         if (UseFlashAttention) { FlashAttentionForward(qkv, B, T, H, Hkv, D, output, logSumExp); return; }
         attnForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnForwardKernel);
         int warps = AttnWarps, qTiles = (T + warps - 1) / warps;
@@ -135,7 +136,8 @@ public sealed partial class IlgpuBackend
     public override void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output,
         Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv)
     {
-        CheckAttention(nameof(AttentionBackward), B, T, H, Hkv, D);
+        AttentionShape.CheckBackward(dOutput, qkv, output, logSumExp, B, T, H, Hkv, D, dQkv);
+        CheckAttention(nameof(AttentionBackward), D);
         if (UseFlashAttention) { FlashAttentionBackward(dOutput, qkv, output, logSumExp, B, T, H, Hkv, D, dQkv); return; }
         attnDqKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnDqKernel);
         attnDkvKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnDkvKernel);
@@ -321,8 +323,8 @@ public sealed partial class IlgpuBackend
     public override void KvCacheWrite(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache)
     {
-        CheckAttention(nameof(KvCacheWrite), B, T, H, Hkv, D);
-        if (T > maxT) throw new ArgumentException($"KvCacheWrite: T={T} exceeds the cache length maxT={maxT}");
+        AttentionShape.CheckKvCacheWrite(qkv, B, T, H, Hkv, D, maxT, kCache, vCache);
+        CheckAttention(nameof(KvCacheWrite), D);
         attnCacheWriteKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int>(AttnCacheWriteKernel);
         int n = B * Hkv * T * D;
         attnCacheWriteKernel(Linear(n), qkv.View, kCache.View, vCache.View, n, T, H, Hkv, D, maxT);
@@ -346,7 +348,8 @@ public sealed partial class IlgpuBackend
     public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache, Buf<float> output)
     {
-        CheckAttention(nameof(AttentionDecode), B, 1, H, Hkv, D);
+        AttentionShape.CheckDecode(qkv, positions, B, H, Hkv, D, maxT, kCache, vCache, output);
+        CheckAttention(nameof(AttentionDecode), D);
         attnDecodeKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>(AttnDecodeKernel);
         attnDecodeKernel(new KernelConfig(B * H, AttnWarps * AttnTile),
             qkv.View, positions.View, kCache.View, vCache.View, output.View, H, Hkv, D, maxT, 1f / MathF.Sqrt(D));
