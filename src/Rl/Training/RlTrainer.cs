@@ -169,7 +169,7 @@ public sealed class RlTrainer : IDisposable
 
         // A rank of a data-parallel run may keep no group of this step: it still joins every mini-batch's sums.
         var s = batch.KeptGroups > 0 ? StepTensors.Build(batch, Config, tokenizer.EndOfText) : null;
-        int micro = MicroRows();
+        int micro = MicroRows(batch);
         var (logProbSeconds, classifiedOnce) = s is null ? (0, false) : OldAndReferenceLogProbs(s, batch, micro);
         OldPolicyMetrics(s, m);
 
@@ -189,10 +189,14 @@ public sealed class RlTrainer : IDisposable
         return new RlStepResult(step, m, samples);
     }
 
-    int MicroRows()
+    int MicroRows(RolloutBatch batch)
     {
         int mini = Config.MiniBatchPrompts * Config.GroupSize;
-        return Options.MicroBatchResponses > 0 ? Math.Min(Options.MicroBatchResponses, mini) : mini;
+        if (Options.MicroBatchResponses > 0) return Math.Min(Options.MicroBatchResponses, mini);
+        if (replicas is null) return mini;
+        // A rank holds only its part of each mini-batch: padding that to the whole mini-batch would multiply its work.
+        int most = Enumerable.Range(0, Config.PpoEpochs).SelectMany(epoch => MiniBatches(batch, StepIndex, epoch)).Max(m => m.Rows.Length);
+        return Math.Max(1, most);
     }
 
     /// <summary>
