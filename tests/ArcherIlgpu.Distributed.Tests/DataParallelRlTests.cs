@@ -90,8 +90,10 @@ public sealed class DataParallelRlTests(RlStartModel start, ITestOutputHelper lo
                     $"step {step} {key}: one process {single:R}, two ranks {reduced:R}");
             }
 
-        // Not bit-identical: one process sums each weight's gradient over a mini-batch's rows in its own order, two ranks
-        // over their own rows and then add the two sums, so float32 rounding differs by a few ulp per element, and AdamW
+        // Not bit-identical, and no choice of micro-batches makes it so: the backward adds row after row into the gradient
+        // buffer (the cpu MatMulBackward accumulates), so one process computes ((a₁ + a₂) + b₁) + b₂ where two ranks compute
+        // (a₁ + a₂) + (b₁ + b₂); float32 rounding then differs by a few ulp per element (padding every rank to the same T
+        // was tried: still 6e-4 for archer with 4-row micro-batches on both sides). AdamW
         // (which divides by sqrt(v)) and 18 optimizer steps amplify that. The yardstick is the same amplification of
         // the same kind of difference inside one process: the one-process run with the whole mini-batch in one
         // backward (--micro-batch 0) against the one with 4-row micro-batches is the same update summed in another
