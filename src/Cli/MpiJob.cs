@@ -36,6 +36,19 @@ static class MpiJob
         return rc;
     }
 
+    /// <summary>
+    /// One replica of a run that writes a folder: rank 0 (or a single process) runs <paramref name="train"/> as asked
+    /// (scratch folder null) with <paramref name="log"/>; another rank trains the same replica into its scratch folder,
+    /// removed at the end, with no log, so rank 0 alone writes the run folder, checkpoints and logs.
+    /// </summary>
+    public static T AsReplica<T>(World world, TextWriter log, Func<TextWriter, string?, T> train)
+    {
+        if (world.IsWriter) return train(log, null);
+        string scratch = ScratchFolder(world);
+        try { return train(TextWriter.Null, scratch); }
+        finally { if (Directory.Exists(scratch)) Directory.Delete(scratch, recursive: true); }
+    }
+
     /// <summary>Where a rank other than 0 puts the run folder it must not write into --out: its own scratch folder, removed at the end.</summary>
     public static string ScratchFolder(World world) =>
         Path.Combine(Path.GetTempPath(), $"archer-rank{world.Rank}-{Environment.ProcessId}");

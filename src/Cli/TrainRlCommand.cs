@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ArcherIlgpu.Distributed;
 using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.IO;
@@ -64,12 +65,12 @@ public static class TrainRlCommand
         command.WithExamples(
             "train-rl --algo archer --model runs/qwen-sft --task arithmetic --task-option min_digits=2 max_digits=2 operators=+ --steps 100 --eval-problems 100",
             "train-rl --algo 80/20 --preset paper --model MODEL_DIR --task countdown --set rl.learning_rate=1e-6");
-        command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) => StopRequest.Handle(stdout, () => StopRequest.ResumeCommand(parse), () => Run(new Settings(
+        command.SetAction(parse => MpiJob.Run(parse.InvocationConfiguration.Error, world => CliErrors.Guard(parse, (stdout, _) => StopRequest.Handle(stdout, () => StopRequest.ResumeCommand(parse), () => Run(new Settings(
             parse.GetValue(algo)!, parse.GetValue(model)!, parse.GetValue(task)!, parse.GetValue(taskOptions) ?? [], parse.GetValue(steps),
             parse.GetValue(groupSize), parse.GetValue(prompts), parse.GetValue(set) ?? [], parse.GetValue(seed), parse.GetValue(outDir),
             parse.GetValue(micro), parse.GetValue(sampleEvery), parse.GetValue(saveEvery), parse.GetValue(evalProblems), parse.GetValue(device)!,
             parse.GetValue(resume), Overwrite: parse.GetValue(overwrite), Preset: parse.GetValue(preset)!, ProblemsFile: parse.GetValue(problemsFile),
-            AllowExtraTensors: parse.GetValue(allowExtra), Precision: parse.GetValue(precision)), stdout))));
+            AllowExtraTensors: parse.GetValue(allowExtra), Precision: parse.GetValue(precision), World: world), stdout)))));
         return command;
     }
 
@@ -80,7 +81,7 @@ public static class TrainRlCommand
     public sealed record Settings(string Algo, string Model, string Task, string[] TaskOptions, int Steps, int? GroupSize, int? PromptsPerStep,
         string[] Set, ulong Seed, string? Out, int MicroBatch, int SampleEvery, int? SaveEvery, int EvalProblems, string Device,
         bool Resume = false, int? InterruptAfterStep = null, bool Overwrite = false, CancellationToken Stop = default, string Preset = "small",
-        string? ProblemsFile = null, bool AllowExtraTensors = false, string? Precision = null);
+        string? ProblemsFile = null, bool AllowExtraTensors = false, string? Precision = null, World? World = null);
 
     /// <summary>Settings a resume may change: the budget (a total), the save cadence, the evaluation and the device and its precision.</summary>
     static readonly string[] MayChange = ["--steps", "--save-every", "--eval-problems", "--device", "--precision"];
@@ -91,6 +92,15 @@ public static class TrainRlCommand
     static readonly string[] ScaleNames = ["small", "paper"];
 
     public static int Run(Settings s, TextWriter log)
+    {
+        var world = s.World ?? World.Single;
+        if (world.IsDistributed && s.Resume) throw new CliInputException("--resume under mpirun is not supported yet: resume with one process");
+        // Rank 0 alone evaluates, writes the run folder and logs; the other ranks train the same replica.
+        return MpiJob.AsReplica(world, log, (replicaLog, scratch) =>
+            Train(scratch is null ? s : s with { Out = scratch, Overwrite = true, EvalProblems = 0 }, replicaLog, world));
+    }
+
+    static int Train(Settings s, TextWriter log, World world)
     {
         // Everything the command line says is checked before the run folder is touched.
         if (s.Steps < 1) throw new RlCommandException($"--steps must be at least 1, got {s.Steps}");
@@ -108,6 +118,8 @@ public static class TrainRlCommand
         string startModel = ModelFolders.Resolve(s.Model);
         var startConfig = Models.LoadConfig(startModel);
         var config = ResolveConfig(s, startConfig, log);
+        var replicas = world.IsDistributed ? new RlReplicas(world.Rank, world.Size, world) : null;
+        replicas?.RequireSplittable(config);
         var settings = SettingsOf(s, startConfig, config);
         int saveEvery = s.SaveEvery ?? Math.Max(1, s.Steps / 10);
 
@@ -137,7 +149,7 @@ public static class TrainRlCommand
         // The KL reference is the starting model; a resumed run reads it from the checkpoint (the weights have moved).
         float[]? reference = !RlTrainer.UsesReference(config) ? null
             : checkpoint is not null ? TrainingCheckpoint.ReadReference(checkpoint, model.Config) : model.DownloadParameters();
-        using var trainer = new RlTrainer(model, tokenizer, trainTask, config, options, reference);
+        using var trainer = new RlTrainer(model, tokenizer, trainTask, config, options, reference) { Replicas = replicas };
         if (saved is not null)
         {
             TrainingCheckpoint.LoadOptimizer(trainer.Optimizer, model, checkpoint!);
@@ -151,6 +163,8 @@ public static class TrainRlCommand
         log.WriteLine($"train-rl: {config.Name} on {task.Name}, {model.Config}, device {backend.Name} ({Devices.PrecisionName(backend.Precision)}), {s.Steps} steps of " +
                       $"{config.TrainBatchPrompts} prompts × {config.GroupSize} samples, checkpoints {(saveEvery == 0 ? "at the end" : $"every {saveEvery} steps")}; " +
                       (saved is null ? $"writing {outDir}" : $"resuming {outDir} after step {saved.Rl!.Step}"));
+        if (replicas is not null)
+            log.WriteLine($"data-parallel over {world.Size} ranks: the prompts of a step split between them (groups whole), the filter shared, gradients summed in rank order");
 
         var evals = new EvalFile(run.EvalPath, s.EvalProblems, saved is null);
         if (s.EvalProblems > 0)

@@ -78,11 +78,8 @@ public static class TrainSftCommand
         var world = s.World ?? World.Single;
         if (world.IsDistributed && s.Resume) throw new CliInputException("--resume under mpirun is not supported yet: resume with one process");
         if (s.BatchSize < world.Size) throw new CliInputException($"--batch-size {s.BatchSize} is smaller than the {world.Size} ranks: each rank needs at least one example per step");
-        if (world.IsWriter) return Train(s, log, world);
-        // Rank 0 alone writes --out and the log; this rank trains the same replica into a scratch folder.
-        string scratch = MpiJob.ScratchFolder(world);
-        try { return Train(s with { Out = scratch, Overwrite = true }, TextWriter.Null, world); }
-        finally { if (Directory.Exists(scratch)) Directory.Delete(scratch, recursive: true); }
+        // Rank 0 alone writes --out and the log; the other ranks train the same replica into a scratch folder.
+        return MpiJob.AsReplica(world, log, (replicaLog, scratch) => Train(scratch is null ? s : s with { Out = scratch, Overwrite = true }, replicaLog, world));
     }
 
     /// <summary>One replica's run: the whole run on one process, or rank <c>world.Rank</c>'s share of every step.</summary>

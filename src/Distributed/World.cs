@@ -59,6 +59,15 @@ public sealed class World : IStepReduction
         return sum;
     }
 
+    /// <summary>Every rank's <paramref name="local"/> laid end to end in rank order (MPI_Allgather), on every rank.</summary>
+    public double[] Gather(ReadOnlySpan<double> local)
+    {
+        if (mpi is null) return local.ToArray();
+        var all = new double[local.Length * Size];
+        mpi.Allgather(local, all);
+        return all;
+    }
+
     /// <summary>The model's flat gradient buffer summed over ranks in rank order (see <see cref="SumInRankOrder"/>), written back.</summary>
     public void SumGradients(CausalLm model)
     {

@@ -39,13 +39,13 @@ public sealed class DataParallelSftTests : IDisposable
         string one = Path.Combine(dir, "one"), two = Path.Combine(dir, "two");
         TrainSftCommand.Run(new TrainSftCommand.Settings(data, null, 0.1, one, "tiny", null, Steps, Batch, null, null, Seed, 2, "cpu"), TextWriter.Null);
 
-        var (rc, output) = MpiRun(2, $"train-sft --data {data} --out {two} --steps {Steps} --batch-size {Batch} --seed {Seed} --eval-every 2 --device cpu");
+        var (rc, output) = MpiJobs.Run(dir, 2, $"train-sft --data {data} --out {two} --steps {Steps} --batch-size {Batch} --seed {Seed} --eval-every 2 --device cpu");
         Assert.True(rc == 0, $"mpirun exited with {rc}:\n{output}");
         // Rank 0 alone logs: the last progress line appears once, and the run says it is data-parallel.
         Assert.Single(output.Split('\n'), l => l.StartsWith($"step {Steps}/{Steps}", StringComparison.Ordinal));
         Assert.Contains("data-parallel over 2 ranks", output);
 
-        float[] expected = Weights(one), actual = Weights(two);
+        float[] expected = MpiJobs.Weights(one), actual = MpiJobs.Weights(two);
         Assert.Equal(expected.Length, actual.Length);
         // Not bit-identical: one process sums each weight gradient over all 8 examples inside one backward,
         // two ranks over 4 each and then add the halves, so float32 rounding differs by a few ulp per gradient
@@ -62,7 +62,7 @@ public sealed class DataParallelSftTests : IDisposable
     public void A_batch_smaller_than_the_ranks_fails_on_every_rank_with_one_line()
     {
         string data = WriteAdditionData();
-        var (rc, output) = MpiRun(2, $"train-sft --data {data} --out {Path.Combine(dir, "x")} --steps 2 --batch-size 1 --device cpu");
+        var (rc, output) = MpiJobs.Run(dir, 2, $"train-sft --data {data} --out {Path.Combine(dir, "x")} --steps 2 --batch-size 1 --device cpu");
         Assert.NotEqual(0, rc);
         Assert.Contains("--batch-size 1 is smaller than the 2 ranks", output);
         Assert.False(Directory.Exists(Path.Combine(dir, "x")));
@@ -73,7 +73,7 @@ public sealed class DataParallelSftTests : IDisposable
     {
         string data = WriteAdditionData();
         string marker = Guid.NewGuid().ToString("N");
-        using var mpirun = StartMpiRun(2, $"-x ARCHER_TEST_MARKER={marker}", $"train-sft --data {data} --out {Path.Combine(dir, "k")} --steps 100000 --batch-size 8 --device cpu");
+        using var mpirun = MpiJobs.Start(dir, 2, $"-x ARCHER_TEST_MARKER={marker}", $"train-sft --data {data} --out {Path.Combine(dir, "k")} --steps 100000 --batch-size 8 --device cpu");
         var output = new StringBuilder();
         var training = new ManualResetEventSlim();
         mpirun.OutputDataReceived += (_, e) => { lock (output) output.AppendLine(e.Data); if (e.Data?.StartsWith("step 0", StringComparison.Ordinal) == true) training.Set(); };
@@ -127,48 +127,4 @@ public sealed class DataParallelSftTests : IDisposable
         File.WriteAllText(path, text.ToString());
         return path;
     }
-
-    static float[] Weights(string run)
-    {
-        string newest = Directory.GetDirectories(Path.Combine(run, "checkpoints")).Order(StringComparer.Ordinal).Last();
-        using var backend = Devices.Create("cpu");
-        using var model = Checkpoint.Load(backend, newest, new LoadOptions(false));
-        return model.DownloadParameters();
-    }
-
-    /// <summary>Runs archer.dll as <paramref name="ranks"/> ranks under mpirun (as root too); skips where mpirun is missing.</summary>
-    (int ExitCode, string Output) MpiRun(int ranks, string arguments)
-    {
-        using var process = StartMpiRun(ranks, "", arguments);
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(TimeSpan.FromSeconds(120)))
-        {
-            process.Kill(entireProcessTree: true);
-            Assert.Fail($"mpirun {arguments} did not finish within 120 s");
-        }
-        return (process.ExitCode, stdout.Result + stderr.Result);
-    }
-
-    /// <summary>Starts archer.dll as <paramref name="ranks"/> ranks, output redirected; skips where mpirun is missing.</summary>
-    Process StartMpiRun(int ranks, string mpirunOptions, string arguments)
-    {
-        string? mpirun = FindOnPath("mpirun");
-        Skip.If(mpirun is null, "mpirun is not installed (Debian: apt-get install openmpi-bin; .ci/run does this when run as root)");
-        string archer = Path.Combine(AppContext.BaseDirectory, "archer.dll");
-        var start = new ProcessStartInfo(mpirun!, $"--oversubscribe -np {ranks} {mpirunOptions} dotnet {archer} {arguments}")
-        {
-            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-        };
-        // OpenMPI refuses to start as root without both of these (CI containers run as root).
-        start.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
-        start.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
-        // The ranks' temp folder (rank 1's scratch run folder, OpenMPI's session folder) inside this test's folder.
-        start.Environment["TMPDIR"] = dir;
-        return Process.Start(start)!;
-    }
-
-    static string? FindOnPath(string name) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
-        .Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
 }

@@ -12,4 +12,7 @@ public interface IStepReduction
 
     /// <summary>Replaces the model's gradients by their sum over all ranks, in rank order.</summary>
     void SumGradients(CausalLm model);
+
+    /// <summary>Every rank's <paramref name="local"/> (the same length on each) laid end to end in rank order, on every rank.</summary>
+    double[] Gather(ReadOnlySpan<double> local);
 }

@@ -77,15 +77,23 @@ public sealed class DeviceAlgorithmLoss : IDisposable
     /// <summary>
     /// Enqueues the loss; <paramref name="dLogProbs"/> [Rows, T] is OVERWRITTEN with dLoss/dℓ and <see cref="Stats"/>
     /// with the loss and its statistics. <paramref name="sequenceDivisor"/>: responses to divide by in
-    /// sequence-mean modes (null: Rows).
+    /// sequence-mean modes (null: Rows). <paramref name="tokenMeanDivisor"/>: valid tokens to divide by in the token-mean mode
+    /// (null: those of this batch; a data-parallel run gives the whole mini-batch's over all ranks).
     /// </summary>
-    public void Compute(in DeviceAlgorithmLossInputs x, Buf<float> dLogProbs, double? sequenceDivisor = null, LoptiPass pass = LoptiPass.All)
+    public void Compute(in DeviceAlgorithmLossInputs x, Buf<float> dLogProbs, double? sequenceDivisor = null, LoptiPass pass = LoptiPass.All,
+        double? tokenMeanDivisor = null)
     {
         int n = checked(x.Rows * x.T);
         bool useKl = UsesKl;
         if (useKl && x.RefLogProbs.IsEmpty) throw new ArgumentException($"algorithm \"{Config.Name}\" has a KL term but no reference log-probs were given");
         var cls = Classify(x, n);
         var p = Parameters(x.Rows, sequenceDivisor, pass);
+        if (tokenMeanDivisor is double tokens && p.Aggregation == LossAggregation.TokenMean)
+        {
+            // Σ m·x / N as the token-sum mode writes it: (Σ m·x / (N / divisor)) / divisor; the KL's divisor stays the sequence one.
+            p.Aggregation = LossAggregation.SeqMeanTokenSum;
+            p.TokenSumNormalizer = (float)((tokens + PolicyMath.DenominatorEpsilon) / p.SequenceDivisor);
+        }
         backend.PolicyLossForwardBackward(x.LogProbs, x.OldLogProbs, useKl ? x.RefLogProbs : default, x.Advantages, x.Mask, cls,
             x.Rows, x.T, p, dLogProbs, stats.All);
     }

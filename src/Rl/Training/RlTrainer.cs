@@ -71,6 +71,7 @@ public sealed class RlTrainer : IDisposable
     readonly DeviceStepTensors device;
     readonly CausalLm? reference;
     readonly DataCursor data;
+    RlReplicas? replicas;
     long rngCounter;
     int skippedTotal;
     int consecutiveSkipped;   // optimizer updates skipped in a row (ModelTrainer.MaxConsecutiveSkippedSteps stops training)
@@ -113,6 +114,16 @@ public sealed class RlTrainer : IDisposable
     /// </summary>
     public Action<CausalLm>? BeforeOptimizerStep { get; set; }
 
+    /// <summary>
+    /// Data-parallel runs: this rank's place among the replicas (null: one process); set before the first step.
+    /// Each rank then rolls out and trains on its share of every step and the update is the whole batch's (see <see cref="RlReplicas"/>).
+    /// </summary>
+    public RlReplicas? Replicas
+    {
+        get => replicas;
+        set { value?.RequireSplittable(Config); replicas = collector.Replicas = value; }
+    }
+
     /// <summary>Whether the loss has a KL term, so the trainer keeps a frozen reference model (the starting weights).</summary>
     public static bool UsesReference(AlgorithmConfig c) => c.HasKl;
 
@@ -146,7 +157,7 @@ public sealed class RlTrainer : IDisposable
         var samples = Samples(step, batch);
         int skippedBefore = skippedTotal;
 
-        if (batch.KeptGroups == 0)
+        if (batch.AllKeptGroups == 0)
         {
             // Nothing informative survived the filter: Archer's trainer skips the update, the schedule still advances.
             m["batch/empty"] = 1;
@@ -156,64 +167,82 @@ public sealed class RlTrainer : IDisposable
         }
         m["batch/empty"] = 0;
 
-        var s = StepTensors.Build(batch, Config, tokenizer.EndOfText);
-        Policy.CheckTokens(s.Inputs, s.Inputs.Length, "step inputs");
-        Policy.CheckTokens(s.Targets, s.Targets.Length, "step targets");
-        device.Load(s, tokenizer.EndOfText);
-        int micro = MicroRows(s);
-
-        var logProbClock = Stopwatch.StartNew();
-        RecomputeOldLogProbs(s, micro);
-        if (reference is not null) ComputeReference(s, micro);
-        Policy.Backend.Download(device.OldLogProbs, s.OldLogProbs);
-        Policy.Backend.Download(device.OldEntropies, s.OldEntropies);
-        double logProbSeconds = logProbClock.Elapsed.TotalSeconds;
+        // A rank of a data-parallel run may keep no group of this step: it still joins every mini-batch's sums.
+        var s = batch.KeptGroups > 0 ? StepTensors.Build(batch, Config, tokenizer.EndOfText) : null;
+        int micro = MicroRows(batch);
+        var (logProbSeconds, classifiedOnce) = s is null ? (0, false) : OldAndReferenceLogProbs(s, batch, micro);
         OldPolicyMetrics(s, m);
-        // The paper's Algorithm 1: classes from the old policy's entropies, once per rollout (per-batch scope: the whole step).
-        bool classifiedOnce = !Config.ReclassifyEveryPass && loss.Classify(device.OldEntropies, device.Mask, s.Rows, s.T, device.Classes);
 
         var updateClock = Stopwatch.StartNew();
         var acc = new UpdateAccumulator();
         var passes = Config.LowProbabilityIsolation ? new[] { LoptiPass.LowProbability, LoptiPass.HighProbability } : [LoptiPass.All];
         foreach (var pass in passes)
             for (int epoch = 0; epoch < Config.PpoEpochs; epoch++)
-                foreach (var rows in MiniBatches(s, step, epoch))
-                    UpdateMiniBatch(s, rows, micro, pass, classifiedOnce, (float)lr, acc);
+                foreach (var miniBatch in MiniBatches(batch, step, epoch))
+                    UpdateMiniBatch(s, miniBatch, micro, pass, classifiedOnce, (float)lr, acc);
         double updateSeconds = updateClock.Elapsed.TotalSeconds;
         acc.Write(m);
 
-        long updateTokens = (long)s.ValidTokens * passes.Length * Config.PpoEpochs;
+        long updateTokens = (long)(s?.ValidTokens ?? 0) * passes.Length * Config.PpoEpochs;
         Finish(m, lr, acc.OptimizerSteps, acc.GradNorms, skippedBefore, logProbSeconds, updateSeconds, updateTokens, batch, stepClock);
         StepIndex++;
         return new RlStepResult(step, m, samples);
     }
 
-    int MicroRows(StepTensors s)
+    int MicroRows(RolloutBatch batch)
     {
-        int mini = Config.MiniBatchPrompts * s.GroupSize;
-        return Options.MicroBatchResponses > 0 ? Math.Min(Options.MicroBatchResponses, mini) : mini;
+        int mini = Config.MiniBatchPrompts * Config.GroupSize;
+        if (Options.MicroBatchResponses > 0) return Math.Min(Options.MicroBatchResponses, mini);
+        if (replicas is null) return mini;
+        // A rank holds only its part of each mini-batch: padding that to the whole mini-batch would multiply its work.
+        int most = Enumerable.Range(0, Config.PpoEpochs).SelectMany(epoch => MiniBatches(batch, StepIndex, epoch)).Max(m => m.Rows.Length);
+        return Math.Max(1, most);
     }
 
-    /// <summary>Row lists of the mini-batches of one epoch: whole groups, MiniBatchPrompts at a time, shuffled per epoch if configured.</summary>
-    IEnumerable<int[]> MiniBatches(StepTensors s, int step, int epoch)
+    /// <summary>
+    /// The mini-batches of one epoch: whole groups, MiniBatchPrompts at a time from the step's kept groups (of every rank,
+    /// in their global order), shuffled per epoch if configured; each as this rank's rows of it and its rows over all ranks.
+    /// </summary>
+    IEnumerable<(int[] Rows, int AllRows)> MiniBatches(RolloutBatch b, int step, int epoch)
     {
-        var groups = Enumerable.Range(0, s.Groups).ToArray();
+        var groups = Enumerable.Range(0, b.AllKeptGroups).ToArray();
         if (Config.ShuffleMiniBatches)
             TaskRandom.For(unchecked((long)Options.Seed * 31 + step), epoch).Shuffle(groups);
+        var localGroup = new int[groups.Length];
+        Array.Fill(localGroup, -1);
+        for (int i = 0; i < b.KeptGroupIds.Count; i++) localGroup[b.KeptGroupIds[i]] = i;
         for (int start = 0; start < groups.Length; start += Config.MiniBatchPrompts)
         {
-            var chosen = groups.Skip(start).Take(Config.MiniBatchPrompts);
-            yield return chosen.SelectMany(g => Enumerable.Range(g * s.GroupSize, s.GroupSize)).ToArray();
+            var chosen = groups.AsSpan(start, Math.Min(Config.MiniBatchPrompts, groups.Length - start)).ToArray();
+            var rows = chosen.Where(g => localGroup[g] >= 0).SelectMany(g => Enumerable.Range(localGroup[g] * b.GroupSize, b.GroupSize)).ToArray();
+            yield return (rows, chosen.Length * b.GroupSize);
         }
     }
 
     // ================================================================ log-probs
 
+    /// <summary>Uploads the step and computes the old (and reference) log-probs: (seconds taken, whether the tokens are classified once for the step).</summary>
+    (double Seconds, bool ClassifiedOnce) OldAndReferenceLogProbs(StepTensors s, RolloutBatch batch, int micro)
+    {
+        Policy.CheckTokens(s.Inputs, s.Inputs.Length, "step inputs");
+        Policy.CheckTokens(s.Targets, s.Targets.Length, "step targets");
+        device.Load(s, tokenizer.EndOfText);
+        var logProbClock = Stopwatch.StartNew();
+        RecomputeOldLogProbs(batch, micro);
+        if (reference is not null) ComputeReference(s, micro);
+        Policy.Backend.Download(device.OldLogProbs, s.OldLogProbs);
+        Policy.Backend.Download(device.OldEntropies, s.OldEntropies);
+        double seconds = logProbClock.Elapsed.TotalSeconds;
+        // The paper's Algorithm 1: classes from the old policy's entropies, once per rollout (per-batch scope: the whole step).
+        bool classifiedOnce = !Config.ReclassifyEveryPass && loss.Classify(device.OldEntropies, device.Mask, s.Rows, s.T, device.Classes);
+        return (seconds, classifiedOnce);
+    }
+
     /// <summary>ℓ_old with the training forward, mini-batch by mini-batch and micro-batch by micro-batch as the update will
     /// run them, so that the first mini-batch of the first epoch reproduces it exactly (r ≡ 1).</summary>
-    void RecomputeOldLogProbs(StepTensors s, int micro)
+    void RecomputeOldLogProbs(RolloutBatch batch, int micro)
     {
-        foreach (var rows in MiniBatches(s, StepIndex, 0))
+        foreach (var (rows, _) in MiniBatches(batch, StepIndex, 0))
             for (int start = 0; start < rows.Length; start += micro)
             {
                 var chunk = rows.AsSpan(start, Math.Min(micro, rows.Length - start));
@@ -248,12 +277,55 @@ public sealed class RlTrainer : IDisposable
 
     // ================================================================ update
 
-    void UpdateMiniBatch(StepTensors s, int[] rows, int micro, LoptiPass pass, bool classifiedOnce, float lr, UpdateAccumulator acc)
+    void UpdateMiniBatch(StepTensors? s, (int[] Rows, int AllRows) miniBatch, int micro, LoptiPass pass, bool classifiedOnce, float lr, UpdateAccumulator acc)
+    {
+        var rows = miniBatch.Rows;
+        Policy.ZeroGradients();
+        // Data-parallel, token-mean loss: every rank divides by the mini-batch's valid tokens over all ranks.
+        double? validTokens = replicas is not null && Config.Aggregation == LossAggregation.TokenMean ? replicas.Sum(ValidTokens(s, rows)) : null;
+        LogProbPass forward = default;
+        Buf<float> dLogProbs = default;
+        bool single = rows.Length <= micro;
+        PolicyLossResult result;
+        if (rows.Length == 0) result = replicas!.SumLossStatistics(new float[PolicyLossStats.Count]);   // this rank holds none of its groups
+        else
+        {
+            (forward, dLogProbs, var logProbs) = LossOfRows(s!, rows, miniBatch.AllRows, micro, single, pass, classifiedOnce, validTokens);
+            if (replicas is null) result = loss.ReadResult();
+            else
+            {
+                var stats = new float[PolicyLossStats.Count];
+                Policy.Backend.Download(loss.Stats, stats);
+                result = replicas.SumLossStatistics(stats);
+            }
+            if (acc.Calls == 0) acc.FirstMaxAbsLogRatio = MaxAbsLogRatio(s!, rows, logProbs);
+        }
+        acc.Add(result);
+
+        if (!double.IsFinite(result.Loss))
+        {
+            Skip(acc);
+            return;
+        }
+        if (rows.Length > 0) Backward(s!, rows, micro, single, forward, dLogProbs);
+        BeforeOptimizerStep?.Invoke(Policy);
+        replicas?.SumGradients(Policy);
+        var r = Optimizer.Apply(lr);
+        acc.GradNorms.Add(r.GradNorm);
+        acc.OptimizerSteps++;
+        if (r.Skipped) Skip(acc); else consecutiveSkipped = 0;
+    }
+
+    /// <summary>
+    /// Forward of a mini-batch's rows and its loss (enqueued): the forward pass to reuse for the backward when one
+    /// micro-batch holds the rows, dLoss/dℓ and the current log-probs. The sequence-mean divisor is the full
+    /// mini-batch (Archer's gradient accumulation) or its rows over all ranks.
+    /// </summary>
+    (LogProbPass Forward, Buf<float> DLogProbs, Buf<float> LogProbs) LossOfRows(StepTensors s, int[] rows, int allRows, int micro, bool single,
+        LoptiPass pass, bool classifiedOnce, double? validTokens)
     {
         int n = rows.Length * s.T;
         var backend = Policy.Backend;
-        Policy.ZeroGradients();
-        bool single = rows.Length <= micro;
         var x = device.MiniBatch(rows, reference is not null, classifiedOnce);
         LogProbPass forward = default;
         Buf<float> dLogProbs;
@@ -280,34 +352,37 @@ public sealed class RlTrainer : IDisposable
             dLogProbs = dlp;
         }
 
-        double? divisor = Config.DivideByFullMiniBatch ? Config.MiniBatchPrompts * s.GroupSize : null;
-        loss.Compute(x, dLogProbs, divisor, pass);
-        var result = loss.ReadResult();
-        if (acc.Calls == 0) acc.FirstMaxAbsLogRatio = MaxAbsLogRatio(s, rows, x.LogProbs);
-        acc.Add(result);
+        double divisor = Config.DivideByFullMiniBatch ? Config.MiniBatchPrompts * s.GroupSize : allRows;
+        loss.Compute(x, dLogProbs, divisor, pass, validTokens);
+        return (forward, dLogProbs, x.LogProbs);
+    }
 
-        if (!double.IsFinite(result.Loss))
+    /// <summary>Backward: reuses the activations of pass 1 when it was a single micro-batch, else runs each micro-batch again.</summary>
+    void Backward(StepTensors s, int[] rows, int micro, bool single, LogProbPass forward, Buf<float> dLogProbs)
+    {
+        if (single)
         {
-            Skip(acc);
+            Policy.BackwardFromLogProbs(forward);
             return;
         }
-        // Backward: reuse the activations of pass 1 when it was a single micro-batch, else run each micro-batch again.
-        if (single) Policy.BackwardFromLogProbs(forward);
-        else
-            for (int start = 0; start < rows.Length; start += micro)
-            {
-                int count = Math.Min(micro, rows.Length - start);
-                var again = ForwardRows(rows.AsSpan(start, count), micro);
-                var a = again.Activations;
-                backend.Zero(a.DLogProbs);
-                backend.Copy(dLogProbs.Slice(start * s.T, count * s.T), a.DLogProbs.Slice(0, count * s.T));
-                Policy.BackwardFromLogProbs(again);
-            }
-        BeforeOptimizerStep?.Invoke(Policy);
-        var r = Optimizer.Apply(lr);
-        acc.GradNorms.Add(r.GradNorm);
-        acc.OptimizerSteps++;
-        if (r.Skipped) Skip(acc); else consecutiveSkipped = 0;
+        for (int start = 0; start < rows.Length; start += micro)
+        {
+            int count = Math.Min(micro, rows.Length - start);
+            var again = ForwardRows(rows.AsSpan(start, count), micro);
+            var a = again.Activations;
+            Policy.Backend.Zero(a.DLogProbs);
+            Policy.Backend.Copy(dLogProbs.Slice(start * s.T, count * s.T), a.DLogProbs.Slice(0, count * s.T));
+            Policy.BackwardFromLogProbs(again);
+        }
+    }
+
+    /// <summary>Valid tokens of these rows of the step (none without a step).</summary>
+    static double ValidTokens(StepTensors? s, int[] rows)
+    {
+        double count = 0;
+        foreach (int row in rows)
+            for (int t = 0; t < s!.T; t++) count += s.Mask[row * s.T + t];
+        return count;
     }
 
     /// <summary>max |ℓ − ℓ_old| over the valid tokens of a mini-batch (a diagnostic of the step's first one, where it should be 0):
@@ -347,7 +422,7 @@ public sealed class RlTrainer : IDisposable
         m["reward/all_wrong"] = groups > 0 ? (double)b.Counts.SolveNone / groups : 0;
         m["batch/generated_groups"] = groups;
         m["batch/informative_groups"] = b.Counts.Kept;
-        m["batch/kept_groups"] = b.KeptGroups;
+        m["batch/kept_groups"] = b.AllKeptGroups;
         m["batch/generation_batches"] = b.GenerationBatches;
         m["response_length/mean"] = gen.Average(r => (double)r.ResponseLength);
         m["response_length/max"] = gen.Max(r => r.ResponseLength);
@@ -358,14 +433,15 @@ public sealed class RlTrainer : IDisposable
 
     /// <summary>Entropy metrics of the old policy (Archer's actor/entropy), split by a per-response quantile at ρ
     /// whatever the algorithm, so runs of different algorithms compare; and |ℓ_old − ℓ_rollout|.</summary>
-    void OldPolicyMetrics(StepTensors s, IDictionary<string, double> m)
+    void OldPolicyMetrics(StepTensors? s, IDictionary<string, double> m)
     {
-        var classes = device.PerResponseClasses(Config.EntropyQuantile, Config.TieRule == HighEntropyRule.Greater);
+        // A rank without kept rows reports no tokens (its means weigh nothing in the reduction).
+        var classes = s is null ? [] : device.PerResponseClasses(Config.EntropyQuantile, Config.TieRule == HighEntropyRule.Greater);
         double all = 0, high = 0, low = 0, diff = 0, diffMax = 0;
         long nAll = 0, nHigh = 0, nLow = 0;
         for (int i = 0; i < classes.Length; i++)
         {
-            if (!(s.Mask[i] > 0)) continue;
+            if (!(s!.Mask[i] > 0)) continue;
             double h = s.OldEntropies[i];
             all += h; nAll++;
             if (classes[i] == PolicyMath.ClassHigh) { high += h; nHigh++; } else { low += h; nLow++; }
@@ -398,6 +474,7 @@ public sealed class RlTrainer : IDisposable
         m["time/step_s"] = stepClock.Elapsed.TotalSeconds;
         m["perf/rollout_tokens_per_s"] = rolloutSeconds > 0 ? batch.GeneratedTokens / rolloutSeconds : 0;
         m["perf/update_tokens_per_s"] = updateSeconds > 0 ? updateTokens / updateSeconds : 0;
+        replicas?.ReduceMetrics(m, batch.Generated.Count, batch.Kept.Count);
     }
 
     List<SampleRecord> Samples(int step, RolloutBatch b)

@@ -32,6 +32,13 @@ public sealed record RolloutBatch(IReadOnlyList<Rollout> Kept, IReadOnlyList<Rol
 {
     public int KeptGroups => Kept.Count / GroupSize;
     public long GeneratedTokens => Generated.Sum(r => (long)r.ResponseLength);
+
+    readonly int? allKeptGroups;
+    readonly IReadOnlyList<int>? keptGroupIds;
+    /// <summary>Kept groups over every rank of a data-parallel run (<see cref="KeptGroups"/> in one process).</summary>
+    public int AllKeptGroups { get => allKeptGroups ?? KeptGroups; init => allKeptGroups = value; }
+    /// <summary>The place of each of this rank's kept groups among <see cref="AllKeptGroups"/> (0, 1, 2, … in one process).</summary>
+    public IReadOnlyList<int> KeptGroupIds { get => keptGroupIds ?? Enumerable.Range(0, KeptGroups).ToArray(); init => keptGroupIds = value; }
 }
 
 /// <summary>
@@ -60,6 +67,8 @@ public sealed class RolloutCollector : IDisposable
 
     public AlgorithmConfig Config { get; }
     public int MaxRowsPerGeneration { get; }
+    /// <summary>Data-parallel runs: this rank generates its share of each prompt batch; the filter's decisions are shared (see <see cref="RlReplicas"/>).</summary>
+    public RlReplicas? Replicas { get; set; }
 
     /// <summary>
     /// Draws prompts from <paramref name="data"/> and rolls them out. <paramref name="rowCounter"/> is the
@@ -75,30 +84,39 @@ public sealed class RolloutCollector : IDisposable
         int maxBatches = dynamic ? c.MaxGenerationBatches : 1;
 
         var kept = new List<Rollout>();
+        var keptIds = new List<int>();
         var generated = new List<Rollout>();
         int none = 0, all = 0, informative = 0, keptGroups = 0, batches = 0;
         while (batches < maxBatches && keptGroups < c.TrainBatchPrompts)
         {
             var problems = new List<(long Index, TaskExample Example)>(promptsPerBatch);
             for (int i = 0; i < promptsPerBatch; i++) problems.Add(data.Next());
-            var rollouts = Generate(problems, seed, ref rowCounter);
+            // Data-parallel: this rank's prompts only, each row on the RNG stream it has in one process.
+            var (from, to) = Replicas?.ShareOf(problems.Count) ?? (0, problems.Count);
+            long firstRow = rowCounter + (long)from * G;
+            var rollouts = Generate(problems.GetRange(from, to - from), seed, ref firstRow).Select(r => r with { Group = r.Group + from }).ToList();
+            rowCounter += (long)problems.Count * G;
             batches++;
             generated.AddRange(rollouts);
 
             var correct = rollouts.Select(r => (float)r.Correct).ToArray();
-            var keep = new bool[problems.Count];
+            var keep = new bool[to - from];
             // Filter on the verdict, not the shaped reward: DAPO keeps groups by the std of accuracy.
             var counts = GroupFilter.KeepInformative(correct, G, keep);
+            if (Replicas is not null) { keep = Replicas.AllFlags(keep, from, problems.Count); counts = Replicas.Sum(counts); }
             none += counts.SolveNone; all += counts.SolveAll; informative += counts.Kept;
             for (int g = 0; g < problems.Count; g++)
             {
                 if (c.Filter != GroupFilterMode.None && !keep[g]) continue;
                 if (keptGroups == c.TrainBatchPrompts) break;   // dynamic sampling trims to the batch size
-                kept.AddRange(rollouts.Skip(g * G).Take(G));
+                if (g >= from && g < to) { kept.AddRange(rollouts.Skip((g - from) * G).Take(G)); keptIds.Add(keptGroups); }
                 keptGroups++;
             }
         }
-        return new RolloutBatch(kept, generated, G, new GroupFilterCounts(none, all, informative), batches, clock.Elapsed.TotalSeconds);
+        return new RolloutBatch(kept, generated, G, new GroupFilterCounts(none, all, informative), batches, clock.Elapsed.TotalSeconds)
+        {
+            AllKeptGroups = keptGroups, KeptGroupIds = keptIds,
+        };
     }
 
     /// <summary>G completions of each problem, scored; row r of the result is completion r % G of problem r / G.</summary>

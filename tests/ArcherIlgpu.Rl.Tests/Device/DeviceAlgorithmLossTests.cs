@@ -62,4 +62,36 @@ public class DeviceAlgorithmLossTests
         if (config.Classification != EntropyClassification.None)
             Assert.Equal(host.LastClasses.ToArray().Select(x => (int)x), be.ToArray(device.LastClasses));
     }
+
+    /// <summary>
+    /// A data-parallel rank divides DAPO's token-mean loss by the mini-batch's valid tokens over all ranks: given N', the
+    /// gradient is Σ m·x / N' instead of Σ m·x / N, i.e. this batch's own token mean scaled by N / N' (here 1/3), the
+    /// same up to float32 rounding of the normaliser and of each gradient.
+    /// </summary>
+    [SkippableTheory, InlineData("cpu"), InlineData("ilgpu-cpu")]
+    public void A_given_token_count_divides_the_token_mean_loss(string backend)
+    {
+        var be = TestBackends.Get(backend);
+        var config = AlgorithmRegistry.Get("dapo");
+        Assert.Equal(LossAggregation.TokenMean, config.Aggregation);
+        const int R = 6, T = 9;
+        var c = LossCase.Make(101, R, T);
+        double tokens = c.Mask.Sum(m => (double)m);
+        using var device = new DeviceAlgorithmLoss(be, config);
+        var x = new DeviceAlgorithmLossInputs
+        {
+            Rows = R, T = T, LogProbs = be.Upload<float>(c.LogP), OldLogProbs = be.Upload<float>(c.Old),
+            RefLogProbs = be.Upload<float>(c.Ref), Advantages = be.Upload<float>(c.Adv), Mask = be.Upload<float>(c.Mask),
+        };
+        var own = be.Upload<float>(new float[R * T]);
+        device.Compute(x, own, sequenceDivisor: 8);
+        double ownLoss = device.ReadResult().Loss;
+        var given = be.Upload<float>(new float[R * T]);
+        device.Compute(x, given, sequenceDivisor: 8, tokenMeanDivisor: 3 * tokens);
+        double givenLoss = device.ReadResult().Loss;
+
+        Close.All(be.ToArray(own).Select(v => v / 3.0).ToArray(), be.ToArray(given), 1e-9, 1e-6, $"{backend} dLogProbs");
+        Close.One(ownLoss / 3, givenLoss, 1e-8, 1e-6, "loss");
+        Assert.Contains(be.ToArray(own), v => Math.Abs(v) > 1e-4);   // a gradient to compare, not zeros
+    }
 }

@@ -1,0 +1,55 @@
+using System.Diagnostics;
+using ArcherIlgpu.Kernels;
+using ArcherIlgpu.Model;
+using Xunit;
+
+namespace ArcherIlgpu.Distributed.Tests;
+
+/// <summary>Runs the archer command under mpirun (skipping where it is not installed) and reads what the runs saved.</summary>
+static class MpiJobs
+{
+    /// <summary>The flat weights of a run folder's newest checkpoint.</summary>
+    public static float[] Weights(string run)
+    {
+        string newest = Directory.GetDirectories(Path.Combine(run, "checkpoints")).Order(StringComparer.Ordinal).Last();
+        using var backend = Devices.Create("cpu");
+        using var model = Checkpoint.Load(backend, newest, new LoadOptions(false));
+        return model.DownloadParameters();
+    }
+
+    /// <summary>Runs archer.dll as <paramref name="ranks"/> ranks under mpirun (as root too), temp files in <paramref name="dir"/>; skips where mpirun is missing.</summary>
+    public static (int ExitCode, string Output) Run(string dir, int ranks, string arguments)
+    {
+        using var process = Start(dir, ranks, "", arguments);
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        if (!process.WaitForExit(TimeSpan.FromSeconds(120)))
+        {
+            process.Kill(entireProcessTree: true);
+            Assert.Fail($"mpirun {arguments} did not finish within 120 s");
+        }
+        return (process.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    /// <summary>Starts archer.dll as <paramref name="ranks"/> ranks, output redirected; skips where mpirun is missing.</summary>
+    public static Process Start(string dir, int ranks, string mpirunOptions, string arguments)
+    {
+        string? mpirun = FindOnPath("mpirun");
+        Skip.If(mpirun is null, "mpirun is not installed (Debian: apt-get install openmpi-bin; .ci/run does this when run as root)");
+        string archer = Path.Combine(AppContext.BaseDirectory, "archer.dll");
+        var start = new ProcessStartInfo(mpirun!, $"--oversubscribe -np {ranks} {mpirunOptions} dotnet {archer} {arguments}")
+        {
+            RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
+        };
+        // OpenMPI refuses to start as root without both of these (CI containers run as root).
+        start.Environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1";
+        start.Environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1";
+        // The ranks' temp folder (rank 1's scratch run folder, OpenMPI's session folder) inside the test's folder.
+        start.Environment["TMPDIR"] = dir;
+        return Process.Start(start)!;
+    }
+
+    static string? FindOnPath(string name) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+        .Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
+}
