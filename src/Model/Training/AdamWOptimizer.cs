@@ -29,8 +29,9 @@ public readonly record struct OptimizerStepResult(double GradNorm, bool Skipped)
 /// Weight decay applies to the 2-D matmul weights only (the layout puts them first, so it is one
 /// AdamW call with decay over that prefix and one without over the rest); embeddings (tied with
 /// the head), biases and LayerNorm parameters are not decayed, as in GPT-2 / nanoGPT practice.
-/// The device skips a step whose gradient norm is not finite; the host reads the norm afterwards to
-/// report it and count skipped steps, and only then advances the bias-correction step count.
+/// The host reads the norm (one scalar download) before the update: a step whose gradient norm is not
+/// finite is skipped (and the AdamW kernel would leave the weights untouched too); otherwise the update
+/// is enqueued and the bias-correction step count advances.
 /// </summary>
 public sealed class AdamWOptimizer : IDisposable
 {
@@ -59,22 +60,43 @@ public sealed class AdamWOptimizer : IDisposable
     /// <summary>Applies one step with learning rate <paramref name="lr"/> to the accumulated gradients.</summary>
     public OptimizerStepResult Apply(float lr)
     {
+        ComputeNormSquared(normSquared.All);
+        be.Download(normSquared.All, hostNorm);
+        return ApplyWithNorm(lr, normSquared.All, hostNorm[0]);
+    }
+
+    /// <summary>
+    /// The first half of a step, for callers that download the norm together with other results (the RL
+    /// trainer: one download per optimizer step): enqueues slot[0] = Σ g² over the whole gradient.
+    /// </summary>
+    public void ComputeNormSquared(Buf<float> slot) => be.SumOfSquares(model.Gradients.All, slot);
+
+    /// <summary>
+    /// The second half: <paramref name="slot"/> holds Σ g² on the device (for clipping) and
+    /// <paramref name="hostNormSquared"/> is its downloaded value. A non-finite norm skips the step (the
+    /// weights and moments stay as they are; counted in <see cref="SkippedSteps"/>); otherwise the AdamW
+    /// kernels are enqueued and the bias-correction step advances.
+    /// </summary>
+    public OptimizerStepResult ApplyWithNorm(float lr, Buf<float> slot, float hostNormSquared)
+    {
+        double norm = Math.Sqrt(hostNormSquared);
+        if (!float.IsFinite(hostNormSquared))
+        {
+            SkippedSteps++;
+            return new OptimizerStepResult(norm, Skipped: true);
+        }
         var o = Options;
         long decayed = model.Layout.DecayedLength, total = model.Layout.TotalLength;
-        be.SumOfSquares(model.Gradients.All, normSquared.All);
         int t = Step + 1;
         if (decayed > 0)
             be.AdamW(model.Parameters.All.Slice(0, decayed), model.Gradients.All.Slice(0, decayed), M.All.Slice(0, decayed), V.All.Slice(0, decayed),
-                normSquared.All, o.MaxGradNorm, lr, o.Beta1, o.Beta2, o.Eps, o.WeightDecay, t);
+                slot, o.MaxGradNorm, lr, o.Beta1, o.Beta2, o.Eps, o.WeightDecay, t);
         if (total > decayed)
             be.AdamW(model.Parameters.All.Slice(decayed, total - decayed), model.Gradients.All.Slice(decayed, total - decayed),
                 M.All.Slice(decayed, total - decayed), V.All.Slice(decayed, total - decayed),
-                normSquared.All, o.MaxGradNorm, lr, o.Beta1, o.Beta2, o.Eps, 0f, t);
-        be.Download(normSquared.All, hostNorm);
-        double norm = Math.Sqrt(hostNorm[0]);
-        bool skipped = !double.IsFinite(hostNorm[0]);
-        if (skipped) SkippedSteps++; else Step++;
-        return new OptimizerStepResult(norm, skipped);
+                slot, o.MaxGradNorm, lr, o.Beta1, o.Beta2, o.Eps, 0f, t);
+        Step++;
+        return new OptimizerStepResult(norm, Skipped: false);
     }
 
     public float[] DownloadM() => be.ToArray(M.All);

@@ -68,6 +68,9 @@ public sealed class RlTrainer : IDisposable
     readonly ITokenizer tokenizer;
     readonly RolloutCollector collector;
     readonly DeviceAlgorithmLoss loss;
+    /// <summary>[loss statistics | Σ g²] of the current optimizer step, downloaded together (one download per step).</summary>
+    readonly DeviceBuffer<float> stepScalars;
+    readonly float[] hostStepScalars = new float[PolicyLossStats.Count + 1];
     readonly DeviceStepTensors device;
     readonly CausalLm? reference;
     readonly DataCursor data;
@@ -89,6 +92,7 @@ public sealed class RlTrainer : IDisposable
         Task = task;
         this.tokenizer = tokenizer;
         loss = new DeviceAlgorithmLoss(policy.Backend, Config);
+        stepScalars = policy.Backend.Allocate<float>(PolicyLossStats.Count + 1);
         device = new DeviceStepTensors(policy.Backend);
         collector = new RolloutCollector(policy, tokenizer, task, Config, Options.MaxRowsPerGeneration);
         Optimizer = new AdamWOptimizer(policy, new AdamWOptions((float)Config.Beta1, (float)Config.Beta2, 1e-8f,
@@ -281,8 +285,9 @@ public sealed class RlTrainer : IDisposable
     {
         var rows = miniBatch.Rows;
         Policy.ZeroGradients();
+        if (replicas is null) { UpdateOneProcess(s!, rows, miniBatch.AllRows, micro, pass, classifiedOnce, lr, acc); return; }
         // Data-parallel, token-mean loss: every rank divides by the mini-batch's valid tokens over all ranks.
-        double? validTokens = replicas is not null && Config.Aggregation == LossAggregation.TokenMean ? replicas.Sum(ValidTokens(s, rows)) : null;
+        double? validTokens = Config.Aggregation == LossAggregation.TokenMean ? replicas.Sum(ValidTokens(s, rows)) : null;
         LogProbPass forward = default;
         Buf<float> dLogProbs = default;
         bool single = rows.Length <= micro;
@@ -291,13 +296,9 @@ public sealed class RlTrainer : IDisposable
         else
         {
             (forward, dLogProbs, var logProbs) = LossOfRows(s!, rows, miniBatch.AllRows, micro, single, pass, classifiedOnce, validTokens);
-            if (replicas is null) result = loss.ReadResult();
-            else
-            {
-                var stats = new float[PolicyLossStats.Count];
-                Policy.Backend.Download(loss.Stats, stats);
-                result = replicas.SumLossStatistics(stats);
-            }
+            var stats = new float[PolicyLossStats.Count];
+            Policy.Backend.Download(loss.Stats, stats);
+            result = replicas.SumLossStatistics(stats);
             if (acc.Calls == 0) acc.FirstMaxAbsLogRatio = MaxAbsLogRatio(s!, rows, logProbs);
         }
         acc.Add(result);
@@ -309,11 +310,43 @@ public sealed class RlTrainer : IDisposable
         }
         if (rows.Length > 0) Backward(s!, rows, micro, single, forward, dLogProbs);
         BeforeOptimizerStep?.Invoke(Policy);
-        replicas?.SumGradients(Policy);
-        var r = Optimizer.Apply(lr);
+        replicas.SumGradients(Policy);
+        Count(Optimizer.Apply(lr), acc);
+    }
+
+    void Count(OptimizerStepResult r, UpdateAccumulator acc)
+    {
         acc.GradNorms.Add(r.GradNorm);
         acc.OptimizerSteps++;
         if (r.Skipped) Skip(acc); else consecutiveSkipped = 0;
+    }
+
+    /// <summary>
+    /// One process: forward, loss, backward and the gradient norm are enqueued back to back, and one download brings
+    /// the loss statistics and Σ g² together (issue 14: one download per optimizer step; the first mini-batch of a
+    /// step also downloads its log-probs for the max |ℓ − ℓ_old| diagnostic). The host then skips the step (loss or
+    /// norm not finite) or enqueues AdamW. A non-finite loss costs a backward whose gradient is then dropped.
+    /// </summary>
+    void UpdateOneProcess(StepTensors s, int[] rows, int allRows, int micro, LoptiPass pass, bool classifiedOnce, float lr, UpdateAccumulator acc)
+    {
+        bool single = rows.Length <= micro;
+        var (forward, dLogProbs, logProbs) = LossOfRows(s, rows, allRows, micro, single, pass, classifiedOnce, validTokens: null);
+        if (acc.Calls == 0) acc.FirstMaxAbsLogRatio = MaxAbsLogRatio(s, rows, logProbs);
+        Backward(s, rows, micro, single, forward, dLogProbs);
+        BeforeOptimizerStep?.Invoke(Policy);
+        var backend = Policy.Backend;
+        var normSlot = stepScalars.All.Slice(PolicyLossStats.Count, 1);
+        backend.Copy(loss.Stats, stepScalars.All.Slice(0, PolicyLossStats.Count));
+        Optimizer.ComputeNormSquared(normSlot);
+        backend.Download(stepScalars.All, hostStepScalars);
+        var result = DeviceAlgorithmLoss.ToResult(hostStepScalars.AsSpan(0, PolicyLossStats.Count));
+        acc.Add(result);
+        if (!double.IsFinite(result.Loss))
+        {
+            Skip(acc);
+            return;
+        }
+        Count(Optimizer.ApplyWithNorm(lr, normSlot, hostStepScalars[PolicyLossStats.Count]), acc);
     }
 
     /// <summary>
@@ -538,6 +571,7 @@ public sealed class RlTrainer : IDisposable
         Optimizer.Dispose();
         reference?.Dispose();
         loss.Dispose();
+        stepScalars.Dispose();
         device.Dispose();
     }
 }
