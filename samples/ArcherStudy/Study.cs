@@ -69,12 +69,7 @@ public static class Study
         var modelConfig = Models.Preset(o.ModelPreset).WithVocabSize(tokenizer.VocabSize);
         var task = o.Task;
         var layout = new StudyRuns(o);
-
-        var (sft, start) = layout.Sft(log, () => Sft(o, modelConfig, tokenizer, log));
-        if (o.IsCountdown && (sft.Eval.RoleHighShare is null || sft.Eval.ArithmeticSplit is null))
-            sft = layout.SaveSftResult(sft with { Eval = CompleteSftEval(o, sft.Eval, start, modelConfig, tokenizer, log) });
-        log($"SFT {o.SftSteps} steps ({sft.Seconds:F1}s, validation loss {sft.ValidationLossStart:F4} -> {sft.ValidationLoss:F4}): held-out pass@1 {sft.Eval.AvgAtN:F3}, " +
-            $"pass@{o.EvalSamples} {sft.Eval.PassAtK[o.EvalSamples]:F3}, greedy {sft.Eval.Greedy:F3}");
+        var (sft, start) = Start(o, layout, modelConfig, tokenizer, log);
 
         var runs = new List<RunResult>();
         int computed = 0;
@@ -92,6 +87,52 @@ public static class Study
             afterSeed?.Invoke(new StudyResult(o with { Seeds = done }, sft.Eval, sft.Seconds, [.. runs], total.Elapsed.TotalSeconds, Machine(), started));
         }
         return new StudyResult(o, sft.Eval, sft.Seconds, runs, total.Elapsed.TotalSeconds, Machine(), started);
+    }
+
+    /// <summary>
+    /// This rank's share of a study run as <paramref name="ranks"/>.Size processes (under mpirun): rank 0 trains (or reads
+    /// back) the SFT start while the others wait for it; then the runs not finished yet, in the study's order (seed by
+    /// seed, method by method), are dealt out, the i-th to rank i mod Size, each computed single-process exactly as
+    /// <see cref="Run"/> does (runs are independent and seeded, so the results are those of one process); then every
+    /// rank waits until every run is finished. Afterwards <see cref="Run"/> on rank 0 reads them all back for the report.
+    /// </summary>
+    public static void RunShare(StudyOptions o, StudyRanks ranks, Action<string>? log = null)
+    {
+        log ??= _ => { };
+        var tokenizer = CharTokenizer.ForArithmetic();
+        var modelConfig = Models.Preset(o.ModelPreset).WithVocabSize(tokenizer.VocabSize);
+        var layout = new StudyRuns(o);
+        var order = o.SeedList.SelectMany(seed => o.AlgorithmList.Select(algorithm => (Algorithm: algorithm, Seed: seed))).ToArray();
+        // Listed before the SFT barrier: no rank computes an RL run until every rank has passed it, so all see the same list.
+        var pending = order.Where(r => !layout.Finished(r.Algorithm, r.Seed)).ToArray();
+        float[]? start = null;
+        if (ranks.Rank == 0) start = Start(o, layout, modelConfig, tokenizer, log).Weights;
+        ranks.WaitFor(layout.SftSaved);
+        start ??= Start(o, layout, modelConfig, tokenizer, log).Weights;   // the other ranks read it back
+        log($"{pending.Length} of {order.Length} runs to do over {ranks.Size} ranks; this rank's: " +
+            string.Join(", ", pending.Where((_, i) => ranks.Owns(i)).Select(r => $"{r.Algorithm} seed {r.Seed}").DefaultIfEmpty("none")));
+        var clock = Stopwatch.StartNew();
+        for (int i = 0; i < pending.Length; i++)
+        {
+            if (!ranks.Owns(i)) continue;
+            var (algorithm, seed) = pending[i];
+            var r = layout.Rl(algorithm, seed, log, () => RunOne(o, algorithm, seed, start, modelConfig, tokenizer, o.Task));
+            log($"{algorithm,-13} seed {seed}: pass@1 {r.Eval.AvgAtN:F3}, pass@{o.EvalSamples} {r.Eval.PassAtK[o.EvalSamples]:F3}, greedy {r.Eval.Greedy:F3}; " +
+                $"{r.Seconds:F1}s (elapsed {clock.Elapsed.TotalMinutes:F1} min)");
+        }
+        log("this rank's runs are done; waiting for the other ranks");
+        ranks.WaitFor(() => order.All(r => layout.Saved(r.Algorithm, r.Seed)));
+    }
+
+    /// <summary>The SFT start (trained, or read back when finished), completed for Countdown's checks, and its summary logged.</summary>
+    static (SftResult Result, float[] Weights) Start(StudyOptions o, StudyRuns layout, IModelConfig modelConfig, CharTokenizer tokenizer, Action<string> log)
+    {
+        var (sft, start) = layout.Sft(log, () => Sft(o, modelConfig, tokenizer, log));
+        if (o.IsCountdown && (sft.Eval.RoleHighShare is null || sft.Eval.ArithmeticSplit is null))
+            sft = layout.SaveSftResult(sft with { Eval = CompleteSftEval(o, sft.Eval, start, modelConfig, tokenizer, log) });
+        log($"SFT {o.SftSteps} steps ({sft.Seconds:F1}s, validation loss {sft.ValidationLossStart:F4} -> {sft.ValidationLoss:F4}): held-out pass@1 {sft.Eval.AvgAtN:F3}, " +
+            $"pass@{o.EvalSamples} {sft.Eval.PassAtK[o.EvalSamples]:F3}, greedy {sft.Eval.Greedy:F3}");
+        return (sft, start);
     }
 
     /// <summary>

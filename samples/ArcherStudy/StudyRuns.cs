@@ -98,6 +98,27 @@ public sealed class StudyRuns(StudyOptions o)
         return result;
     }
 
+    /// <summary>Whether the run is finished; one with other settings than the study's now is refused (as when read back).</summary>
+    public bool Finished(string algorithm, int seed) => Finished<RunResult>(RunFolder.At(RunDir(algorithm, seed)), RlSettings(algorithm, seed)) is not null;
+
+    /// <summary>Whether the SFT stage's result is saved (a check for ranks that wait for it).</summary>
+    public bool SftSaved() => ResultSaved(SftDir);
+
+    /// <summary>Whether the run's result is saved (a check for ranks that wait for it while other ranks write their runs).</summary>
+    public bool Saved(string algorithm, int seed) => ResultSaved(RunDir(algorithm, seed));
+
+    static bool ResultSaved(string dir)
+    {
+        try
+        {
+            return RunFolder.At(dir).Checkpoints().Latest() is { } latest && File.Exists(latest.File(ResultFile));
+        }
+        catch (IOException)
+        {
+            return false;   // another rank is (re)starting this run folder right now
+        }
+    }
+
     /// <summary>The finished run's result, or null when the folder holds no finished run; a run with other settings is refused.</summary>
     static T? Finished<T>(RunFolder run, Dictionary<string, string> settings) where T : class
     {

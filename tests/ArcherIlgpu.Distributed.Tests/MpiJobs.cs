@@ -17,10 +17,10 @@ static class MpiJobs
         return model.DownloadParameters();
     }
 
-    /// <summary>Runs archer.dll as <paramref name="ranks"/> ranks under mpirun (as root too), temp files in <paramref name="dir"/>; skips where mpirun is missing.</summary>
-    public static (int ExitCode, string Output) Run(string dir, int ranks, string arguments)
+    /// <summary>Runs <paramref name="program"/> (archer.dll or ArcherStudy.dll) as <paramref name="ranks"/> ranks under mpirun (as root too), temp files in <paramref name="dir"/>; skips where mpirun is missing.</summary>
+    public static (int ExitCode, string Output) Run(string dir, int ranks, string arguments, string program = "archer.dll")
     {
-        using var process = Start(dir, ranks, "", arguments);
+        using var process = Start(dir, ranks, "", arguments, program);
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         if (!process.WaitForExit(TimeSpan.FromSeconds(120)))
@@ -31,12 +31,12 @@ static class MpiJobs
         return (process.ExitCode, stdout.Result + stderr.Result);
     }
 
-    /// <summary>Starts archer.dll as <paramref name="ranks"/> ranks, output redirected; skips where mpirun is missing.</summary>
-    public static Process Start(string dir, int ranks, string mpirunOptions, string arguments)
+    /// <summary>Starts <paramref name="program"/> as <paramref name="ranks"/> ranks, output redirected; skips where mpirun is missing.</summary>
+    public static Process Start(string dir, int ranks, string mpirunOptions, string arguments, string program = "archer.dll")
     {
         string? mpirun = FindOnPath("mpirun");
         Skip.If(mpirun is null, "mpirun is not installed (Debian: apt-get install openmpi-bin; .ci/run does this when run as root)");
-        string archer = Path.Combine(AppContext.BaseDirectory, "archer.dll");
+        string archer = Path.Combine(AppContext.BaseDirectory, program);
         var start = new ProcessStartInfo(mpirun!, $"--oversubscribe -np {ranks} {mpirunOptions} dotnet {archer} {arguments}")
         {
             RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
