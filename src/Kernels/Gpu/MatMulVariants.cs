@@ -71,7 +71,9 @@ public sealed partial class IlgpuBackend
     /// <summary>
     /// The shallowest slice worth a launch slot: below it the partial tile's store and the extra pass
     /// over the workspace cost more than the parallelism gains. A guess (512 = 64 slices of the
-    /// 128×128 kernel) until a GPU session measures it; tests lower it to split tiny products.
+    /// 128×128 kernel), not binding at the gpt2 shapes; tests lower it to split tiny products. (H200:
+    /// forced 8–16 slices beat the automatic 3–4 by up to 1.17× on the float32 scalar-load dWeight, see
+    /// the forced-slice rows of benchmarks/results/h200-2026-12-04-call1.txt; the plan is not retuned yet.)
     /// </summary>
     internal int SplitKMinDepth { get; set; } = 512;
 
