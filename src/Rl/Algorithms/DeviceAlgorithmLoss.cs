@@ -40,7 +40,8 @@ public readonly struct DeviceAlgorithmLossInputs
 /// gradient, all as device ops, so an update needs no host round trip. The trainer's only loss path (the host
 /// version is a reference in the tests). Calls
 /// only enqueue work; <see cref="ReadResult"/> is the one call that waits for the device (do it once per
-/// optimizer step, or never). The per-class parameters and AR-Lopti's reweighting and pass restriction are
+/// optimizer step, or never; the trainer instead downloads <see cref="Stats"/> together with the gradient norm
+/// and converts them with <see cref="ToResult"/>). The per-class parameters and AR-Lopti's reweighting and pass restriction are
 /// applied inside <see cref="Backend.PolicyLossForwardBackward"/> with the same float operations as
 /// AlgorithmLoss, so both give the same dLogProbs up to summation order. Owns its classes, thresholds and
 /// statistics buffers (grown only when a batch is larger than any before). Not thread-safe.
