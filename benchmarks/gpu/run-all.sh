@@ -5,11 +5,14 @@
 #   1. what each kernel became (ptxas -v, SASS), on the CPUs, in the background;
 #   2. `archer selfcheck --device cuda`, every family against the cpu backend;
 #   3. GPT-2 124M B16 T1024 training, ours and PyTorch eager side by side, in fp32, bf16 and tf32;
-#   4. the GEMM strategies op by op (gpt2 and LM-head products), the step's profile in tf32 and bf16;
-#   5. Qwen2.5-0.5B in bf16, ours and transformers;
-#   6. generation at batch 64 and 256, ours and transformers' `generate`;
-#   7. the kernels that are not the default on CUDA (plain GEMM, warp attention) against the defaults;
-#   8. the fp32 Qwen2.5-0.5B and 350M shapes, ours and the peers; the small presets.
+#   4. the step's profile in tf32 and bf16 (each op synchronised);
+#   5. generation at batch 64 and 256, ours and transformers' `generate`, and ours in bf16;
+#   6. one RL step at the Countdown study's shape (issue 14), and Nsight Compute on the GEMM kernels
+#      (why the tensor-core kernel stays at ~20% of cuBLAS: stall reasons, issue slots, hot SASS lines);
+#   7. the GEMM strategies op by op (gpt2 and LM-head products);
+#   8. Qwen2.5-0.5B in bf16, ours and transformers;
+#   9. the kernels that are not the default on CUDA (plain GEMM, warp attention) against the defaults;
+#  10. the fp32 Qwen2.5-0.5B and 350M shapes, ours and the peers; the small presets.
 # Used on an H200 on 2026-12-04 with DEADLINE=470 and 330 (benchmarks/results/h200-2026-12-04-call*.txt):
 # a fresh machine started in about 30 s, so a session's 900 s fit two such calls.
 # Prepare here:
@@ -69,26 +72,40 @@ G="$A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 3 --
   step 60 python3 $PY/gpt2_step.py --bf16 --shapes gpt2-b16 --steps 5 --warmup 2
   step 60 $G --precision tf32
   step 60 python3 $PY/gpt2_step.py --tf32 --matmul --shapes gpt2-b16 --steps 5 --warmup 2
-  # 4. Where the time goes, op by op: the GEMM strategies at the gpt2 and LM-head products, and the
-  #    step's profile in the tensor-core precisions (each op synchronised).
-  [ -x $B ] && step 60 $B --device cuda --op gemm-variants
+  # 4. Where the time goes, op by op: the step's profile in the tensor-core precisions (each op
+  #    synchronised); the GEMM strategies op by op come later (item 7).
   step 45 $G --precision tf32 --profile
   step 45 $G --precision bf16 --profile
-  # 5. The other shapes' headline: Qwen2.5-0.5B in bf16, ours and transformers.
-  step 60 $A bench train --preset qwen2.5-0.5b --batch 4 --seq 1024 --device cuda --steps 3 --warmup 1 --precision bf16
-  step 60 python3 $PY/hf_bench.py train --bf16 --batch 4 --seq 1024 --steps 3
-  # 6. Generation, ours and transformers' generate.
+  # 5. Generation, ours and transformers' generate.
   step 60 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda
   step 90 python3 $PY/hf_bench.py generate --batch 64,256 --new-tokens 256
   step 60 $A bench generate --preset gpt2 --batch 256 --new-tokens 256 --device cuda
   # bf16 generation: measured before bf16 becomes the default on CUDA (training in bf16 is 1.26x fp32).
   step 60 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda --precision bf16
-  # 7. The kernels that are not the default on CUDA, against the defaults above: the plain GEMM and
+  # 6. One RL step at the Countdown study's shape (generation, old/reference log-probs, update), with
+  #    the transfers per optimizer step; then Nsight Compute on the three GEMM kernels of the gpt2 step
+  #    (the first 3 launches of each: the layer-0 qkv, attention-projection and fc forward products).
+  R="$A bench rl --preset countdown-3m --algo archer --max-response-tokens 36 --prompts 16 --group-size 8 --device cuda"
+  step 60 $R --steps 3 --warmup 1
+  step 45 $R --steps 2 --warmup 1 --profile
+  for k in Bf16GemmVec4Kernel Tf32GemmVec4Kernel TiledGemmVec4Kernel; do
+    p=fp32; [ $k = Bf16GemmVec4Kernel ] && p=bf16; [ $k = Tf32GemmVec4Kernel ] && p=tf32
+    step 50 ncu --kernel-name "regex:$k" --launch-count 3 --section SpeedOfLight --section LaunchStats --section Occupancy \
+      --section WarpStateStats --section SchedulerStats --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+      --section InstructionStats --section SourceCounters \
+      $A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 1 --warmup 0 --precision $p
+  done
+  # 7. The GEMM strategies at the gpt2 and LM-head products, op by op.
+  [ -x $B ] && step 60 $B --device cuda --op gemm-variants
+  # 8. The other shapes' headline: Qwen2.5-0.5B in bf16, ours and transformers.
+  step 60 $A bench train --preset qwen2.5-0.5b --batch 4 --seq 1024 --device cuda --steps 3 --warmup 1 --precision bf16
+  step 60 python3 $PY/hf_bench.py train --bf16 --batch 4 --seq 1024 --steps 3
+  # 9. The kernels that are not the default on CUDA, against the defaults above: the plain GEMM and
   #    the warp attention kernels (the defaults until 2026-12-04), op by op and in the step.
   step 60 env ARCHER_GEMM=none ARCHER_ATTENTION=warp $G --precision fp32
   [ -x $B ] && step 45 $B --device cuda --op attention-variants
   step 45 $G --precision fp32 --profile
-  # 8. The bigger shapes in fp32 and the small presets.
+  # 10. The bigger shapes in fp32 and the small presets.
   step 60 $A bench train --preset qwen2.5-0.5b --batch 4 --seq 1024 --device cuda --steps 3 --warmup 1 --precision fp32
   step 60 python3 $PY/hf_bench.py train --batch 4 --seq 1024 --steps 3
   step 60 $A bench train --preset gpt2-medium --batch 8 --seq 1024 --device cuda --steps 3 --warmup 1
