@@ -23,41 +23,8 @@
 # 480 s). Results land in $OUT (or ./gpu-out): main.txt (everything timed, in order), selfcheck.txt,
 # ptxas.txt, sass.txt.xz, gpu.txt.
 set -u
-OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 DEADLINE=${DEADLINE:-480}
-start=$SECONDS
-tar -xJf .gpu/bundle.tar.xz -C .gpu
-[ -f .gpu/bench.tar.xz ] && tar -xJf .gpu/bench.tar.xz -C .gpu/app
-A=.gpu/app/archer
-B=.gpu/app/ArcherIlgpu.Benchmarks
-PY=benchmarks/pytorch
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv > "$OUT/gpu.txt" 2>&1
-
-# step LIMIT CMD...: runs CMD under timeout min(LIMIT, seconds left), or skips it when under 15 s are left.
-step() {
-  local limit=$1; shift
-  local left=$((DEADLINE - (SECONDS - start)))
-  if [ "$left" -lt 15 ]; then echo "== SKIPPED (deadline): $*"; return; fi
-  [ "$left" -lt "$limit" ] && limit=$left
-  echo "== $* (limit ${limit} s, at +$((SECONDS - start)) s)"
-  timeout "$limit" "$@"
-  echo "== rc=$?"
-}
-
-# 1. Registers, spills and shared memory of every kernel; SASS of the matmul and attention kernels.
-sass() {
-  tar -xJf .gpu/ptx.tar.xz -C .gpu
-  for f in .gpu/ptx/*.ptx; do
-    k=$(basename "$f" .ptx)
-    echo "== $k"; ptxas -arch=sm_90 -v "$f" -o ".gpu/ptx/$k.cubin" 2>&1 | grep -E "registers|spill|smem|error"
-  done > "$OUT/ptxas.txt" 2>&1
-  for k in TiledGemmKernel TiledGemmVec4Kernel Tf32GemmKernel Bf16GemmKernel Tf32GemmVec4Kernel Bf16GemmVec4Kernel \
-           AttnForwardKernel AttnDqKernel AttnDkvKernel AttnDecodeKernel FlashForwardKernel FlashDqKernel FlashDkvKernel; do
-    [ -f ".gpu/ptx/$k.cubin" ] && { echo "== $k"; cuobjdump --dump-sass ".gpu/ptx/$k.cubin"; }
-  done > "$OUT/sass.txt" 2>&1
-  xz -6 "$OUT/sass.txt"
-}
-[ -f .gpu/ptx.tar.xz ] && { nice -n 10 bash -c "$(declare -f sass); OUT=$OUT sass" & }
+source "$(dirname "$0")/lib.sh"
 
 # GPT-2 124M at B16 T1024: 1 warm-up and 3 timed steps (about 1.3 s each at the H100's fp32 speed).
 G="$A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 3 --warmup 1"

@@ -47,13 +47,14 @@ public sealed partial class IlgpuBackend
     /// <summary>K slice depth: two m16n8k8 TF32 steps or one m16n8k16 BF16 step.</summary>
     const int TcDepth = 16;
     /// <summary>
-    /// Shared row pitches (floats) that make a warp's fragment reads conflict-free. TF32 fragments read
-    /// rows k = tig (+4) at column groupID: banks tig·pitch + groupID are 32 distinct when pitch ≡ 8
-    /// (mod 32). BF16 fragments read rows k = 2·tig (+1, +8): banks 2·tig·pitch + groupID need
-    /// 2·pitch ≡ 8 (mod 32), i.e. pitch ≡ 4 (mod 16). Both keep rows 16-byte aligned.
+    /// Row pitch (32-bit words) of the shared tiles. Both hold depth rows of the 128 rows (A) or
+    /// columns (B) of the tile: TF32 16 rows of floats, BF16 8 rows of bf16 pairs (depths 2p, 2p+1 in
+    /// one word, the way mma.sync takes them). A warp's fragment read touches depth rows tig (+4) at
+    /// columns groupID: banks tig·pitch + groupID are 32 distinct when pitch ≡ 8 (mod 32). Rows stay
+    /// 16-byte aligned.
     /// </summary>
-    const int Tf32Pitch = BigTile + 8, Bf16Pitch = BigTile + 4;
-    const int TcShared = 2 * TcDepth * Tf32Pitch;
+    const int TcPitch = BigTile + 8;
+    const int Tf32Shared = 2 * TcDepth * TcPitch, Bf16Shared = 2 * (TcDepth / 2) * TcPitch;
 
     /// <summary>Loaded tensor-core kernels by (precision is BF16) · 2 + (vector loads).</summary>
     readonly Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>?[] tensorKernels = new Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmShape, int>?[4];
@@ -162,19 +163,11 @@ public sealed partial class IlgpuBackend
         public Frag F00, F01, F02, F03, F10, F11, F12, F13, F20, F21, F22, F23, F30, F31, F32, F33;
     }
 
-    internal struct Staged8
-    {
-        public float A0, A1, A2, A3, A4, A5, A6, A7, B0, B1, B2, B3, B4, B5, B6, B7;
-    }
-
     /// <summary>
     /// One group per 128×128 tile of C, 8 warps as 2 (rows) × 4 (columns), each warp 64×32. Operands are
-    /// rounded to the precision as they are staged, so shared memory holds exact TF32/BF16 values
-    /// as floats (depth-major like the float32 kernel) and fragments are plain bit moves. The next
-    /// slice is prefetched into registers while the current one is multiplied. <paramref name="quads"/>
-    /// picks the global load pattern as in the float32 kernel: thread t stages elements t + 256u
-    /// (scalar) or 4t + u and 1024 + 4t + u (two 128-bit loads per operand), u = 0..3; every
-    /// kernel reads fragments at constant offsets from a per-lane base (below).
+    /// rounded to the precision as they are staged (BF16 packed in pairs), so fragments are plain
+    /// 32-bit shared loads. The next slice is prefetched into registers while the current one is
+    /// multiplied. <paramref name="quads"/> picks 128-bit global loads (<see cref="StageQuads"/>).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static void TensorGemm(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> bias, GemmShape s, int sliceDepth,
@@ -185,44 +178,17 @@ public sealed partial class IlgpuBackend
         int kBegin = Grid.IdxZ * sliceDepth;
         if (Grid.IdxZ > 0) c = c.SubView(Grid.IdxZ * (long)s.M * s.N, (long)s.M * s.N);
         s = SliceShape(s, kBegin + sliceDepth);
-        int pitch = precision == (int)MatMulPrecision.Tf32 ? Tf32Pitch : Bf16Pitch;
-        var tileA = SharedMemory.Allocate<float>(TcShared);
-        var tileB = SharedMemory.Allocate<float>(TcShared);
         int t = Group.IdxX, lane = t % 32, warp = t / 32;
         int groupId = lane >> 2, tig = lane & 3;   // the PTX ISA's groupID and threadID_in_group
         int wm = (warp & 1) * 64, wn = (warp >> 1) * 32;
         int m0 = Grid.IdxY * BigTile, n0 = Grid.IdxX * BigTile;
-        int slices = (s.K - kBegin + TcDepth - 1) / TcDepth;
-
-        var staged = LoadTcSlice(a, b, s, m0, n0, kBegin, t, precision, quads);
-        StoreTcSlice(tileA, tileB, s, staged, 0, pitch, t, quads);
-        Group.Barrier();
-
-        MmaAcc acc = default;
-        for (int slice = 0; slice < slices; slice++)
-        {
-            int buffer = slice & 1;
-            bool more = slice + 1 < slices;
-            if (more) staged = LoadTcSlice(a, b, s, m0, n0, kBegin + (slice + 1) * TcDepth, t, precision, quads);
-            int offset = buffer * TcDepth * pitch;
-            // This lane's fragment base (slice, depth row and column of its first element) folded
-            // into the views once per slice, so every fragment read below is at a constant offset
-            // from it: ptxas can fold those into the ld.shared immediate, where the general form
-            // costs a 32-bit add, a widening multiply and a 64-bit add per read. (On an H200 it made
-            // no difference to the scalar-load kernel, 16.3 -> 16.6 TFLOP/s: the global loads bound
-            // that one; with 128-bit loads the kernel reaches 55-64.)
-            int laneA = offset + (precision == (int)MatMulPrecision.Tf32 ? tig : 2 * tig) * pitch + groupId;
-            var fragA = tileA.SubView(laneA + wm, TcShared - laneA - wm);
-            var fragB = tileB.SubView(laneA + wn, TcShared - laneA - wn);
-            if (precision == (int)MatMulPrecision.Tf32)
-            {
-                acc = Tf32Step(fragA, fragB, 0, pitch, acc, emulate, emulation);
-                acc = Tf32Step(fragA, fragB, 8 * pitch, pitch, acc, emulate, emulation);
-            }
-            else acc = Bf16Step(fragA, fragB, 0, pitch, acc, emulate, emulation);
-            if (more) StoreTcSlice(tileA, tileB, s, staged, buffer ^ 1, pitch, t, quads);
-            Group.Barrier();
-        }
+        var slab = new Slab { M0 = m0, N0 = n0, KBegin = kBegin, Slices = (s.K - kBegin + TcDepth - 1) / TcDepth, T = t };
+        // This lane's first fragment element (depth row tig, row/column groupID of the warp's piece):
+        // every fragment read is at a constant offset from it, which ptxas folds into the ld.shared.
+        int lane0 = tig * TcPitch + groupId;
+        var acc = precision == (int)MatMulPrecision.Tf32
+            ? Tf32Product(a, b, s, slab, lane0 + wm, lane0 + wn, quads, emulate, emulation)
+            : Bf16Product(a, b, s, slab, lane0 + wm, lane0 + wn, quads, emulate, emulation);
 
         int i = m0 + wm + groupId, j = n0 + wn + 2 * tig;
         StoreFrag(c, bias, s, i, j, acc.F00); StoreFrag(c, bias, s, i, j + 8, acc.F01);
@@ -233,6 +199,60 @@ public sealed partial class IlgpuBackend
         StoreFrag(c, bias, s, i + 32, j + 16, acc.F22); StoreFrag(c, bias, s, i + 32, j + 24, acc.F23);
         StoreFrag(c, bias, s, i + 48, j, acc.F30); StoreFrag(c, bias, s, i + 48, j + 8, acc.F31);
         StoreFrag(c, bias, s, i + 48, j + 16, acc.F32); StoreFrag(c, bias, s, i + 48, j + 24, acc.F33);
+    }
+
+    /// <summary>Where a group works: its tile's corner, first depth and slice count, its thread.</summary>
+    internal struct Slab
+    {
+        public int M0, N0, KBegin, Slices, T;
+    }
+
+    // The two products differ only in what a shared word holds (a TF32 float, or a pair of BF16) and in
+    // the mma step; the double-buffered loop is the same: slice s+1 is loaded into registers while s is
+    // multiplied, stored into the other buffer, and one barrier per slice separates the two.
+    static MmaAcc Tf32Product(ArrayView<float> a, ArrayView<float> b, GemmShape s, Slab g, int laneA, int laneB, bool quads, bool emulate, ArrayView<uint> emulation)
+    {
+        var tileA = SharedMemory.Allocate<float>(Tf32Shared);
+        var tileB = SharedMemory.Allocate<float>(Tf32Shared);
+        var staged = StageQuads(a, b, s, g, g.KBegin, quads);
+        StoreTf32Slice(tileA, tileB, s, staged, 0, g.T, emulate);
+        Group.Barrier();
+        MmaAcc acc = default;
+        for (int slice = 0; slice < g.Slices; slice++)
+        {
+            int offset = (slice & 1) * TcDepth * TcPitch;
+            bool more = slice + 1 < g.Slices;
+            if (more) staged = StageQuads(a, b, s, g, g.KBegin + (slice + 1) * TcDepth, quads);
+            var fragA = tileA.SubView(offset + laneA, Tf32Shared - offset - laneA);
+            var fragB = tileB.SubView(offset + laneB, Tf32Shared - offset - laneB);
+            acc = Tf32Step(fragA, fragB, 0, acc, emulate, emulation);
+            acc = Tf32Step(fragA, fragB, 8, acc, emulate, emulation);
+            if (more) StoreTf32Slice(tileA, tileB, s, staged, (slice & 1) ^ 1, g.T, emulate);
+            Group.Barrier();
+        }
+        return acc;
+    }
+
+    static MmaAcc Bf16Product(ArrayView<float> a, ArrayView<float> b, GemmShape s, Slab g, int laneA, int laneB, bool quads, bool emulate, ArrayView<uint> emulation)
+    {
+        var tileA = SharedMemory.Allocate<uint>(Bf16Shared);
+        var tileB = SharedMemory.Allocate<uint>(Bf16Shared);
+        var staged = StageQuads(a, b, s, g, g.KBegin, quads);
+        StoreBf16Slice(tileA, tileB, s, staged, 0, g.T, emulate);
+        Group.Barrier();
+        MmaAcc acc = default;
+        for (int slice = 0; slice < g.Slices; slice++)
+        {
+            int offset = (slice & 1) * (TcDepth / 2) * TcPitch;
+            bool more = slice + 1 < g.Slices;
+            if (more) staged = StageQuads(a, b, s, g, g.KBegin + (slice + 1) * TcDepth, quads);
+            var fragA = tileA.SubView(offset + laneA, Bf16Shared - offset - laneA);
+            var fragB = tileB.SubView(offset + laneB, Bf16Shared - offset - laneB);
+            acc = Bf16Step(fragA, fragB, acc, emulate, emulation);
+            if (more) StoreBf16Slice(tileA, tileB, s, staged, (slice & 1) ^ 1, g.T, emulate);
+            Group.Barrier();
+        }
+        return acc;
     }
 
     // ------------------------------------------------------------ fragments (PTX ISA, section
@@ -252,63 +272,59 @@ public sealed partial class IlgpuBackend
     //     row (k) = tig * 2 + (i & 1) for b0, b1; tig * 2 + (i & 1) + 8 for b2, b3;  col (n) = groupID
     // C/D 16×8 f32 (both shapes), c0..c3: row = groupID for c0, c1; groupID + 8 for c2, c3
     //                                     col = tig * 2 + (i & 1)
-    // Shared memory is depth-major: A(i, k) at tileA[off + k * pitch + i], B(k, j) at tileB[off + k * pitch + j].
+    // Shared memory is depth-major and swizzled: A(i, k) at tileA[off + Swizzled(k, i)], B(k, j) at
+    // tileB[off + Swizzled(k, j)], with k the depth row of the slice (BF16: the pair row k/2).
 
-    // The views start at this lane's first element (row or column groupID of the warp's sub-tile,
-    // depth row tig or 2·tig of the slice), so every offset below is a constant.
-    static MmaAcc Tf32Step(ArrayView<float> fragA, ArrayView<float> fragB, int off, int pitch, MmaAcc acc, bool emulate, ArrayView<uint> emulation)
+    /// <summary>
+    /// Word (depth row, column) of a tile buffer. The column is XORed with 8·(row/4): a quad that runs
+    /// along depth is stored by 4 lanes of a warp into rows r..r+3 of one column, and without the XOR
+    /// those 4 rows sit in the same bank (pitch ≡ 8 mod 32 makes 4·pitch ≡ 0): the H200's Nsight
+    /// Compute counted 43% of the TF32 kernel's shared wavefronts as such conflicts. The XOR moves only
+    /// bits 3–4 of the column, so quads of columns stay whole and 16-byte aligned, and a fragment read
+    /// (rows tig + 4u, columns groupID + 8v) stays conflict-free and at constant offsets.
+    /// </summary>
+    static int Swizzled(int row, int col) => row * TcPitch + (col ^ ((row & 12) << 1));
+
+    // The views start at this lane's first element (depth row tig, column groupID of the warp's
+    // piece); Swizzled(dk, col0) below is then a constant offset from it (tig < 4 leaves row / 4 alone).
+    static MmaAcc Tf32Step(ArrayView<float> fragA, ArrayView<float> fragB, int dk, MmaAcc acc, bool emulate, ArrayView<uint> emulation)
     {
-        var a0 = Tf32A(fragA, off, pitch, 0); var a1 = Tf32A(fragA, off, pitch, 16);
-        var a2 = Tf32A(fragA, off, pitch, 32); var a3 = Tf32A(fragA, off, pitch, 48);
-        var b0 = Tf32B(fragB, off, pitch, 0); var b1 = Tf32B(fragB, off, pitch, 8);
-        var b2 = Tf32B(fragB, off, pitch, 16); var b3 = Tf32B(fragB, off, pitch, 24);
+        var a0 = Tf32A(fragA, dk, 0); var a1 = Tf32A(fragA, dk, 16);
+        var a2 = Tf32A(fragA, dk, 32); var a3 = Tf32A(fragA, dk, 48);
+        var b0 = Tf32B(fragB, dk, 0); var b1 = Tf32B(fragB, dk, 8);
+        var b2 = Tf32B(fragB, dk, 16); var b3 = Tf32B(fragB, dk, 24);
         return Mma16(acc, a0, a1, a2, a3, b0, b1, b2, b3, (int)MatMulPrecision.Tf32, emulate, emulation);
     }
 
-    static MmaAcc Bf16Step(ArrayView<float> fragA, ArrayView<float> fragB, int off, int pitch, MmaAcc acc, bool emulate, ArrayView<uint> emulation)
+    static MmaAcc Bf16Step(ArrayView<uint> fragA, ArrayView<uint> fragB, MmaAcc acc, bool emulate, ArrayView<uint> emulation)
     {
-        var a0 = Bf16A(fragA, off, pitch, 0); var a1 = Bf16A(fragA, off, pitch, 16);
-        var a2 = Bf16A(fragA, off, pitch, 32); var a3 = Bf16A(fragA, off, pitch, 48);
-        var b0 = Bf16B(fragB, off, pitch, 0); var b1 = Bf16B(fragB, off, pitch, 8);
-        var b2 = Bf16B(fragB, off, pitch, 16); var b3 = Bf16B(fragB, off, pitch, 24);
+        var a0 = Bf16A(fragA, 0); var a1 = Bf16A(fragA, 16);
+        var a2 = Bf16A(fragA, 32); var a3 = Bf16A(fragA, 48);
+        var b0 = Bf16B(fragB, 0); var b1 = Bf16B(fragB, 8);
+        var b2 = Bf16B(fragB, 16); var b3 = Bf16B(fragB, 24);
         return Mma16(acc, a0, a1, a2, a3, b0, b1, b2, b3, (int)MatMulPrecision.Bf16, emulate, emulation);
     }
 
-    /// <summary>A fragment of rows row0..row0+15, k 0..7 of the slice at <paramref name="off"/>.</summary>
-    static AFrag Tf32A(ArrayView<float> tile, int off, int pitch, int row0)
+    /// <summary>A fragment of rows row0..row0+15, depths dk..dk+7 of the slice (a0..a3 as listed above).</summary>
+    static AFrag Tf32A(ArrayView<float> tile, int dk, int row0) => new()
     {
-        int top = off + row0, right = top + 4 * pitch;
-        return new AFrag
-        {
-            R0 = Interop.FloatAsInt(tile[top]), R1 = Interop.FloatAsInt(tile[top + 8]),
-            R2 = Interop.FloatAsInt(tile[right]), R3 = Interop.FloatAsInt(tile[right + 8]),
-        };
-    }
+        R0 = Interop.FloatAsInt(tile[Swizzled(dk, row0)]), R1 = Interop.FloatAsInt(tile[Swizzled(dk, row0 + 8)]),
+        R2 = Interop.FloatAsInt(tile[Swizzled(dk + 4, row0)]), R3 = Interop.FloatAsInt(tile[Swizzled(dk + 4, row0 + 8)]),
+    };
 
-    static BFrag Tf32B(ArrayView<float> tile, int off, int pitch, int col0)
+    static BFrag Tf32B(ArrayView<float> tile, int dk, int col0) => new()
     {
-        int top = off + col0;
-        return new BFrag { R0 = Interop.FloatAsInt(tile[top]), R1 = Interop.FloatAsInt(tile[top + 4 * pitch]) };
-    }
+        R0 = Interop.FloatAsInt(tile[Swizzled(dk, col0)]), R1 = Interop.FloatAsInt(tile[Swizzled(dk + 4, col0)]),
+    };
 
-    static AFrag Bf16A(ArrayView<float> tile, int off, int pitch, int row0)
+    /// <summary>BF16: each register is one stored pair; pair rows tig and tig + 4 hold depths 2·tig(+1) and 2·tig + 8(+1).</summary>
+    static AFrag Bf16A(ArrayView<uint> tile, int row0) => new()
     {
-        int k0 = off + row0, k8 = k0 + 8 * pitch;
-        return new AFrag
-        {
-            R0 = PackBf16(tile[k0], tile[k0 + pitch]), R1 = PackBf16(tile[k0 + 8], tile[k0 + pitch + 8]),
-            R2 = PackBf16(tile[k8], tile[k8 + pitch]), R3 = PackBf16(tile[k8 + 8], tile[k8 + pitch + 8]),
-        };
-    }
+        R0 = tile[Swizzled(0, row0)], R1 = tile[Swizzled(0, row0 + 8)],
+        R2 = tile[Swizzled(4, row0)], R3 = tile[Swizzled(4, row0 + 8)],
+    };
 
-    static BFrag Bf16B(ArrayView<float> tile, int off, int pitch, int col0)
-    {
-        int k0 = off + col0, k8 = k0 + 8 * pitch;
-        return new BFrag { R0 = PackBf16(tile[k0], tile[k0 + pitch]), R1 = PackBf16(tile[k8], tile[k8 + pitch]) };
-    }
-
-    /// <summary>Two floats already rounded to bf16 (low 16 bits zero) as a bf16x2 register, low first.</summary>
-    static uint PackBf16(float low, float high) => (Interop.FloatAsInt(low) >> 16) | (Interop.FloatAsInt(high) & 0xFFFF0000u);
+    static BFrag Bf16B(ArrayView<uint> tile, int col0) => new() { R0 = tile[Swizzled(0, col0)], R1 = tile[Swizzled(4, col0)] };
 
     static MmaAcc Mma16(MmaAcc acc, AFrag a0, AFrag a1, AFrag a2, AFrag a3, BFrag b0, BFrag b1, BFrag b2, BFrag b3, int precision, bool emulate, ArrayView<uint> emulation)
     {
@@ -404,77 +420,127 @@ public sealed partial class IlgpuBackend
         return Interop.IntAsFloat((u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u);
     }
 
-    static float Quantize(float v, int precision) => precision == (int)MatMulPrecision.Tf32 ? RoundToTf32(v) : RoundToBf16(v);
-
-    static Staged8 LoadTcSlice(ArrayView<float> a, ArrayView<float> b, GemmShape s, int m0, int n0, int k0, int t, int p, bool quads) =>
-        quads ? LoadTcQuads(a, b, s, m0, n0, k0, t, p) : LoadTcScalars(a, b, s, m0, n0, k0, t, p);
-
-    static Staged8 LoadTcScalars(ArrayView<float> a, ArrayView<float> b, GemmShape s, int m0, int n0, int k0, int t, int p) => new()
+    /// <summary>To TF32 for the tensor cores: cvt.rna.tf32.f32 on CUDA, the same rounding in integer ops when emulated.</summary>
+    static float Tf32(float v, bool emulate)
     {
-        A0 = Quantize(LoadTileA(a, s, m0, k0, t, BigTile, TcDepth), p),
-        A1 = Quantize(LoadTileA(a, s, m0, k0, t + GemmThreads, BigTile, TcDepth), p),
-        A2 = Quantize(LoadTileA(a, s, m0, k0, t + 2 * GemmThreads, BigTile, TcDepth), p),
-        A3 = Quantize(LoadTileA(a, s, m0, k0, t + 3 * GemmThreads, BigTile, TcDepth), p),
-        A4 = Quantize(LoadTileA(a, s, m0, k0, t + 4 * GemmThreads, BigTile, TcDepth), p),
-        A5 = Quantize(LoadTileA(a, s, m0, k0, t + 5 * GemmThreads, BigTile, TcDepth), p),
-        A6 = Quantize(LoadTileA(a, s, m0, k0, t + 6 * GemmThreads, BigTile, TcDepth), p),
-        A7 = Quantize(LoadTileA(a, s, m0, k0, t + 7 * GemmThreads, BigTile, TcDepth), p),
-        B0 = Quantize(LoadTileB(b, s, n0, k0, t, BigTile, TcDepth), p),
-        B1 = Quantize(LoadTileB(b, s, n0, k0, t + GemmThreads, BigTile, TcDepth), p),
-        B2 = Quantize(LoadTileB(b, s, n0, k0, t + 2 * GemmThreads, BigTile, TcDepth), p),
-        B3 = Quantize(LoadTileB(b, s, n0, k0, t + 3 * GemmThreads, BigTile, TcDepth), p),
-        B4 = Quantize(LoadTileB(b, s, n0, k0, t + 4 * GemmThreads, BigTile, TcDepth), p),
-        B5 = Quantize(LoadTileB(b, s, n0, k0, t + 5 * GemmThreads, BigTile, TcDepth), p),
-        B6 = Quantize(LoadTileB(b, s, n0, k0, t + 6 * GemmThreads, BigTile, TcDepth), p),
-        B7 = Quantize(LoadTileB(b, s, n0, k0, t + 7 * GemmThreads, BigTile, TcDepth), p),
-    };
-
-    /// <summary>
-    /// Elements 4t..4t+3 (A0..A3, B0..B3) and 1024+4t.. (A4..A7, B4..B7) of the slice: four 128-bit loads.
-    /// </summary>
-    static Staged8 LoadTcQuads(ArrayView<float> a, ArrayView<float> b, GemmShape s, int m0, int n0, int k0, int t, int p)
-    {
-        var a0 = LoadQuadA(a, s, m0, k0, 4 * t, TcDepth); var a1 = LoadQuadA(a, s, m0, k0, TcHalf + 4 * t, TcDepth);
-        var b0 = LoadQuadB(b, s, n0, k0, 4 * t, TcDepth); var b1 = LoadQuadB(b, s, n0, k0, TcHalf + 4 * t, TcDepth);
-        return new Staged8
-        {
-            A0 = Quantize(a0.X, p), A1 = Quantize(a0.Y, p), A2 = Quantize(a0.Z, p), A3 = Quantize(a0.W, p),
-            A4 = Quantize(a1.X, p), A5 = Quantize(a1.Y, p), A6 = Quantize(a1.Z, p), A7 = Quantize(a1.W, p),
-            B0 = Quantize(b0.X, p), B1 = Quantize(b0.Y, p), B2 = Quantize(b0.Z, p), B3 = Quantize(b0.W, p),
-            B4 = Quantize(b1.X, p), B5 = Quantize(b1.Y, p), B6 = Quantize(b1.Z, p), B7 = Quantize(b1.W, p),
-        };
+        if (emulate) return RoundToTf32(v);
+        Output<uint> d = default;
+        Input<float> x = v;
+        CudaAsm.EmitRef("cvt.rna.tf32.f32 %0, %1;", ref d, ref x);
+        return Interop.IntAsFloat(d.Value);
     }
 
-    /// <summary>Half of a 128×16 slice: where the second quad of each thread starts.</summary>
-    const int TcHalf = BigTile * TcDepth / 2;
-
-    static void StoreTcSlice(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, Staged8 v, int buffer, int pitch, int t, bool quads)
+    /// <summary>
+    /// Two floats as a bf16x2 register, each rounded to nearest even, <paramref name="low"/> in the low
+    /// half: cvt.rn.bf16x2.f32 on CUDA (which takes the high half first), the same in integer ops when
+    /// emulated. (NaN: the hardware gives the canonical NaN, the emulation a quiet NaN; either stays NaN.)
+    /// </summary>
+    static uint PackBf16(float low, float high, bool emulate)
     {
-        int o = buffer * TcDepth * pitch;
-        if (quads)
+        if (emulate) return (Interop.FloatAsInt(RoundToBf16(low)) >> 16) | (Interop.FloatAsInt(RoundToBf16(high)) & 0xFFFF0000u);
+        Output<uint> d = default;
+        Input<float> h = high, l = low;
+        CudaAsm.EmitRef("cvt.rn.bf16x2.f32 %0, %1, %2;", ref d, ref h, ref l);
+        return d.Value;
+    }
+
+    /// <summary>A thread's share of one slice: two quads of A and two of B (elements <see cref="QuadElement"/>).</summary>
+    internal struct StagedQuads
+    {
+        public Vec4 A1, A2, B1, B2;
+    }
+
+    /// <summary>
+    /// The first element of a thread's quad q (1 or 2) of a 128×16 slice, whose elements e walk the
+    /// operand's contiguous dimension (<see cref="TileRowA"/>): along depth, thread t takes rows t/4
+    /// and 64 + t/4 at depths 4(t%4)..+3; along rows (columns), rows 4(t%32)..+3 at the two adjacent
+    /// depths 2(t/32) and 2(t/32) + 1, so that BF16 can pack each row's pair of depths into one word.
+    /// Either way a warp's loads are 512 contiguous bytes per quad (coalesced).
+    /// </summary>
+    static int QuadElement(bool alongDepth, int t, int q) =>
+        alongDepth ? (q - 1) * (BigTile * TcDepth / 2) + 4 * t : 4 * (t & 31) + 256 * (t >> 5) + (q - 1) * BigTile;
+
+    static StagedQuads StageQuads(ArrayView<float> a, ArrayView<float> b, GemmShape s, Slab g, int k0, bool quads)
+    {
+        bool aDepth = s.ACol == 1, bDepth = s.BCol != 1;
+        int a1 = QuadElement(aDepth, g.T, 1), a2 = QuadElement(aDepth, g.T, 2);
+        int b1 = QuadElement(bDepth, g.T, 1), b2 = QuadElement(bDepth, g.T, 2);
+        // quads (a compile-time constant): 128-bit loads where the quad lies inside the matrix,
+        // otherwise the 4 elements one by one (shapes whose strides are not multiples of 4).
+        return quads
+            ? new StagedQuads
+            {
+                A1 = LoadQuadA(a, s, g.M0, k0, a1, TcDepth), A2 = LoadQuadA(a, s, g.M0, k0, a2, TcDepth),
+                B1 = LoadQuadB(b, s, g.N0, k0, b1, TcDepth), B2 = LoadQuadB(b, s, g.N0, k0, b2, TcDepth),
+            }
+            : new StagedQuads
+            {
+                A1 = ElementsA(a, s, g.M0, k0, a1, TcDepth), A2 = ElementsA(a, s, g.M0, k0, a2, TcDepth),
+                B1 = ElementsB(b, s, g.N0, k0, b1, TcDepth), B2 = ElementsB(b, s, g.N0, k0, b2, TcDepth),
+            };
+    }
+
+    static void StoreTf32Slice(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, StagedQuads v, int buffer, int t, bool emulate)
+    {
+        int o = buffer * TcDepth * TcPitch;
+        bool aDepth = s.ACol == 1, bDepth = s.BCol != 1;
+        StoreTf32Quad(tileA, o, aDepth, TileDepthA(s, QuadElement(aDepth, t, 1), BigTile, TcDepth), TileRowA(s, QuadElement(aDepth, t, 1), BigTile, TcDepth), v.A1, emulate);
+        StoreTf32Quad(tileA, o, aDepth, TileDepthA(s, QuadElement(aDepth, t, 2), BigTile, TcDepth), TileRowA(s, QuadElement(aDepth, t, 2), BigTile, TcDepth), v.A2, emulate);
+        StoreTf32Quad(tileB, o, bDepth, TileDepthB(s, QuadElement(bDepth, t, 1), BigTile, TcDepth), TileColB(s, QuadElement(bDepth, t, 1), BigTile, TcDepth), v.B1, emulate);
+        StoreTf32Quad(tileB, o, bDepth, TileDepthB(s, QuadElement(bDepth, t, 2), BigTile, TcDepth), TileColB(s, QuadElement(bDepth, t, 2), BigTile, TcDepth), v.B2, emulate);
+    }
+
+    /// <summary>
+    /// A quad at depth row k, column col: along depth, rows k..k+3 of one column (k a multiple of 4, so
+    /// one swizzle for all four: conflict-free scalar stores); along columns, one 128-bit store.
+    /// </summary>
+    static void StoreTf32Quad(ArrayView<float> tile, int o, bool alongDepth, int k, int col, Vec4 q, bool emulate)
+    {
+        var r = new Vec4 { X = Tf32(q.X, emulate), Y = Tf32(q.Y, emulate), Z = Tf32(q.Z, emulate), W = Tf32(q.W, emulate) };
+        int at = o + Swizzled(k, col);
+        if (alongDepth)
         {
-            StoreQuads(tileA, tileB, s, new Vec4 { X = v.A0, Y = v.A1, Z = v.A2, W = v.A3 }, new Vec4 { X = v.B0, Y = v.B1, Z = v.B2, W = v.B3 },
-                o, 4 * t, TcDepth, pitch);
-            StoreQuads(tileA, tileB, s, new Vec4 { X = v.A4, Y = v.A5, Z = v.A6, W = v.A7 }, new Vec4 { X = v.B4, Y = v.B5, Z = v.B6, W = v.B7 },
-                o, TcHalf + 4 * t, TcDepth, pitch);
+            tile[at] = r.X; tile[at + TcPitch] = r.Y; tile[at + 2 * TcPitch] = r.Z; tile[at + 3 * TcPitch] = r.W;
+        }
+        else tile.Cast<Vec4>()[at >> 2] = r;
+    }
+
+    /// <summary>Four 32-bit words, stored into shared memory as one 128-bit store.</summary>
+    internal struct Words4
+    {
+        public uint X, Y, Z, W;
+    }
+
+    static void StoreBf16Slice(ArrayView<uint> tileA, ArrayView<uint> tileB, GemmShape s, StagedQuads v, int buffer, int t, bool emulate)
+    {
+        int o = buffer * (TcDepth / 2) * TcPitch;
+        bool aDepth = s.ACol == 1, bDepth = s.BCol != 1;
+        int a1 = QuadElement(aDepth, t, 1), a2 = QuadElement(aDepth, t, 2), b1 = QuadElement(bDepth, t, 1), b2 = QuadElement(bDepth, t, 2);
+        StoreBf16Quads(tileA, o, aDepth, TileDepthA(s, a1, BigTile, TcDepth), TileRowA(s, a1, BigTile, TcDepth), TileRowA(s, a2, BigTile, TcDepth), v.A1, v.A2, emulate);
+        StoreBf16Quads(tileB, o, bDepth, TileDepthB(s, b1, BigTile, TcDepth), TileColB(s, b1, BigTile, TcDepth), TileColB(s, b2, BigTile, TcDepth), v.B1, v.B2, emulate);
+    }
+
+    /// <summary>
+    /// A thread's two quads as bf16 pairs. Along depth: each quad is depths k..k+3 of one column, two
+    /// pairs, stored into pair rows k/2 and k/2 + 1 of columns col1 and col2. Along columns: the quads
+    /// are depths k and k+1 of columns col1..col1+3, four pairs in pair row k/2: one 128-bit store.
+    /// </summary>
+    static void StoreBf16Quads(ArrayView<uint> tile, int o, bool alongDepth, int k, int col1, int col2, Vec4 q1, Vec4 q2, bool emulate)
+    {
+        int p = k >> 1;
+        if (alongDepth)
+        {
+            tile[o + Swizzled(p, col1)] = PackBf16(q1.X, q1.Y, emulate);
+            tile[o + Swizzled(p + 1, col1)] = PackBf16(q1.Z, q1.W, emulate);
+            tile[o + Swizzled(p, col2)] = PackBf16(q2.X, q2.Y, emulate);
+            tile[o + Swizzled(p + 1, col2)] = PackBf16(q2.Z, q2.W, emulate);
             return;
         }
-        tileA[o + TileOffsetA(s, t, BigTile, TcDepth, pitch)] = v.A0;
-        tileA[o + TileOffsetA(s, t + GemmThreads, BigTile, TcDepth, pitch)] = v.A1;
-        tileA[o + TileOffsetA(s, t + 2 * GemmThreads, BigTile, TcDepth, pitch)] = v.A2;
-        tileA[o + TileOffsetA(s, t + 3 * GemmThreads, BigTile, TcDepth, pitch)] = v.A3;
-        tileA[o + TileOffsetA(s, t + 4 * GemmThreads, BigTile, TcDepth, pitch)] = v.A4;
-        tileA[o + TileOffsetA(s, t + 5 * GemmThreads, BigTile, TcDepth, pitch)] = v.A5;
-        tileA[o + TileOffsetA(s, t + 6 * GemmThreads, BigTile, TcDepth, pitch)] = v.A6;
-        tileA[o + TileOffsetA(s, t + 7 * GemmThreads, BigTile, TcDepth, pitch)] = v.A7;
-        tileB[o + TileOffsetB(s, t, BigTile, TcDepth, pitch)] = v.B0;
-        tileB[o + TileOffsetB(s, t + GemmThreads, BigTile, TcDepth, pitch)] = v.B1;
-        tileB[o + TileOffsetB(s, t + 2 * GemmThreads, BigTile, TcDepth, pitch)] = v.B2;
-        tileB[o + TileOffsetB(s, t + 3 * GemmThreads, BigTile, TcDepth, pitch)] = v.B3;
-        tileB[o + TileOffsetB(s, t + 4 * GemmThreads, BigTile, TcDepth, pitch)] = v.B4;
-        tileB[o + TileOffsetB(s, t + 5 * GemmThreads, BigTile, TcDepth, pitch)] = v.B5;
-        tileB[o + TileOffsetB(s, t + 6 * GemmThreads, BigTile, TcDepth, pitch)] = v.B6;
-        tileB[o + TileOffsetB(s, t + 7 * GemmThreads, BigTile, TcDepth, pitch)] = v.B7;
+        tile.Cast<Words4>()[(o + Swizzled(p, col1)) >> 2] = new Words4
+        {
+            X = PackBf16(q1.X, q2.X, emulate), Y = PackBf16(q1.Y, q2.Y, emulate),
+            Z = PackBf16(q1.Z, q2.Z, emulate), W = PackBf16(q1.W, q2.W, emulate),
+        };
     }
 
     /// <summary>c0, c1 at row i, columns j, j + 1; c2, c3 at row i + 8.</summary>

@@ -187,12 +187,15 @@ public sealed partial class IlgpuBackend
         // The quad runs along depth when A is K-contiguous, along rows otherwise (then ARow is 1).
         bool inside = s.ACol == 1 ? i < s.M && p + 3 < s.K : i + 3 < s.M && p < s.K;
         if (inside) return a.Cast<Vec4>()[((long)i * s.ARow + (long)p * s.ACol) >> 2];
-        return new Vec4
-        {
-            X = LoadTileA(a, s, m0, k0, e, BigTile, depth), Y = LoadTileA(a, s, m0, k0, e + 1, BigTile, depth),
-            Z = LoadTileA(a, s, m0, k0, e + 2, BigTile, depth), W = LoadTileA(a, s, m0, k0, e + 3, BigTile, depth),
-        };
+        return ElementsA(a, s, m0, k0, e, depth);
     }
+
+    /// <summary>Elements e..e+3 of A's slice one by one (zero outside the matrix).</summary>
+    static Vec4 ElementsA(ArrayView<float> a, GemmShape s, int m0, int k0, int e, int depth) => new()
+    {
+        X = LoadTileA(a, s, m0, k0, e, BigTile, depth), Y = LoadTileA(a, s, m0, k0, e + 1, BigTile, depth),
+        Z = LoadTileA(a, s, m0, k0, e + 2, BigTile, depth), W = LoadTileA(a, s, m0, k0, e + 3, BigTile, depth),
+    };
 
     /// <summary>Elements e..e+3 of a 128-wide, <paramref name="depth"/>-deep slice.</summary>
     static Vec4 LoadQuadB(ArrayView<float> b, GemmShape s, int n0, int k0, int e, int depth)
@@ -201,12 +204,15 @@ public sealed partial class IlgpuBackend
         // Along columns when B is N-contiguous, along depth otherwise (then BRow is 1).
         bool inside = s.BCol == 1 ? j + 3 < s.N && p < s.K : j < s.N && p + 3 < s.K;
         if (inside) return b.Cast<Vec4>()[((long)p * s.BRow + (long)j * s.BCol) >> 2];
-        return new Vec4
-        {
-            X = LoadTileB(b, s, n0, k0, e, BigTile, depth), Y = LoadTileB(b, s, n0, k0, e + 1, BigTile, depth),
-            Z = LoadTileB(b, s, n0, k0, e + 2, BigTile, depth), W = LoadTileB(b, s, n0, k0, e + 3, BigTile, depth),
-        };
+        return ElementsB(b, s, n0, k0, e, depth);
     }
+
+    /// <summary>Elements e..e+3 of B's slice one by one (zero outside the matrix).</summary>
+    static Vec4 ElementsB(ArrayView<float> b, GemmShape s, int n0, int k0, int e, int depth) => new()
+    {
+        X = LoadTileB(b, s, n0, k0, e, BigTile, depth), Y = LoadTileB(b, s, n0, k0, e + 1, BigTile, depth),
+        Z = LoadTileB(b, s, n0, k0, e + 2, BigTile, depth), W = LoadTileB(b, s, n0, k0, e + 3, BigTile, depth),
+    };
 
     /// <summary>
     /// A quad that lies along the tile dimension (A M-contiguous, B N-contiguous) is 4 adjacent
