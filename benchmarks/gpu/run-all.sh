@@ -44,10 +44,10 @@ G="$A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 3 --
   step 45 $G --precision tf32 --profile
   step 45 $G --precision bf16 --profile
   # 5. Generation, ours and transformers' generate.
-  step 60 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda
+  step 60 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda --precision fp32
   step 90 python3 $PY/hf_bench.py generate --batch 64,256 --new-tokens 256
-  step 60 $A bench generate --preset gpt2 --batch 256 --new-tokens 256 --device cuda
-  # bf16 generation: measured before bf16 becomes the default on CUDA (training in bf16 is 1.26x fp32).
+  step 60 $A bench generate --preset gpt2 --batch 256 --new-tokens 256 --device cuda --precision fp32
+  # bf16 generation (the CLI's default on CUDA since 2026-12-04: 1.8x fp32's tokens/s at batch 64).
   step 60 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda --precision bf16
   # 6. One RL step at the Countdown study's shape (generation, old/reference log-probs, update), with
   #    the transfers per optimizer step; then Nsight Compute on the three GEMM kernels of the gpt2 step

@@ -7,7 +7,7 @@
             attention, float32 or bf16 autocast, AdamW with clipping), like
             `archer bench train --preset qwen2.5-0.5b --batch 4 --seq 1024`.
 
-usage: python3 hf_bench.py generate [--batch 64,256] [--new-tokens 256]
+usage: python3 hf_bench.py generate [--bf16] [--batch 64,256] [--new-tokens 256]
        python3 hf_bench.py train [--bf16] [--tf32] [--batch 4] [--seq 1024] [--steps 5]
 Median of the timed repetitions after a warm-up, with CUDA synchronisation around each.
 """
@@ -32,12 +32,13 @@ def generate(args):
     for batch in (int(b) for b in args.batch.split(",")):
         prompt = torch.randint(0, 50257, (batch, 16), device="cuda")
         def run():
-            with torch.no_grad():
+            # --bf16: matmuls in bf16 under autocast, like `archer bench generate --precision bf16`.
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.bf16):
                 model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=True, temperature=1.0,
                                top_k=0, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens,
                                pad_token_id=0)
         s = timed(run, 1, 3)
-        print(f"transformers generate gpt2 B{batch} new={args.new_tokens}: {s*1e3:9.1f} ms "
+        print(f"transformers generate gpt2 B{batch} new={args.new_tokens} bf16={int(args.bf16)}: {s*1e3:9.1f} ms "
               f"{batch*args.new_tokens/s:10.0f} tokens/s", flush=True)
 
 

@@ -129,6 +129,33 @@ public class MatMulTests
         }
     }
 
+    /// <summary>
+    /// dBias over many rows goes through row chunks and a second pass over the chunks' partial sums
+    /// (ColumnSumChunks: about 8 groups per SM). 40 columns (one whole and one partial block of 32) and
+    /// 1,000 rows: several chunks, the last one short. Against the float64 column sums, accumulated twice.
+    /// </summary>
+    [Fact]
+    public void Backward_BiasOverManyRows_SumsInChunks_AndMatchesReference()
+    {
+        var backend = (IlgpuBackend)TestBackends.Get("ilgpu-cpu");
+        const int N = 1000, K = 3, OC = 40;
+        Assert.True(IlgpuBackend.ColumnSumChunks(N, OC, multiprocessors: 2) > 1, "the case must take the chunked path");
+        Assert.Equal(1, IlgpuBackend.ColumnSumChunks(N: 100, OC, multiprocessors: 2));   // under 2·64 rows: one pass
+        var p = Problem.Random(N, K, OC, seed: 4242);
+        var (_, _, rdb) = p.Backward();
+        var dbStart = TestData.Floats(97, OC);
+        var dBias = backend.Upload<float>(dbStart);
+        var dOutput = backend.Upload<float>(p.DOutput);
+        var input = backend.Upload<float>(p.Input);
+        var weight = backend.Upload<float>(p.Weight);
+        var dWeight = backend.Allocate<float>((long)OC * K).All;
+        for (int times = 1; times <= 2; times++)
+        {
+            backend.MatMulBackward(dOutput, input, weight, N, K, OC, default, dWeight, dBias);
+            Check.Close(Plus(dbStart, rdb, times), backend.ToArray(dBias), Atol(N) * times, Rtol, $"dBias after {times}");
+        }
+    }
+
     static double[] Plus(float[] start, double[] delta, int times)
     {
         var r = new double[start.Length];

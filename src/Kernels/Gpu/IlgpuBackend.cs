@@ -29,6 +29,9 @@ public sealed partial class IlgpuBackend : Backend
     public override string Name => name;
     public override MatMulPrecision Precision => EffectiveMatMulPrecision;
     public override bool BuffersInHostMemory => Accelerator.AcceleratorType == AcceleratorType.CPU;
+
+    /// <summary>Whether this backend runs on a CUDA GPU (where the tensor-core precisions are native).</summary>
+    public bool IsCuda => Accelerator.AcceleratorType == AcceleratorType.Cuda;
     public override long MemoryCapacity => BuffersInHostMemory ? base.MemoryCapacity : Accelerator.MemorySize;
     public override string Description =>
         $"{Accelerator.Name} ({Accelerator.AcceleratorType}, {Accelerator.MemorySize / (1 << 20)} MiB, " +

@@ -182,7 +182,11 @@ public sealed partial class IlgpuBackend
         int groupId = lane >> 2, tig = lane & 3;   // the PTX ISA's groupID and threadID_in_group
         int wm = (warp & 1) * 64, wn = (warp >> 1) * 32;
         int m0 = Grid.IdxY * BigTile, n0 = Grid.IdxX * BigTile;
-        var slab = new Slab { M0 = m0, N0 = n0, KBegin = kBegin, Slices = (s.K - kBegin + TcDepth - 1) / TcDepth, T = t };
+        var slab = new Slab
+        {
+            M0 = m0, N0 = n0, KBegin = kBegin, Slices = (s.K - kBegin + TcDepth - 1) / TcDepth,
+            QuadA = QuadElement(s.ACol == 1, t), QuadB = QuadElement(s.BCol != 1, t),
+        };
         // This lane's first fragment element (depth row tig, row/column groupID of the warp's piece):
         // every fragment read is at a constant offset from it, which ptxas folds into the ld.shared.
         int lane0 = tig * TcPitch + groupId;
@@ -201,10 +205,13 @@ public sealed partial class IlgpuBackend
         StoreFrag(c, bias, s, i + 48, j + 16, acc.F32); StoreFrag(c, bias, s, i + 48, j + 24, acc.F33);
     }
 
-    /// <summary>Where a group works: its tile's corner, first depth and slice count, its thread.</summary>
+    /// <summary>
+    /// Where a group works (its tile's corner, first depth, slice count) and the first element of this
+    /// thread's quads of A and B (<see cref="QuadElement"/>), computed once outside the slice loop.
+    /// </summary>
     internal struct Slab
     {
-        public int M0, N0, KBegin, Slices, T;
+        public int M0, N0, KBegin, Slices, QuadA, QuadB;
     }
 
     // The two products differ only in what a shared word holds (a TF32 float, or a pair of BF16) and in
@@ -215,7 +222,7 @@ public sealed partial class IlgpuBackend
         var tileA = SharedMemory.Allocate<float>(Tf32Shared);
         var tileB = SharedMemory.Allocate<float>(Tf32Shared);
         var staged = StageQuads(a, b, s, g, g.KBegin, quads);
-        StoreTf32Slice(tileA, tileB, s, staged, 0, g.T, emulate);
+        StoreTf32Slice(tileA, tileB, s, staged, 0, g);
         Group.Barrier();
         MmaAcc acc = default;
         for (int slice = 0; slice < g.Slices; slice++)
@@ -227,7 +234,7 @@ public sealed partial class IlgpuBackend
             var fragB = tileB.SubView(offset + laneB, Tf32Shared - offset - laneB);
             acc = Tf32Step(fragA, fragB, 0, acc, emulate, emulation);
             acc = Tf32Step(fragA, fragB, 8, acc, emulate, emulation);
-            if (more) StoreTf32Slice(tileA, tileB, s, staged, (slice & 1) ^ 1, g.T, emulate);
+            if (more) StoreTf32Slice(tileA, tileB, s, staged, (slice & 1) ^ 1, g);
             Group.Barrier();
         }
         return acc;
@@ -238,7 +245,7 @@ public sealed partial class IlgpuBackend
         var tileA = SharedMemory.Allocate<uint>(Bf16Shared);
         var tileB = SharedMemory.Allocate<uint>(Bf16Shared);
         var staged = StageQuads(a, b, s, g, g.KBegin, quads);
-        StoreBf16Slice(tileA, tileB, s, staged, 0, g.T, emulate);
+        StoreBf16Slice(tileA, tileB, s, staged, 0, g, emulate);
         Group.Barrier();
         MmaAcc acc = default;
         for (int slice = 0; slice < g.Slices; slice++)
@@ -249,7 +256,7 @@ public sealed partial class IlgpuBackend
             var fragA = tileA.SubView(offset + laneA, Bf16Shared - offset - laneA);
             var fragB = tileB.SubView(offset + laneB, Bf16Shared - offset - laneB);
             acc = Bf16Step(fragA, fragB, acc, emulate, emulation);
-            if (more) StoreBf16Slice(tileA, tileB, s, staged, (slice & 1) ^ 1, g.T, emulate);
+            if (more) StoreBf16Slice(tileA, tileB, s, staged, (slice & 1) ^ 1, g, emulate);
             Group.Barrier();
         }
         return acc;
@@ -420,16 +427,6 @@ public sealed partial class IlgpuBackend
         return Interop.IntAsFloat((u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u);
     }
 
-    /// <summary>To TF32 for the tensor cores: cvt.rna.tf32.f32 on CUDA, the same rounding in integer ops when emulated.</summary>
-    static float Tf32(float v, bool emulate)
-    {
-        if (emulate) return RoundToTf32(v);
-        Output<uint> d = default;
-        Input<float> x = v;
-        CudaAsm.EmitRef("cvt.rna.tf32.f32 %0, %1;", ref d, ref x);
-        return Interop.IntAsFloat(d.Value);
-    }
-
     /// <summary>
     /// Two floats as a bf16x2 register, each rounded to nearest even, <paramref name="low"/> in the low
     /// half: cvt.rn.bf16x2.f32 on CUDA (which takes the high half first), the same in integer ops when
@@ -451,52 +448,53 @@ public sealed partial class IlgpuBackend
     }
 
     /// <summary>
-    /// The first element of a thread's quad q (1 or 2) of a 128×16 slice, whose elements e walk the
-    /// operand's contiguous dimension (<see cref="TileRowA"/>): along depth, thread t takes rows t/4
-    /// and 64 + t/4 at depths 4(t%4)..+3; along rows (columns), rows 4(t%32)..+3 at the two adjacent
-    /// depths 2(t/32) and 2(t/32) + 1, so that BF16 can pack each row's pair of depths into one word.
-    /// Either way a warp's loads are 512 contiguous bytes per quad (coalesced).
+    /// The first element of a thread's first quad of a 128×16 slice, whose elements e walk the operand's
+    /// contiguous dimension (<see cref="TileRowA"/>): along depth, thread t takes rows t/4 and 64 + t/4
+    /// at depths 4(t%4)..+3; along rows (columns), rows 4(t%32)..+3 at the two adjacent depths 2(t/32)
+    /// and 2(t/32) + 1, so that BF16 can pack each row's pair of depths into one word. Either way a
+    /// warp's loads are 512 contiguous bytes per quad (coalesced).
     /// </summary>
-    static int QuadElement(bool alongDepth, int t, int q) =>
-        alongDepth ? (q - 1) * (BigTile * TcDepth / 2) + 4 * t : 4 * (t & 31) + 256 * (t >> 5) + (q - 1) * BigTile;
+    static int QuadElement(bool alongDepth, int t) => alongDepth ? 4 * t : 4 * (t & 31) + 256 * (t >> 5);
+
+    /// <summary>Where the second quad starts after the first: 64 rows on, or one depth on.</summary>
+    static int SecondQuad(bool alongDepth) => alongDepth ? BigTile * TcDepth / 2 : BigTile;
 
     static StagedQuads StageQuads(ArrayView<float> a, ArrayView<float> b, GemmShape s, Slab g, int k0, bool quads)
     {
-        bool aDepth = s.ACol == 1, bDepth = s.BCol != 1;
-        int a1 = QuadElement(aDepth, g.T, 1), a2 = QuadElement(aDepth, g.T, 2);
-        int b1 = QuadElement(bDepth, g.T, 1), b2 = QuadElement(bDepth, g.T, 2);
+        int a2 = g.QuadA + SecondQuad(s.ACol == 1), b2 = g.QuadB + SecondQuad(s.BCol != 1);
         // quads (a compile-time constant): 128-bit loads where the quad lies inside the matrix,
         // otherwise the 4 elements one by one (shapes whose strides are not multiples of 4).
         return quads
             ? new StagedQuads
             {
-                A1 = LoadQuadA(a, s, g.M0, k0, a1, TcDepth), A2 = LoadQuadA(a, s, g.M0, k0, a2, TcDepth),
-                B1 = LoadQuadB(b, s, g.N0, k0, b1, TcDepth), B2 = LoadQuadB(b, s, g.N0, k0, b2, TcDepth),
+                A1 = LoadQuadA(a, s, g.M0, k0, g.QuadA, TcDepth), A2 = LoadQuadA(a, s, g.M0, k0, a2, TcDepth),
+                B1 = LoadQuadB(b, s, g.N0, k0, g.QuadB, TcDepth), B2 = LoadQuadB(b, s, g.N0, k0, b2, TcDepth),
             }
             : new StagedQuads
             {
-                A1 = ElementsA(a, s, g.M0, k0, a1, TcDepth), A2 = ElementsA(a, s, g.M0, k0, a2, TcDepth),
-                B1 = ElementsB(b, s, g.N0, k0, b1, TcDepth), B2 = ElementsB(b, s, g.N0, k0, b2, TcDepth),
+                A1 = ElementsA(a, s, g.M0, k0, g.QuadA, TcDepth), A2 = ElementsA(a, s, g.M0, k0, a2, TcDepth),
+                B1 = ElementsB(b, s, g.N0, k0, g.QuadB, TcDepth), B2 = ElementsB(b, s, g.N0, k0, b2, TcDepth),
             };
     }
 
-    static void StoreTf32Slice(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, StagedQuads v, int buffer, int t, bool emulate)
+    static void StoreTf32Slice(ArrayView<float> tileA, ArrayView<float> tileB, GemmShape s, StagedQuads v, int buffer, Slab g)
     {
         int o = buffer * TcDepth * TcPitch;
         bool aDepth = s.ACol == 1, bDepth = s.BCol != 1;
-        StoreTf32Quad(tileA, o, aDepth, TileDepthA(s, QuadElement(aDepth, t, 1), BigTile, TcDepth), TileRowA(s, QuadElement(aDepth, t, 1), BigTile, TcDepth), v.A1, emulate);
-        StoreTf32Quad(tileA, o, aDepth, TileDepthA(s, QuadElement(aDepth, t, 2), BigTile, TcDepth), TileRowA(s, QuadElement(aDepth, t, 2), BigTile, TcDepth), v.A2, emulate);
-        StoreTf32Quad(tileB, o, bDepth, TileDepthB(s, QuadElement(bDepth, t, 1), BigTile, TcDepth), TileColB(s, QuadElement(bDepth, t, 1), BigTile, TcDepth), v.B1, emulate);
-        StoreTf32Quad(tileB, o, bDepth, TileDepthB(s, QuadElement(bDepth, t, 2), BigTile, TcDepth), TileColB(s, QuadElement(bDepth, t, 2), BigTile, TcDepth), v.B2, emulate);
+        int a2 = g.QuadA + SecondQuad(aDepth), b2 = g.QuadB + SecondQuad(bDepth);
+        StoreTf32Quad(tileA, o, aDepth, TileDepthA(s, g.QuadA, BigTile, TcDepth), TileRowA(s, g.QuadA, BigTile, TcDepth), v.A1);
+        StoreTf32Quad(tileA, o, aDepth, TileDepthA(s, a2, BigTile, TcDepth), TileRowA(s, a2, BigTile, TcDepth), v.A2);
+        StoreTf32Quad(tileB, o, bDepth, TileDepthB(s, g.QuadB, BigTile, TcDepth), TileColB(s, g.QuadB, BigTile, TcDepth), v.B1);
+        StoreTf32Quad(tileB, o, bDepth, TileDepthB(s, b2, BigTile, TcDepth), TileColB(s, b2, BigTile, TcDepth), v.B2);
     }
 
     /// <summary>
     /// A quad at depth row k, column col: along depth, rows k..k+3 of one column (k a multiple of 4, so
     /// one swizzle for all four: conflict-free scalar stores); along columns, one 128-bit store.
     /// </summary>
-    static void StoreTf32Quad(ArrayView<float> tile, int o, bool alongDepth, int k, int col, Vec4 q, bool emulate)
+    static void StoreTf32Quad(ArrayView<float> tile, int o, bool alongDepth, int k, int col, Vec4 q)
     {
-        var r = new Vec4 { X = Tf32(q.X, emulate), Y = Tf32(q.Y, emulate), Z = Tf32(q.Z, emulate), W = Tf32(q.W, emulate) };
+        var r = new Vec4 { X = RoundToTf32(q.X), Y = RoundToTf32(q.Y), Z = RoundToTf32(q.Z), W = RoundToTf32(q.W) };
         int at = o + Swizzled(k, col);
         if (alongDepth)
         {
@@ -511,13 +509,13 @@ public sealed partial class IlgpuBackend
         public uint X, Y, Z, W;
     }
 
-    static void StoreBf16Slice(ArrayView<uint> tileA, ArrayView<uint> tileB, GemmShape s, StagedQuads v, int buffer, int t, bool emulate)
+    static void StoreBf16Slice(ArrayView<uint> tileA, ArrayView<uint> tileB, GemmShape s, StagedQuads v, int buffer, Slab g, bool emulate)
     {
         int o = buffer * (TcDepth / 2) * TcPitch;
         bool aDepth = s.ACol == 1, bDepth = s.BCol != 1;
-        int a1 = QuadElement(aDepth, t, 1), a2 = QuadElement(aDepth, t, 2), b1 = QuadElement(bDepth, t, 1), b2 = QuadElement(bDepth, t, 2);
-        StoreBf16Quads(tileA, o, aDepth, TileDepthA(s, a1, BigTile, TcDepth), TileRowA(s, a1, BigTile, TcDepth), TileRowA(s, a2, BigTile, TcDepth), v.A1, v.A2, emulate);
-        StoreBf16Quads(tileB, o, bDepth, TileDepthB(s, b1, BigTile, TcDepth), TileColB(s, b1, BigTile, TcDepth), TileColB(s, b2, BigTile, TcDepth), v.B1, v.B2, emulate);
+        int a2 = g.QuadA + SecondQuad(aDepth), b2 = g.QuadB + SecondQuad(bDepth);
+        StoreBf16Quads(tileA, o, aDepth, TileDepthA(s, g.QuadA, BigTile, TcDepth), TileRowA(s, g.QuadA, BigTile, TcDepth), TileRowA(s, a2, BigTile, TcDepth), v.A1, v.A2, emulate);
+        StoreBf16Quads(tileB, o, bDepth, TileDepthB(s, g.QuadB, BigTile, TcDepth), TileColB(s, g.QuadB, BigTile, TcDepth), TileColB(s, b2, BigTile, TcDepth), v.B1, v.B2, emulate);
     }
 
     /// <summary>
