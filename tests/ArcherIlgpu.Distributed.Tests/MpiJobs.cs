@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Text.Json.Nodes;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model;
 using Xunit;
@@ -18,9 +19,9 @@ static class MpiJobs
     }
 
     /// <summary>Runs <paramref name="program"/> (archer.dll or ArcherStudy.dll) as <paramref name="ranks"/> ranks under mpirun (as root too), temp files in <paramref name="dir"/>; skips where mpirun is missing.</summary>
-    public static (int ExitCode, string Output) Run(string dir, int ranks, string arguments, string program = "archer.dll")
+    public static (int ExitCode, string Output) Run(string dir, int ranks, string arguments, string program = "archer.dll", string mpirunOptions = "")
     {
-        using var process = Start(dir, ranks, "", arguments, program);
+        using var process = Start(dir, ranks, mpirunOptions, arguments, program);
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
         if (!process.WaitForExit(TimeSpan.FromSeconds(120)))
@@ -47,6 +48,21 @@ static class MpiJobs
         // The ranks' temp folder (rank 1's scratch run folder, OpenMPI's session folder) inside the test's folder.
         start.Environment["TMPDIR"] = dir;
         return Process.Start(start)!;
+    }
+
+    /// <summary>
+    /// Checks that <paramref name="run"/> is one whole run, as rank 0 alone writes it: metrics.jsonl holds each of
+    /// <paramref name="steps"/> once, in order (a resume dropped the lines after its checkpoint), checkpoints/ holds
+    /// exactly <paramref name="checkpoints"/> (no half-written save), and no rank left a scratch folder in <paramref name="temp"/>.
+    /// </summary>
+    public static void RequireWholeRun(string run, IEnumerable<int> steps, string[] checkpoints, string temp)
+    {
+        var logged = File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Where(l => l.Length > 0)
+            .Select(l => JsonNode.Parse(l)!["step"]!.GetValue<int>()).ToArray();
+        Assert.Equal(steps.ToArray(), logged);
+        Assert.Equal(checkpoints, Directory.GetFileSystemEntries(Path.Combine(run, "checkpoints")).Select(Path.GetFileName).Order(StringComparer.Ordinal).ToArray());
+        Assert.True(File.Exists(Path.Combine(run, "run.json")), $"{run} has no run.json");
+        Assert.False(Directory.EnumerateDirectories(temp, "archer-rank*").Any(), "a rank left its scratch run folder behind");
     }
 
     static string? FindOnPath(string name) =>
