@@ -1,4 +1,6 @@
 using ArcherIlgpu.Distributed;
+using ArcherIlgpu.Model.Training;
+using ArcherIlgpu.Rl.Training;
 
 namespace ArcherIlgpu.Cli;
 
@@ -51,6 +53,17 @@ public static class MpiJob
         try { return train(TextWriter.Null, scratch); }
         finally { if (Directory.Exists(scratch)) Directory.Delete(scratch, recursive: true); }
     }
+
+    /// <summary>Makes <paramref name="sft"/> train rank <c>world.Rank</c>'s share of every step's batch, the gradients summed over the ranks (no-op for one process).</summary>
+    public static void ShareSteps(World world, SftTrainer sft)
+    {
+        if (!world.IsDistributed) return;
+        sft.Shard = (world.Rank, world.Size);
+        sft.Trainer.Reduction = world;
+    }
+
+    /// <summary>This rank's place among an RL run's replicas; null for one process.</summary>
+    public static RlReplicas? RlReplicas(World world) => world.IsDistributed ? new RlReplicas(world.Rank, world.Size, world) : null;
 
     /// <summary>
     /// The fault tests' hook: the environment variable <see cref="KillVariable"/> = "RANK@STEP" makes rank RANK kill

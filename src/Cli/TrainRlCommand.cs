@@ -120,7 +120,7 @@ public static class TrainRlCommand
         string startModel = ModelFolders.Resolve(s.Model);
         var startConfig = Models.LoadConfig(startModel);
         var config = ResolveConfig(s, startConfig, log);
-        var replicas = world.IsDistributed ? new RlReplicas(world.Rank, world.Size, world) : null;
+        var replicas = MpiJob.RlReplicas(world);
         replicas?.RequireSplittable(config);
         var settings = SettingsOf(s, startConfig, config);
         int saveEvery = s.SaveEvery ?? Math.Max(1, s.Steps / 10);

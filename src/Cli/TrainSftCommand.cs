@@ -142,7 +142,7 @@ public static class TrainSftCommand
 
         var options = new SftOptions(Steps: s.Steps, BatchSize: s.BatchSize, Lr: peakLr, WarmupSteps: warmupSteps, EvalEvery: evalEvery, Seed: s.Seed);
         using var trainer = new SftTrainer(model, train, held, tokenizer.EndOfText, options);
-        if (world.IsDistributed) { trainer.Shard = (world.Rank, world.Size); trainer.Trainer.Reduction = world; }
+        MpiJob.ShareSteps(world, trainer);
         if (saved is not null)
         {
             TrainingCheckpoint.LoadOptimizer(trainer.Trainer.Optimizer, model, checkpoint!);

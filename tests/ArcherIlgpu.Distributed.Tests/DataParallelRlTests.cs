@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using ArcherIlgpu.Cli;
 using Xunit;
 using Xunit.Abstractions;
@@ -72,8 +71,8 @@ public sealed class DataParallelRlTests(RlStartModel start, ITestOutputHelper lo
         Assert.Contains("data-parallel over 2 ranks", output);
 
         // The same samples and the same filter decisions, step by step: rewards are 0/1, so the means over 16 rollouts agree exactly.
-        var expected = Metrics(one);
-        var actual = Metrics(two);
+        var expected = MpiJobs.Metrics(one);
+        var actual = MpiJobs.Metrics(two);
         Assert.Equal(Steps, actual.Count);
         foreach (var key in new[] { "reward/mean", "batch/generated_groups", "batch/generation_batches", "batch/kept_groups", "response_length/mean", "optim/steps", "batch/valid_tokens" })
             Assert.True(expected.Select(m => m[key]).SequenceEqual(actual.Select(m => m[key])),
@@ -186,10 +185,4 @@ public sealed class DataParallelRlTests(RlStartModel start, ITestOutputHelper lo
     }
 
     static double Distance(float[] a, float[] b) => Math.Sqrt(a.Zip(b).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
-
-    static List<Dictionary<string, double>> Metrics(string run) =>
-        File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Where(l => l.Length > 0)
-            .Select(l => JsonNode.Parse(l)!.AsObject().Where(kv => kv.Value is JsonValue v && v.TryGetValue<double>(out _))
-                .ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<double>()))
-            .ToList();
 }

@@ -65,6 +65,13 @@ static class MpiJobs
         Assert.False(Directory.EnumerateDirectories(temp, "archer-rank*").Any(), "a rank left its scratch run folder behind");
     }
 
+    /// <summary>metrics.jsonl of <paramref name="run"/>, one dictionary per line (a null, i.e. NaN, value left out).</summary>
+    public static List<Dictionary<string, double>> Metrics(string run) =>
+        File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Where(l => l.Length > 0)
+            .Select(l => JsonNode.Parse(l)!.AsObject().Where(kv => kv.Value is JsonValue v && v.TryGetValue<double>(out _))
+                .ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<double>()))
+            .ToList();
+
     static string? FindOnPath(string name) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
         .Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
