@@ -51,6 +51,26 @@ static class MpiJobs
     }
 
     /// <summary>
+    /// Runs archer <paramref name="arguments"/> on 2 ranks with rank 1 SIGKILLing itself after step <paramref name="step"/>
+    /// (the test hook <see cref="Cli.MpiJob.KillVariable"/>) and checks that mpirun ends the job within seconds, naming
+    /// rank 1. Returns how long after rank 1's death the job ended.
+    /// </summary>
+    public static TimeSpan RunKillingRank1(string dir, string arguments, int step)
+    {
+        var (rc, output) = Run(dir, 2, arguments, mpirunOptions: $"-x {Cli.MpiJob.KillVariable}=1@{step}");
+        var ended = DateTime.UtcNow;
+        Assert.NotEqual(0, rc);
+        Assert.Contains("process rank 1", output);   // mpirun: "process rank 1 with PID … exited on signal 9 (Killed)"
+        // Rank 1 wrote its step line into its scratch folder just before it died; a killed rank cannot remove that folder.
+        string scratch = Assert.Single(Directory.GetDirectories(dir, "archer-rank1-*"));
+        var died = File.GetLastWriteTimeUtc(Path.Combine(scratch, "metrics.jsonl"));
+        Directory.Delete(scratch, recursive: true);
+        // OpenMPI notices a dead rank within a second or two; generous for a loaded 2-core machine.
+        Assert.True(ended - died < TimeSpan.FromSeconds(15), $"the job ended {(ended - died).TotalSeconds:F0} s after rank 1 died:\n{output}");
+        return ended - died;
+    }
+
+    /// <summary>
     /// Checks that <paramref name="run"/> is one whole run, as rank 0 alone writes it: metrics.jsonl holds each of
     /// <paramref name="steps"/> once, in order (a resume dropped the lines after its checkpoint), checkpoints/ holds
     /// exactly <paramref name="checkpoints"/> (no half-written save), and no rank left a scratch folder in <paramref name="temp"/>.
