@@ -1,5 +1,6 @@
 using System.CommandLine;
 using ArcherIlgpu.Cli.Demo;
+using ArcherIlgpu.Distributed;
 using ArcherIlgpu.Runs;
 
 namespace ArcherIlgpu.Cli;
@@ -30,7 +31,7 @@ public static class DemoCommand
             preset, configFile, set, resume, runsDir, device, precision,
         };
         command.WithExamples("demo", "demo --preset quick --set rl.algorithm=grpo rl.steps=50 rl.low.clip_high=0.3 seed=2");
-        command.SetAction(parse => CliErrors.Guard(parse, (stdout, _) =>
+        command.SetAction(parse => MpiJob.Run(parse.InvocationConfiguration.Error, world => CliErrors.Guard(parse, (stdout, _) =>
         {
             var sets = (parse.GetValue(set) ?? []).ToList();
             if (parse.GetValue(device) is string d) sets.Add("device=" + d);
@@ -38,39 +39,42 @@ public static class DemoCommand
             string? resumeDir = parse.GetValue(resume);
             bool interactive = ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected;
             RunConfig config;
-            RunFolder run;
+            RunFolder? resumed = null;
             if (resumeDir is not null)
             {
                 if (parse.GetResult(preset) is { Implicit: false } || parse.GetValue(configFile) is not null)
                     throw new CliInputException("--resume continues a run with its own config.json; give changes with --set, not --preset or --config");
-                run = RunFolder.Open(resumeDir);
-                if (!File.Exists(run.ConfigPath)) throw new CliInputException($"'{resumeDir}' has no config.json, so it cannot be resumed");
-                var saved = RunConfig.Bind(own => ConfigBinder.Bind(RunPresets.Demo, run.ConfigPath, own), []);
-                config = RunConfig.Bind(own => ConfigBinder.Bind(RunPresets.Demo, run.ConfigPath, own), sets);
-                RequireResumable(run, saved, config);
-                MemoryChecks.RequireDemoFits(config);
+                resumed = RunFolder.Open(resumeDir);
+                if (!File.Exists(resumed.ConfigPath)) throw new CliInputException($"'{resumeDir}' has no config.json, so it cannot be resumed");
+                var saved = RunConfig.Bind(own => ConfigBinder.Bind(RunPresets.Demo, resumed.ConfigPath, own), []);
+                config = RunConfig.Bind(own => ConfigBinder.Bind(RunPresets.Demo, resumed.ConfigPath, own), sets);
+                RequireResumable(resumed, saved, config);
             }
-            else
+            else config = RunConfig.Bind(own => RunPresets.Registry.Bind(parse.GetValue(preset)!, parse.GetValue(configFile), own), sets);
+            MemoryChecks.RequireDemoFits(config);
+            RequireSplittable(config, world);
+            // Rank 0 (or one process) writes the run folder and prints; another rank trains the same replica into its
+            // scratch folder, silent, reading a resumed run's checkpoint from the run folder.
+            return MpiJob.AsReplica(world, stdout, (log, scratch) =>
             {
-                config = RunConfig.Bind(own => RunPresets.Registry.Bind(parse.GetValue(preset)!, parse.GetValue(configFile), own), sets);
-                MemoryChecks.RequireDemoFits(config);
-                run = RunFolder.Create(parse.GetValue(runsDir)!, config.Name);
-            }
-            using var runLock = TrainingCheckpoint.Lock(run, run.Path, stdout);
-            PrintConfig(config, stdout);
-            run.WriteConfig(config);
-            string resumeCommand = $"archer demo --resume {RelativeOrFull(run.Path)}" + (parse.GetValue(device) is string dev ? $" --device {dev}" : "");
-            return StopRequest.Handle(stdout, () => resumeCommand, () =>
-            {
-                var outcome = new DemoJob(config, run, stdout, interactive).Run();
-                stdout.WriteLine();
-                stdout.Write(DemoJob.Table(outcome.Sft, outcome.Rl, outcome.Algorithm));
-                stdout.WriteLine();
-                stdout.WriteLine($"done in {ProgressReporter.FormatDuration(outcome.Elapsed)} on {outcome.Device}. The run folder is {RelativeOrFull(run.Path)}");
-                stdout.WriteLine($"  summary.md, eval.json, metrics.jsonl, samples.jsonl, plots/*.svg, checkpoints/; redraw or compare with: archer report {RelativeOrFull(run.Path)}");
-                return 0;
+                var run = scratch is not null ? RunFolder.At(scratch) : resumed ?? RunFolder.Create(parse.GetValue(runsDir)!, config.Name);
+                using var runLock = TrainingCheckpoint.Lock(run, run.Path, log);
+                PrintConfig(config, log);
+                run.WriteConfig(config);
+                string resumeCommand = (world.IsDistributed ? $"mpirun -np {world.Size} " : "") + $"archer demo --resume {RelativeOrFull(run.Path)}" +
+                                       (parse.GetValue(device) is string dev ? $" --device {dev}" : "");
+                return StopRequest.Handle(log, () => resumeCommand, () =>
+                {
+                    var outcome = new DemoJob(config, run, log, interactive && scratch is null) { ResumeFrom = resumed, World = world }.Run();
+                    log.WriteLine();
+                    log.Write(DemoJob.Table(outcome.Sft, outcome.Rl, outcome.Algorithm));
+                    log.WriteLine();
+                    log.WriteLine($"done in {ProgressReporter.FormatDuration(outcome.Elapsed)} on {outcome.Device}. The run folder is {RelativeOrFull(run.Path)}");
+                    log.WriteLine($"  summary.md, eval.json, metrics.jsonl, samples.jsonl, plots/*.svg, checkpoints/; redraw or compare with: archer report {RelativeOrFull(run.Path)}");
+                    return 0;
+                });
             });
-        }));
+        })));
         return command;
     }
 
@@ -87,6 +91,14 @@ public static class DemoCommand
         if (now.Rl.Steps < saved.Rl.Steps && run.Checkpoints().Latest() is { } latest && latest.Step > now.Sft.Steps + now.Rl.Steps)
             throw new CliInputException($"--resume: rl.steps={now.Rl.Steps} is behind the run's newest checkpoint (step {latest.Step} = " +
                                         $"{now.Sft.Steps} SFT + {latest.Step - now.Sft.Steps} RL steps); rl.steps may only grow");
+    }
+
+    /// <summary>Under mpirun: refused before any training when a step's SFT batch or RL prompts cannot give every rank a share.</summary>
+    static void RequireSplittable(RunConfig config, World world)
+    {
+        if (config.Sft.Steps > 0 && config.Sft.BatchSize < world.Size)
+            throw new CliInputException($"sft.batch_size {config.Sft.BatchSize} is smaller than the {world.Size} ranks: each rank needs at least one example per step");
+        if (config.Rl.Steps > 0) MpiJob.RlReplicas(world)?.RequireSplittable(config.Algorithm());
     }
 
     /// <summary>The resolved config, one line per section.</summary>

@@ -1,4 +1,6 @@
 using ArcherIlgpu.Distributed;
+using ArcherIlgpu.Model.Training;
+using ArcherIlgpu.Rl.Training;
 
 namespace ArcherIlgpu.Cli;
 
@@ -8,7 +10,7 @@ namespace ArcherIlgpu.Cli;
 /// already printed by <see cref="CliErrors.Guard(string, TextWriter, TextWriter, Func{TextWriter, TextWriter, int})"/>)
 /// aborts the whole job, so no other rank waits forever in a collective call for it.
 /// </summary>
-static class MpiJob
+public static class MpiJob
 {
     public static int Run(TextWriter error, Func<World, int> body)
     {
@@ -39,7 +41,10 @@ static class MpiJob
     /// <summary>
     /// One replica of a run that writes a folder: rank 0 (or a single process) runs <paramref name="train"/> as asked
     /// (scratch folder null) with <paramref name="log"/>; another rank trains the same replica into its scratch folder,
-    /// removed at the end, with no log, so rank 0 alone writes the run folder, checkpoints and logs.
+    /// removed at the end, with no log, so rank 0 alone writes the run folder, checkpoints and logs. A resume reads
+    /// --out on every rank (its newest checkpoint and config.json), so --out must be on a file system every rank sees.
+    /// Before the first step's collective calls, which no rank reaches before it has read, rank 0 only rewrites
+    /// config.json there (atomically, with what a resume may change) and trims the logs: no checkpoint changes under a reader.
     /// </summary>
     public static T AsReplica<T>(World world, TextWriter log, Func<TextWriter, string?, T> train)
     {
@@ -47,6 +52,37 @@ static class MpiJob
         string scratch = ScratchFolder(world);
         try { return train(TextWriter.Null, scratch); }
         finally { if (Directory.Exists(scratch)) Directory.Delete(scratch, recursive: true); }
+    }
+
+    /// <summary>Makes <paramref name="sft"/> train rank <c>world.Rank</c>'s share of every step's batch, the gradients summed over the ranks (no-op for one process).</summary>
+    public static void ShareSteps(World world, SftTrainer sft)
+    {
+        if (!world.IsDistributed) return;
+        sft.Shard = (world.Rank, world.Size);
+        sft.Trainer.Reduction = world;
+    }
+
+    /// <summary>This rank's place among an RL run's replicas; null for one process.</summary>
+    public static RlReplicas? RlReplicas(World world) => world.IsDistributed ? new RlReplicas(world.Rank, world.Size, world) : null;
+
+    /// <summary>
+    /// The fault tests' hook: the environment variable <see cref="KillVariable"/> = "RANK@STEP" makes rank RANK kill
+    /// itself (SIGKILL, as a crashed machine) right after step STEP's log line, before that step's checkpoint.
+    /// </summary>
+    public const string KillVariable = "ARCHER_TEST_KILL";
+
+    /// <summary>Kills this process when <see cref="KillVariable"/> names this rank and <paramref name="step"/> (see there).</summary>
+    public static void KillPoint(World world, long step)
+    {
+        string? value = Environment.GetEnvironmentVariable(KillVariable);
+        if (value is null) return;
+        var parts = value.Split('@');
+        if (parts.Length != 2 || !int.TryParse(parts[0], out int rank) || !long.TryParse(parts[1], out long at))
+            throw new CliInputException($"{KillVariable} must be RANK@STEP (a test hook), got '{value}'");
+        if (rank != world.Rank || step != at) return;
+        Console.Out.Flush();
+        System.Diagnostics.Process.GetCurrentProcess().Kill();
+        Thread.Sleep(Timeout.Infinite);   // SIGKILL is on its way; nothing after this point may run
     }
 
     /// <summary>Where a rank other than 0 puts the run folder it must not write into --out: its own scratch folder, removed at the end.</summary>

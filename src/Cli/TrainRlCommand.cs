@@ -94,13 +94,15 @@ public static class TrainRlCommand
     public static int Run(Settings s, TextWriter log)
     {
         var world = s.World ?? World.Single;
-        if (world.IsDistributed && s.Resume) throw new CliInputException("--resume under mpirun is not supported yet: resume with one process");
-        // Rank 0 alone evaluates, writes the run folder and logs; the other ranks train the same replica.
+        string outDir = s.Out ?? Path.Combine("runs", $"{AlgorithmRegistry.Canonical(s.Algo) ?? s.Algo}-{s.Task}-seed{s.Seed}");
+        // Rank 0 alone evaluates, writes the run folder and logs; the other ranks train the same replica into a scratch
+        // folder (a resume's checkpoint read from the run folder, whichever number of ranks wrote it: its state is global).
         return MpiJob.AsReplica(world, log, (replicaLog, scratch) =>
-            Train(scratch is null ? s : s with { Out = scratch, Overwrite = true, EvalProblems = 0 }, replicaLog, world));
+            Train(scratch is null ? s with { Out = outDir } : s with { Out = scratch, EvalProblems = 0 }, RunFolder.At(outDir), replicaLog, world));
     }
 
-    static int Train(Settings s, TextWriter log, World world)
+    /// <param name="resumeFrom">the run a --resume continues: the run folder, also for the ranks that write into a scratch folder.</param>
+    static int Train(Settings s, RunFolder resumeFrom, TextWriter log, World world)
     {
         // Everything the command line says is checked before the run folder is touched.
         if (s.Steps < 1) throw new RlCommandException($"--steps must be at least 1, got {s.Steps}");
@@ -113,12 +115,12 @@ public static class TrainRlCommand
         // Training never sees a held-out problem (the evaluation's), whether from the task's stream or a file.
         var trainTask = HeldOut.TrainingView(s.ProblemsFile is null ? task : ProblemFile.Load(task, s.ProblemsFile));
         if (trainTask is HeldOutExcludedTask { Inner: ProblemFileTask file }) log.WriteLine(HeldOut.TrainingShare(file));
-        string outDir = s.Out ?? Path.Combine("runs", $"{AlgorithmRegistry.Canonical(s.Algo) ?? s.Algo}-{s.Task}-seed{s.Seed}");
+        string outDir = s.Out!;
         var run = RunFolder.At(outDir);
         string startModel = ModelFolders.Resolve(s.Model);
         var startConfig = Models.LoadConfig(startModel);
         var config = ResolveConfig(s, startConfig, log);
-        var replicas = world.IsDistributed ? new RlReplicas(world.Rank, world.Size, world) : null;
+        var replicas = MpiJob.RlReplicas(world);
         replicas?.RequireSplittable(config);
         var settings = SettingsOf(s, startConfig, config);
         int saveEvery = s.SaveEvery ?? Math.Max(1, s.Steps / 10);
@@ -127,14 +129,14 @@ public static class TrainRlCommand
         TrainingState? saved = null;
         if (s.Resume)
         {
-            (checkpoint, saved) = TrainingCheckpoint.Latest(run, "train-rl");
-            var savedSettings = run.ReadSettings();
-            run.RequireSameSettings(savedSettings, settings, MayChange);
+            (checkpoint, saved) = TrainingCheckpoint.Latest(resumeFrom, "train-rl");
+            var savedSettings = resumeFrom.ReadSettings();
+            resumeFrom.RequireSameSettings(savedSettings, settings, MayChange);
             int done = saved.Rl?.Step ?? throw new CliInputException($"{checkpoint.File(TrainingCheckpoint.StateFile)}: has no RL trainer state");
-            TrainingCheckpoint.RequireStepsReach(s.Steps, done, outDir);
+            TrainingCheckpoint.RequireStepsReach(s.Steps, done, resumeFrom.Path);
             if (done == s.Steps)
             {
-                log.WriteLine($"train-rl: the run in {outDir} is already at step {done} of {s.Steps}; nothing to do (a larger --steps continues it)");
+                log.WriteLine($"train-rl: the run in {resumeFrom.Path} is already at step {done} of {s.Steps}; nothing to do (a larger --steps continues it)");
                 return 0;
             }
         }
@@ -192,6 +194,7 @@ public static class TrainRlCommand
                 foreach (var sample in r.Samples) samples.AppendLine(MetricsJson.Line(sample));
                 log.WriteLine(Progress(r, s.Steps));
                 if (s.InterruptAfterStep is int kill && trainer.StepIndex >= kill) throw new TrainingInterruptedException(trainer.StepIndex);
+                MpiJob.KillPoint(world, trainer.StepIndex);
                 if (saveEvery > 0 && trainer.StepIndex % saveEvery == 0) Save();
                 if (stop.IsRequested && trainer.StepIndex < s.Steps)
                     throw new RunInterruptedException(trainer.StepIndex, (savedStep == trainer.StepIndex ? store.Find(savedStep)! : Save()).Path);

@@ -76,14 +76,15 @@ public static class TrainSftCommand
     public static Summary Run(Settings s, TextWriter log)
     {
         var world = s.World ?? World.Single;
-        if (world.IsDistributed && s.Resume) throw new CliInputException("--resume under mpirun is not supported yet: resume with one process");
         if (s.BatchSize < world.Size) throw new CliInputException($"--batch-size {s.BatchSize} is smaller than the {world.Size} ranks: each rank needs at least one example per step");
-        // Rank 0 alone writes --out and the log; the other ranks train the same replica into a scratch folder.
-        return MpiJob.AsReplica(world, log, (replicaLog, scratch) => Train(scratch is null ? s : s with { Out = scratch, Overwrite = true }, replicaLog, world));
+        // Rank 0 alone writes --out and the log; the other ranks train the same replica into a scratch folder
+        // (a resume's checkpoint read from --out, whichever number of ranks wrote it: it holds the global batch's state).
+        return MpiJob.AsReplica(world, log, (replicaLog, scratch) => Train(s with { Out = scratch ?? s.Out }, RunFolder.At(s.Out), replicaLog, world));
     }
 
     /// <summary>One replica's run: the whole run on one process, or rank <c>world.Rank</c>'s share of every step.</summary>
-    static Summary Train(Settings s, TextWriter log, World world)
+    /// <param name="resumeFrom">the run a --resume continues: --out, also for the ranks that write into a scratch folder.</param>
+    static Summary Train(Settings s, RunFolder resumeFrom, TextWriter log, World world)
     {
         // Everything the command line says is checked before the run folder is touched.
         if (s.Steps < 1) throw new CliInputException($"--steps must be at least 1, got {s.Steps}");
@@ -99,8 +100,8 @@ public static class TrainSftCommand
         if (!s.Resume) Models.Preset(s.Preset);   // an unknown preset fails here, naming the valid ones
 
         var run = RunFolder.At(s.Out);
-        var (checkpoint, saved) = s.Resume ? TrainingCheckpoint.Latest(run, "train-sft") : (null, null);
-        var savedSettings = s.Resume ? run.ReadSettings() : null;
+        var (checkpoint, saved) = s.Resume ? TrainingCheckpoint.Latest(resumeFrom, "train-sft") : (null, null);
+        var savedSettings = s.Resume ? resumeFrom.ReadSettings() : null;
         if (!s.Resume) run.RequireFreshStart(s.Overwrite, "--resume");
         // Measured on 2-digit addition: tiny learns it at 5e-3; small stalls there and learns at 1e-3.
         float peakLr = s.Lr ?? (savedSettings?.TryGetValue("--lr", out var l) == true ? float.Parse(l, CultureInfo.InvariantCulture)
@@ -112,8 +113,8 @@ public static class TrainSftCommand
         var settings = SettingsOf(s, peakLr, warmupSteps, evalEvery, Fingerprint(trainPairs, heldPairs));
         if (saved is not null)
         {
-            run.RequireSameSettings(savedSettings!, settings, MayChange);
-            TrainingCheckpoint.RequireStepsReach(s.Steps, saved.SftStep, s.Out);
+            resumeFrom.RequireSameSettings(savedSettings!, settings, MayChange);
+            TrainingCheckpoint.RequireStepsReach(s.Steps, saved.SftStep, resumeFrom.Path);
         }
 
         using var backend = Program.CreateBackend(s.Device, s.Precision);
@@ -141,7 +142,7 @@ public static class TrainSftCommand
 
         var options = new SftOptions(Steps: s.Steps, BatchSize: s.BatchSize, Lr: peakLr, WarmupSteps: warmupSteps, EvalEvery: evalEvery, Seed: s.Seed);
         using var trainer = new SftTrainer(model, train, held, tokenizer.EndOfText, options);
-        if (world.IsDistributed) { trainer.Shard = (world.Rank, world.Size); trainer.Trainer.Reduction = world; }
+        MpiJob.ShareSteps(world, trainer);
         if (saved is not null)
         {
             TrainingCheckpoint.LoadOptimizer(trainer.Trainer.Optimizer, model, checkpoint!);
@@ -185,6 +186,7 @@ public static class TrainSftCommand
                 metrics.Write(m.Step, [new("loss", m.Loss), new("held_out_loss", m.HeldOutLoss), new("grad_norm", m.GradNorm), new("lr", m.Lr),
                     new("skipped", m.Skipped ? 1 : 0), new("skipped_total", m.SkippedSteps)]);
                 if (s.InterruptAfterStep is int kill && m.Step >= kill) throw new TrainingInterruptedException(m.Step);
+                MpiJob.KillPoint(world, m.Step);
                 // SftTrainer measures the held-out loss every --eval-every steps and after the last: report and save there.
                 if (m.Step % evalEvery == 0 || m.Step == s.Steps)
                 {

@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using ArcherIlgpu.Cli;
 using Xunit;
 using Xunit.Abstractions;
@@ -50,10 +49,10 @@ public sealed class DataParallelRlTests(RlStartModel start, ITestOutputHelper lo
     /// dropped without refill, sequence-mean loss. DAPO: no KL, dynamic sampling (3× oversampling, refill batches until 4
     /// informative groups), token-mean loss (divided by the mini-batch's valid tokens over all ranks).
     /// </summary>
-    string[] RlArgs(string outDir, string algo = "archer", int promptsPerStep = 4, int microBatch = 4) =>
+    string[] RlArgs(string outDir, string algo = "archer", int promptsPerStep = 4, int microBatch = 4, int steps = Steps) =>
     [
         "train-rl", "--algo", algo, "--model", start.Folder, "--task", "arithmetic", "--task-option", "operators=+", "min_digits=1", "max_digits=1",
-        "--steps", $"{Steps}", "--group-size", "4", "--prompts-per-step", $"{promptsPerStep}", "--set", $"rl.mini_batch_prompts={Math.Min(2, promptsPerStep)}", "rl.warmup_steps=0",
+        "--steps", $"{steps}", "--group-size", "4", "--prompts-per-step", $"{promptsPerStep}", "--set", $"rl.mini_batch_prompts={Math.Min(2, promptsPerStep)}", "rl.warmup_steps=0",
         "rl.learning_rate=1e-3", "--sample-every", "0", "--micro-batch", $"{microBatch}", "--seed", "3", "--out", outDir, "--device", "cpu",
     ];
 
@@ -72,8 +71,8 @@ public sealed class DataParallelRlTests(RlStartModel start, ITestOutputHelper lo
         Assert.Contains("data-parallel over 2 ranks", output);
 
         // The same samples and the same filter decisions, step by step: rewards are 0/1, so the means over 16 rollouts agree exactly.
-        var expected = Metrics(one);
-        var actual = Metrics(two);
+        var expected = MpiJobs.Metrics(one);
+        var actual = MpiJobs.Metrics(two);
         Assert.Equal(Steps, actual.Count);
         foreach (var key in new[] { "reward/mean", "batch/generated_groups", "batch/generation_batches", "batch/kept_groups", "response_length/mean", "optim/steps", "batch/valid_tokens" })
             Assert.True(expected.Select(m => m[key]).SequenceEqual(actual.Select(m => m[key])),
@@ -122,11 +121,60 @@ public sealed class DataParallelRlTests(RlStartModel start, ITestOutputHelper lo
         Assert.False(Directory.Exists(outDir));
     }
 
-    static double Distance(float[] a, float[] b) => Math.Sqrt(a.Zip(b).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
+    /// <summary>
+    /// The resume tests' references, archer with its KL reference: one process's uninterrupted run with the whole
+    /// mini-batch per backward (the resumed runs' --micro-batch 0), and ‖Δw‖ to the same run with 4-row micro-batches,
+    /// the spread of summation order alone (the yardstick of <see cref="Two_ranks_train_rl_to_the_weights_of_one_process"/>).
+    /// </summary>
+    (string Whole, double Yardstick) Uninterrupted()
+    {
+        string whole = Path.Combine(dir, "whole"), reordered = Path.Combine(dir, "reordered");
+        RlStartModel.Archer(RlArgs(whole, microBatch: 0));
+        RlStartModel.Archer(RlArgs(reordered, microBatch: 4));
+        return (whole, Distance(MpiJobs.Weights(whole), MpiJobs.Weights(reordered)));
+    }
 
-    static List<Dictionary<string, double>> Metrics(string run) =>
-        File.ReadAllLines(Path.Combine(run, "metrics.jsonl")).Where(l => l.Length > 0)
-            .Select(l => JsonNode.Parse(l)!.AsObject().Where(kv => kv.Value is JsonValue v && v.TryGetValue<double>(out _))
-                .ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<double>()))
-            .ToList();
+    /// <summary>‖w(run) − w(whole)‖ within 4 × the yardstick, as the two-rank run's; and RL really moved the weights.</summary>
+    void RequireNearWhole(string run, string whole, double yardstick, string what)
+    {
+        double difference = Distance(MpiJobs.Weights(whole), MpiJobs.Weights(run)), moved = Distance(MpiJobs.Weights(whole), MpiJobs.Weights(start.Folder));
+        log.WriteLine($"{what}: ‖Δw‖ to one uninterrupted process {difference:G3}, micro-batch 0 vs 4 {yardstick:G3}, moved by RL {moved:G3}");
+        Assert.True(moved > 100 * yardstick, $"RL moved the weights by {moved:G3}: too little to tell a wrong update from rounding ({yardstick:G3})");
+        Assert.True(difference <= 4 * yardstick, $"{what}: ‖Δw‖ = {difference:G3} > 4 × {yardstick:G3}, the spread of summation order alone");
+    }
+
+    [SkippableFact]
+    public void A_one_process_run_resumed_by_two_ranks_ends_near_the_weights_of_one_uninterrupted_process()
+    {
+        var (whole, yardstick) = Uninterrupted();
+        string resumed = Path.Combine(dir, "resumed");
+        // One step in one process; the same run, --steps being the total, resumed to 3 by two ranks. (RL's schedule
+        // does not depend on --steps: one process resumed this way ends bit-identical, Cli.Tests' ResumeTests.)
+        RlStartModel.Archer(RlArgs(resumed, microBatch: 0, steps: 1));
+        var (rc, output) = MpiJobs.Run(dir, 2, string.Join(" ", RlArgs(resumed, microBatch: 0)) + " --resume");
+        Assert.True(rc == 0, $"mpirun exited with {rc}:\n{output}");
+        Assert.Single(output.Split('\n'), l => l.Contains($"resuming {resumed} after step 1", StringComparison.Ordinal));
+        Assert.Contains("data-parallel over 2 ranks", output);
+        // Both ranks read the checkpoint's weights, AdamW moments, KL reference and data cursor from --out: a rank that
+        // started elsewhere would draw other prompts or compute its half of the gradient at other weights.
+        RequireNearWhole(resumed, whole, yardstick, "1 step in 1 process, 2 on 2 ranks");
+        MpiJobs.RequireWholeRun(resumed, Enumerable.Range(0, Steps), ["step-000002", "step-000003"], dir);
+    }
+
+    [SkippableFact]
+    public void A_rank_that_dies_mid_run_ends_the_job_naming_it_and_one_process_resumes_near_the_uninterrupted_weights()
+    {
+        var (whole, yardstick) = Uninterrupted();
+        string killed = Path.Combine(dir, "killed");
+        // Rank 1 SIGKILLs itself after step 2 (the test hook), before its save; rank 0 saves step 2 (or is ended while
+        // saving: the save is atomic) and then waits in step 3's first collective call.
+        var delay = MpiJobs.RunKillingRank1(dir, string.Join(" ", RlArgs(killed, microBatch: 0)), step: 2);
+        log.WriteLine($"the job ended {delay.TotalSeconds:F1} s after rank 1 died");
+
+        RlStartModel.Archer(RlArgs(killed, microBatch: 0).Append("--resume").ToArray());
+        RequireNearWhole(killed, whole, yardstick, "2 ranks killed after step 2, resumed by 1 process");
+        MpiJobs.RequireWholeRun(killed, Enumerable.Range(0, Steps), ["step-000002", "step-000003"], dir);
+    }
+
+    static double Distance(float[] a, float[] b) => Math.Sqrt(a.Zip(b).Sum(p => (double)(p.First - p.Second) * (p.First - p.Second)));
 }

@@ -5,6 +5,7 @@ using ArcherIlgpu.Distributed;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace ArcherIlgpu.Distributed.Tests;
 
@@ -12,7 +13,7 @@ namespace ArcherIlgpu.Distributed.Tests;
 /// <c>mpirun -np 2 archer train-sft</c> against one process with the same global batch. Skipped, saying
 /// why, where mpirun is not installed (.ci/run installs openmpi-bin when it can).
 /// </summary>
-public sealed class DataParallelSftTests : IDisposable
+public sealed class DataParallelSftTests(ITestOutputHelper log) : IDisposable
 {
     const int Steps = 4, Batch = 8, Seed = 3;
     readonly string dir = Directory.CreateTempSubdirectory("archer-mpi-test-").FullName;
@@ -45,15 +46,12 @@ public sealed class DataParallelSftTests : IDisposable
         Assert.Single(output.Split('\n'), l => l.StartsWith($"step {Steps}/{Steps}", StringComparison.Ordinal));
         Assert.Contains("data-parallel over 2 ranks", output);
 
-        float[] expected = MpiJobs.Weights(one), actual = MpiJobs.Weights(two);
-        Assert.Equal(expected.Length, actual.Length);
         // Not bit-identical: one process sums each weight gradient over all 8 examples inside one backward,
         // two ranks over 4 each and then add the halves, so float32 rounding differs by a few ulp per gradient
         // element. AdamW divides by sqrt(v), so a relative gradient error e moves a weight by about lr·e per step:
         // 4 steps at lr ≤ 5e-3 with e ≤ 1e-3 (generous, for elements whose gradient nearly cancels) bound it by 2e-5.
         // A wrong split (an example twice, or one rank's gradient lost) moves weights by ~lr = 5e-3: 250× more.
-        double worst = 0;
-        for (int i = 0; i < expected.Length; i++) worst = Math.Max(worst, Math.Abs(expected[i] - actual[i]));
+        double worst = WorstDifference(one, two);
         Assert.True(worst <= 2e-5, $"largest weight difference {worst:G3} > 2e-5");
         Assert.False(Directory.EnumerateDirectories(dir, "archer-rank1-*").Any(), "rank 1 left its scratch run folder behind");
     }
@@ -97,6 +95,65 @@ public sealed class DataParallelSftTests : IDisposable
         {
             if (!mpirun.HasExited) mpirun.Kill(entireProcessTree: true);
         }
+    }
+
+    /// <summary>The settings of the runs that resume: <see cref="Steps"/> steps, a checkpoint every 2.</summary>
+    static TrainSftCommand.Settings ResumableSettings(string data, string outDir) =>
+        new(data, null, 0.1, outDir, "tiny", null, Steps, Batch, null, null, Seed, 2, "cpu");
+
+    static string ResumableArguments(string data, string outDir) =>
+        $"train-sft --data {data} --out {outDir} --steps {Steps} --batch-size {Batch} --seed {Seed} --eval-every 2 --device cpu";
+
+    /// <summary>The largest |Δw| of two runs' newest checkpoints.</summary>
+    static double WorstDifference(string expectedRun, string actualRun)
+    {
+        float[] expected = MpiJobs.Weights(expectedRun), actual = MpiJobs.Weights(actualRun);
+        Assert.Equal(expected.Length, actual.Length);
+        double worst = 0;
+        for (int i = 0; i < expected.Length; i++) worst = Math.Max(worst, Math.Abs(expected[i] - actual[i]));
+        return worst;
+    }
+
+    [SkippableFact]
+    public void A_one_process_run_resumed_by_two_ranks_ends_with_the_weights_of_one_uninterrupted_process()
+    {
+        string data = WriteAdditionData();
+        string whole = Path.Combine(dir, "whole"), resumed = Path.Combine(dir, "resumed");
+        TrainSftCommand.Run(ResumableSettings(data, whole), TextWriter.Null);
+        // One process stops after step 3 as if killed: its newest checkpoint is step 2, its log already holds step 3.
+        Assert.Throws<TrainingInterruptedException>(() => TrainSftCommand.Run(ResumableSettings(data, resumed) with { InterruptAfterStep = 3 }, TextWriter.Null));
+
+        var (rc, output) = MpiJobs.Run(dir, 2, ResumableArguments(data, resumed) + " --resume");
+        Assert.True(rc == 0, $"mpirun exited with {rc}:\n{output}");
+        // Rank 0 alone logs; every rank read the checkpoint of --out (rank 1 from a fresh model or the first batches
+        // would move its half of each gradient by ~lr = 5e-3, far outside the tolerance).
+        Assert.Single(output.Split('\n'), l => l == $"resuming {resumed} after step 2");
+        Assert.Contains("data-parallel over 2 ranks", output);
+        // Steps 3 and 4 summed over two ranks: within the 2e-5 derived in Two_ranks_end_with_the_weights_of_one_process.
+        double worst = WorstDifference(whole, resumed);
+        log.WriteLine($"resumed by 2 ranks: largest |Δw| {worst:G3}");
+        Assert.True(worst <= 2e-5, $"largest weight difference {worst:G3} > 2e-5");
+        MpiJobs.RequireWholeRun(resumed, Enumerable.Range(1, Steps), ["step-000002", "step-000004"], dir);
+    }
+
+    [SkippableFact]
+    public void A_rank_that_dies_mid_run_ends_the_job_naming_it_and_one_process_resumes_to_the_uninterrupted_weights()
+    {
+        string data = WriteAdditionData();
+        string whole = Path.Combine(dir, "whole"), killed = Path.Combine(dir, "killed");
+        TrainSftCommand.Run(ResumableSettings(data, whole), TextWriter.Null);
+
+        // Rank 1 SIGKILLs itself after step 3 (the test hook), before any save; rank 0 is then in step 4's gradient sum.
+        var delay = MpiJobs.RunKillingRank1(dir, ResumableArguments(data, killed), step: 3);
+        log.WriteLine($"the job ended {delay.TotalSeconds:F1} s after rank 1 died");
+
+        var resumeLog = new StringWriter();
+        TrainSftCommand.Run(ResumableSettings(data, killed) with { Resume = true }, resumeLog);
+        Assert.Contains($"resuming {killed} after step 2", resumeLog.ToString());
+        double worst = WorstDifference(whole, killed);   // steps 1-2 on two ranks, 3-4 on one: within the same 2e-5
+        log.WriteLine($"resumed by 1 process: largest |Δw| {worst:G3}");
+        Assert.True(worst <= 2e-5, $"largest weight difference {worst:G3} > 2e-5");
+        MpiJobs.RequireWholeRun(killed, Enumerable.Range(1, Steps), ["step-000002", "step-000004"], dir);
     }
 
     /// <summary>The process id of rank <paramref name="rank"/> of the job whose ranks carry <paramref name="marker"/> in their environment.</summary>

@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using ArcherIlgpu.Distributed;
 using ArcherIlgpu.Model;
 using ArcherIlgpu.Kernels;
 using ArcherIlgpu.Model.IO;
@@ -85,6 +86,12 @@ public sealed class DemoJob
     /// <summary>Test hook for Ctrl-C: once cancelled, the job saves a checkpoint after the current step and stops.</summary>
     public CancellationToken Stop { get; init; }
 
+    /// <summary>Under mpirun: this rank's place; every step's batch is split between the ranks (one process: <see cref="World.Single"/>).</summary>
+    public World World { get; init; } = World.Single;
+
+    /// <summary>The run whose newest checkpoint a resume continues: the run folder itself, or rank 0's for a rank that writes into a scratch folder.</summary>
+    public RunFolder? ResumeFrom { get; init; }
+
     void MaybeInterrupt(long step)
     {
         if (InterruptAfterStep is long stop && step >= stop) throw new DemoInterruptedException(step);
@@ -97,7 +104,7 @@ public sealed class DemoJob
         Evaluator.HeldOut(task, config.Eval.Problems);   // fails before any training when the task holds out too few problems
         var trainTask = HeldOut.TrainingView(task);
         var store = run.Checkpoints(config.KeepCheckpoints);
-        var latest = store.Latest();
+        var latest = (ResumeFrom ?? run).Checkpoints(config.KeepCheckpoints).Latest();
         var state = latest is null ? null : ReadState(latest);
         using var stop = StopRequest.Listen(Stop);
 
@@ -129,6 +136,7 @@ public sealed class DemoJob
                       $"{algorithm.GroupSize} samples, evaluate ({config.Eval.Problems} held-out problems × {config.Eval.Samples} samples at temperature " +
                       $"{config.Eval.Temperature.ToString("0.##", CultureInfo.InvariantCulture)})");
         log.WriteLine($"run folder: {DemoCommand.RelativeOrFull(run.Path)}");
+        if (World.IsDistributed) log.WriteLine($"data-parallel over {World.Size} ranks: each step's SFT examples and RL prompts split between them, gradients summed in rank order");
 
         using var metrics = run.OpenMetrics(resumeStep);
         using var samples = run.OpenSamples(resumeStep);
@@ -143,6 +151,7 @@ public sealed class DemoJob
             var options = new SftOptions(Steps: S, BatchSize: config.Sft.BatchSize, Lr: (float)config.Sft.LearningRate,
                 WarmupSteps: config.Sft.WarmupSteps, EvalEvery: Math.Max(1, S));
             using var sft = new SftTrainer(model, examples, [], tokenizer.EndOfText, options, step => SftBatch(examples, step));
+            MpiJob.ShareSteps(World, sft);
             if (state is not null)
             {
                 TrainingCheckpoint.LoadOptimizer(sft.Trainer.Optimizer, model, latest!);
@@ -164,7 +173,7 @@ public sealed class DemoJob
             float[]? reference = state?.Phase is "rl" or "done" && File.Exists(latest!.File(TrainingCheckpoint.ReferenceFile))
                 ? TrainingCheckpoint.ReadReference(latest, model.Config) : null;
             using var trainer = new RlTrainer(model, tokenizer, trainTask, algorithm,
-                new RlTrainerOptions(Seed: config.Seed, SampleEvery: config.Rl.SampleEvery), reference);
+                new RlTrainerOptions(Seed: config.Seed, SampleEvery: config.Rl.SampleEvery), reference) { Replicas = MpiJob.RlReplicas(World) };
             reference ??= model.DownloadParameters();
             if (state?.Phase is "rl" or "done" && state.Rl is not null)
             {
