@@ -117,6 +117,19 @@ public static class Devices
         return backend;
     }
 
+    /// <summary>
+    /// Which of <paramref name="count"/> GPUs this process takes: under mpirun or srun, each rank on a
+    /// machine takes its local rank's GPU (modulo the count, so 8 ranks on 4 GPUs share them two by two);
+    /// a single process takes the first. The local rank comes from OpenMPI (OMPI_COMM_WORLD_LOCAL_RANK),
+    /// MPICH (MPI_LOCALRANKID) or Slurm (SLURM_LOCALID), whichever is set.
+    /// </summary>
+    public static int LocalGpuIndex(int count, Func<string, string?> environment)
+    {
+        foreach (var variable in new[] { "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID" })
+            if (int.TryParse(environment(variable), out int rank) && rank >= 0) return rank % count;
+        return 0;
+    }
+
     /// <summary>The names <see cref="ParsePrecision"/> accepts, as the CLI shows them.</summary>
     public static readonly string[] PrecisionNames = ["fp32", "tf32", "bf16"];
 

@@ -84,4 +84,21 @@ public class BackendSelectionTests
         Assert.Equal(data.AsSpan(20, 7).ToArray(), backend.ToArray(copy));
         Assert.Throws<ArgumentOutOfRangeException>(() => buf.Slice(30, 8));
     }
+
+    /// <summary>Under mpirun or srun each rank on a machine takes its local rank's GPU, wrapping around the count.</summary>
+    [Theory]
+    [InlineData(null, null, null, 4, 0)]             // one process: the first GPU
+    [InlineData("3", null, null, 4, 3)]              // OpenMPI
+    [InlineData("5", null, null, 4, 1)]              // more ranks than GPUs: shared two by two
+    [InlineData(null, "2", null, 4, 2)]              // MPICH
+    [InlineData(null, null, "1", 2, 1)]              // Slurm
+    [InlineData("not a number", null, "1", 2, 1)]   // an unreadable variable is skipped
+    public void Each_local_rank_takes_its_own_gpu(string? openMpi, string? mpich, string? slurm, int count, int expected)
+    {
+        var environment = new Dictionary<string, string?>
+        {
+            ["OMPI_COMM_WORLD_LOCAL_RANK"] = openMpi, ["MPI_LOCALRANKID"] = mpich, ["SLURM_LOCALID"] = slurm,
+        };
+        Assert.Equal(expected, Devices.LocalGpuIndex(count, v => environment.GetValueOrDefault(v)));
+    }
 }

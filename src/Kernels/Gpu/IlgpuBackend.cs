@@ -66,10 +66,11 @@ public sealed partial class IlgpuBackend : Backend
                 // Fast32BitOnly would silently demote them (and double buffers) to float.
                 b.EnableAlgorithms().Math(MathMode.Fast).Optimize(OptimizationLevel.O2);
             });
-            Device? device = null;
-            if (name == "cuda") { foreach (var d in context.GetCudaDevices()) { device = d; break; } }
-            else { foreach (var d in context.GetCLDevices()) { device = d; break; } }
-            if (device is null) { context.Dispose(); return null; }
+            var devices = new List<Device>();
+            if (name == "cuda") foreach (var d in context.GetCudaDevices()) devices.Add(d);
+            else foreach (var d in context.GetCLDevices()) devices.Add(d);
+            if (devices.Count == 0) { context.Dispose(); return null; }
+            var device = devices[Devices.LocalGpuIndex(devices.Count, Environment.GetEnvironmentVariable)];
             return new IlgpuBackend(context, device.CreateAccelerator(context), name);
         }
         catch (Exception e) when (e is DllNotFoundException or TypeInitializationException or EntryPointNotFoundException)
