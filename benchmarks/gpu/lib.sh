@@ -1,6 +1,6 @@
 # Shared by the GPU scripts (run-all.sh, gemm-check.sh); sourced with DEADLINE set. Unpacks the bundle
 # (.gpu/bundle.tar.xz, the op benchmarks, the PTX), defines A (the CLI), B (the op benchmarks), PY (the
-# PyTorch peers), the `step` runner with its deadline, and starts ptxas/SASS of every kernel in the
+# PyTorch peers), G (the gpt2 training step), the `step` runner with its deadline, `selfcheck`, and starts ptxas/SASS of every kernel in the
 # background (results in $OUT: ptxas.txt, sass.txt.xz, gpu.txt).
 set -u
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
@@ -22,6 +22,15 @@ step() {
   timeout "$limit" "$@"
   echo "== rc=$?"
 }
+
+# Correctness first: a figure from a wrong kernel is worth nothing (every family against the cpu backend).
+selfcheck() {
+  step 150 $A selfcheck --device cuda > "$OUT/selfcheck.txt" 2>&1; echo "selfcheck rc=$?" >> "$OUT/selfcheck.txt"
+  tail -2 "$OUT/selfcheck.txt"
+}
+
+# GPT-2 124M at B16 T1024: 1 warm-up and 3 timed steps.
+G="$A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 3 --warmup 1"
 
 # Registers, spills and shared memory of every kernel; SASS of the matmul and attention kernels.
 sass() {

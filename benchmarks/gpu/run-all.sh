@@ -13,7 +13,7 @@
 #   8. Qwen2.5-0.5B in bf16, ours and transformers;
 #   9. the kernels that are not the default on CUDA (plain GEMM, warp attention) against the defaults;
 #  10. the fp32 Qwen2.5-0.5B and 350M shapes, ours and the peers; the small presets.
-# Used on an H200 on 2026-12-04 with DEADLINE=470 and 330 (benchmarks/results/h200-2026-12-04-call*.txt):
+# Used on an H200 on 2026-12-04 with DEADLINE=470, 330 and 390 (benchmarks/results/h200-2026-12-04-call{1,2,3}.txt):
 # a fresh machine started in about 30 s, so a session's 900 s fit two such calls.
 # Prepare here:
 #   ../shared/gpu/bundle.sh src/Cli/ArcherIlgpu.Cli.csproj && benchmarks/gpu/bundle-bench.sh
@@ -26,12 +26,9 @@ set -u
 DEADLINE=${DEADLINE:-480}
 source "$(dirname "$0")/lib.sh"
 
-# GPT-2 124M at B16 T1024: 1 warm-up and 3 timed steps (about 1.3 s each at the H100's fp32 speed).
-G="$A bench train --preset gpt2 --batch 16 --seq 1024 --device cuda --steps 3 --warmup 1"
 {
-  # 2. Correctness first: a figure from a wrong kernel is worth nothing.
-  step 150 $A selfcheck --device cuda > "$OUT/selfcheck.txt" 2>&1; echo "selfcheck rc=$?" >> "$OUT/selfcheck.txt"
-  tail -2 "$OUT/selfcheck.txt"
+  # 2. Correctness first.
+  selfcheck
   # 3. The headline: GPT-2 124M training step, ours and PyTorch eager, same precision, same call.
   step 60 $G --precision fp32
   step 60 python3 $PY/gpt2_step.py --matmul --shapes gpt2-b16 --steps 5 --warmup 2
