@@ -18,7 +18,11 @@ public enum MatMulPrecision
 
 // The tensor-core GEMM: the 128×128 tile of the float32 kernel, but each of the 8 warps multiplies a
 // 64×32 piece of it with mma.sync (m16n8k8 TF32 or m16n8k16 BF16) on operand fragments it gathers
-// from shared memory itself (ILGPU gives no shared-memory address, so no ldmatrix).
+// from shared memory itself. ILGPU 1.5.3 gives a kernel no shared-memory address (ArrayView's
+// LoadEffectiveAddressAsPtr is internal), so no ldmatrix or cp.async. The one way in found: inline PTX
+// may name an allocation's symbol (`mov.u32 r, __shared_alloca0;`), but ILGPU numbers the allocations
+// in its own order (a probe with two tiles gave alloca0 to the larger, declared second), so that would
+// need a PTX test pinning the numbering before any kernel relied on it. Not done.
 public sealed partial class IlgpuBackend
 {
     /// <summary>
