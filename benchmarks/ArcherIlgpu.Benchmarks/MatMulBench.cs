@@ -290,3 +290,52 @@ public sealed class GemmVariantsBench : IOpBenchmark
     static string Describe(IlgpuBackend.GemmChoice c) =>
         $"{(c.Big ? "128" : "64")}{(c.Slices > 1 ? $" S{c.Slices}x{c.SliceDepth}" : "")}{(c.Quads ? " v4" : "")}";
 }
+
+/// <summary>
+/// The decode step's products: M = batch rows (64, 256) against the gpt2 layer and LM-head weights.
+/// With the default plan a product this short never splits (K = 768 or 3072 is under the minimum split
+/// depth of 512 per slice), so a 64×768×768 product runs on 6 groups of 132 SMs: generation at batch 64
+/// spent ~6 ms per decode step on an H200 where reading the weights once takes ~0.1 ms. Here each product
+/// runs with the default plan and with split-K down to slices of 256, 128 and 64 depths, in fp32 and bf16;
+/// the GB/s column is the weight bytes read per second (the bound a decode step can reach). Usage:
+///   ArcherIlgpu.Benchmarks --device cuda --op decode-gemm
+/// </summary>
+public sealed class DecodeGemmBench : IOpBenchmark
+{
+    public string Name => "decode-gemm";
+
+    static readonly (int K, int OC)[] Weights = [(768, 2304), (768, 768), (768, 3072), (3072, 768), (768, 50257)];
+
+    public void Run(Backend backend)
+    {
+        if (backend is not IlgpuBackend gpu) { Console.WriteLine("decode-gemm: ILGPU backends only"); return; }
+        var (savedVariants, savedDepth, savedPrecision) = (gpu.GemmVariants, gpu.SplitKMinDepth, gpu.MatMulPrecision);
+        try
+        {
+            foreach (int rows in new[] { 64, 256 })
+                foreach (var (K, OC) in Weights)
+                    RunProduct(gpu, rows, K, OC);
+        }
+        finally { (gpu.GemmVariants, gpu.SplitKMinDepth, gpu.MatMulPrecision) = (savedVariants, savedDepth, savedPrecision); }
+    }
+
+    static void RunProduct(IlgpuBackend gpu, int rows, int K, int OC)
+    {
+        var input = Bench.Random(gpu, (long)rows * K, 1);
+        var weight = Bench.Random(gpu, (long)OC * K, 2, 0.05f);
+        var bias = Bench.Random(gpu, OC, 3);
+        var output = gpu.Allocate<float>((long)rows * OC).All;
+        var shape = new IlgpuBackend.GemmShape { M = rows, N = OC, K = K, ARow = K, ACol = 1, BRow = 1, BCol = K, Ldc = OC };
+        foreach (var precision in new[] { MatMulPrecision.Float32, MatMulPrecision.Bf16 })
+            foreach (int minDepth in new[] { 512, 256, 128, 64 })
+            {
+                gpu.MatMulPrecision = precision;
+                gpu.GemmVariants = GemmVariants.SplitK | GemmVariants.Vec4Loads;
+                gpu.SplitKMinDepth = minDepth;
+                var (slices, depth) = precision == MatMulPrecision.Float32 ? (gpu.ChooseGemm(input.View, weight.View, shape).Slices, 0) : gpu.TensorSplit(shape);
+                Bench.Report(gpu, $"decode {Devices.PrecisionName(precision)} min depth {minDepth}", $"{rows}x{K}x{OC} S{slices}{(depth > 0 ? $"x{depth}" : "")}",
+                    2.0 * rows * K * OC, 4.0 * OC * K, () => gpu.MatMulForward(input, weight, bias, rows, K, OC, output), minSeconds: 0.05);
+            }
+        foreach (var b in new[] { input, weight, bias, output }) b.Buffer.Dispose();
+    }
+}

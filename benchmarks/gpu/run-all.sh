@@ -6,7 +6,8 @@
 #   2. `archer selfcheck --device cuda`, every family against the cpu backend;
 #   3. GPT-2 124M B16 T1024 training, ours and PyTorch eager side by side, in fp32, bf16 and tf32;
 #   4. the step's profile in tf32 and bf16 (each op synchronised);
-#   5. generation at batch 64 and 256, ours and transformers' `generate`, and ours in bf16;
+#   5. generation at batch 64 and 256, ours and transformers' `generate`, and ours in bf16; the decode
+#      step's products at finer split-K and its profile;
 #   6. one RL step at the Countdown study's shape (issue 14), and Nsight Compute on the GEMM kernels
 #      (why the tensor-core kernel stays at ~20% of cuBLAS: stall reasons, issue slots, hot SASS lines);
 #   7. the GEMM strategies op by op (gpt2 and LM-head products);
@@ -46,6 +47,11 @@ source "$(dirname "$0")/lib.sh"
   step 60 $A bench generate --preset gpt2 --batch 256 --new-tokens 256 --device cuda --precision fp32
   # bf16 generation (the CLI's default on CUDA since 2026-12-04: 1.8x fp32's tokens/s at batch 64).
   step 60 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda --precision bf16
+  # Why a decode step takes ~6 ms where reading the weights takes ~0.1: its products never split (K under
+  # the 512-deep minimum slice), so 6-24 groups run on 132 SMs. The products at finer splits, then the
+  # decode step's profile.
+  [ -x $B ] && step 45 $B --device cuda --op decode-gemm
+  step 45 $A bench generate --preset gpt2 --batch 64 --new-tokens 64 --device cuda --precision bf16 --profile
   # 6. One RL step at the Countdown study's shape (generation, old/reference log-probs, update), with
   #    the transfers per optimizer step; then Nsight Compute on the three GEMM kernels of the gpt2 step
   #    (the first 3 launches of each: the layer-0 qkv, attention-projection and fc forward products).
