@@ -141,7 +141,7 @@ public sealed partial class CpuBackend
             stats[PolicyLossStats.PpoKl] += rows[r + PolicyMath.RowPpoKl];
             for (int c = 0; c < PolicyMath.RowCountSlots; c++) stats[PolicyLossStats.Tokens + c] += rows[r + PolicyMath.RowCounts + c];
         }
-        double total = stats[PolicyLossStats.MaskSum];
+        double total = PolicyMath.MaskTotal(p, stats[PolicyLossStats.MaskSum]);
         for (int i = 0; i < R; i++)
         {
             int r = i * PolicyMath.RowSlots;

@@ -252,11 +252,12 @@ public sealed partial class IlgpuBackend
             if (Warp.LaneIdx == 0) shared[k * RowReduce.MaxWarps + warp] = v;
         }
         Group.Barrier();
-        float totalMask = 0;
-        for (int w = 0; w < warps; w++) totalMask += shared[w];
+        float ownMask = 0;
+        for (int w = 0; w < warps; w++) ownMask += shared[w];
+        float totalMask = (float)PolicyMath.MaskTotal(p, ownMask);
         if (Group.IdxX == 0)
         {
-            stats[PolicyLossStats.MaskSum] = totalMask;
+            stats[PolicyLossStats.MaskSum] = ownMask;
             float ppo = 0;
             for (int w = 0; w < warps; w++) ppo += shared[RowReduce.MaxWarps + w];
             stats[PolicyLossStats.PpoKl] = totalMask > 0 ? ppo / totalMask : 0f;
