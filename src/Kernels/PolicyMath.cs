@@ -32,6 +32,17 @@ public enum PolicyKlEstimator
     K3,
 }
 
+/// <summary>How a group of rewards for one prompt becomes one advantage per response (ArcherIlgpu.Rl names it AdvantageEstimator: one type on both sides).</summary>
+public enum PolicyAdvantageEstimator
+{
+    /// <summary>(r − mean) / (unbiased std + ε) within the group (GRPO; Archer's code, norm_adv_by_std_in_grpo=True).</summary>
+    Grpo,
+    /// <summary>r − mean, no division by the std (Dr. GRPO).</summary>
+    DrGrpo,
+    /// <summary>r − mean of the other G−1 rewards (RLOO).</summary>
+    Rloo,
+}
+
 /// <summary>Which tokens an AR-Lopti pass trains on (others get advantage 0 and β 0 but stay in every denominator).</summary>
 public enum PolicyTokenPass
 {
@@ -183,6 +194,22 @@ public static class PolicyMath
     {
         uint bits = (key & 0x80000000u) != 0 ? key & 0x7FFFFFFFu : ~key;
         return BitConverter.Int32BitsToSingle((int)bits);
+    }
+
+    // ------------------------------------------------------------------ advantages
+
+    /// <summary>
+    /// One response's advantage from its reward and its group's Σ r and Σ (r − mean)² (mean = Σ r / G), float64
+    /// (float32 under CUDA's Fast32BitOnly); NaN for an unknown estimator. G ≥ 2.
+    /// </summary>
+    public static double GroupAdvantage(PolicyAdvantageEstimator estimator, double reward, double sum, double squaredDeviations,
+        int groupSize, double epsilon)
+    {
+        double mean = sum / groupSize;
+        if (estimator == PolicyAdvantageEstimator.Grpo) return (reward - mean) / (Math.Sqrt(squaredDeviations / (groupSize - 1)) + epsilon);
+        if (estimator == PolicyAdvantageEstimator.DrGrpo) return reward - mean;
+        if (estimator == PolicyAdvantageEstimator.Rloo) return reward - (sum - reward) / (groupSize - 1);
+        return double.NaN;
     }
 
     // ------------------------------------------------------------------ per-token loss

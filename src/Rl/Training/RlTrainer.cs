@@ -174,7 +174,7 @@ public sealed class RlTrainer : IDisposable
         m["batch/empty"] = 0;
 
         // A rank of a data-parallel run may keep no group of this step: it still joins every mini-batch's sums.
-        var s = batch.KeptGroups > 0 ? StepTensors.Build(batch, Config, tokenizer.EndOfText) : null;
+        var s = batch.KeptGroups > 0 ? StepTensors.Build(batch, tokenizer.EndOfText) : null;
         int micro = MicroRows(batch);
         var (logProbSeconds, classifiedOnce) = s is null ? (0, false) : OldAndReferenceLogProbs(s, batch, micro);
         OldPolicyMetrics(s, m);
@@ -232,7 +232,7 @@ public sealed class RlTrainer : IDisposable
     {
         Policy.CheckTokens(s.Inputs, s.Inputs.Length, "step inputs");
         Policy.CheckTokens(s.Targets, s.Targets.Length, "step targets");
-        device.Load(s, tokenizer.EndOfText);
+        device.Load(s, tokenizer.EndOfText, Config.Advantage, Config.AdvantageEpsilon);
         var logProbClock = Stopwatch.StartNew();
         RecomputeOldLogProbs(batch, micro);
         if (reference is not null) ComputeReference(s, micro);
