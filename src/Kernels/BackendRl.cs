@@ -57,4 +57,31 @@ public abstract partial class Backend
     public abstract void PolicyLossForwardBackward(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
         Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
         Buf<float> dLogProbs, Buf<float> stats);
+
+    /// <summary>
+    /// Group-normalised advantages, spread over each response's tokens: rows are laid out group after group
+    /// (row i is response i mod G of prompt ⌊i / G⌋); per group, Σ r and Σ (r − mean)² in float64 (float32
+    /// under CUDA's Fast32BitOnly), then <see cref="PolicyMath.GroupAdvantage"/> per row, rounded to float32
+    /// and written to each token of the row with mask &gt; 0 (0 elsewhere).
+    /// </summary>
+    /// <param name="rewards">[R] one reward per response</param> <param name="mask">[R, T]</param>
+    /// <param name="groupSize">G ≥ 2, dividing R</param> <param name="epsilon">GRPO's ε added to the std (≥ 0)</param>
+    /// <param name="advantages">[R, T] out, OVERWRITTEN</param>
+    public void GroupAdvantages(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize, PolicyAdvantageEstimator estimator,
+        double epsilon, Buf<float> advantages)
+    {
+        if (R < 0 || T < 0) throw new ArgumentException($"GroupAdvantages needs R >= 0 and T >= 0, got {R} and {T}");
+        if (groupSize < 2) throw new ArgumentOutOfRangeException(nameof(groupSize), groupSize, "group size must be >= 2 (a group of one has no baseline)");
+        if (R % groupSize != 0) throw new ArgumentException($"{R} rewards are not a whole number of groups of {groupSize}");
+        if ((uint)estimator > (uint)PolicyAdvantageEstimator.Rloo) throw new ArgumentOutOfRangeException(nameof(estimator), estimator, "unknown advantage estimator");
+        if (!(epsilon >= 0)) throw new ArgumentOutOfRangeException(nameof(epsilon), epsilon, "advantage epsilon must be >= 0");
+        long n = (long)R * T;
+        if (n == 0) return;
+        BufChecks.RequireElements(rewards, R); BufChecks.RequireElements(mask, n); BufChecks.RequireElements(advantages, n);
+        GroupAdvantagesCore(rewards, mask, R, T, groupSize, estimator, epsilon, advantages);
+    }
+
+    /// <summary>The backend's <see cref="GroupAdvantages"/>, arguments already checked.</summary>
+    protected internal abstract void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
+        PolicyAdvantageEstimator estimator, double epsilon, Buf<float> advantages);
 }

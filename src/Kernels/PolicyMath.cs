@@ -32,6 +32,17 @@ public enum PolicyKlEstimator
     K3,
 }
 
+/// <summary>How a group of rewards for one prompt becomes one advantage per response (ArcherIlgpu.Rl names it AdvantageEstimator: one type on both sides).</summary>
+public enum PolicyAdvantageEstimator
+{
+    /// <summary>(r − mean) / (unbiased std + ε) within the group (GRPO; Archer's code, norm_adv_by_std_in_grpo=True).</summary>
+    Grpo,
+    /// <summary>r − mean, no division by the std (Dr. GRPO).</summary>
+    DrGrpo,
+    /// <summary>r − mean of the other G−1 rewards (RLOO).</summary>
+    Rloo,
+}
+
 /// <summary>Which tokens an AR-Lopti pass trains on (others get advantage 0 and β 0 but stay in every denominator).</summary>
 public enum PolicyTokenPass
 {
@@ -74,6 +85,12 @@ public struct PolicyLossParameters
     /// <summary>AR-Lopti's pass and its split point ln η (computed as MathF.Log(η)).</summary>
     public PolicyTokenPass Pass;
     public float LoptiLogEta;
+    /// <summary>
+    /// Σ m of the whole mini-batch when this call is one micro-batch of it, so that each micro-batch's dLogProbs
+    /// come out alone (one forward per micro-batch): the token-mean denominator and the PPO-KL statistic's divisor.
+    /// 0: this call's own Σ m. Float32 holds token counts exactly up to 2^24.
+    /// </summary>
+    public float MaskTotal;
 
     /// <summary>Archer's released-code defaults (archer-spec.md §9) for <paramref name="rows"/> responses.</summary>
     public static PolicyLossParameters ArcherDefaults(int rows) => new()
@@ -90,6 +107,7 @@ public struct PolicyLossParameters
     {
         if (!(SequenceDivisor > 0)) throw new ArgumentOutOfRangeException(nameof(SequenceDivisor), SequenceDivisor, "sequence divisor must be > 0");
         if (!(TokenSumNormalizer > 0)) throw new ArgumentOutOfRangeException(nameof(TokenSumNormalizer), TokenSumNormalizer, "token-sum normaliser must be > 0");
+        if (!(MaskTotal >= 0)) throw new ArgumentOutOfRangeException(nameof(MaskTotal), MaskTotal, "mask total must be >= 0 (0: the call's own)");
         if ((uint)KlEstimator > (uint)PolicyKlEstimator.K3) throw new ArgumentOutOfRangeException(nameof(KlEstimator), KlEstimator, "unknown KL estimator");
         if ((uint)Aggregation > (uint)PolicyAggregation.SeqMeanTokenSum) throw new ArgumentOutOfRangeException(nameof(Aggregation), Aggregation, "unknown aggregation");
         if ((uint)KlAggregation > (uint)PolicyKlAggregation.PerClassMean) throw new ArgumentOutOfRangeException(nameof(KlAggregation), KlAggregation, "unknown KL aggregation");
@@ -109,7 +127,7 @@ public static class PolicyLossStats
     public const int KlLow = 3;
     /// <summary>Unweighted aggregated KL of the high class (PerClassMean), 0 under SameAsPolicy.</summary>
     public const int KlHigh = 4;
-    /// <summary>Σ m·(ℓ_old − ℓ) / Σ m (0 without valid tokens).</summary>
+    /// <summary>Σ m·(ℓ_old − ℓ) / Σ m, the divisor being <see cref="PolicyLossParameters.MaskTotal"/> when given (so micro-batches' values add up), else this call's (0 without valid tokens).</summary>
     public const int PpoKl = 5;
     /// <summary>Valid tokens per class: +0 low, +1 high (a valid token of class None counts as low).</summary>
     public const int Tokens = 6;
@@ -119,7 +137,7 @@ public static class PolicyLossStats
     public const int ClippedLow = 10;
     /// <summary>The dual clip binds, per class.</summary>
     public const int DualClipped = 12;
-    /// <summary>Σ m over valid tokens.</summary>
+    /// <summary>Σ m over this call's valid tokens.</summary>
     public const int MaskSum = 14;
     /// <summary>Length of the statistics buffer.</summary>
     public const int Count = 15;
@@ -176,6 +194,22 @@ public static class PolicyMath
     {
         uint bits = (key & 0x80000000u) != 0 ? key & 0x7FFFFFFFu : ~key;
         return BitConverter.Int32BitsToSingle((int)bits);
+    }
+
+    // ------------------------------------------------------------------ advantages
+
+    /// <summary>
+    /// One response's advantage from its reward and its group's Σ r and Σ (r − mean)² (mean = Σ r / G), float64
+    /// (float32 under CUDA's Fast32BitOnly); NaN for an unknown estimator. G ≥ 2.
+    /// </summary>
+    public static double GroupAdvantage(PolicyAdvantageEstimator estimator, double reward, double sum, double squaredDeviations,
+        int groupSize, double epsilon)
+    {
+        double mean = sum / groupSize;
+        if (estimator == PolicyAdvantageEstimator.Grpo) return (reward - mean) / (Math.Sqrt(squaredDeviations / (groupSize - 1)) + epsilon);
+        if (estimator == PolicyAdvantageEstimator.DrGrpo) return reward - mean;
+        if (estimator == PolicyAdvantageEstimator.Rloo) return reward - (sum - reward) / (groupSize - 1);
+        return double.NaN;
     }
 
     // ------------------------------------------------------------------ per-token loss
@@ -275,6 +309,9 @@ public static class PolicyMath
         => aggregation == PolicyAggregation.TokenMean ? 1.0 / (totalMask + DenominatorEpsilon)
          : aggregation == PolicyAggregation.SeqMeanTokenMean ? 1.0 / (rowMask + DenominatorEpsilon) / divisor
          : 1.0 / tokenSumNormalizer / divisor;
+
+    /// <summary>The Σ m that token means divide by: the mini-batch's (<see cref="PolicyLossParameters.MaskTotal"/>) if given, else the call's own.</summary>
+    public static double MaskTotal(in PolicyLossParameters p, double callTotal) => p.MaskTotal > 0 ? p.MaskTotal : callTotal;
 
     /// <summary>The derivative of a per-class KL mean term with respect to one of that class's tokens' m·kl.</summary>
     public static double ClassKlScale(double classMask, double divisor) => 1.0 / (classMask + DenominatorEpsilon) / divisor;

@@ -105,6 +105,9 @@ public sealed class ProfilingBackend(Backend inner) : Backend
     protected internal override void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
         Buf<int> status, Buf<int> counts, Buf<int> lengths, Buf<int> outTokens, Buf<float> outLogProbs, Buf<int> nextTokens, Buf<int> nextPositions, Buf<int> samplePositions)
         => Time("RecordSamples", () => Inner.RecordSamples(sampled, sampledLogProbs, B, maxNew, maxT, endToken, status, counts, lengths, outTokens, outLogProbs, nextTokens, nextPositions, samplePositions));
+    protected internal override void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
+        PolicyAdvantageEstimator estimator, double epsilon, Buf<float> advantages)
+        => Time("GroupAdvantages", () => Inner.GroupAdvantages(rewards, mask, R, T, groupSize, estimator, epsilon, advantages));
     public override void ClassifyTokensPerResponse(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
         bool strictGreater, Buf<float> thresholds, Buf<int> classes)
         => Time("ClassifyTokensPerResponse", () => Inner.ClassifyTokensPerResponse(entropies, mask, R, T, rho, strictGreater, thresholds, classes));

@@ -2,3 +2,4 @@
 global using LossAggregation = ArcherIlgpu.Kernels.PolicyAggregation;
 global using KlAggregation = ArcherIlgpu.Kernels.PolicyKlAggregation;
 global using KlEstimator = ArcherIlgpu.Kernels.PolicyKlEstimator;
+global using AdvantageEstimator = ArcherIlgpu.Kernels.PolicyAdvantageEstimator;

@@ -4,3 +4,4 @@ global using ArcherIlgpu.Rl.Losses;
 global using LossAggregation = ArcherIlgpu.Kernels.PolicyAggregation;
 global using KlAggregation = ArcherIlgpu.Kernels.PolicyKlAggregation;
 global using KlEstimator = ArcherIlgpu.Kernels.PolicyKlEstimator;
+global using AdvantageEstimator = ArcherIlgpu.Kernels.PolicyAdvantageEstimator;

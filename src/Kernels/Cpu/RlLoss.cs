@@ -5,6 +5,7 @@ namespace ArcherIlgpu.Kernels;
 /// valid entropies (the order statistics are what the GPU's radix select finds). The loss runs the same
 /// three phases as the GPU kernels, over the same <see cref="PolicyMath"/> functions: per-row sums into a
 /// [R, RowSlots] float64 scratch, then the batch totals and per-row scales, then the gradient per token.
+/// Advantages: each group's sums once, in float64 (the same numbers as the host formula's).
 /// </summary>
 public sealed partial class CpuBackend
 {
@@ -141,7 +142,7 @@ public sealed partial class CpuBackend
             stats[PolicyLossStats.PpoKl] += rows[r + PolicyMath.RowPpoKl];
             for (int c = 0; c < PolicyMath.RowCountSlots; c++) stats[PolicyLossStats.Tokens + c] += rows[r + PolicyMath.RowCounts + c];
         }
-        double total = stats[PolicyLossStats.MaskSum];
+        double total = PolicyMath.MaskTotal(p, stats[PolicyLossStats.MaskSum]);
         for (int i = 0; i < R; i++)
         {
             int r = i * PolicyMath.RowSlots;
@@ -158,6 +159,25 @@ public sealed partial class CpuBackend
         }
         stats[PolicyLossStats.PpoKl] = total > 0 ? stats[PolicyLossStats.PpoKl] / total : 0;
         stats[PolicyLossStats.Loss] = stats[PolicyLossStats.PolicyTerm] + stats[PolicyLossStats.KlTerm];
+    }
+
+    protected internal override void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
+        PolicyAdvantageEstimator estimator, double epsilon, Buf<float> advantages)
+    {
+        var r = rewards.Span; var m = mask.Span; var a = advantages.Span;
+        for (int start = 0; start < R; start += groupSize)
+        {
+            var group = r.Slice(start, groupSize);
+            double sum = 0, squares = 0;
+            foreach (var x in group) sum += x;
+            double mean = sum / groupSize;
+            foreach (var x in group) squares += (x - mean) * (x - mean);
+            for (int i = start; i < start + groupSize; i++)
+            {
+                float advantage = (float)PolicyMath.GroupAdvantage(estimator, r[i], sum, squares, groupSize, epsilon);
+                for (int t = 0; t < T; t++) a[i * T + t] = m[i * T + t] > 0 ? advantage : 0f;
+            }
+        }
     }
 
     internal static void CheckPolicyLossArguments(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,

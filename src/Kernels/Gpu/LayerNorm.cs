@@ -7,9 +7,6 @@ namespace ArcherIlgpu.Kernels;
 
 public sealed partial class IlgpuBackend
 {
-    // One slot per warp of a group: groups are at most 256 threads and warps at least 8 lanes.
-    const int LayerNormWarpSlots = 32;
-
     // dWeight/dBias are summed over blocks of this many rows into partials [blocks, 2, C], then the
     // blocks are added in order by one thread per column: deterministic, no float atomics, and
     // N / 32 x C / 128 groups keep the GPU busy where one thread per column could not.
@@ -71,57 +68,21 @@ public sealed partial class IlgpuBackend
 
     // ------------------------------------------------------------------ kernels
 
-    /// <summary>Sum over a warp; every lane gets the same value (a butterfly adds the same pairs on both sides).</summary>
-    static float LayerNormWarpSum(float value)
-    {
-        for (int offset = Warp.WarpSize / 2; offset > 0; offset /= 2)
-            value += Warp.ShuffleXor(value, offset);
-        return value;
-    }
-
-    /// <summary>Sum over the group; every thread gets the same value (warps are added in a fixed order).</summary>
-    static float LayerNormGroupSum(float value, ArrayView<float> warpSums)
-    {
-        value = LayerNormWarpSum(value);
-        if (Group.DimX == Warp.WarpSize) return value;   // single-warp rows need no shared memory or barrier
-        if (Warp.LaneIdx == 0) warpSums[Group.IdxX / Warp.WarpSize] = value;
-        Group.Barrier();
-        float total = 0f;
-        int warps = Group.DimX / Warp.WarpSize;
-        for (int w = 0; w < warps; w++) total += warpSums[w];
-        Group.Barrier();   // warpSums may be written again by the next call
-        return total;
-    }
-
-    /// <summary>Two group sums for the price of one pair of barriers; warpSums holds 2 x <see cref="LayerNormWarpSlots"/>.</summary>
-    static void LayerNormGroupSum2(ref float a, ref float b, ArrayView<float> warpSums)
-    {
-        a = LayerNormWarpSum(a); b = LayerNormWarpSum(b);
-        if (Group.DimX == Warp.WarpSize) return;
-        int warp = Group.IdxX / Warp.WarpSize;
-        if (Warp.LaneIdx == 0) { warpSums[warp] = a; warpSums[LayerNormWarpSlots + warp] = b; }
-        Group.Barrier();
-        a = 0f; b = 0f;
-        int warps = Group.DimX / Warp.WarpSize;
-        for (int w = 0; w < warps; w++) { a += warpSums[w]; b += warpSums[LayerNormWarpSlots + w]; }
-        Group.Barrier();
-    }
-
     /// <summary>One group per row: mean, then the variance from squared deviations (two passes over an L1-resident row).</summary>
     static void LayerNormForwardKernel(ArrayView<float> input, ArrayView<float> weight, ArrayView<float> bias, int C, float eps,
         ArrayView<float> output, ArrayView<float> mean, ArrayView<float> rstd)
     {
-        var warpSums = SharedMemory.Allocate<float>(LayerNormWarpSlots);
+        var warpSums = SharedMemory.Allocate<float>(RowReduce.MaxWarps);
         long rowStart = (long)Grid.IdxX * C;
         int tid = Group.IdxX, size = Group.DimX;
 
         float sum = 0f;
         for (int c = tid; c < C; c += size) sum += input[rowStart + c];
-        float m = LayerNormGroupSum(sum, warpSums) / C;
+        float m = RowReduce.GroupSum(sum, warpSums) / C;
 
         float squares = 0f;
         for (int c = tid; c < C; c += size) { float d = input[rowStart + c] - m; squares += d * d; }
-        float r = XMath.Rsqrt(LayerNormGroupSum(squares, warpSums) / C + eps);
+        float r = XMath.Rsqrt(RowReduce.GroupSum(squares, warpSums) / C + eps);
 
         for (int c = tid; c < C; c += size)
             output[rowStart + c] = (input[rowStart + c] - m) * r * weight[c] + bias[c];
@@ -135,7 +96,7 @@ public sealed partial class IlgpuBackend
     static void LayerNormInputGradKernel(ArrayView<float> dOutput, ArrayView<float> input, ArrayView<float> weight,
         ArrayView<float> mean, ArrayView<float> rstd, int C, ArrayView<float> dInput)
     {
-        var warpSums = SharedMemory.Allocate<float>(2 * LayerNormWarpSlots);
+        var warpSums = SharedMemory.Allocate<float>(2 * RowReduce.MaxWarps);
         int row = Grid.IdxX;
         long rowStart = (long)row * C;
         int tid = Group.IdxX, size = Group.DimX;
@@ -148,7 +109,7 @@ public sealed partial class IlgpuBackend
             sumG += g;
             sumGN += g * (input[rowStart + c] - m) * r;
         }
-        LayerNormGroupSum2(ref sumG, ref sumGN, warpSums);
+        RowReduce.GroupSum2(ref sumG, ref sumGN, warpSums);
         float meanG = sumG / C, meanGN = sumGN / C;
 
         for (int c = tid; c < C; c += size)

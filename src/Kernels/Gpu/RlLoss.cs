@@ -12,7 +12,8 @@ namespace ArcherIlgpu.Kernels;
 /// float32 scratch (float32 throughout: CUDA contexts use MathMode.Fast32BitOnly, which demotes every
 /// float64 operation, load and store in a kernel to float32); (2) one group turns them into batch totals, per-row gradient scales and the
 /// statistics; (3) one thread per token writes dLoss/dℓ. Every per-token value comes from the same
-/// <see cref="PolicyMath"/> functions as the managed backend and the host code.
+/// <see cref="PolicyMath"/> functions as the managed backend and the host code. Advantages: one thread per
+/// token reads its group's rewards (<see cref="PolicyMath.GroupAdvantage"/>).
 /// </summary>
 public sealed partial class IlgpuBackend
 {
@@ -22,6 +23,7 @@ public sealed partial class IlgpuBackend
     Action<KernelConfig, ArrayView<float>, int, PolicyLossParameters, ArrayView<float>>? policyTotalsKernel;
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>,
         int, int, int, int, PolicyLossParameters, ArrayView<float>, ArrayView<float>>? policyGradientKernel;
+    Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, PolicyAdvantageEstimator, float, ArrayView<float>>? groupAdvantagesKernel;
 
     DeviceBuffer<float>? policyRows;    // [R, RowSlots] float32 scratch (float64 does not survive Fast32BitOnly), grown to the largest R seen
     DeviceBuffer<int>? noClasses;       // stands in for an absent classes argument (never read)
@@ -203,6 +205,31 @@ public sealed partial class IlgpuBackend
             (int)n, T, hasKl ? 1 : 0, hasClasses ? 1 : 0, parameters, rows, dLogProbs.View);
     }
 
+    protected internal override void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
+        PolicyAdvantageEstimator estimator, double epsilon, Buf<float> advantages)
+    {
+        long n = (long)R * T;
+        groupAdvantagesKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, int, PolicyAdvantageEstimator, float,
+            ArrayView<float>>(GroupAdvantagesKernel);
+        // ε as float32: a float64 kernel argument does not arrive intact under CUDA's Fast32BitOnly.
+        groupAdvantagesKernel(Linear(n), rewards.View, mask.View, (int)n, T, groupSize, estimator, (float)epsilon, advantages.View);
+    }
+
+    /// <summary>One thread per token: its group's sums (G reads twice; G is small), its row's advantage, the mask.</summary>
+    static void GroupAdvantagesKernel(ArrayView<float> rewards, ArrayView<float> mask, int n, int T, int groupSize,
+        PolicyAdvantageEstimator estimator, float epsilon, ArrayView<float> advantages)
+    {
+        int index = Grid.GlobalIndex.X;
+        if (index >= n) return;
+        if (!(mask[index] > 0)) { advantages[index] = 0f; return; }
+        int row = index / T, start = row / groupSize * groupSize;
+        double sum = 0, squares = 0;
+        for (int j = 0; j < groupSize; j++) sum += rewards[start + j];
+        double mean = sum / groupSize;
+        for (int j = 0; j < groupSize; j++) squares += (rewards[start + j] - mean) * (rewards[start + j] - mean);
+        advantages[index] = (float)PolicyMath.GroupAdvantage(estimator, rewards[row], sum, squares, groupSize, epsilon);
+    }
+
     static void PolicyRowKernel(ArrayView<float> logProbs, ArrayView<float> oldLogProbs, ArrayView<float> refLogProbs,
         ArrayView<float> advantages, ArrayView<float> mask, ArrayView<int> classes, int T, int hasKl, int hasClasses,
         PolicyLossParameters p, ArrayView<float> rows)
@@ -252,11 +279,12 @@ public sealed partial class IlgpuBackend
             if (Warp.LaneIdx == 0) shared[k * RowReduce.MaxWarps + warp] = v;
         }
         Group.Barrier();
-        float totalMask = 0;
-        for (int w = 0; w < warps; w++) totalMask += shared[w];
+        float ownMask = 0;
+        for (int w = 0; w < warps; w++) ownMask += shared[w];
+        float totalMask = (float)PolicyMath.MaskTotal(p, ownMask);
         if (Group.IdxX == 0)
         {
-            stats[PolicyLossStats.MaskSum] = totalMask;
+            stats[PolicyLossStats.MaskSum] = ownMask;
             float ppo = 0;
             for (int w = 0; w < warps; w++) ppo += shared[RowReduce.MaxWarps + w];
             stats[PolicyLossStats.PpoKl] = totalMask > 0 ? ppo / totalMask : 0f;

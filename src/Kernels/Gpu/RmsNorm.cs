@@ -135,7 +135,7 @@ public sealed partial class IlgpuBackend
     static void RmsNormForwardKernel(ArrayView<float> input, ArrayView<float> weightA, ArrayView<float> weightB,
         RmsNormSegments s, float eps, ArrayView<float> output, ArrayView<float> rstd)
     {
-        var warpSums = SharedMemory.Allocate<float>(LayerNormWarpSlots);
+        var warpSums = SharedMemory.Allocate<float>(RowReduce.MaxWarps);
         int row = Grid.IdxX / s.SegsTotal, seg = Grid.IdxX - row * s.SegsTotal;
         long start = (long)row * s.RowLength + (long)seg * s.Length;
         int tid = Group.IdxX, size = Group.DimX, L = s.Length;
@@ -146,7 +146,7 @@ public sealed partial class IlgpuBackend
         }
         float squares = 0f;
         for (int c = tid; c < L; c += size) { float x = input[start + c]; squares += x * x; }
-        float r = XMath.Rsqrt(LayerNormGroupSum(squares, warpSums) / L + eps);
+        float r = XMath.Rsqrt(RowReduce.GroupSum(squares, warpSums) / L + eps);
         var weight = RmsNormSegmentWeight(seg, s, weightA, weightB);
         for (int c = tid; c < L; c += size) output[start + c] = input[start + c] * r * weight[c];
         if (tid == 0) rstd[(long)row * s.SegsNormed + seg] = r;
@@ -161,7 +161,7 @@ public sealed partial class IlgpuBackend
     static void RmsNormInputGradKernel(ArrayView<float> dOutput, ArrayView<float> input, ArrayView<float> weightA,
         ArrayView<float> weightB, ArrayView<float> rstd, RmsNormSegments s, int accumulate, ArrayView<float> dInput)
     {
-        var warpSums = SharedMemory.Allocate<float>(LayerNormWarpSlots);
+        var warpSums = SharedMemory.Allocate<float>(RowReduce.MaxWarps);
         int row = Grid.IdxX / s.SegsTotal, seg = Grid.IdxX - row * s.SegsTotal;
         long start = (long)row * s.RowLength + (long)seg * s.Length;
         int tid = Group.IdxX, size = Group.DimX, L = s.Length;
@@ -175,7 +175,7 @@ public sealed partial class IlgpuBackend
         float r = rstd[(long)row * s.SegsNormed + seg];
         float sumGX = 0f;
         for (int c = tid; c < L; c += size) sumGX += dOutput[start + c] * weight[c] * input[start + c];
-        float k = r * r * r * LayerNormGroupSum(sumGX, warpSums) / L;
+        float k = r * r * r * RowReduce.GroupSum(sumGX, warpSums) / L;
         for (int c = tid; c < L; c += size)
         {
             float grad = dOutput[start + c] * weight[c] * r - input[start + c] * k;

@@ -3,12 +3,13 @@ using ILGPU;
 namespace ArcherIlgpu.Kernels;
 
 /// <summary>
-/// Reductions across one group for the "one group per row" kernels of the classifier head and the
-/// sampler: a butterfly of warp shuffles, one partial per warp through shared memory, then every warp
-/// reduces the partials itself, so every thread gets the result without a broadcast step.
-/// The group size must be a multiple of the warp size and at most <see cref="MaxWarps"/> warps
-/// (<see cref="IlgpuBackend.RowGroupSize"/> guarantees both). Each call ends with a barrier so the
-/// same shared slots can be used by the next call.
+/// Reductions across one group for the "one group per row" kernels (classifier head, sampler, norms, RL loss):
+/// a butterfly of warp shuffles, one partial per warp through shared memory, then every thread adds the
+/// partials itself in warp order, so every thread gets the same result without a broadcast step and the
+/// sum's order does not depend on the warp size. The group size must be a multiple of the warp size and at
+/// most <see cref="MaxWarps"/> warps (<see cref="IlgpuBackend.RowGroupSize"/> guarantees both; the warps of a
+/// group may outnumber a warp's lanes, as with 8-lane warps and groups of 256). Each call ends with a barrier
+/// so the same shared slots can be used by the next call.
 /// </summary>
 internal static class RowReduce
 {
@@ -63,15 +64,27 @@ internal static class RowReduce
     static int WarpInGroup => Group.IdxX / Warp.WarpSize;
     static int WarpsInGroup => Group.DimX / Warp.WarpSize;
 
+    /// <summary>Sum over the group; every thread gets the same value (warps are added in a fixed order).</summary>
     public static float GroupSum(float v, ArrayView<float> shared)
     {
         v = WarpSum(v);
         if (Warp.LaneIdx == 0) shared[WarpInGroup] = v;
         Group.Barrier();
-        v = Warp.LaneIdx < WarpsInGroup ? shared[Warp.LaneIdx] : 0f;
-        v = WarpSum(v);
+        float total = 0f;
+        for (int w = 0; w < WarpsInGroup; w++) total += shared[w];
         Group.Barrier();
-        return v;
+        return total;
+    }
+
+    /// <summary>Two group sums for the price of one pair of barriers; <paramref name="shared"/> holds 2 × <see cref="MaxWarps"/>.</summary>
+    public static void GroupSum2(ref float a, ref float b, ArrayView<float> shared)
+    {
+        a = WarpSum(a); b = WarpSum(b);
+        if (Warp.LaneIdx == 0) { shared[WarpInGroup] = a; shared[MaxWarps + WarpInGroup] = b; }
+        Group.Barrier();
+        a = 0f; b = 0f;
+        for (int w = 0; w < WarpsInGroup; w++) { a += shared[w]; b += shared[MaxWarps + w]; }
+        Group.Barrier();
     }
 
     public static float GroupMax(float v, ArrayView<float> shared)
@@ -79,8 +92,7 @@ internal static class RowReduce
         v = WarpMax(v);
         if (Warp.LaneIdx == 0) shared[WarpInGroup] = v;
         Group.Barrier();
-        v = Warp.LaneIdx < WarpsInGroup ? shared[Warp.LaneIdx] : float.NegativeInfinity;
-        v = WarpMax(v);
+        for (int w = 0; w < WarpsInGroup; w++) v = shared[w] > v ? shared[w] : v;
         Group.Barrier();
         return v;
     }
@@ -90,10 +102,10 @@ internal static class RowReduce
         v = WarpSum(v);
         if (Warp.LaneIdx == 0) shared[WarpInGroup] = v;
         Group.Barrier();
-        v = Warp.LaneIdx < WarpsInGroup ? shared[Warp.LaneIdx] : 0;
-        v = WarpSum(v);
+        int total = 0;
+        for (int w = 0; w < WarpsInGroup; w++) total += shared[w];
         Group.Barrier();
-        return v;
+        return total;
     }
 
     public static long GroupSum(long v, ArrayView<long> shared)
@@ -101,10 +113,10 @@ internal static class RowReduce
         v = WarpSum(v);
         if (Warp.LaneIdx == 0) shared[WarpInGroup] = v;
         Group.Barrier();
-        v = Warp.LaneIdx < WarpsInGroup ? shared[Warp.LaneIdx] : 0L;
-        v = WarpSum(v);
+        long total = 0;
+        for (int w = 0; w < WarpsInGroup; w++) total += shared[w];
         Group.Barrier();
-        return v;
+        return total;
     }
 
     /// <summary>Group-wide argmax; on return every thread holds the winning key and index.</summary>
@@ -113,10 +125,12 @@ internal static class RowReduce
         WarpArgMax(ref key, ref index);
         if (Warp.LaneIdx == 0) { sharedKeys[WarpInGroup] = key; sharedIndices[WarpInGroup] = index; }
         Group.Barrier();
-        bool has = Warp.LaneIdx < WarpsInGroup;
-        key = has ? sharedKeys[Warp.LaneIdx] : float.NegativeInfinity;
-        index = has ? sharedIndices[Warp.LaneIdx] : int.MaxValue;
-        WarpArgMax(ref key, ref index);
+        for (int w = 0; w < WarpsInGroup; w++)
+        {
+            float otherKey = sharedKeys[w];
+            int otherIndex = sharedIndices[w];
+            if (otherKey > key || (otherKey == key && otherIndex < index)) { key = otherKey; index = otherIndex; }
+        }
         Group.Barrier();
     }
 }

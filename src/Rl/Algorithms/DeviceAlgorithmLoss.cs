@@ -31,6 +31,18 @@ public readonly struct DeviceAlgorithmLossInputs
     public Buf<float> Advantages { get; init; }
     public Buf<float> Mask { get; init; }
     public Buf<int> Classes { get; init; }
+
+    /// <summary>Rows [<paramref name="start"/>, start + <paramref name="count"/>) of every given input (a micro-batch of a mini-batch).</summary>
+    public DeviceAlgorithmLossInputs RowRange(int start, int count)
+    {
+        long from = (long)start * T, n = (long)count * T;
+        Buf<TV> Part<TV>(Buf<TV> b) where TV : unmanaged => b.IsEmpty ? default : b.Slice(from, n);
+        return new()
+        {
+            Rows = count, T = T, LogProbs = Part(LogProbs), OldLogProbs = Part(OldLogProbs), RefLogProbs = Part(RefLogProbs),
+            Entropies = Part(Entropies), Advantages = Part(Advantages), Mask = Part(Mask), Classes = Part(Classes),
+        };
+    }
 }
 
 /// <summary>
@@ -52,6 +64,7 @@ public sealed class DeviceAlgorithmLoss : IDisposable
     DeviceBuffer<int>? classes;
     DeviceBuffer<float>? thresholds;
     readonly DeviceBuffer<float> stats;
+    DeviceBuffer<float>? partStats;   // a later micro-batch's statistics, added to stats
     readonly float[] hostStats = new float[PolicyLossStats.Count];
 
     public DeviceAlgorithmLoss(Backend backend, AlgorithmConfig config)
@@ -80,9 +93,15 @@ public sealed class DeviceAlgorithmLoss : IDisposable
     /// with the loss and its statistics. <paramref name="sequenceDivisor"/>: responses to divide by in
     /// sequence-mean modes (null: Rows). <paramref name="tokenMeanDivisor"/>: valid tokens to divide by in the token-mean mode
     /// (null: those of this batch; a data-parallel run gives the whole mini-batch's over all ranks).
+    /// <para>
+    /// A micro-batch of a mini-batch (its rows only, whose classes do not depend on the other rows: given, or per
+    /// response) gives <paramref name="miniBatchMaskTotal"/>, the mini-batch's Σ m on this process, so its dLogProbs
+    /// are the mini-batch's own; and <paramref name="addToStats"/> for every micro-batch after the first, so that
+    /// <see cref="Stats"/> become the mini-batch's (every statistic is a sum over rows once the mask total is fixed).
+    /// </para>
     /// </summary>
     public void Compute(in DeviceAlgorithmLossInputs x, Buf<float> dLogProbs, double? sequenceDivisor = null, LoptiPass pass = LoptiPass.All,
-        double? tokenMeanDivisor = null)
+        double? tokenMeanDivisor = null, double? miniBatchMaskTotal = null, bool addToStats = false)
     {
         int n = checked(x.Rows * x.T);
         bool useKl = UsesKl;
@@ -95,8 +114,11 @@ public sealed class DeviceAlgorithmLoss : IDisposable
             p.Aggregation = LossAggregation.SeqMeanTokenSum;
             p.TokenSumNormalizer = (float)((tokens + PolicyMath.DenominatorEpsilon) / p.SequenceDivisor);
         }
+        if (miniBatchMaskTotal is double total) p.MaskTotal = (float)total;
+        var statsOut = addToStats ? (partStats ??= backend.Allocate<float>(PolicyLossStats.Count)).All : stats.All;
         backend.PolicyLossForwardBackward(x.LogProbs, x.OldLogProbs, useKl ? x.RefLogProbs : default, x.Advantages, x.Mask, cls,
-            x.Rows, x.T, p, dLogProbs, stats.All);
+            x.Rows, x.T, p, dLogProbs, statsOut);
+        if (addToStats) backend.ResidualForward(stats.All, statsOut, PolicyLossStats.Count, stats.All);   // an elementwise add, in place
     }
 
     /// <summary>Downloads the statistics of the last call (waits for the device).</summary>
@@ -191,5 +213,6 @@ public sealed class DeviceAlgorithmLoss : IDisposable
         classes?.Dispose();
         thresholds?.Dispose();
         stats.Dispose();
+        partStats?.Dispose();
     }
 }

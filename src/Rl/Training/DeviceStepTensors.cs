@@ -4,7 +4,7 @@ namespace ArcherIlgpu.Rl.Training;
 
 /// <summary>
 /// The device side of one training step's <see cref="StepTensors"/>, all [Rows, T] row-major: inputs and
-/// targets, mask and advantages (uploaded once per step), the old policy's log-probs and entropies, the
+/// targets and mask (uploaded once per step), the advantages (computed here from the uploaded [Rows] rewards), the old policy's log-probs and entropies, the
 /// reference log-probs and the token classes (written on the device, never uploaded); plus the gathered
 /// rows of the current mini-batch, which the loss reads. Every buffer is grown only when a step needs more
 /// than any step before (a view of its first Rows·T entries serves the step), so a run allocates them a
@@ -20,7 +20,7 @@ internal sealed class DeviceStepTensors : IDisposable
     // Whole step, [Rows, T].
     readonly Grown<int> inputs, targets, classes, padTokens, metricClasses;
     readonly Grown<float> metricThresholds;
-    readonly Grown<float> mask, advantages, oldLogProbs, oldEntropies, refLogProbs;
+    readonly Grown<float> mask, rewards, advantages, oldLogProbs, oldEntropies, refLogProbs;
     // One mini-batch's rows, [rows, T].
     readonly Grown<int> mbClasses;
     readonly Grown<float> mbMask, mbAdvantages, mbOld, mbRef, mbLogProbs, mbEntropies, mbDLogProbs;
@@ -32,7 +32,7 @@ internal sealed class DeviceStepTensors : IDisposable
         Grown<TV> New<TV>() where TV : unmanaged { var g = new Grown<TV>(backend); owned.Add(g); return g; }
         inputs = New<int>(); targets = New<int>(); classes = New<int>(); padTokens = New<int>(); metricClasses = New<int>();
         metricThresholds = New<float>();
-        mask = New<float>(); advantages = New<float>(); oldLogProbs = New<float>(); oldEntropies = New<float>(); refLogProbs = New<float>();
+        mask = New<float>(); rewards = New<float>(); advantages = New<float>(); oldLogProbs = New<float>(); oldEntropies = New<float>(); refLogProbs = New<float>();
         mbClasses = New<int>();
         mbMask = New<float>(); mbAdvantages = New<float>(); mbOld = New<float>(); mbRef = New<float>();
         mbLogProbs = New<float>(); mbEntropies = New<float>(); mbDLogProbs = New<float>();
@@ -56,14 +56,18 @@ internal sealed class DeviceStepTensors : IDisposable
         return backend.ToArray(cls);
     }
 
-    /// <summary>Uploads the step's inputs, targets, mask and advantages (the only uploads of a step).</summary>
-    public void Load(StepTensors s, int padToken)
+    /// <summary>
+    /// Uploads the step's inputs, targets, mask and rewards (the only uploads of a step) and computes each token's
+    /// group-normalised advantage on the device.
+    /// </summary>
+    public void Load(StepTensors s, int padToken, AdvantageEstimator estimator, double epsilon)
     {
         Rows = s.Rows; T = s.T;
         backend.Upload(inputs.Take(N), s.Inputs);
         backend.Upload(targets.Take(N), s.Targets);
         backend.Upload(mask.Take(N), s.Mask);
-        backend.Upload(advantages.Take(N), s.Advantages);
+        backend.Upload(rewards.Take(Rows), s.RowRewards);
+        backend.GroupAdvantages(rewards.Take(Rows), Mask, Rows, T, s.GroupSize, estimator, epsilon, advantages.Take(N));
         this.padToken = padToken;
     }
 

@@ -56,9 +56,9 @@ public sealed record RlStepResult(int Step, IReadOnlyDictionary<string, double> 
 /// the old and reference log-probs and the token classes are written there, and each mini-batch runs
 /// forward → log-probs and entropies → <see cref="DeviceAlgorithmLoss"/> (classification and loss) →
 /// backward without leaving it; the host reads the loss statistics (16 floats) once per mini-batch, to
-/// skip a non-finite update and for the metrics. When a mini-batch needs more than one micro-batch, the
-/// loss needs every row's entropies first (per-batch quantile, global token mean), so the micro-batches
-/// are run forward once to get them and again, each followed by its backward.
+/// skip a non-finite update and for the metrics. A mini-batch of several micro-batches runs one forward per
+/// micro-batch, its loss (given the mini-batch's mask total) and its backward; only a per-batch entropy quantile
+/// recomputed per mini-batch (80/20) needs every row's entropies first, and then runs each micro-batch forward twice.
 /// </para>
 /// A non-finite loss or gradient norm skips the optimizer step (the weights stay as they were) and is
 /// counted. Deterministic on the cpu backend given the seeds.
@@ -111,6 +111,8 @@ public sealed class RlTrainer : IDisposable
     public int StepIndex { get; private set; }
     /// <summary>Optimizer steps skipped because the loss or the gradient norm was not finite.</summary>
     public int SkippedOptimizerSteps => skippedTotal;
+    /// <summary>Forward passes of the policy's training activations so far (the old log-probs and the update), one per micro-batch each.</summary>
+    public long PolicyForwards { get; private set; }
 
     /// <summary>
     /// Called after the backward of a mini-batch and before its optimizer step, with the policy whose
@@ -172,7 +174,7 @@ public sealed class RlTrainer : IDisposable
         m["batch/empty"] = 0;
 
         // A rank of a data-parallel run may keep no group of this step: it still joins every mini-batch's sums.
-        var s = batch.KeptGroups > 0 ? StepTensors.Build(batch, Config, tokenizer.EndOfText) : null;
+        var s = batch.KeptGroups > 0 ? StepTensors.Build(batch, tokenizer.EndOfText) : null;
         int micro = MicroRows(batch);
         var (logProbSeconds, classifiedOnce) = s is null ? (0, false) : OldAndReferenceLogProbs(s, batch, micro);
         OldPolicyMetrics(s, m);
@@ -230,7 +232,7 @@ public sealed class RlTrainer : IDisposable
     {
         Policy.CheckTokens(s.Inputs, s.Inputs.Length, "step inputs");
         Policy.CheckTokens(s.Targets, s.Targets.Length, "step targets");
-        device.Load(s, tokenizer.EndOfText);
+        device.Load(s, tokenizer.EndOfText, Config.Advantage, Config.AdvantageEpsilon);
         var logProbClock = Stopwatch.StartNew();
         RecomputeOldLogProbs(batch, micro);
         if (reference is not null) ComputeReference(s, micro);
@@ -271,7 +273,11 @@ public sealed class RlTrainer : IDisposable
 
     /// <summary>Forward of the given rows padded to <paramref name="micro"/> rows (a fixed shape keeps the activations allocated once);
     /// leaves log-probs and entropies in the returned pass's activations, ready for a backward.</summary>
-    LogProbPass ForwardRows(ReadOnlySpan<int> rows, int micro) => ForwardRows(Policy, Policy.TrainingActivations(micro, device.T), rows);
+    LogProbPass ForwardRows(ReadOnlySpan<int> rows, int micro)
+    {
+        PolicyForwards++;
+        return ForwardRows(Policy, Policy.TrainingActivations(micro, device.T), rows);
+    }
 
     LogProbPass ForwardRows(CausalLm model, Activations a, ReadOnlySpan<int> rows)
     {
@@ -288,14 +294,11 @@ public sealed class RlTrainer : IDisposable
         if (replicas is null) { UpdateOneProcess(s!, rows, miniBatch.AllRows, micro, pass, classifiedOnce, lr, acc); return; }
         // Data-parallel, token-mean loss: every rank divides by the mini-batch's valid tokens over all ranks.
         double? validTokens = Config.Aggregation == LossAggregation.TokenMean ? replicas.Sum(ValidTokens(s, rows)) : null;
-        LogProbPass forward = default;
-        Buf<float> dLogProbs = default;
-        bool single = rows.Length <= micro;
         PolicyLossResult result;
         if (rows.Length == 0) result = replicas!.SumLossStatistics(new float[PolicyLossStats.Count]);   // this rank holds none of its groups
         else
         {
-            (forward, dLogProbs, var logProbs) = LossOfRows(s!, rows, miniBatch.AllRows, micro, single, pass, classifiedOnce, validTokens);
+            var logProbs = LossAndBackward(s!, rows, miniBatch.AllRows, micro, pass, classifiedOnce, validTokens, keepLogProbs: acc.Calls == 0);
             var stats = new float[PolicyLossStats.Count];
             Policy.Backend.Download(loss.Stats, stats);
             result = replicas.SumLossStatistics(stats);
@@ -303,12 +306,12 @@ public sealed class RlTrainer : IDisposable
         }
         acc.Add(result);
 
+        // Every rank sees the same summed loss, so all of them skip (and drop the gradient just computed) or none does.
         if (!double.IsFinite(result.Loss))
         {
             Skip(acc);
             return;
         }
-        if (rows.Length > 0) Backward(s!, rows, micro, single, forward, dLogProbs);
         BeforeOptimizerStep?.Invoke(Policy);
         replicas.SumGradients(Policy);
         Count(Optimizer.Apply(lr), acc);
@@ -329,10 +332,8 @@ public sealed class RlTrainer : IDisposable
     /// </summary>
     void UpdateOneProcess(StepTensors s, int[] rows, int allRows, int micro, LoptiPass pass, bool classifiedOnce, float lr, UpdateAccumulator acc)
     {
-        bool single = rows.Length <= micro;
-        var (forward, dLogProbs, logProbs) = LossOfRows(s, rows, allRows, micro, single, pass, classifiedOnce, validTokens: null);
+        var logProbs = LossAndBackward(s, rows, allRows, micro, pass, classifiedOnce, validTokens: null, keepLogProbs: acc.Calls == 0);
         if (acc.Calls == 0) acc.FirstMaxAbsLogRatio = MaxAbsLogRatio(s, rows, logProbs);
-        Backward(s, rows, micro, single, forward, dLogProbs);
         BeforeOptimizerStep?.Invoke(Policy);
         var backend = Policy.Backend;
         var normSlot = stepScalars.All.Slice(PolicyLossStats.Count, 1);
@@ -350,61 +351,71 @@ public sealed class RlTrainer : IDisposable
     }
 
     /// <summary>
-    /// Forward of a mini-batch's rows and its loss (enqueued): the forward pass to reuse for the backward when one
-    /// micro-batch holds the rows, dLoss/dℓ and the current log-probs. The sequence-mean divisor is the full
-    /// mini-batch (Archer's gradient accumulation) or its rows over all ranks.
+    /// Whether a mini-batch of several micro-batches needs every row's current entropies before its loss: only when the
+    /// loss classifies by one quantile over the whole mini-batch (the 80/20 baseline, reclassified per mini-batch), since
+    /// no token's class is known before all entropies are. Classes given for the step (classified once per rollout), none
+    /// at all, or per response (a row's own quantile) let each micro-batch's loss run alone.
     /// </summary>
-    (LogProbPass Forward, Buf<float> DLogProbs, Buf<float> LogProbs) LossOfRows(StepTensors s, int[] rows, int allRows, int micro, bool single,
-        LoptiPass pass, bool classifiedOnce, double? validTokens)
+    bool NeedsEveryEntropyFirst(bool classifiedOnce) => !classifiedOnce && Config.Classification == EntropyClassification.Batch;
+
+    /// <summary>
+    /// Enqueues a mini-batch's forward, loss (into <see cref="DeviceAlgorithmLoss.Stats"/>) and backward (into the
+    /// gradients), micro-batch by micro-batch. Returns a buffer holding its rows' log-probs when <paramref name="keepLogProbs"/>.
+    /// The sequence-mean divisor is the full mini-batch (Archer's gradient accumulation) or its rows over all ranks.
+    /// Each micro-batch runs one forward: its loss gets the mini-batch's mask total, which (with classes that do not
+    /// depend on other rows) is all the loss needs from the other rows; see <see cref="NeedsEveryEntropyFirst"/>.
+    /// </summary>
+    Buf<float> LossAndBackward(StepTensors s, int[] rows, int allRows, int micro, LoptiPass pass, bool classifiedOnce, double? validTokens,
+        bool keepLogProbs)
     {
-        int n = rows.Length * s.T;
         var backend = Policy.Backend;
         var x = device.MiniBatch(rows, reference is not null, classifiedOnce);
-        LogProbPass forward = default;
-        Buf<float> dLogProbs;
-        // Pass 1 (all of it when one micro-batch holds the mini-batch): current log-probs and entropies.
-        if (single)
+        var (logProbs, entropies, dLogProbs) = device.MiniBatchResults(rows.Length);
+        double divisor = Config.DivideByFullMiniBatch ? Config.MiniBatchPrompts * s.GroupSize : allRows;
+        if (rows.Length > micro && NeedsEveryEntropyFirst(classifiedOnce))
         {
-            forward = ForwardRows(rows, micro);
+            TwoPasses(s, rows, micro, x with { LogProbs = logProbs, Entropies = entropies }, dLogProbs, divisor, pass, validTokens);
+            return logProbs;
+        }
+        double maskTotal = ValidTokens(s, rows);
+        for (int start = 0; start < rows.Length; start += micro)
+        {
+            int count = Math.Min(micro, rows.Length - start), n = count * s.T;
+            var forward = ForwardRows(rows.AsSpan(start, count), micro);
             var a = forward.Activations;
             backend.Zero(a.DLogProbs);   // the padding rows' gradient stays 0
-            x = x with { LogProbs = a.LogProbs.Slice(0, n), Entropies = a.Entropies.Slice(0, n) };
-            dLogProbs = a.DLogProbs.Slice(0, n);
+            var part = x.RowRange(start, count) with { LogProbs = a.LogProbs.Slice(0, n), Entropies = a.Entropies.Slice(0, n) };
+            loss.Compute(part, a.DLogProbs.Slice(0, n), divisor, pass, validTokens, maskTotal, addToStats: start > 0);
+            if (keepLogProbs) backend.Copy(part.LogProbs, logProbs.Slice((long)start * s.T, n));
+            Policy.BackwardFromLogProbs(forward);
         }
-        else
-        {
-            var (lp, ent, dlp) = device.MiniBatchResults(rows.Length);
-            for (int start = 0; start < rows.Length; start += micro)
-            {
-                int count = Math.Min(micro, rows.Length - start);
-                var a = ForwardRows(rows.AsSpan(start, count), micro).Activations;
-                backend.Copy(a.LogProbs.Slice(0, count * s.T), lp.Slice(start * s.T, count * s.T));
-                backend.Copy(a.Entropies.Slice(0, count * s.T), ent.Slice(start * s.T, count * s.T));
-            }
-            x = x with { LogProbs = lp, Entropies = ent };
-            dLogProbs = dlp;
-        }
-
-        double divisor = Config.DivideByFullMiniBatch ? Config.MiniBatchPrompts * s.GroupSize : allRows;
-        loss.Compute(x, dLogProbs, divisor, pass, validTokens);
-        return (forward, dLogProbs, x.LogProbs);
+        return logProbs;
     }
 
-    /// <summary>Backward: reuses the activations of pass 1 when it was a single micro-batch, else runs each micro-batch again.</summary>
-    void Backward(StepTensors s, int[] rows, int micro, bool single, LogProbPass forward, Buf<float> dLogProbs)
+    /// <summary>
+    /// The mini-batch's loss from every row's log-probs and entropies (<paramref name="x"/> points at the mini-batch
+    /// buffers, filled here by a first forward of each micro-batch), then each micro-batch forward again and backward
+    /// with its rows of dLoss/dℓ: the activations hold one micro-batch, so the first forward's are gone by then.
+    /// </summary>
+    void TwoPasses(StepTensors s, int[] rows, int micro, DeviceAlgorithmLossInputs x, Buf<float> dLogProbs, double divisor, LoptiPass pass,
+        double? validTokens)
     {
-        if (single)
+        var backend = Policy.Backend;
+        for (int start = 0; start < rows.Length; start += micro)
         {
-            Policy.BackwardFromLogProbs(forward);
-            return;
+            int count = Math.Min(micro, rows.Length - start);
+            var a = ForwardRows(rows.AsSpan(start, count), micro).Activations;
+            backend.Copy(a.LogProbs.Slice(0, count * s.T), x.LogProbs.Slice((long)start * s.T, count * s.T));
+            backend.Copy(a.Entropies.Slice(0, count * s.T), x.Entropies.Slice((long)start * s.T, count * s.T));
         }
+        loss.Compute(x, dLogProbs, divisor, pass, validTokens);
         for (int start = 0; start < rows.Length; start += micro)
         {
             int count = Math.Min(micro, rows.Length - start);
             var again = ForwardRows(rows.AsSpan(start, count), micro);
             var a = again.Activations;
-            Policy.Backend.Zero(a.DLogProbs);
-            Policy.Backend.Copy(dLogProbs.Slice(start * s.T, count * s.T), a.DLogProbs.Slice(0, count * s.T));
+            backend.Zero(a.DLogProbs);
+            backend.Copy(dLogProbs.Slice((long)start * s.T, count * s.T), a.DLogProbs.Slice(0, count * s.T));
             Policy.BackwardFromLogProbs(again);
         }
     }

@@ -1,5 +1,3 @@
-using ArcherIlgpu.Rl.Algorithms;
-
 namespace ArcherIlgpu.Rl.Training;
 
 /// <summary>
@@ -13,12 +11,13 @@ internal sealed class StepTensors
     public int Rows, T, GroupSize, ValidTokens;
     public int Groups => Rows / GroupSize;
     public int[] Inputs = [], Targets = [];
-    public float[] Mask = [], RolloutLogProbs = [], Advantages = [];
+    public float[] Mask = [], RolloutLogProbs = [];
     /// <summary>The old policy's log-probs and entropies, downloaded once per step for the metrics (the update reads the device copies).</summary>
     public float[] OldLogProbs = [], OldEntropies = [];
-    public float[] RowRewards = [], RowAdvantages = [];
+    /// <summary>[Rows] each response's reward; the advantages are computed from them on the device (<see cref="DeviceStepTensors.Load"/>).</summary>
+    public float[] RowRewards = [];
 
-    public static StepTensors Build(RolloutBatch batch, AlgorithmConfig config, int padToken)
+    public static StepTensors Build(RolloutBatch batch, int padToken)
     {
         var kept = batch.Kept;
         int R = kept.Count;
@@ -27,7 +26,7 @@ internal sealed class StepTensors
         int n = R * T;
         s.Inputs = new int[n]; s.Targets = new int[n];
         Array.Fill(s.Inputs, padToken); Array.Fill(s.Targets, padToken);
-        s.Mask = new float[n]; s.RolloutLogProbs = new float[n]; s.Advantages = new float[n];
+        s.Mask = new float[n]; s.RolloutLogProbs = new float[n];
         s.OldLogProbs = new float[n]; s.OldEntropies = new float[n];
         for (int i = 0; i < R; i++)
         {
@@ -43,9 +42,6 @@ internal sealed class StepTensors
             }
         }
         s.RowRewards = kept.Select(r => r.Reward).ToArray();
-        s.RowAdvantages = new float[R];
-        Losses.Advantages.Compute(config.Advantage, s.RowRewards, batch.GroupSize, s.RowAdvantages, config.AdvantageEpsilon);
-        Losses.Advantages.BroadcastToTokens(s.RowAdvantages, s.Mask, T, s.Advantages);
         return s;
     }
 }

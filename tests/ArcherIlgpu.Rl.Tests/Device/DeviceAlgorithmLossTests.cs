@@ -49,16 +49,7 @@ public class DeviceAlgorithmLossTests
         // token, cpu backend float64 row sums times scales, kernels float32 row sums (~1e-7 relative over ≤ 9
         // tokens). Then one float32 rounding of each gradient: 2e-6 relative, 1e-8 absolute near 0.
         Close.All(Array.ConvertAll(dHost, x => (double)x), be.ToArray(d), 1e-8, 2e-6, $"{backend} {preset} {pass} dLogProbs");
-        Close.One(expected.Loss, got.Loss, 1e-7, 2e-6, "loss");
-        Close.One(expected.PolicyTerm, got.PolicyTerm, 1e-7, 2e-6, "policy term");
-        Close.One(expected.KlTerm, got.KlTerm, 1e-7, 2e-6, "kl term");
-        Close.One(expected.KlLow, got.KlLow, 1e-7, 2e-6, "kl low");
-        Close.One(expected.KlHigh, got.KlHigh, 1e-7, 2e-6, "kl high");
-        Close.One(expected.PpoKl, got.PpoKl, 1e-7, 2e-6, "ppo kl");
-        Assert.Equal(expected.Clips.Tokens, got.Clips.Tokens);
-        Assert.Equal(expected.Clips.ClippedHigh, got.Clips.ClippedHigh);
-        Assert.Equal(expected.Clips.ClippedLow, got.Clips.ClippedLow);
-        Assert.Equal(expected.Clips.DualClipped, got.Clips.DualClipped);
+        SameStatistics(expected, got, 2e-6);
         if (config.Classification != EntropyClassification.None)
             Assert.Equal(host.LastClasses.ToArray().Select(x => (int)x), be.ToArray(device.LastClasses));
     }
@@ -93,5 +84,69 @@ public class DeviceAlgorithmLossTests
         Close.All(be.ToArray(own).Select(v => v / 3.0).ToArray(), be.ToArray(given), 1e-9, 1e-6, $"{backend} dLogProbs");
         Close.One(ownLoss / 3, givenLoss, 1e-8, 1e-6, "loss");
         Assert.Contains(be.ToArray(own), v => Math.Abs(v) > 1e-4);   // a gradient to compare, not zeros
+    }
+
+    public static IEnumerable<object[]> MicroBatchPresets()
+    {
+        foreach (var be in new[] { "cpu", "ilgpu-cpu" })
+            foreach (var name in new[] { "dapo", "archer", "grpo" }) yield return [be, name];
+    }
+
+    /// <summary>
+    /// Issue 14 (one forward per micro-batch): a mini-batch's loss computed micro-batch by micro-batch, each call given
+    /// the mini-batch's mask total and adding its statistics to the previous ones, equals the host reference over the
+    /// whole mini-batch. dapo: token mean over all rows (needs the total); archer: per-response classes from each row's
+    /// own entropies and per-class KL means (row-local); grpo: sequence mean. Rows 0–3 and 4–5: two unequal micro-batches.
+    /// </summary>
+    [SkippableTheory, MemberData(nameof(MicroBatchPresets))]
+    public void MicroBatchesGivenTheMiniBatchMaskTotalGiveTheMiniBatchLoss(string backend, string preset)
+    {
+        var be = TestBackends.Get(backend);
+        var config = AlgorithmRegistry.Get(preset);
+        const int R = 6, T = 9, Split = 4;
+        var c = LossCase.Make(101, R, T);
+        var rng = new Random(5);
+        var entropy = new float[R * T];
+        for (int n = 0; n < entropy.Length; n++) entropy[n] = (float)(3 * rng.NextDouble());
+        var dHost = new float[R * T];
+        var expected = new AlgorithmLoss(config).Compute(new AlgorithmLossInputs
+        {
+            Rows = R, T = T, LogProbs = c.LogP, OldLogProbs = c.Old, RefLogProbs = c.Ref, Entropies = entropy,
+            Advantages = c.Adv, Mask = c.Mask,
+        }, dHost, sequenceDivisor: 8);
+
+        using var device = new DeviceAlgorithmLoss(be, config);
+        var x = new DeviceAlgorithmLossInputs
+        {
+            Rows = R, T = T, LogProbs = be.Upload<float>(c.LogP), OldLogProbs = be.Upload<float>(c.Old),
+            RefLogProbs = be.Upload<float>(c.Ref), Entropies = be.Upload<float>(entropy),
+            Advantages = be.Upload<float>(c.Adv), Mask = be.Upload<float>(c.Mask),
+        };
+        var d = be.Upload<float>(Enumerable.Repeat(5f, R * T).ToArray());
+        double maskTotal = c.Mask.Sum(m => (double)m);
+        device.Compute(x.RowRange(0, Split), d.Slice(0, Split * T), sequenceDivisor: 8, miniBatchMaskTotal: maskTotal);
+        device.Compute(x.RowRange(Split, R - Split), d.Slice(Split * T, (R - Split) * T), sequenceDivisor: 8, miniBatchMaskTotal: maskTotal,
+            addToStats: true);
+        var got = device.ReadResult();
+
+        // Each token's gradient is the one-call gradient (same scales, the mask total being exact), so the tolerances are
+        // those of the one-call test above; the statistics add one float32 rounding per micro-batch (2 here): 4e-6 relative.
+        Close.All(Array.ConvertAll(dHost, v => (double)v), be.ToArray(d), 1e-8, 2e-6, $"{backend} {preset} dLogProbs");
+        SameStatistics(expected, got, 4e-6);
+    }
+
+    /// <summary>The float32 statistics against the reference's: each value within 1e-7 + rtol·|expected|, the counts exactly.</summary>
+    static void SameStatistics(PolicyLossResult expected, PolicyLossResult got, double rtol)
+    {
+        Close.One(expected.Loss, got.Loss, 1e-7, rtol, "loss");
+        Close.One(expected.PolicyTerm, got.PolicyTerm, 1e-7, rtol, "policy term");
+        Close.One(expected.KlTerm, got.KlTerm, 1e-7, rtol, "kl term");
+        Close.One(expected.KlLow, got.KlLow, 1e-7, rtol, "kl low");
+        Close.One(expected.KlHigh, got.KlHigh, 1e-7, rtol, "kl high");
+        Close.One(expected.PpoKl, got.PpoKl, 1e-7, rtol, "ppo kl");
+        Assert.Equal(expected.Clips.Tokens, got.Clips.Tokens);
+        Assert.Equal(expected.Clips.ClippedHigh, got.Clips.ClippedHigh);
+        Assert.Equal(expected.Clips.ClippedLow, got.Clips.ClippedLow);
+        Assert.Equal(expected.Clips.DualClipped, got.Clips.DualClipped);
     }
 }

@@ -86,7 +86,7 @@ public class RlTrainerTests
 
     [Theory]
     [InlineData(0)]   // the whole mini-batch in one forward
-    [InlineData(4)]   // gradient accumulation over micro-batches of 4 (two forward passes per mini-batch)
+    [InlineData(4)]   // gradient accumulation over micro-batches of 4 (one forward each)
     public void OldLogProbsMatchRolloutAndFirstRatioIsOne(int micro)
     {
         using var backend = new CpuBackend();
