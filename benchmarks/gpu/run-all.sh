@@ -47,6 +47,7 @@ source "$(dirname "$0")/lib.sh"
   step 60 $A bench generate --preset gpt2 --batch 256 --new-tokens 256 --device cuda --precision fp32
   # bf16 generation (the CLI's default on CUDA since 2026-12-04: 1.8x fp32's tokens/s at batch 64).
   step 60 $A bench generate --preset gpt2 --batch 64 --new-tokens 256 --device cuda --precision bf16
+  step 60 python3 $PY/hf_bench.py generate --bf16 --batch 64 --new-tokens 256
   # Why a decode step takes ~6 ms where reading the weights takes ~0.1: its products never split (K under
   # the 512-deep minimum slice), so 6-24 groups run on 132 SMs. The products at finer splits, then the
   # decode step's profile.
