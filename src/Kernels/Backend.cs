@@ -1,3 +1,5 @@
+using static ArcherIlgpu.Kernels.BufChecks;
+
 namespace ArcherIlgpu.Kernels;
 
 /// <summary>
@@ -57,11 +59,25 @@ public abstract partial class Backend : IDisposable
     /// <param name="positions">[N] positions in [0, maxT)</param>
     /// <param name="wte">[V, C]</param> <param name="wpe">[maxT, C]</param>
     /// <param name="output">[N, C]</param>
-    public abstract void EmbeddingForward(Buf<int> tokens, Buf<int> positions, Buf<float> wte, Buf<float> wpe,
+    public void EmbeddingForward(Buf<int> tokens, Buf<int> positions, Buf<float> wte, Buf<float> wpe,
+        int N, int C, Buf<float> output)
+    {
+        RequireElements(tokens, N); RequireElements(positions, N); RequireElements(output, (long)N * C);
+        EmbeddingForwardCore(tokens, positions, wte, wpe, N, C, output);
+    }
+
+    protected abstract void EmbeddingForwardCore(Buf<int> tokens, Buf<int> positions, Buf<float> wte, Buf<float> wpe,
         int N, int C, Buf<float> output);
 
     /// <summary>Scatters dOutput rows into dWte[tokens[n]] and dWpe[positions[n]] (both accumulate).</summary>
-    public abstract void EmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, Buf<int> positions,
+    public void EmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, Buf<int> positions,
+        int N, int C, Buf<float> dWte, Buf<float> dWpe)
+    {
+        RequireElements(tokens, N); RequireElements(positions, N); RequireElements(dOutput, (long)N * C);
+        EmbeddingBackwardCore(dOutput, tokens, positions, N, C, dWte, dWpe);
+    }
+
+    protected abstract void EmbeddingBackwardCore(Buf<float> dOutput, Buf<int> tokens, Buf<int> positions,
         int N, int C, Buf<float> dWte, Buf<float> dWpe);
 
     // ------------------------------------------------------------ layernorm
@@ -70,11 +86,29 @@ public abstract partial class Backend : IDisposable
     /// <param name="input">[N, C]</param> <param name="weight">[C]</param> <param name="bias">[C]</param>
     /// <param name="output">[N, C]</param> <param name="mean">[N] saved for backward</param>
     /// <param name="rstd">[N] saved for backward</param>
-    public abstract void LayerNormForward(Buf<float> input, Buf<float> weight, Buf<float> bias,
+    public void LayerNormForward(Buf<float> input, Buf<float> weight, Buf<float> bias,
+        int N, int C, float eps, Buf<float> output, Buf<float> mean, Buf<float> rstd)
+    {
+        RequireElements(input, (long)N * C); RequireElements(output, (long)N * C);
+        RequireElements(weight, C); RequireElements(bias, C); RequireElements(mean, N); RequireElements(rstd, N);
+        LayerNormForwardCore(input, weight, bias, N, C, eps, output, mean, rstd);
+    }
+
+    protected abstract void LayerNormForwardCore(Buf<float> input, Buf<float> weight, Buf<float> bias,
         int N, int C, float eps, Buf<float> output, Buf<float> mean, Buf<float> rstd);
 
     /// <summary>dInput ACCUMULATES (in a pre-LN transformer it is the residual stream); dWeight, dBias accumulate.</summary>
-    public abstract void LayerNormBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
+    public void LayerNormBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
+        Buf<float> mean, Buf<float> rstd, int N, int C,
+        Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
+    {
+        RequireElements(dOutput, (long)N * C); RequireElements(input, (long)N * C); RequireElements(dInput, (long)N * C);
+        RequireElements(weight, C); RequireElements(mean, N); RequireElements(rstd, N);
+        RequireElements(dWeight, C); RequireElements(dBias, C);
+        LayerNormBackwardCore(dOutput, input, weight, mean, rstd, N, C, dInput, dWeight, dBias);
+    }
+
+    protected abstract void LayerNormBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
         Buf<float> mean, Buf<float> rstd, int N, int C,
         Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias);
 
@@ -130,16 +164,40 @@ public abstract partial class Backend : IDisposable
     // ---------------------------------------------------- elementwise (Gelu.cs, Residual.cs)
 
     /// <summary>GELU, tanh form as in GPT-2: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x³))). [n] -> [n]</summary>
-    public abstract void GeluForward(Buf<float> input, int n, Buf<float> output);
+    public void GeluForward(Buf<float> input, int n, Buf<float> output)
+    {
+        RequireElements(input, n); RequireElements(output, n);
+        GeluForwardCore(input, n, output);
+    }
+
+    protected abstract void GeluForwardCore(Buf<float> input, int n, Buf<float> output);
 
     /// <summary>dInput [n] is OVERWRITTEN.</summary>
-    public abstract void GeluBackward(Buf<float> dOutput, Buf<float> input, int n, Buf<float> dInput);
+    public void GeluBackward(Buf<float> dOutput, Buf<float> input, int n, Buf<float> dInput)
+    {
+        RequireElements(dOutput, n); RequireElements(input, n); RequireElements(dInput, n);
+        GeluBackwardCore(dOutput, input, n, dInput);
+    }
+
+    protected abstract void GeluBackwardCore(Buf<float> dOutput, Buf<float> input, int n, Buf<float> dInput);
 
     /// <summary>output = a + b, all [n].</summary>
-    public abstract void ResidualForward(Buf<float> a, Buf<float> b, int n, Buf<float> output);
+    public void ResidualForward(Buf<float> a, Buf<float> b, int n, Buf<float> output)
+    {
+        RequireElements(a, n); RequireElements(b, n); RequireElements(output, n);
+        ResidualForwardCore(a, b, n, output);
+    }
+
+    protected abstract void ResidualForwardCore(Buf<float> a, Buf<float> b, int n, Buf<float> output);
 
     /// <summary>dA += dOutput and dB += dOutput (both ACCUMULATE: they are the residual stream).</summary>
-    public abstract void ResidualBackward(Buf<float> dOutput, int n, Buf<float> dA, Buf<float> dB);
+    public void ResidualBackward(Buf<float> dOutput, int n, Buf<float> dA, Buf<float> dB)
+    {
+        RequireElements(dOutput, n); RequireElements(dA, n); RequireElements(dB, n);
+        ResidualBackwardCore(dOutput, n, dA, dB);
+    }
+
+    protected abstract void ResidualBackwardCore(Buf<float> dOutput, int n, Buf<float> dA, Buf<float> dB);
 
     // ------------------------------------------------------ classifier head (ClassifierHead.cs)
 

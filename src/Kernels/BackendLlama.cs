@@ -1,3 +1,5 @@
+using static ArcherIlgpu.Kernels.BufChecks;
+
 namespace ArcherIlgpu.Kernels;
 
 // ------------------------------------------- the Llama / Qwen block (RmsNorm.cs, Rope.cs, SwiGlu.cs, Embedding.cs)
@@ -12,10 +14,22 @@ public abstract partial class Backend
 
     /// <summary>out[n, :] = wte[tokens[n], :] (no position embedding: rotary models encode position in attention).</summary>
     /// <param name="tokens">[N] in [0, V)</param> <param name="wte">[V, C]</param> <param name="output">[N, C]</param>
-    public abstract void TokenEmbeddingForward(Buf<int> tokens, Buf<float> wte, int N, int C, Buf<float> output);
+    public void TokenEmbeddingForward(Buf<int> tokens, Buf<float> wte, int N, int C, Buf<float> output)
+    {
+        RequireElements(tokens, N); RequireElements(output, (long)N * C);
+        TokenEmbeddingForwardCore(tokens, wte, N, C, output);
+    }
+
+    protected abstract void TokenEmbeddingForwardCore(Buf<int> tokens, Buf<float> wte, int N, int C, Buf<float> output);
 
     /// <summary>dWte[tokens[n], :] += dOutput[n, :] (ACCUMULATES; repeated tokens sum).</summary>
-    public abstract void TokenEmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, int N, int C, Buf<float> dWte);
+    public void TokenEmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, int N, int C, Buf<float> dWte)
+    {
+        RequireElements(tokens, N); RequireElements(dOutput, (long)N * C);
+        TokenEmbeddingBackwardCore(dOutput, tokens, N, C, dWte);
+    }
+
+    protected abstract void TokenEmbeddingBackwardCore(Buf<float> dOutput, Buf<int> tokens, int N, int C, Buf<float> dWte);
 
     // ------------------------------------------------------- RMSNorm (RmsNorm.cs)
 

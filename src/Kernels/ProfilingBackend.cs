@@ -44,6 +44,9 @@ public sealed class ProfilingBackend(Backend inner) : Backend
         s.Ticks += ticks;
     }
 
+    // Each *Core override below calls the inner backend's PUBLIC op, so a profiled call checks its
+    // arguments twice (here and in the inner op): harmless, and only while profiling.
+
     /// <summary>The "op shape" key: the same op at different sizes is listed apart (e.g. each matmul).</summary>
     static string Key(string op, string shape) => op + " " + shape;
 
@@ -55,14 +58,14 @@ public sealed class ProfilingBackend(Backend inner) : Backend
     public override void Synchronize() => Inner.Synchronize();
     public override void Dispose() => Inner.Dispose();
 
-    public override void EmbeddingForward(Buf<int> tokens, Buf<int> positions, Buf<float> wte, Buf<float> wpe, int N, int C, Buf<float> output)
+    protected override void EmbeddingForwardCore(Buf<int> tokens, Buf<int> positions, Buf<float> wte, Buf<float> wpe, int N, int C, Buf<float> output)
         => Time("EmbeddingForward", () => Inner.EmbeddingForward(tokens, positions, wte, wpe, N, C, output));
-    public override void EmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, Buf<int> positions, int N, int C, Buf<float> dWte, Buf<float> dWpe)
+    protected override void EmbeddingBackwardCore(Buf<float> dOutput, Buf<int> tokens, Buf<int> positions, int N, int C, Buf<float> dWte, Buf<float> dWpe)
         => Time("EmbeddingBackward", () => Inner.EmbeddingBackward(dOutput, tokens, positions, N, C, dWte, dWpe));
 
-    public override void LayerNormForward(Buf<float> input, Buf<float> weight, Buf<float> bias, int N, int C, float eps, Buf<float> output, Buf<float> mean, Buf<float> rstd)
+    protected override void LayerNormForwardCore(Buf<float> input, Buf<float> weight, Buf<float> bias, int N, int C, float eps, Buf<float> output, Buf<float> mean, Buf<float> rstd)
         => Time("LayerNormForward", () => Inner.LayerNormForward(input, weight, bias, N, C, eps, output, mean, rstd));
-    public override void LayerNormBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> mean, Buf<float> rstd, int N, int C, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
+    protected override void LayerNormBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> mean, Buf<float> rstd, int N, int C, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
         => Time("LayerNormBackward", () => Inner.LayerNormBackward(dOutput, input, weight, mean, rstd, N, C, dInput, dWeight, dBias));
 
     public override void MatMulForward(Buf<float> input, Buf<float> weight, Buf<float> bias, int N, int K, int OC, Buf<float> output)
@@ -79,13 +82,13 @@ public sealed class ProfilingBackend(Backend inner) : Backend
     public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT, Buf<float> kCache, Buf<float> vCache, Buf<float> output)
         => Time("AttentionDecode", () => Inner.AttentionDecode(qkv, positions, B, H, Hkv, D, maxT, kCache, vCache, output));
 
-    public override void GeluForward(Buf<float> input, int n, Buf<float> output)
+    protected override void GeluForwardCore(Buf<float> input, int n, Buf<float> output)
         => Time("GeluForward", () => Inner.GeluForward(input, n, output));
-    public override void GeluBackward(Buf<float> dOutput, Buf<float> input, int n, Buf<float> dInput)
+    protected override void GeluBackwardCore(Buf<float> dOutput, Buf<float> input, int n, Buf<float> dInput)
         => Time("GeluBackward", () => Inner.GeluBackward(dOutput, input, n, dInput));
-    public override void ResidualForward(Buf<float> a, Buf<float> b, int n, Buf<float> output)
+    protected override void ResidualForwardCore(Buf<float> a, Buf<float> b, int n, Buf<float> output)
         => Time("ResidualForward", () => Inner.ResidualForward(a, b, n, output));
-    public override void ResidualBackward(Buf<float> dOutput, int n, Buf<float> dA, Buf<float> dB)
+    protected override void ResidualBackwardCore(Buf<float> dOutput, int n, Buf<float> dA, Buf<float> dB)
         => Time("ResidualBackward", () => Inner.ResidualBackward(dOutput, n, dA, dB));
 
     public override void CrossEntropyForwardBackward(Buf<float> logits, Buf<int> targets, Buf<float> weights, int N, int V, Buf<float> losses, Buf<float> dLogits)
@@ -126,9 +129,9 @@ public sealed class ProfilingBackend(Backend inner) : Backend
     }
 
     // ---- the Llama / Qwen block
-    public override void TokenEmbeddingForward(Buf<int> tokens, Buf<float> wte, int N, int C, Buf<float> output)
+    protected override void TokenEmbeddingForwardCore(Buf<int> tokens, Buf<float> wte, int N, int C, Buf<float> output)
         => Time("TokenEmbeddingForward", () => Inner.TokenEmbeddingForward(tokens, wte, N, C, output));
-    public override void TokenEmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, int N, int C, Buf<float> dWte)
+    protected override void TokenEmbeddingBackwardCore(Buf<float> dOutput, Buf<int> tokens, int N, int C, Buf<float> dWte)
         => Time("TokenEmbeddingBackward", () => Inner.TokenEmbeddingBackward(dOutput, tokens, N, C, dWte));
     public override void RmsNormForward(Buf<float> input, Buf<float> weight, int N, int C, float eps, Buf<float> output, Buf<float> rstd)
         => Time("RmsNormForward", () => Inner.RmsNormForward(input, weight, N, C, eps, output, rstd));

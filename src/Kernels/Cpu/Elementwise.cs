@@ -2,8 +2,6 @@ using System.Numerics.Tensors;
 using System.Runtime.CompilerServices;
 using System.Runtime.Intrinsics;
 
-using static ArcherIlgpu.Kernels.BufChecks;
-
 namespace ArcherIlgpu.Kernels;
 
 public sealed partial class CpuBackend
@@ -20,11 +18,10 @@ public sealed partial class CpuBackend
     // element, no tanh and no scratch. exp(-2u) overflows to +inf for very negative x, which gives
     // x / inf = -0, the limit; for very positive x it is 0 and y = x.
 
-    public override void GeluForward(Buf<float> input, int n, Buf<float> output)
+    protected override void GeluForwardCore(Buf<float> input, int n, Buf<float> output)
     {
         var x = input.Buffer.Host!; long xo = input.Offset;
         var y = output.Buffer.Host!; long yo = output.Offset;
-        RequireElements(input, n); RequireElements(output, n);
         ParallelRange(n, ElementwiseGrain, (start, end) =>
             GeluForwardRange(x.AsSpan((int)(xo + start), end - start), y.AsSpan((int)(yo + start), end - start)));
     }
@@ -58,12 +55,11 @@ public sealed partial class CpuBackend
     static Vector256<float> GeluMinusTwoU(Vector256<float> x)
         => x * Vector256.FusedMultiplyAdd(x * x, Vector256.Create(-2f * GeluScale * GeluCubic), Vector256.Create(-2f * GeluScale));
 
-    public override void GeluBackward(Buf<float> dOutput, Buf<float> input, int n, Buf<float> dInput)
+    protected override void GeluBackwardCore(Buf<float> dOutput, Buf<float> input, int n, Buf<float> dInput)
     {
         var dy = dOutput.Buffer.Host!; long dyo = dOutput.Offset;
         var x = input.Buffer.Host!; long xo = input.Offset;
         var dx = dInput.Buffer.Host!; long dxo = dInput.Offset;
-        RequireElements(dOutput, n); RequireElements(input, n); RequireElements(dInput, n);
         ParallelRange(n, ElementwiseGrain, (start, end) =>
             GeluBackwardRange(dy.AsSpan((int)(dyo + start), end - start), x.AsSpan((int)(xo + start), end - start),
                 dx.AsSpan((int)(dxo + start), end - start)));
@@ -110,9 +106,8 @@ public sealed partial class CpuBackend
         }
     }
 
-    public override void ResidualForward(Buf<float> a, Buf<float> b, int n, Buf<float> output)
+    protected override void ResidualForwardCore(Buf<float> a, Buf<float> b, int n, Buf<float> output)
     {
-        RequireElements(a, n); RequireElements(b, n); RequireElements(output, n);
         var ah = a.Buffer.Host!; long ao = a.Offset;
         var bh = b.Buffer.Host!; long bo = b.Offset;
         var oh = output.Buffer.Host!; long oo = output.Offset;
@@ -121,9 +116,8 @@ public sealed partial class CpuBackend
                 oh.AsSpan((int)(oo + start), end - start)));
     }
 
-    public override void ResidualBackward(Buf<float> dOutput, int n, Buf<float> dA, Buf<float> dB)
+    protected override void ResidualBackwardCore(Buf<float> dOutput, int n, Buf<float> dA, Buf<float> dB)
     {
-        RequireElements(dOutput, n); RequireElements(dA, n); RequireElements(dB, n);
         var g = dOutput.Buffer.Host!; long go = dOutput.Offset;
         var ah = dA.Buffer.Host!; long ao = dA.Offset;
         var bh = dB.Buffer.Host!; long bo = dB.Offset;
@@ -135,17 +129,5 @@ public sealed partial class CpuBackend
             var dbs = bh.AsSpan((int)(bo + start), end - start);
             TensorPrimitives.Add(dbs, gs, dbs);
         });
-    }
-}
-
-/// <summary>Argument checks shared by the small ops of both backends.</summary>
-internal static class BufChecks
-{
-    /// <summary>A slice shorter than the op's size would be read past its end on a GPU (silently); fail loudly instead.</summary>
-    public static void RequireElements<T>(Buf<T> buf, long atLeast) where T : unmanaged
-    {
-        if (buf.IsEmpty || buf.Length < atLeast)
-            throw new ArgumentException(buf.IsEmpty ? $"an empty buffer was given where {atLeast} elements are needed"
-                : $"buffer {buf} holds {buf.Length} elements, the op needs {atLeast}");
     }
 }

@@ -1,7 +1,5 @@
 using System.Numerics.Tensors;
 
-using static ArcherIlgpu.Kernels.BufChecks;
-
 namespace ArcherIlgpu.Kernels;
 
 public sealed partial class CpuBackend
@@ -15,10 +13,9 @@ public sealed partial class CpuBackend
     // whatever the thread count and however often a token or position repeats.
     const int EmbeddingStrip = 64;
 
-    public override void EmbeddingForward(Buf<int> tokens, Buf<int> positions, Buf<float> wte, Buf<float> wpe,
+    protected override void EmbeddingForwardCore(Buf<int> tokens, Buf<int> positions, Buf<float> wte, Buf<float> wpe,
         int N, int C, Buf<float> output)
     {
-        RequireElements(tokens, N); RequireElements(positions, N); RequireElements(output, (long)N * C);
         var tok = tokens.Buffer.Host!; int to = (int)tokens.Offset;
         var pos = positions.Buffer.Host!; int po = (int)positions.Offset;
         var te = wte.Buffer.Host!; long teo = wte.Offset; long vocab = wte.Length / Math.Max(C, 1);
@@ -37,18 +34,16 @@ public sealed partial class CpuBackend
         });
     }
 
-    public override void EmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, Buf<int> positions,
+    protected override void EmbeddingBackwardCore(Buf<float> dOutput, Buf<int> tokens, Buf<int> positions,
         int N, int C, Buf<float> dWte, Buf<float> dWpe)
     {
-        RequireElements(tokens, N); RequireElements(positions, N); RequireElements(dOutput, (long)N * C);
         RequireIdsInTable(tokens, N, dWte, C, nameof(tokens), "token");
         RequireIdsInTable(positions, N, dWpe, C, nameof(positions), "position");
         ScatterRowsByStrip(dOutput, N, C, new EmbeddingTarget(tokens, dWte), new EmbeddingTarget(positions, dWpe));
     }
 
-    public override void TokenEmbeddingForward(Buf<int> tokens, Buf<float> wte, int N, int C, Buf<float> output)
+    protected override void TokenEmbeddingForwardCore(Buf<int> tokens, Buf<float> wte, int N, int C, Buf<float> output)
     {
-        RequireElements(tokens, N); RequireElements(output, (long)N * C);
         var tok = tokens.Buffer.Host!; int to = (int)tokens.Offset;
         var te = wte.Buffer.Host!; long teo = wte.Offset; long vocab = wte.Length / Math.Max(C, 1);
         var o = output.Buffer.Host!; long oo = output.Offset;
@@ -63,9 +58,8 @@ public sealed partial class CpuBackend
         });
     }
 
-    public override void TokenEmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, int N, int C, Buf<float> dWte)
+    protected override void TokenEmbeddingBackwardCore(Buf<float> dOutput, Buf<int> tokens, int N, int C, Buf<float> dWte)
     {
-        RequireElements(tokens, N); RequireElements(dOutput, (long)N * C);
         RequireIdsInTable(tokens, N, dWte, C, nameof(tokens), "token");
         ScatterRowsByStrip(dOutput, N, C, new EmbeddingTarget(tokens, dWte), null);
     }

@@ -1,8 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
 
-using static ArcherIlgpu.Kernels.BufChecks;
-
 namespace ArcherIlgpu.Kernels;
 
 public sealed partial class CpuBackend
@@ -17,11 +15,9 @@ public sealed partial class CpuBackend
 
     float[] layerNormPartials = [];   // [blocks, 2, C], grown on first use at a larger size
 
-    public override void LayerNormForward(Buf<float> input, Buf<float> weight, Buf<float> bias,
+    protected override void LayerNormForwardCore(Buf<float> input, Buf<float> weight, Buf<float> bias,
         int N, int C, float eps, Buf<float> output, Buf<float> mean, Buf<float> rstd)
     {
-        RequireElements(input, (long)N * C); RequireElements(output, (long)N * C);
-        RequireElements(weight, C); RequireElements(bias, C); RequireElements(mean, N); RequireElements(rstd, N);
         var x = input.Buffer.Host!; long xo = input.Offset;
         var w = weight.Buffer.Host!; int wo = (int)weight.Offset;
         var b = bias.Buffer.Host!; int bo = (int)bias.Offset;
@@ -69,13 +65,10 @@ public sealed partial class CpuBackend
         for (; i < x.Length; i++) y[i] = (x[i] - m) * r * w[i] + b[i];
     }
 
-    public override void LayerNormBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
+    protected override void LayerNormBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
         Buf<float> mean, Buf<float> rstd, int N, int C,
         Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
     {
-        RequireElements(dOutput, (long)N * C); RequireElements(input, (long)N * C); RequireElements(dInput, (long)N * C);
-        RequireElements(weight, C); RequireElements(mean, N); RequireElements(rstd, N);
-        RequireElements(dWeight, C); RequireElements(dBias, C);
         if (N == 0 || C == 0) return;
         var dy = dOutput.Buffer.Host!; long dyo = dOutput.Offset;
         var x = input.Buffer.Host!; long xo = input.Offset;

@@ -1,7 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
-using static ArcherIlgpu.Kernels.BufChecks;
 
 namespace ArcherIlgpu.Kernels;
 
@@ -12,33 +11,29 @@ public sealed partial class IlgpuBackend
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, ArrayView<float>>? residualForwardKernel;
     Action<KernelConfig, ArrayView<float>, int, ArrayView<float>, ArrayView<float>>? residualBackwardKernel;
 
-    public override void GeluForward(Buf<float> input, int n, Buf<float> output)
+    protected override void GeluForwardCore(Buf<float> input, int n, Buf<float> output)
     {
-        RequireElements(input, n); RequireElements(output, n);
         if (n == 0) return;
         geluForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, int, ArrayView<float>>(GeluForwardKernel);
         geluForwardKernel(Linear(n), input.View, n, output.View);
     }
 
-    public override void GeluBackward(Buf<float> dOutput, Buf<float> input, int n, Buf<float> dInput)
+    protected override void GeluBackwardCore(Buf<float> dOutput, Buf<float> input, int n, Buf<float> dInput)
     {
-        RequireElements(dOutput, n); RequireElements(input, n); RequireElements(dInput, n);
         if (n == 0) return;
         geluBackwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(GeluBackwardKernel);
         geluBackwardKernel(Linear(n), dOutput.View, input.View, n, dInput.View);
     }
 
-    public override void ResidualForward(Buf<float> a, Buf<float> b, int n, Buf<float> output)
+    protected override void ResidualForwardCore(Buf<float> a, Buf<float> b, int n, Buf<float> output)
     {
-        RequireElements(a, n); RequireElements(b, n); RequireElements(output, n);
         if (n == 0) return;
         residualForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(ResidualForwardKernel);
         residualForwardKernel(Linear(n), a.View, b.View, n, output.View);
     }
 
-    public override void ResidualBackward(Buf<float> dOutput, int n, Buf<float> dA, Buf<float> dB)
+    protected override void ResidualBackwardCore(Buf<float> dOutput, int n, Buf<float> dA, Buf<float> dB)
     {
-        RequireElements(dOutput, n); RequireElements(dA, n); RequireElements(dB, n);
         if (n == 0) return;
         residualBackwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, int, ArrayView<float>, ArrayView<float>>(ResidualBackwardKernel);
         residualBackwardKernel(Linear(n), dOutput.View, n, dA.View, dB.View);

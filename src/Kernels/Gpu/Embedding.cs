@@ -1,7 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
-using static ArcherIlgpu.Kernels.BufChecks;
 
 namespace ArcherIlgpu.Kernels;
 
@@ -14,10 +13,9 @@ public sealed partial class IlgpuBackend
     Action<KernelConfig, ArrayView<float>, ArrayView<int>, int, int, int, ArrayView<float>>? embeddingScatterKernel;
     Action<KernelConfig, ArrayView<int>, ArrayView<float>, int, int, ArrayView<float>>? tokenEmbeddingForwardKernel;
 
-    public override void EmbeddingForward(Buf<int> tokens, Buf<int> positions, Buf<float> wte, Buf<float> wpe,
+    protected override void EmbeddingForwardCore(Buf<int> tokens, Buf<int> positions, Buf<float> wte, Buf<float> wpe,
         int N, int C, Buf<float> output)
     {
-        RequireElements(tokens, N); RequireElements(positions, N); RequireElements(output, (long)N * C);
         if (N == 0 || C == 0) return;
         embeddingForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<int>, ArrayView<int>, ArrayView<float>, ArrayView<float>,
             int, int, ArrayView<float>>(EmbeddingForwardKernel);
@@ -29,18 +27,16 @@ public sealed partial class IlgpuBackend
     /// that id's table row; it scans the later rows in order and adds every match, so each table
     /// element is written by one thread, always summing in row order.
     /// </summary>
-    public override void EmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, Buf<int> positions,
+    protected override void EmbeddingBackwardCore(Buf<float> dOutput, Buf<int> tokens, Buf<int> positions,
         int N, int C, Buf<float> dWte, Buf<float> dWpe)
     {
-        RequireElements(tokens, N); RequireElements(positions, N); RequireElements(dOutput, (long)N * C);
         if (N == 0 || C == 0) return;
         ScatterRows(dOutput, tokens, N, C, dWte);
         ScatterRows(dOutput, positions, N, C, dWpe);
     }
 
-    public override void TokenEmbeddingForward(Buf<int> tokens, Buf<float> wte, int N, int C, Buf<float> output)
+    protected override void TokenEmbeddingForwardCore(Buf<int> tokens, Buf<float> wte, int N, int C, Buf<float> output)
     {
-        RequireElements(tokens, N); RequireElements(output, (long)N * C);
         if (N == 0 || C == 0) return;
         tokenEmbeddingForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<int>, ArrayView<float>, int, int, ArrayView<float>>(
             TokenEmbeddingForwardKernel);
@@ -48,9 +44,8 @@ public sealed partial class IlgpuBackend
     }
 
     /// <summary>The GPT-2 token scatter alone: deterministic, repeated tokens summed in row order.</summary>
-    public override void TokenEmbeddingBackward(Buf<float> dOutput, Buf<int> tokens, int N, int C, Buf<float> dWte)
+    protected override void TokenEmbeddingBackwardCore(Buf<float> dOutput, Buf<int> tokens, int N, int C, Buf<float> dWte)
     {
-        RequireElements(tokens, N); RequireElements(dOutput, (long)N * C);
         if (N == 0 || C == 0) return;
         ScatterRows(dOutput, tokens, N, C, dWte);
     }

@@ -1,7 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
-using static ArcherIlgpu.Kernels.BufChecks;
 
 namespace ArcherIlgpu.Kernels;
 
@@ -21,11 +20,9 @@ public sealed partial class IlgpuBackend
     Action<KernelConfig, ArrayView<float>, int, int, ArrayView<float>, ArrayView<float>>? layerNormParamSumKernel;
     DeviceBuffer<float>? layerNormPartials;
 
-    public override void LayerNormForward(Buf<float> input, Buf<float> weight, Buf<float> bias,
+    protected override void LayerNormForwardCore(Buf<float> input, Buf<float> weight, Buf<float> bias,
         int N, int C, float eps, Buf<float> output, Buf<float> mean, Buf<float> rstd)
     {
-        RequireElements(input, (long)N * C); RequireElements(output, (long)N * C);
-        RequireElements(weight, C); RequireElements(bias, C); RequireElements(mean, N); RequireElements(rstd, N);
         if (N == 0 || C == 0) return;
         layerNormForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float,
             ArrayView<float>, ArrayView<float>, ArrayView<float>>(LayerNormForwardKernel);
@@ -33,13 +30,10 @@ public sealed partial class IlgpuBackend
             output.View, mean.View, rstd.View);
     }
 
-    public override void LayerNormBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
+    protected override void LayerNormBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
         Buf<float> mean, Buf<float> rstd, int N, int C,
         Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
     {
-        RequireElements(dOutput, (long)N * C); RequireElements(input, (long)N * C); RequireElements(dInput, (long)N * C);
-        RequireElements(weight, C); RequireElements(mean, N); RequireElements(rstd, N);
-        RequireElements(dWeight, C); RequireElements(dBias, C);
         if (N == 0 || C == 0) return;
         layerNormInputGradKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, ArrayView<float>, int, ArrayView<float>>(LayerNormInputGradKernel);
