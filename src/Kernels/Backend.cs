@@ -117,11 +117,31 @@ public abstract partial class Backend : IDisposable
 
     /// <param name="input">[N, K]</param> <param name="weight">[OC, K]</param>
     /// <param name="bias">[OC], or default(Buf) for none</param> <param name="output">[N, OC]</param>
-    public abstract void MatMulForward(Buf<float> input, Buf<float> weight, Buf<float> bias,
+    public void MatMulForward(Buf<float> input, Buf<float> weight, Buf<float> bias,
+        int N, int K, int OC, Buf<float> output)
+    {
+        CheckMatMulShapes(input, weight, N, K, OC);
+        CheckMatMulLength(output, (long)N * OC, nameof(output));
+        if (!bias.IsEmpty) CheckMatMulLength(bias, OC, nameof(bias));
+        MatMulForwardCore(input, weight, bias, N, K, OC, output);
+    }
+
+    protected abstract void MatMulForwardCore(Buf<float> input, Buf<float> weight, Buf<float> bias,
         int N, int K, int OC, Buf<float> output);
 
     /// <summary>dInput [N, K] is OVERWRITTEN; dWeight [OC, K] and dBias [OC] (optional) ACCUMULATE.</summary>
-    public abstract void MatMulBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
+    public void MatMulBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
+        int N, int K, int OC, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
+    {
+        CheckMatMulShapes(input, weight, N, K, OC);
+        CheckMatMulLength(dOutput, (long)N * OC, nameof(dOutput));
+        CheckMatMulLength(dWeight, (long)OC * K, nameof(dWeight));
+        if (!dInput.IsEmpty) CheckMatMulLength(dInput, (long)N * K, nameof(dInput));
+        if (!dBias.IsEmpty) CheckMatMulLength(dBias, OC, nameof(dBias));
+        MatMulBackwardCore(dOutput, input, weight, N, K, OC, dInput, dWeight, dBias);
+    }
+
+    protected abstract void MatMulBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
         int N, int K, int OC, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias);
 
     // ------------------------------------------------------------ attention

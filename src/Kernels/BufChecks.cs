@@ -10,4 +10,18 @@ internal static class BufChecks
             throw new ArgumentException(buf.IsEmpty ? $"an empty buffer was given where {atLeast} elements are needed"
                 : $"buffer {buf} holds {buf.Length} elements, the op needs {atLeast}");
     }
+
+    /// <summary>The matmul operands must have exactly their shape's length (a longer slice is a caller's bug too).</summary>
+    public static void CheckMatMulShapes(Buf<float> input, Buf<float> weight, int N, int K, int OC)
+    {
+        if (N < 0 || K < 0 || OC < 0) throw new ArgumentException($"matmul sizes must be non-negative: N={N}, K={K}, OC={OC}");
+        CheckMatMulLength(input, (long)N * K, nameof(input));
+        CheckMatMulLength(weight, (long)OC * K, nameof(weight));
+    }
+
+    public static void CheckMatMulLength(Buf<float> buffer, long expected, string name)
+    {
+        if (buffer.Length != expected)
+            throw new ArgumentException($"{name}: expected {expected} elements, buffer has {buffer.Length}");
+    }
 }

@@ -68,9 +68,9 @@ public sealed class ProfilingBackend(Backend inner) : Backend
     protected override void LayerNormBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> mean, Buf<float> rstd, int N, int C, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
         => Time("LayerNormBackward", () => Inner.LayerNormBackward(dOutput, input, weight, mean, rstd, N, C, dInput, dWeight, dBias));
 
-    public override void MatMulForward(Buf<float> input, Buf<float> weight, Buf<float> bias, int N, int K, int OC, Buf<float> output)
+    protected override void MatMulForwardCore(Buf<float> input, Buf<float> weight, Buf<float> bias, int N, int K, int OC, Buf<float> output)
         => Time(Key("MatMulForward", $"{N}x{K}->{OC}"), () => Inner.MatMulForward(input, weight, bias, N, K, OC, output));
-    public override void MatMulBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight, int N, int K, int OC, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
+    protected override void MatMulBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight, int N, int K, int OC, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
         => Time(Key("MatMulBackward", $"{N}x{K}->{OC}"), () => Inner.MatMulBackward(dOutput, input, weight, N, K, OC, dInput, dWeight, dBias));
 
     public override void AttentionForward(Buf<float> qkv, int B, int T, int H, int Hkv, int D, Buf<float> output, Buf<float> logSumExp)

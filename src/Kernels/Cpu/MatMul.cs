@@ -5,12 +5,9 @@ namespace ArcherIlgpu.Kernels;
 // out = in · Wᵀ + b and its backward, all three products on the packed SIMD GEMM in Gemm.cs.
 public sealed partial class CpuBackend
 {
-    public override unsafe void MatMulForward(Buf<float> input, Buf<float> weight, Buf<float> bias,
+    protected override unsafe void MatMulForwardCore(Buf<float> input, Buf<float> weight, Buf<float> bias,
         int N, int K, int OC, Buf<float> output)
     {
-        CheckMatMulShapes(input, weight, N, K, OC);
-        CheckMatMulLength(output, (long)N * OC, nameof(output));
-        if (!bias.IsEmpty) CheckMatMulLength(bias, OC, nameof(bias));
         if (N < FewRows) { ForwardFewRows(input, weight, bias, N, K, OC, output); return; }
         fixed (float* x = input.Span, w = weight.Span, b = bias.IsEmpty ? default : bias.Span, y = output.Span)
         {
@@ -47,14 +44,9 @@ public sealed partial class CpuBackend
         });
     }
 
-    public override unsafe void MatMulBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
+    protected override unsafe void MatMulBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
         int N, int K, int OC, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
     {
-        CheckMatMulShapes(input, weight, N, K, OC);
-        CheckMatMulLength(dOutput, (long)N * OC, nameof(dOutput));
-        CheckMatMulLength(dWeight, (long)OC * K, nameof(dWeight));
-        if (!dInput.IsEmpty) CheckMatMulLength(dInput, (long)N * K, nameof(dInput));
-        if (!dBias.IsEmpty) CheckMatMulLength(dBias, OC, nameof(dBias));
         fixed (float* dy = dOutput.Span, x = input.Span, w = weight.Span, dw = dWeight.Span)
         {
             if (!dInput.IsEmpty)
@@ -83,18 +75,5 @@ public sealed partial class CpuBackend
             for (int n = 0; n < N; n++)
                 TensorPrimitives.Add(sum, dy.AsSpan(dyOffset + n * OC + start, end - start), sum);
         });
-    }
-
-    static void CheckMatMulShapes(Buf<float> input, Buf<float> weight, int N, int K, int OC)
-    {
-        if (N < 0 || K < 0 || OC < 0) throw new ArgumentException($"matmul sizes must be non-negative: N={N}, K={K}, OC={OC}");
-        CheckMatMulLength(input, (long)N * K, nameof(input));
-        CheckMatMulLength(weight, (long)OC * K, nameof(weight));
-    }
-
-    static void CheckMatMulLength(Buf<float> buffer, long expected, string name)
-    {
-        if (buffer.Length != expected)
-            throw new ArgumentException($"{name}: expected {expected} elements, buffer has {buffer.Length}");
     }
 }

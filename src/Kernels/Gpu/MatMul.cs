@@ -36,12 +36,9 @@ public sealed partial class IlgpuBackend
     Action<KernelConfig, ArrayView<float>, int, int, int, ArrayView<float>, int>? columnSumKernel;
     MemoryBuffer1D<float, Stride1D.Dense>? columnSumWorkspace;
 
-    public override void MatMulForward(Buf<float> input, Buf<float> weight, Buf<float> bias,
+    protected override void MatMulForwardCore(Buf<float> input, Buf<float> weight, Buf<float> bias,
         int N, int K, int OC, Buf<float> output)
     {
-        CheckMatMulShapes(input, weight, N, K, OC);
-        CheckMatMulLength(output, (long)N * OC, nameof(output));
-        if (!bias.IsEmpty) CheckMatMulLength(bias, OC, nameof(bias));
         // A = in [N, K] row-major; B(k, o) = W[o, k].
         LaunchGemm(input.View, weight.View, output.View, bias.IsEmpty ? output.View : bias.View, new GemmShape
         {
@@ -50,13 +47,9 @@ public sealed partial class IlgpuBackend
         });
     }
 
-    public override void MatMulBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
+    protected override void MatMulBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight,
         int N, int K, int OC, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
     {
-        CheckMatMulShapes(input, weight, N, K, OC);
-        CheckMatMulLength(dOutput, (long)N * OC, nameof(dOutput));
-        CheckMatMulLength(dWeight, (long)OC * K, nameof(dWeight));
-        if (!dInput.IsEmpty) CheckMatMulLength(dInput, (long)N * K, nameof(dInput));
         // dOut as the products read it: rows of stride ld ≥ OC (padded for vector loads, see PaddedRows).
         var (dOut, ld) = PaddedRows(dOutput.View, N, K, OC);
         if (!dInput.IsEmpty)
@@ -72,11 +65,7 @@ public sealed partial class IlgpuBackend
         {
             M = OC, N = K, K = N, ARow = 1, ACol = ld, BRow = K, BCol = 1, Ldc = K, Flags = GemmAccumulate,
         });
-        if (!dBias.IsEmpty)
-        {
-            CheckMatMulLength(dBias, OC, nameof(dBias));
-            if (OC > 0) ColumnSum(dOutput.View, N, OC, dBias.View);
-        }
+        if (!dBias.IsEmpty && OC > 0) ColumnSum(dOutput.View, N, OC, dBias.View);
     }
 
     /// <summary>
@@ -253,18 +242,5 @@ public sealed partial class IlgpuBackend
             long at = (long)Grid.IdxY * OC + j;
             dest[at] = accumulate != 0 ? dest[at] + total : total;
         }
-    }
-
-    static void CheckMatMulShapes(Buf<float> input, Buf<float> weight, int N, int K, int OC)
-    {
-        if (N < 0 || K < 0 || OC < 0) throw new ArgumentException($"matmul sizes must be non-negative: N={N}, K={K}, OC={OC}");
-        CheckMatMulLength(input, (long)N * K, nameof(input));
-        CheckMatMulLength(weight, (long)OC * K, nameof(weight));
-    }
-
-    static void CheckMatMulLength(Buf<float> buffer, long expected, string name)
-    {
-        if (buffer.Length != expected)
-            throw new ArgumentException($"{name}: expected {expected} elements, buffer has {buffer.Length}");
     }
 }
