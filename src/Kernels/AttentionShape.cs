@@ -1,7 +1,7 @@
 namespace ArcherIlgpu.Kernels;
 
 /// <summary>
-/// The argument checks every backend's grouped-query attention shares, so all throw the same message:
+/// The argument checks of <see cref="Backend"/>'s grouped-query attention ops, run once in the public op:
 /// the shape, then each buffer's length (a short one would be read past its end on a GPU, silently, and
 /// be an IndexOutOfRange deep in a loop on the CPU).
 /// </summary>

@@ -153,14 +153,28 @@ public abstract partial class Backend : IDisposable
 
     /// <param name="qkv">[B, T, (H + 2Hkv)·D]</param> <param name="output">[B, T, H·D]</param>
     /// <param name="logSumExp">[B, H, T] per query row, log sum_s exp(score) of the scaled scores; saved for backward</param>
-    public abstract void AttentionForward(Buf<float> qkv, int B, int T, int H, int Hkv, int D,
+    public void AttentionForward(Buf<float> qkv, int B, int T, int H, int Hkv, int D,
+        Buf<float> output, Buf<float> logSumExp)
+    {
+        AttentionShape.CheckForward(qkv, B, T, H, Hkv, D, output, logSumExp);
+        AttentionForwardCore(qkv, B, T, H, Hkv, D, output, logSumExp);
+    }
+
+    protected abstract void AttentionForwardCore(Buf<float> qkv, int B, int T, int H, int Hkv, int D,
         Buf<float> output, Buf<float> logSumExp);
 
     /// <summary>
     /// dQkv [B, T, (H + 2Hkv)·D] is OVERWRITTEN; dK and dV of a shared key/value head sum over the query
     /// heads of its group. Recomputes the probabilities from qkv and logSumExp.
     /// </summary>
-    public abstract void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output,
+    public void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output,
+        Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv)
+    {
+        AttentionShape.CheckBackward(dOutput, qkv, output, logSumExp, B, T, H, Hkv, D, dQkv);
+        AttentionBackwardCore(dOutput, qkv, output, logSumExp, B, T, H, Hkv, D, dQkv);
+    }
+
+    protected abstract void AttentionBackwardCore(Buf<float> dOutput, Buf<float> qkv, Buf<float> output,
         Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv);
 
     /// <summary>
@@ -168,7 +182,14 @@ public abstract partial class Backend : IDisposable
     /// at positions 0..T-1 (prefill). Rows shorter than T are right-padded by the caller; the causal
     /// mask keeps padding out of every real position.
     /// </summary>
-    public abstract void KvCacheWrite(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT,
+    public void KvCacheWrite(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT,
+        Buf<float> kCache, Buf<float> vCache)
+    {
+        AttentionShape.CheckKvCacheWrite(qkv, B, T, H, Hkv, D, maxT, kCache, vCache);
+        KvCacheWriteCore(qkv, B, T, H, Hkv, D, maxT, kCache, vCache);
+    }
+
+    protected abstract void KvCacheWriteCore(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache);
 
     /// <summary>
@@ -178,7 +199,14 @@ public abstract partial class Backend : IDisposable
     /// <param name="qkv">[B, (H + 2Hkv)·D]</param> <param name="positions">[B]</param>
     /// <param name="kCache">[B, Hkv, maxT, D]</param> <param name="vCache">[B, Hkv, maxT, D]</param>
     /// <param name="output">[B, H·D]</param>
-    public abstract void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT,
+    public void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT,
+        Buf<float> kCache, Buf<float> vCache, Buf<float> output)
+    {
+        AttentionShape.CheckDecode(qkv, positions, B, H, Hkv, D, maxT, kCache, vCache, output);
+        AttentionDecodeCore(qkv, positions, B, H, Hkv, D, maxT, kCache, vCache, output);
+    }
+
+    protected abstract void AttentionDecodeCore(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache, Buf<float> output);
 
     // ---------------------------------------------------- elementwise (Gelu.cs, Residual.cs)

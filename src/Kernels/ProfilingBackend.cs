@@ -73,13 +73,13 @@ public sealed class ProfilingBackend(Backend inner) : Backend
     protected override void MatMulBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight, int N, int K, int OC, Buf<float> dInput, Buf<float> dWeight, Buf<float> dBias)
         => Time(Key("MatMulBackward", $"{N}x{K}->{OC}"), () => Inner.MatMulBackward(dOutput, input, weight, N, K, OC, dInput, dWeight, dBias));
 
-    public override void AttentionForward(Buf<float> qkv, int B, int T, int H, int Hkv, int D, Buf<float> output, Buf<float> logSumExp)
+    protected override void AttentionForwardCore(Buf<float> qkv, int B, int T, int H, int Hkv, int D, Buf<float> output, Buf<float> logSumExp)
         => Time("AttentionForward", () => Inner.AttentionForward(qkv, B, T, H, Hkv, D, output, logSumExp));
-    public override void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output, Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv)
+    protected override void AttentionBackwardCore(Buf<float> dOutput, Buf<float> qkv, Buf<float> output, Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv)
         => Time("AttentionBackward", () => Inner.AttentionBackward(dOutput, qkv, output, logSumExp, B, T, H, Hkv, D, dQkv));
-    public override void KvCacheWrite(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT, Buf<float> kCache, Buf<float> vCache)
+    protected override void KvCacheWriteCore(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT, Buf<float> kCache, Buf<float> vCache)
         => Time("KvCacheWrite", () => Inner.KvCacheWrite(qkv, B, T, H, Hkv, D, maxT, kCache, vCache));
-    public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT, Buf<float> kCache, Buf<float> vCache, Buf<float> output)
+    protected override void AttentionDecodeCore(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT, Buf<float> kCache, Buf<float> vCache, Buf<float> output)
         => Time("AttentionDecode", () => Inner.AttentionDecode(qkv, positions, B, H, Hkv, D, maxT, kCache, vCache, output));
 
     protected override void GeluForwardCore(Buf<float> input, int n, Buf<float> output)

@@ -78,10 +78,9 @@ public sealed unsafe partial class CpuBackend
         return (float*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(a));
     }
 
-    public override void AttentionForward(Buf<float> qkv, int B, int T, int H, int Hkv, int D,
+    protected override void AttentionForwardCore(Buf<float> qkv, int B, int T, int H, int Hkv, int D,
         Buf<float> output, Buf<float> logSumExp)
     {
-        AttentionShape.CheckForward(qkv, B, T, H, Hkv, D, output, logSumExp);
         var layout = new AttnLayout(H, Hkv, D);
         nint qkvP = (nint)AttnPtr(qkv), outP = (nint)AttnPtr(output), lseP = (nint)AttnPtr(logSumExp);
         int qBlocks = (T + AttnGemmRows - 1) / AttnGemmRows;
@@ -152,10 +151,9 @@ public sealed unsafe partial class CpuBackend
 
     // ----------------------------------------------------------------- backward
 
-    public override void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output,
+    protected override void AttentionBackwardCore(Buf<float> dOutput, Buf<float> qkv, Buf<float> output,
         Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv)
     {
-        AttentionShape.CheckBackward(dOutput, qkv, output, logSumExp, B, T, H, Hkv, D, dQkv);
         var layout = new AttnLayout(H, Hkv, D);
         nint dOutP = (nint)AttnPtr(dOutput), qkvP = (nint)AttnPtr(qkv), outP = (nint)AttnPtr(output),
              lseP = (nint)AttnPtr(logSumExp), dQkvP = (nint)AttnPtr(dQkv);
@@ -250,10 +248,9 @@ public sealed unsafe partial class CpuBackend
 
     // ------------------------------------------------------------- KV cache
 
-    public override void KvCacheWrite(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT,
+    protected override void KvCacheWriteCore(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache)
     {
-        AttentionShape.CheckKvCacheWrite(qkv, B, T, H, Hkv, D, maxT, kCache, vCache);
         var layout = new AttnLayout(H, Hkv, D);
         nint qkvP = (nint)AttnPtr(qkv), kP = (nint)AttnPtr(kCache), vP = (nint)AttnPtr(vCache);
         ParallelRange(B * Hkv, 1, (start, end) =>
@@ -273,10 +270,9 @@ public sealed unsafe partial class CpuBackend
         });
     }
 
-    public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT,
+    protected override void AttentionDecodeCore(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache, Buf<float> output)
     {
-        AttentionShape.CheckDecode(qkv, positions, B, H, Hkv, D, maxT, kCache, vCache, output);
         var layout = new AttnLayout(H, Hkv, D);
         var pos = positions.Span;
         for (int b = 0; b < B; b++)

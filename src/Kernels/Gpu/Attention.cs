@@ -49,7 +49,7 @@ public sealed partial class IlgpuBackend
     /// The shape rules plus the kernels' own limit: a lane holds four channels of a row in registers and
     /// shared rows are sized for AttnMaxHeadSize, so D ≤ 128 (any D up to it, not only powers of two).
     /// </summary>
-    /// <summary>What the ILGPU kernels add to <see cref="AttentionShape"/>'s checks (which the caller ran).</summary>
+    /// <summary>What the ILGPU kernels add to <see cref="AttentionShape"/>'s checks (which the public op ran).</summary>
     void CheckAttention(string op, int D)
     {
         if (D > AttnMaxHeadSize)
@@ -60,10 +60,9 @@ public sealed partial class IlgpuBackend
 
     // ------------------------------------------------------------------ forward
 
-    public override void AttentionForward(Buf<float> qkv, int B, int T, int H, int Hkv, int D,
+    protected override void AttentionForwardCore(Buf<float> qkv, int B, int T, int H, int Hkv, int D,
         Buf<float> output, Buf<float> logSumExp)
     {
-        AttentionShape.CheckForward(qkv, B, T, H, Hkv, D, output, logSumExp);
         CheckAttention(nameof(AttentionForward), D);
         if (UseFlashAttention) { FlashAttentionForward(qkv, B, T, H, Hkv, D, output, logSumExp); return; }
         attnForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnForwardKernel);
@@ -133,10 +132,9 @@ public sealed partial class IlgpuBackend
 
     // ----------------------------------------------------------------- backward
 
-    public override void AttentionBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> output,
+    protected override void AttentionBackwardCore(Buf<float> dOutput, Buf<float> qkv, Buf<float> output,
         Buf<float> logSumExp, int B, int T, int H, int Hkv, int D, Buf<float> dQkv)
     {
-        AttentionShape.CheckBackward(dOutput, qkv, output, logSumExp, B, T, H, Hkv, D, dQkv);
         CheckAttention(nameof(AttentionBackward), D);
         if (UseFlashAttention) { FlashAttentionBackward(dOutput, qkv, output, logSumExp, B, T, H, Hkv, D, dQkv); return; }
         attnDqKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>(AttnDqKernel);
@@ -320,10 +318,9 @@ public sealed partial class IlgpuBackend
 
     // ------------------------------------------------------------- KV cache
 
-    public override void KvCacheWrite(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT,
+    protected override void KvCacheWriteCore(Buf<float> qkv, int B, int T, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache)
     {
-        AttentionShape.CheckKvCacheWrite(qkv, B, T, H, Hkv, D, maxT, kCache, vCache);
         CheckAttention(nameof(KvCacheWrite), D);
         attnCacheWriteKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, int>(AttnCacheWriteKernel);
         int n = B * Hkv * T * D;
@@ -345,10 +342,9 @@ public sealed partial class IlgpuBackend
         vCache[dst] = qkv[src + Hkv * D];
     }
 
-    public override void AttentionDecode(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT,
+    protected override void AttentionDecodeCore(Buf<float> qkv, Buf<int> positions, int B, int H, int Hkv, int D, int maxT,
         Buf<float> kCache, Buf<float> vCache, Buf<float> output)
     {
-        AttentionShape.CheckDecode(qkv, positions, B, H, Hkv, D, maxT, kCache, vCache, output);
         CheckAttention(nameof(AttentionDecode), D);
         attnDecodeKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, int, float>(AttnDecodeKernel);
         attnDecodeKernel(new KernelConfig(B * H, AttnWarps * AttnTile),
