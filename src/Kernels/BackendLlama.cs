@@ -39,11 +39,27 @@ public abstract partial class Backend
     /// </summary>
     /// <param name="input">[N, C]</param> <param name="weight">[C]</param>
     /// <param name="output">[N, C]</param> <param name="rstd">[N] saved for backward</param>
-    public abstract void RmsNormForward(Buf<float> input, Buf<float> weight, int N, int C, float eps,
+    public void RmsNormForward(Buf<float> input, Buf<float> weight, int N, int C, float eps,
+        Buf<float> output, Buf<float> rstd)
+    {
+        RequireElements(input, (long)N * C); RequireElements(output, (long)N * C);
+        RequireElements(weight, C); RequireElements(rstd, N);
+        RmsNormForwardCore(input, weight, N, C, eps, output, rstd);
+    }
+
+    protected abstract void RmsNormForwardCore(Buf<float> input, Buf<float> weight, int N, int C, float eps,
         Buf<float> output, Buf<float> rstd);
 
     /// <summary>dInput ACCUMULATES (it is the residual stream, as in LayerNormBackward); dWeight accumulates.</summary>
-    public abstract void RmsNormBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> rstd,
+    public void RmsNormBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> rstd,
+        int N, int C, Buf<float> dInput, Buf<float> dWeight)
+    {
+        RequireElements(dOutput, (long)N * C); RequireElements(input, (long)N * C); RequireElements(dInput, (long)N * C);
+        RequireElements(weight, C); RequireElements(rstd, N); RequireElements(dWeight, C);
+        RmsNormBackwardCore(dOutput, input, weight, rstd, N, C, dInput, dWeight);
+    }
+
+    protected abstract void RmsNormBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> rstd,
         int N, int C, Buf<float> dInput, Buf<float> dWeight);
 
     /// <summary>
@@ -51,11 +67,30 @@ public abstract partial class Backend
     /// (D each) are RMS-normalised with qWeight [D], the next Hkv key heads with kWeight [D], and the Hkv
     /// value heads are copied unchanged. rstd [N, H + Hkv] is saved for backward.
     /// </summary>
-    public abstract void QkNormForward(Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight, int N, int H, int Hkv, int D,
+    public void QkNormForward(Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight, int N, int H, int Hkv, int D,
+        float eps, Buf<float> output, Buf<float> rstd)
+    {
+        long rows = (long)N * (H + 2 * Hkv) * D;
+        RequireElements(qkv, rows); RequireElements(output, rows);
+        RequireElements(qWeight, D); RequireElements(kWeight, D); RequireElements(rstd, (long)N * (H + Hkv));
+        QkNormForwardCore(qkv, qWeight, kWeight, N, H, Hkv, D, eps, output, rstd);
+    }
+
+    protected abstract void QkNormForwardCore(Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight, int N, int H, int Hkv, int D,
         float eps, Buf<float> output, Buf<float> rstd);
 
     /// <summary>dQkv [N, W] is OVERWRITTEN (value heads: dOutput copied); dQWeight and dKWeight ACCUMULATE.</summary>
-    public abstract void QkNormBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight,
+    public void QkNormBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight,
+        Buf<float> rstd, int N, int H, int Hkv, int D, Buf<float> dQkv, Buf<float> dQWeight, Buf<float> dKWeight)
+    {
+        long rows = (long)N * (H + 2 * Hkv) * D;
+        RequireElements(dOutput, rows); RequireElements(qkv, rows); RequireElements(dQkv, rows);
+        RequireElements(qWeight, D); RequireElements(kWeight, D); RequireElements(rstd, (long)N * (H + Hkv));
+        RequireElements(dQWeight, D); RequireElements(dKWeight, D);
+        QkNormBackwardCore(dOutput, qkv, qWeight, kWeight, rstd, N, H, Hkv, D, dQkv, dQWeight, dKWeight);
+    }
+
+    protected abstract void QkNormBackwardCore(Buf<float> dOutput, Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight,
         Buf<float> rstd, int N, int H, int Hkv, int D, Buf<float> dQkv, Buf<float> dQWeight, Buf<float> dKWeight);
 
     // ------------------------------------------------------- rotary position embedding (Rope.cs)
@@ -68,14 +103,28 @@ public abstract partial class Backend
     /// same angles.
     /// </summary>
     /// <param name="positions">[N]</param> <param name="cos">[maxT, D/2]</param> <param name="sin">[maxT, D/2]</param>
-    public abstract void RopeForward(Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
+    public void RopeForward(Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
+        int N, int H, int Hkv, int D)
+    {
+        RopeShape.Check(nameof(RopeForward), qkv, positions, cos, sin, N, H, Hkv, D);
+        RopeForwardCore(qkv, positions, cos, sin, N, H, Hkv, D);
+    }
+
+    protected abstract void RopeForwardCore(Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
         int N, int H, int Hkv, int D);
 
     /// <summary>
     /// The backward of <see cref="RopeForward"/>, IN PLACE on dQkv [N, W]: a rotation's gradient is the
     /// inverse rotation (by −angle) of the output gradient; value heads are untouched.
     /// </summary>
-    public abstract void RopeBackward(Buf<float> dQkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
+    public void RopeBackward(Buf<float> dQkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
+        int N, int H, int Hkv, int D)
+    {
+        RopeShape.Check(nameof(RopeBackward), dQkv, positions, cos, sin, N, H, Hkv, D);
+        RopeBackwardCore(dQkv, positions, cos, sin, N, H, Hkv, D);
+    }
+
+    protected abstract void RopeBackwardCore(Buf<float> dQkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
         int N, int H, int Hkv, int D);
 
     // ------------------------------------------------------- SwiGLU (SwiGlu.cs)
@@ -85,8 +134,20 @@ public abstract partial class Backend
     /// the gate and up projections are one fused matmul whose row is [gate (I) | up (I)].
     /// </summary>
     /// <param name="gateUp">[N, 2I]</param> <param name="output">[N, I]</param>
-    public abstract void SwiGluForward(Buf<float> gateUp, int N, int I, Buf<float> output);
+    public void SwiGluForward(Buf<float> gateUp, int N, int I, Buf<float> output)
+    {
+        RequireElements(gateUp, (long)N * 2 * I); RequireElements(output, (long)N * I);
+        SwiGluForwardCore(gateUp, N, I, output);
+    }
+
+    protected abstract void SwiGluForwardCore(Buf<float> gateUp, int N, int I, Buf<float> output);
 
     /// <summary>dGateUp [N, 2I] is OVERWRITTEN.</summary>
-    public abstract void SwiGluBackward(Buf<float> dOutput, Buf<float> gateUp, int N, int I, Buf<float> dGateUp);
+    public void SwiGluBackward(Buf<float> dOutput, Buf<float> gateUp, int N, int I, Buf<float> dGateUp)
+    {
+        RequireElements(dOutput, (long)N * I); RequireElements(gateUp, (long)N * 2 * I); RequireElements(dGateUp, (long)N * 2 * I);
+        SwiGluBackwardCore(dOutput, gateUp, N, I, dGateUp);
+    }
+
+    protected abstract void SwiGluBackwardCore(Buf<float> dOutput, Buf<float> gateUp, int N, int I, Buf<float> dGateUp);
 }

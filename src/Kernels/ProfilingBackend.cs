@@ -133,20 +133,20 @@ public sealed class ProfilingBackend(Backend inner) : Backend
         => Time("TokenEmbeddingForward", () => Inner.TokenEmbeddingForward(tokens, wte, N, C, output));
     protected override void TokenEmbeddingBackwardCore(Buf<float> dOutput, Buf<int> tokens, int N, int C, Buf<float> dWte)
         => Time("TokenEmbeddingBackward", () => Inner.TokenEmbeddingBackward(dOutput, tokens, N, C, dWte));
-    public override void RmsNormForward(Buf<float> input, Buf<float> weight, int N, int C, float eps, Buf<float> output, Buf<float> rstd)
+    protected override void RmsNormForwardCore(Buf<float> input, Buf<float> weight, int N, int C, float eps, Buf<float> output, Buf<float> rstd)
         => Time("RmsNormForward", () => Inner.RmsNormForward(input, weight, N, C, eps, output, rstd));
-    public override void RmsNormBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> rstd, int N, int C, Buf<float> dInput, Buf<float> dWeight)
+    protected override void RmsNormBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> rstd, int N, int C, Buf<float> dInput, Buf<float> dWeight)
         => Time("RmsNormBackward", () => Inner.RmsNormBackward(dOutput, input, weight, rstd, N, C, dInput, dWeight));
-    public override void QkNormForward(Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight, int N, int H, int Hkv, int D, float eps, Buf<float> output, Buf<float> rstd)
+    protected override void QkNormForwardCore(Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight, int N, int H, int Hkv, int D, float eps, Buf<float> output, Buf<float> rstd)
         => Time("QkNormForward", () => Inner.QkNormForward(qkv, qWeight, kWeight, N, H, Hkv, D, eps, output, rstd));
-    public override void QkNormBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight, Buf<float> rstd, int N, int H, int Hkv, int D, Buf<float> dQkv, Buf<float> dQWeight, Buf<float> dKWeight)
+    protected override void QkNormBackwardCore(Buf<float> dOutput, Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight, Buf<float> rstd, int N, int H, int Hkv, int D, Buf<float> dQkv, Buf<float> dQWeight, Buf<float> dKWeight)
         => Time("QkNormBackward", () => Inner.QkNormBackward(dOutput, qkv, qWeight, kWeight, rstd, N, H, Hkv, D, dQkv, dQWeight, dKWeight));
-    public override void RopeForward(Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin, int N, int H, int Hkv, int D)
+    protected override void RopeForwardCore(Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin, int N, int H, int Hkv, int D)
         => Time("RopeForward", () => Inner.RopeForward(qkv, positions, cos, sin, N, H, Hkv, D));
-    public override void RopeBackward(Buf<float> dQkv, Buf<int> positions, Buf<float> cos, Buf<float> sin, int N, int H, int Hkv, int D)
+    protected override void RopeBackwardCore(Buf<float> dQkv, Buf<int> positions, Buf<float> cos, Buf<float> sin, int N, int H, int Hkv, int D)
         => Time("RopeBackward", () => Inner.RopeBackward(dQkv, positions, cos, sin, N, H, Hkv, D));
-    public override void SwiGluForward(Buf<float> gateUp, int N, int I, Buf<float> output)
+    protected override void SwiGluForwardCore(Buf<float> gateUp, int N, int I, Buf<float> output)
         => Time("SwiGluForward", () => Inner.SwiGluForward(gateUp, N, I, output));
-    public override void SwiGluBackward(Buf<float> dOutput, Buf<float> gateUp, int N, int I, Buf<float> dGateUp)
+    protected override void SwiGluBackwardCore(Buf<float> dOutput, Buf<float> gateUp, int N, int I, Buf<float> dGateUp)
         => Time("SwiGluBackward", () => Inner.SwiGluBackward(dOutput, gateUp, N, I, dGateUp));
 }

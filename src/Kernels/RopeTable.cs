@@ -131,8 +131,8 @@ public static class RopeTable
 /// <summary>The argument checks both backends' RoPE share.</summary>
 static class RopeShape
 {
-    /// <summary>Throws unless the sizes are valid and the buffers hold what the op reads; returns the table rows (maxT).</summary>
-    public static int Check(string op, Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin, int N, int H, int Hkv, int D)
+    /// <summary>Throws unless the sizes are valid and the buffers hold what the op reads.</summary>
+    public static void Check(string op, Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin, int N, int H, int Hkv, int D)
     {
         if (N < 0 || H <= 0 || Hkv <= 0 || D <= 0)
             throw new ArgumentException($"{op}: N must be non-negative and H, Hkv, D positive; got N={N} H={H} Hkv={Hkv} D={D}");
@@ -143,6 +143,8 @@ static class RopeShape
         if (positions.Length < N) throw new ArgumentException($"{op}: positions holds {positions.Length} entries, N={N} needed");
         if (cos.Length != sin.Length || cos.Length < half || cos.Length % half != 0)
             throw new ArgumentException($"{op}: cos and sin must both be [maxT, D/2={half}]; got {cos.Length} and {sin.Length} floats");
-        return (int)(cos.Length / half);
     }
+
+    /// <summary>The rows of a cos (or sin) table [maxT, D/2] that <see cref="Check"/> accepted: maxT.</summary>
+    public static int TableRows(Buf<float> cos, int D) => (int)(cos.Length / (D / 2));
 }

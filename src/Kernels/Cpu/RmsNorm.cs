@@ -1,8 +1,6 @@
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
 
-using static ArcherIlgpu.Kernels.BufChecks;
-
 namespace ArcherIlgpu.Kernels;
 
 // RMSNorm (Llama's block norm over C) and Qwen3's QK-norm (the same norm over each D-wide head of the
@@ -19,11 +17,9 @@ public sealed partial class CpuBackend
 
     float[] rmsNormPartials = [];   // [blocks, C] or [blocks, 2, D], grown on first use at a larger size
 
-    public override void RmsNormForward(Buf<float> input, Buf<float> weight, int N, int C, float eps,
+    protected override void RmsNormForwardCore(Buf<float> input, Buf<float> weight, int N, int C, float eps,
         Buf<float> output, Buf<float> rstd)
     {
-        RequireElements(input, (long)N * C); RequireElements(output, (long)N * C);
-        RequireElements(weight, C); RequireElements(rstd, N);
         var x = input.Buffer.Host!; long xo = input.Offset;
         var w = weight.Buffer.Host!; int wo = (int)weight.Offset;
         var y = output.Buffer.Host!; long yo = output.Offset;
@@ -36,11 +32,9 @@ public sealed partial class CpuBackend
         });
     }
 
-    public override void RmsNormBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> rstd,
+    protected override void RmsNormBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> rstd,
         int N, int C, Buf<float> dInput, Buf<float> dWeight)
     {
-        RequireElements(dOutput, (long)N * C); RequireElements(input, (long)N * C); RequireElements(dInput, (long)N * C);
-        RequireElements(weight, C); RequireElements(rstd, N); RequireElements(dWeight, C);
         if (N == 0 || C == 0) return;
         var dy = dOutput.Buffer.Host!; long dyo = dOutput.Offset;
         var x = input.Buffer.Host!; long xo = input.Offset;
@@ -68,12 +62,10 @@ public sealed partial class CpuBackend
         AddBlockPartials(partials.AsSpan(), blocks, C, stride: C, dWeight.Buffer.Host!.AsSpan((int)dWeight.Offset, C));
     }
 
-    public override void QkNormForward(Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight, int N, int H, int Hkv, int D,
+    protected override void QkNormForwardCore(Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight, int N, int H, int Hkv, int D,
         float eps, Buf<float> output, Buf<float> rstd)
     {
         int W = (H + 2 * Hkv) * D, heads = H + Hkv;
-        RequireElements(qkv, (long)N * W); RequireElements(output, (long)N * W);
-        RequireElements(qWeight, D); RequireElements(kWeight, D); RequireElements(rstd, (long)N * heads);
         var x = qkv.Buffer.Host!; long xo = qkv.Offset;
         var qw = qWeight.Buffer.Host!; int qwo = (int)qWeight.Offset;
         var kw = kWeight.Buffer.Host!; int kwo = (int)kWeight.Offset;
@@ -92,13 +84,10 @@ public sealed partial class CpuBackend
         });
     }
 
-    public override void QkNormBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight,
+    protected override void QkNormBackwardCore(Buf<float> dOutput, Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight,
         Buf<float> rstd, int N, int H, int Hkv, int D, Buf<float> dQkv, Buf<float> dQWeight, Buf<float> dKWeight)
     {
         int W = (H + 2 * Hkv) * D, heads = H + Hkv;
-        RequireElements(dOutput, (long)N * W); RequireElements(qkv, (long)N * W); RequireElements(dQkv, (long)N * W);
-        RequireElements(qWeight, D); RequireElements(kWeight, D); RequireElements(rstd, (long)N * heads);
-        RequireElements(dQWeight, D); RequireElements(dKWeight, D);
         if (N == 0 || D == 0) return;
         var dy = dOutput.Buffer.Host!; long dyo = dOutput.Offset;
         var x = qkv.Buffer.Host!; long xo = qkv.Offset;

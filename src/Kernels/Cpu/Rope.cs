@@ -13,11 +13,11 @@ public sealed unsafe partial class CpuBackend
     /// <summary>Floats rotated per work item at least: below this, waking a second thread costs more than it saves.</summary>
     const int RopeGrain = 1 << 14;
 
-    public override void RopeForward(Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
+    protected override void RopeForwardCore(Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
         int N, int H, int Hkv, int D)
         => Rope(nameof(RopeForward), qkv, positions, cos, sin, N, H, Hkv, D, sinSign: 1f);
 
-    public override void RopeBackward(Buf<float> dQkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
+    protected override void RopeBackwardCore(Buf<float> dQkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
         int N, int H, int Hkv, int D)
         => Rope(nameof(RopeBackward), dQkv, positions, cos, sin, N, H, Hkv, D, sinSign: -1f);
 
@@ -25,7 +25,7 @@ public sealed unsafe partial class CpuBackend
     void Rope(string op, Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
         int N, int H, int Hkv, int D, float sinSign)
     {
-        int maxT = RopeShape.Check(op, qkv, positions, cos, sin, N, H, Hkv, D);
+        int maxT = RopeShape.TableRows(cos, D);
         var pos = positions.Span;
         for (int n = 0; n < N; n++)
             if ((uint)pos[n] >= (uint)maxT)

@@ -1,7 +1,5 @@
 using System.Runtime.Intrinsics;
 
-using static ArcherIlgpu.Kernels.BufChecks;
-
 namespace ArcherIlgpu.Kernels;
 
 // SwiGLU over the fused [gate (I) | up (I)] row: out = silu(g) · u, silu(g) = g · s, s = 1 / (1 + exp(−g)).
@@ -11,9 +9,8 @@ namespace ArcherIlgpu.Kernels;
 // 0 · inf can appear for any finite input.
 public sealed partial class CpuBackend
 {
-    public override void SwiGluForward(Buf<float> gateUp, int N, int I, Buf<float> output)
+    protected override void SwiGluForwardCore(Buf<float> gateUp, int N, int I, Buf<float> output)
     {
-        RequireElements(gateUp, (long)N * 2 * I); RequireElements(output, (long)N * I);
         var gu = gateUp.Buffer.Host!; long guo = gateUp.Offset;
         var y = output.Buffer.Host!; long yo = output.Offset;
         ParallelRange(N, SwiGluRowGrain(I), (start, end) =>
@@ -26,9 +23,8 @@ public sealed partial class CpuBackend
         });
     }
 
-    public override void SwiGluBackward(Buf<float> dOutput, Buf<float> gateUp, int N, int I, Buf<float> dGateUp)
+    protected override void SwiGluBackwardCore(Buf<float> dOutput, Buf<float> gateUp, int N, int I, Buf<float> dGateUp)
     {
-        RequireElements(dOutput, (long)N * I); RequireElements(gateUp, (long)N * 2 * I); RequireElements(dGateUp, (long)N * 2 * I);
         var dy = dOutput.Buffer.Host!; long dyo = dOutput.Offset;
         var gu = gateUp.Buffer.Host!; long guo = gateUp.Offset;
         var dgu = dGateUp.Buffer.Host!; long dguo = dGateUp.Offset;

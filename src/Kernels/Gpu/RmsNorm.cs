@@ -1,7 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
-using static ArcherIlgpu.Kernels.BufChecks;
 
 namespace ArcherIlgpu.Kernels;
 
@@ -33,44 +32,34 @@ public sealed partial class IlgpuBackend
         public int RowLength => SegsTotal * Length;
     }
 
-    public override void RmsNormForward(Buf<float> input, Buf<float> weight, int N, int C, float eps,
+    protected override void RmsNormForwardCore(Buf<float> input, Buf<float> weight, int N, int C, float eps,
         Buf<float> output, Buf<float> rstd)
     {
-        RequireElements(input, (long)N * C); RequireElements(output, (long)N * C);
-        RequireElements(weight, C); RequireElements(rstd, N);
         if (N == 0 || C == 0) return;
         LaunchRmsNormForward(input, weight, weight, N, new RmsNormSegments(C, 1, 1, 1), eps, output, rstd);
     }
 
-    public override void RmsNormBackward(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> rstd,
+    protected override void RmsNormBackwardCore(Buf<float> dOutput, Buf<float> input, Buf<float> weight, Buf<float> rstd,
         int N, int C, Buf<float> dInput, Buf<float> dWeight)
     {
-        RequireElements(dOutput, (long)N * C); RequireElements(input, (long)N * C); RequireElements(dInput, (long)N * C);
-        RequireElements(weight, C); RequireElements(rstd, N); RequireElements(dWeight, C);
         if (N == 0 || C == 0) return;
         var segments = new RmsNormSegments(C, 1, 1, 1);
         LaunchRmsNormInputGrad(dOutput, input, weight, weight, rstd, N, segments, accumulate: true, dInput);
         LaunchRmsNormWeightGrad(dOutput, input, rstd, N, segments, firstSeg: 0, segCount: 1, dWeight);
     }
 
-    public override void QkNormForward(Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight, int N, int H, int Hkv, int D,
+    protected override void QkNormForwardCore(Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight, int N, int H, int Hkv, int D,
         float eps, Buf<float> output, Buf<float> rstd)
     {
         var segments = new RmsNormSegments(D, H, H + Hkv, H + 2 * Hkv);
-        RequireElements(qkv, (long)N * segments.RowLength); RequireElements(output, (long)N * segments.RowLength);
-        RequireElements(qWeight, D); RequireElements(kWeight, D); RequireElements(rstd, (long)N * (H + Hkv));
         if (N == 0 || D == 0) return;
         LaunchRmsNormForward(qkv, qWeight, kWeight, N, segments, eps, output, rstd);
     }
 
-    public override void QkNormBackward(Buf<float> dOutput, Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight,
+    protected override void QkNormBackwardCore(Buf<float> dOutput, Buf<float> qkv, Buf<float> qWeight, Buf<float> kWeight,
         Buf<float> rstd, int N, int H, int Hkv, int D, Buf<float> dQkv, Buf<float> dQWeight, Buf<float> dKWeight)
     {
         var segments = new RmsNormSegments(D, H, H + Hkv, H + 2 * Hkv);
-        long rowsLength = (long)N * segments.RowLength;
-        RequireElements(dOutput, rowsLength); RequireElements(qkv, rowsLength); RequireElements(dQkv, rowsLength);
-        RequireElements(qWeight, D); RequireElements(kWeight, D); RequireElements(rstd, (long)N * (H + Hkv));
-        RequireElements(dQWeight, D); RequireElements(dKWeight, D);
         if (N == 0 || D == 0) return;
         // Weight gradients first: they read dOutput, which dQkv may alias (the backward in place).
         if (H > 0) LaunchRmsNormWeightGrad(dOutput, qkv, rstd, N, segments, firstSeg: 0, segCount: H, dQWeight);

@@ -12,18 +12,18 @@ public sealed partial class IlgpuBackend
 {
     Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<float>, ArrayView<float>, int, int, int, int, int, float>? ropeKernel;
 
-    public override void RopeForward(Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
+    protected override void RopeForwardCore(Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
         int N, int H, int Hkv, int D)
         => Rope(nameof(RopeForward), qkv, positions, cos, sin, N, H, Hkv, D, sinSign: 1f);
 
-    public override void RopeBackward(Buf<float> dQkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
+    protected override void RopeBackwardCore(Buf<float> dQkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
         int N, int H, int Hkv, int D)
         => Rope(nameof(RopeBackward), dQkv, positions, cos, sin, N, H, Hkv, D, sinSign: -1f);
 
     void Rope(string op, Buf<float> qkv, Buf<int> positions, Buf<float> cos, Buf<float> sin,
         int N, int H, int Hkv, int D, float sinSign)
     {
-        int maxT = RopeShape.Check(op, qkv, positions, cos, sin, N, H, Hkv, D);
+        int maxT = RopeShape.TableRows(cos, D);
         long pairs = (long)N * (H + Hkv) * (D / 2);
         if (pairs == 0) return;
         if (pairs > int.MaxValue) throw new ArgumentException($"{op}: N·(H + Hkv)·D/2 = {pairs} rotated pairs exceed one launch's 2^31 threads");

@@ -1,7 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
-using static ArcherIlgpu.Kernels.BufChecks;
 
 namespace ArcherIlgpu.Kernels;
 
@@ -12,17 +11,15 @@ public sealed partial class IlgpuBackend
     Action<KernelConfig, ArrayView<float>, int, int, ArrayView<float>>? swiGluForwardKernel;
     Action<KernelConfig, ArrayView<float>, ArrayView<float>, int, int, ArrayView<float>>? swiGluBackwardKernel;
 
-    public override void SwiGluForward(Buf<float> gateUp, int N, int I, Buf<float> output)
+    protected override void SwiGluForwardCore(Buf<float> gateUp, int N, int I, Buf<float> output)
     {
-        RequireElements(gateUp, (long)N * 2 * I); RequireElements(output, (long)N * I);
         if (N == 0 || I == 0) return;
         swiGluForwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, int, int, ArrayView<float>>(SwiGluForwardKernel);
         swiGluForwardKernel(Linear((long)N * I), gateUp.View, N, I, output.View);
     }
 
-    public override void SwiGluBackward(Buf<float> dOutput, Buf<float> gateUp, int N, int I, Buf<float> dGateUp)
+    protected override void SwiGluBackwardCore(Buf<float> dOutput, Buf<float> gateUp, int N, int I, Buf<float> dGateUp)
     {
-        RequireElements(dOutput, (long)N * I); RequireElements(gateUp, (long)N * 2 * I); RequireElements(dGateUp, (long)N * 2 * I);
         if (N == 0 || I == 0) return;
         swiGluBackwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, int, int, ArrayView<float>>(
             SwiGluBackwardKernel);
