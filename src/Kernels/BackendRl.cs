@@ -19,7 +19,14 @@ public abstract partial class Backend
     /// <param name="entropies">[R, T]</param> <param name="mask">[R, T]</param>
     /// <param name="rho">quantile in (0, 1), float64 as the host classifier takes it (p = ρ(n−1) must round alike)</param>
     /// <param name="thresholds">[R] out: τ_i</param> <param name="classes">[R, T] out, OVERWRITTEN</param>
-    public abstract void ClassifyTokensPerResponse(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
+    public void ClassifyTokensPerResponse(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
+        bool strictGreater, Buf<float> thresholds, Buf<int> classes)
+    {
+        CheckClassifyArguments(entropies, mask, (long)R * T, rho, classes, thresholds, R);
+        ClassifyTokensPerResponseCore(entropies, mask, R, T, rho, strictGreater, thresholds, classes);
+    }
+
+    protected abstract void ClassifyTokensPerResponseCore(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
         bool strictGreater, Buf<float> thresholds, Buf<int> classes);
 
     /// <summary>
@@ -29,8 +36,25 @@ public abstract partial class Backend
     /// </summary>
     /// <param name="entropies">[N]</param> <param name="mask">[N]</param>
     /// <param name="threshold">[1] out: τ</param> <param name="classes">[N] out, OVERWRITTEN</param>
-    public abstract void ClassifyTokensBatch(Buf<float> entropies, Buf<float> mask, int N, double rho,
+    public void ClassifyTokensBatch(Buf<float> entropies, Buf<float> mask, int N, double rho,
+        bool strictGreater, Buf<float> threshold, Buf<int> classes)
+    {
+        CheckClassifyArguments(entropies, mask, N, rho, classes, threshold, 1);
+        ClassifyTokensBatchCore(entropies, mask, N, rho, strictGreater, threshold, classes);
+    }
+
+    protected abstract void ClassifyTokensBatchCore(Buf<float> entropies, Buf<float> mask, int N, double rho,
         bool strictGreater, Buf<float> threshold, Buf<int> classes);
+
+    static void CheckClassifyArguments(Buf<float> entropies, Buf<float> mask, long n, double rho, Buf<int> classes,
+        Buf<float> thresholds, long thresholdCount)
+    {
+        if (thresholds.Length != thresholdCount)
+            throw new ArgumentException($"thresholds has length {thresholds.Length}, expected {thresholdCount}");
+        if (!(rho > 0 && rho < 1)) throw new ArgumentOutOfRangeException(nameof(rho), rho, "quantile ρ must be in (0, 1)");
+        if (entropies.Length != n || mask.Length != n || classes.Length != n)
+            throw new ArgumentException($"entropies ({entropies.Length}), mask ({mask.Length}) and classes ({classes.Length}) must all have length {n}");
+    }
 
     /// <summary>
     /// The clipped-surrogate policy loss with per-class clip ranges, dual clip and a KL penalty, forward and
@@ -54,9 +78,38 @@ public abstract partial class Backend
     /// <param name="stats">[<see cref="PolicyLossStats.Count"/>] out, OVERWRITTEN: the loss, its terms and counts (see <see cref="PolicyLossStats"/>). Float32 because
     /// CUDA contexts run with MathMode.Fast32BitOnly, which turns every float64 load and store in a kernel into float32;
     /// counts are exact up to 2^24 tokens.</param>
-    public abstract void PolicyLossForwardBackward(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
+    public void PolicyLossForwardBackward(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
+        Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
+        Buf<float> dLogProbs, Buf<float> stats)
+    {
+        CheckPolicyLossArguments(logProbs, oldLogProbs, refLogProbs, advantages, mask, classes, R, T, parameters, dLogProbs, stats);
+        PolicyLossForwardBackwardCore(logProbs, oldLogProbs, refLogProbs, advantages, mask, classes, R, T, parameters, dLogProbs, stats);
+    }
+
+    protected abstract void PolicyLossForwardBackwardCore(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
         Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
         Buf<float> dLogProbs, Buf<float> stats);
+
+    static void CheckPolicyLossArguments(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
+        Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
+        Buf<float> dLogProbs, Buf<float> stats)
+    {
+        if (R < 0 || T < 0) throw new ArgumentException($"R ({R}) and T ({T}) must be >= 0");
+        long n = (long)R * T;
+        static void Need(long actual, long expected, string name)
+        {
+            if (actual != expected) throw new ArgumentException($"{name} has length {actual}, expected {expected}");
+        }
+        Need(logProbs.Length, n, nameof(logProbs));
+        Need(oldLogProbs.Length, n, nameof(oldLogProbs));
+        Need(advantages.Length, n, nameof(advantages));
+        Need(mask.Length, n, nameof(mask));
+        Need(dLogProbs.Length, n, nameof(dLogProbs));
+        if (!refLogProbs.IsEmpty) Need(refLogProbs.Length, n, nameof(refLogProbs));
+        if (!classes.IsEmpty) Need(classes.Length, n, nameof(classes));
+        Need(stats.Length, PolicyLossStats.Count, nameof(stats));
+        parameters.Validate();
+    }
 
     /// <summary>
     /// Group-normalised advantages, spread over each response's tokens: rows are laid out group after group

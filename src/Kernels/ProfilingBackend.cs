@@ -111,15 +111,15 @@ public sealed class ProfilingBackend(Backend inner) : Backend
     protected internal override void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
         PolicyAdvantageEstimator estimator, double epsilon, Buf<float> advantages)
         => Time("GroupAdvantages", () => Inner.GroupAdvantages(rewards, mask, R, T, groupSize, estimator, epsilon, advantages));
-    public override void ClassifyTokensPerResponse(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
+    protected override void ClassifyTokensPerResponseCore(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
         bool strictGreater, Buf<float> thresholds, Buf<int> classes)
         => Time("ClassifyTokensPerResponse", () => Inner.ClassifyTokensPerResponse(entropies, mask, R, T, rho, strictGreater, thresholds, classes));
 
-    public override void ClassifyTokensBatch(Buf<float> entropies, Buf<float> mask, int N, double rho,
+    protected override void ClassifyTokensBatchCore(Buf<float> entropies, Buf<float> mask, int N, double rho,
         bool strictGreater, Buf<float> threshold, Buf<int> classes)
         => Time("ClassifyTokensBatch", () => Inner.ClassifyTokensBatch(entropies, mask, N, rho, strictGreater, threshold, classes));
 
-    public override void PolicyLossForwardBackward(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
+    protected override void PolicyLossForwardBackwardCore(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
         Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
         Buf<float> dLogProbs, Buf<float> stats)
     {

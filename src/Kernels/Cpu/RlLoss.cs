@@ -12,10 +12,9 @@ public sealed partial class CpuBackend
     double[] rowScratch = [];
     float[] sortScratch = [];
 
-    public override void ClassifyTokensPerResponse(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
+    protected override void ClassifyTokensPerResponseCore(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
         bool strictGreater, Buf<float> thresholds, Buf<int> classes)
     {
-        CheckClassifyArguments(entropies, mask, (long)R * T, rho, classes, thresholds, R);
         var h = entropies.Buffer.Host!; long hOff = entropies.Offset;
         var m = mask.Buffer.Host!; long mOff = mask.Offset;
         var tau = thresholds.Buffer.Host!; long tauOff = thresholds.Offset;
@@ -34,10 +33,9 @@ public sealed partial class CpuBackend
         });
     }
 
-    public override void ClassifyTokensBatch(Buf<float> entropies, Buf<float> mask, int N, double rho,
+    protected override void ClassifyTokensBatchCore(Buf<float> entropies, Buf<float> mask, int N, double rho,
         bool strictGreater, Buf<float> threshold, Buf<int> classes)
     {
-        CheckClassifyArguments(entropies, mask, N, rho, classes, threshold, 1);
         if (sortScratch.Length < N) sortScratch = new float[N];
         threshold.Span[0] = ClassifyRange(entropies.Span, mask.Span, rho, strictGreater, sortScratch.AsSpan(0, N), classes.Span);
     }
@@ -60,21 +58,10 @@ public sealed partial class CpuBackend
         return tau;
     }
 
-    internal static void CheckClassifyArguments(Buf<float> entropies, Buf<float> mask, long n, double rho, Buf<int> classes,
-        Buf<float> thresholds, long thresholdCount)
-    {
-        if (thresholds.Length != thresholdCount)
-            throw new ArgumentException($"thresholds has length {thresholds.Length}, expected {thresholdCount}");
-        if (!(rho > 0 && rho < 1)) throw new ArgumentOutOfRangeException(nameof(rho), rho, "quantile ρ must be in (0, 1)");
-        if (entropies.Length != n || mask.Length != n || classes.Length != n)
-            throw new ArgumentException($"entropies ({entropies.Length}), mask ({mask.Length}) and classes ({classes.Length}) must all have length {n}");
-    }
-
-    public override void PolicyLossForwardBackward(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
+    protected override void PolicyLossForwardBackwardCore(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
         Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
         Buf<float> dLogProbs, Buf<float> stats)
     {
-        CheckPolicyLossArguments(logProbs, oldLogProbs, refLogProbs, advantages, mask, classes, R, T, parameters, dLogProbs, stats);
         var p = parameters;
         bool hasKl = !refLogProbs.IsEmpty, hasClasses = !classes.IsEmpty;
         if (rowScratch.Length < (long)R * PolicyMath.RowSlots) rowScratch = new double[(long)R * PolicyMath.RowSlots];
@@ -178,26 +165,5 @@ public sealed partial class CpuBackend
                 for (int t = 0; t < T; t++) a[i * T + t] = m[i * T + t] > 0 ? advantage : 0f;
             }
         }
-    }
-
-    internal static void CheckPolicyLossArguments(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
-        Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
-        Buf<float> dLogProbs, Buf<float> stats)
-    {
-        if (R < 0 || T < 0) throw new ArgumentException($"R ({R}) and T ({T}) must be >= 0");
-        long n = (long)R * T;
-        static void Need(long actual, long expected, string name)
-        {
-            if (actual != expected) throw new ArgumentException($"{name} has length {actual}, expected {expected}");
-        }
-        Need(logProbs.Length, n, nameof(logProbs));
-        Need(oldLogProbs.Length, n, nameof(oldLogProbs));
-        Need(advantages.Length, n, nameof(advantages));
-        Need(mask.Length, n, nameof(mask));
-        Need(dLogProbs.Length, n, nameof(dLogProbs));
-        if (!refLogProbs.IsEmpty) Need(refLogProbs.Length, n, nameof(refLogProbs));
-        if (!classes.IsEmpty) Need(classes.Length, n, nameof(classes));
-        Need(stats.Length, PolicyLossStats.Count, nameof(stats));
-        parameters.Validate();
     }
 }

@@ -39,19 +39,17 @@ public sealed partial class IlgpuBackend
 
     // ------------------------------------------------------------------ classification
 
-    public override void ClassifyTokensPerResponse(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
+    protected override void ClassifyTokensPerResponseCore(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,
         bool strictGreater, Buf<float> thresholds, Buf<int> classes)
     {
-        CpuBackend.CheckClassifyArguments(entropies, mask, (long)R * T, rho, classes, thresholds, R);
         if (R == 0) return;
         if (T == 0) { Fill(thresholds, float.NaN); return; }
         LaunchClassify(entropies, mask, R, T, rho, strictGreater, thresholds, classes);
     }
 
-    public override void ClassifyTokensBatch(Buf<float> entropies, Buf<float> mask, int N, double rho,
+    protected override void ClassifyTokensBatchCore(Buf<float> entropies, Buf<float> mask, int N, double rho,
         bool strictGreater, Buf<float> threshold, Buf<int> classes)
     {
-        CpuBackend.CheckClassifyArguments(entropies, mask, N, rho, classes, threshold, 1);
         if (N == 0) { Fill(threshold, float.NaN); return; }
         LaunchClassify(entropies, mask, 1, N, rho, strictGreater, threshold, classes);
     }
@@ -173,11 +171,10 @@ public sealed partial class IlgpuBackend
 
     // ------------------------------------------------------------------ policy loss
 
-    public override void PolicyLossForwardBackward(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
+    protected override void PolicyLossForwardBackwardCore(Buf<float> logProbs, Buf<float> oldLogProbs, Buf<float> refLogProbs,
         Buf<float> advantages, Buf<float> mask, Buf<int> classes, int R, int T, in PolicyLossParameters parameters,
         Buf<float> dLogProbs, Buf<float> stats)
     {
-        CpuBackend.CheckPolicyLossArguments(logProbs, oldLogProbs, refLogProbs, advantages, mask, classes, R, T, parameters, dLogProbs, stats);
         long n = (long)R * T;
         if (n == 0) { Zero(stats); return; }
         bool hasKl = !refLogProbs.IsEmpty, hasClasses = !classes.IsEmpty;
