@@ -257,7 +257,11 @@ public abstract partial class Backend : IDisposable
     /// </summary>
     /// <param name="logits">[N, V]</param> <param name="targets">[N]</param> <param name="weights">[N]</param>
     /// <param name="losses">[N]</param> <param name="dLogits">[N, V] or default</param>
-    public abstract void CrossEntropyForwardBackward(Buf<float> logits, Buf<int> targets, Buf<float> weights,
+    public void CrossEntropyForwardBackward(Buf<float> logits, Buf<int> targets, Buf<float> weights,
+        int N, int V, Buf<float> losses, Buf<float> dLogits)
+        => CrossEntropyForwardBackwardCore(logits, targets, weights, N, V, losses, dLogits);
+
+    protected abstract void CrossEntropyForwardBackwardCore(Buf<float> logits, Buf<int> targets, Buf<float> weights,
         int N, int V, Buf<float> losses, Buf<float> dLogits);
 
     /// <summary>
@@ -266,7 +270,14 @@ public abstract partial class Backend : IDisposable
     /// </summary>
     /// <param name="logits">[N, V]</param> <param name="tokens">[N]</param>
     /// <param name="logProbs">[N]</param> <param name="entropies">[N]</param>
-    public abstract void TokenLogProbEntropy(Buf<float> logits, Buf<int> tokens, int N, int V, float temperature,
+    public void TokenLogProbEntropy(Buf<float> logits, Buf<int> tokens, int N, int V, float temperature,
+        Buf<float> logProbs, Buf<float> entropies)
+    {
+        CheckTemperature(temperature);
+        TokenLogProbEntropyCore(logits, tokens, N, V, temperature, logProbs, entropies);
+    }
+
+    protected abstract void TokenLogProbEntropyCore(Buf<float> logits, Buf<int> tokens, int N, int V, float temperature,
         Buf<float> logProbs, Buf<float> entropies);
 
     /// <summary>
@@ -274,13 +285,27 @@ public abstract partial class Backend : IDisposable
     /// dLogits[n, v] = dLogProbs[n] * (onehot(tokens[n])_v - p_v) / temperature. OVERWRITTEN;
     /// may be the same slice as logits.
     /// </summary>
-    public abstract void TokenLogProbBackward(Buf<float> logits, Buf<int> tokens, Buf<float> dLogProbs,
+    public void TokenLogProbBackward(Buf<float> logits, Buf<int> tokens, Buf<float> dLogProbs,
+        int N, int V, float temperature, Buf<float> dLogits)
+    {
+        CheckTemperature(temperature);
+        TokenLogProbBackwardCore(logits, tokens, dLogProbs, N, V, temperature, dLogits);
+    }
+
+    protected abstract void TokenLogProbBackwardCore(Buf<float> logits, Buf<int> tokens, Buf<float> dLogProbs,
         int N, int V, float temperature, Buf<float> dLogits);
 
     // ------------------------------------------------------------- optimizer (Optimizer.cs)
 
     /// <summary>normSquared[0] = sum of squares of grads (float32 accumulation in float64 or pairwise).</summary>
-    public abstract void SumOfSquares(Buf<float> grads, Buf<float> normSquared);
+    public void SumOfSquares(Buf<float> grads, Buf<float> normSquared)
+    {
+        RequireElements(normSquared, 1); RequireElements(grads, 0);
+        if (grads.Length > int.MaxValue) throw new ArgumentException($"SumOfSquares supports up to {int.MaxValue} elements, got {grads.Length}");
+        SumOfSquaresCore(grads, normSquared);
+    }
+
+    protected abstract void SumOfSquaresCore(Buf<float> grads, Buf<float> normSquared);
 
     /// <summary>
     /// AdamW step over a flat slice. The gradient is scaled by clip = min(1, maxNorm / (sqrt(normSquared[0]) + 1e-6))
@@ -288,7 +313,18 @@ public abstract partial class Backend : IDisposable
     /// m = b1 m + (1-b1) g; v = b2 v + (1-b2) g²; p -= lr (m/(1-b1^step) / (sqrt(v/(1-b2^step)) + eps) + wd p).
     /// </summary>
     /// <param name="step">1-based step count for bias correction</param>
-    public abstract void AdamW(Buf<float> parameters, Buf<float> grads, Buf<float> m, Buf<float> v,
+    public void AdamW(Buf<float> parameters, Buf<float> grads, Buf<float> m, Buf<float> v,
+        Buf<float> normSquared, float maxNorm, float lr, float beta1, float beta2, float eps,
+        float weightDecay, int step)
+    {
+        long n = parameters.Length;
+        RequireElements(grads, n); RequireElements(m, n); RequireElements(v, n); RequireElements(normSquared, 1);
+        if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), $"step is 1-based, got {step}");
+        if (n > int.MaxValue) throw new ArgumentException($"AdamW supports up to {int.MaxValue} elements, got {n}");
+        AdamWCore(parameters, grads, m, v, normSquared, maxNorm, lr, beta1, beta2, eps, weightDecay, step);
+    }
+
+    protected abstract void AdamWCore(Buf<float> parameters, Buf<float> grads, Buf<float> m, Buf<float> v,
         Buf<float> normSquared, float maxNorm, float lr, float beta1, float beta2, float eps,
         float weightDecay, int step);
 
@@ -305,6 +341,13 @@ public abstract partial class Backend : IDisposable
     /// <param name="logits">[N, V]</param> <param name="rows">[N] stream ids (e.g. sequence index)</param>
     /// <param name="positions">[N] positions (the counter)</param>
     /// <param name="tokens">[N] out</param> <param name="logProbs">[N] out</param>
-    public abstract void Sample(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V,
+    public void Sample(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V,
+        float temperature, int topK, float topP, ulong seed, Buf<int> tokens, Buf<float> logProbs)
+    {
+        CheckTemperature(temperature);
+        SampleCore(logits, rows, positions, N, V, temperature, topK, topP, seed, tokens, logProbs);
+    }
+
+    protected abstract void SampleCore(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V,
         float temperature, int topK, float topP, ulong seed, Buf<int> tokens, Buf<float> logProbs);
 }

@@ -11,6 +11,13 @@ internal static class BufChecks
                 : $"buffer {buf} holds {buf.Length} elements, the op needs {atLeast}");
     }
 
+    /// <summary>A softmax temperature: 0 is greedy (scored at temperature 1), anything else must be positive.</summary>
+    public static void CheckTemperature(float temperature)
+    {
+        if (float.IsNaN(temperature) || temperature < 0f)
+            throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "temperature must be >= 0 (0 is greedy)");
+    }
+
     /// <summary>The matmul operands must have exactly their shape's length (a longer slice is a caller's bug too).</summary>
     public static void CheckMatMulShapes(Buf<float> input, Buf<float> weight, int N, int K, int OC)
     {

@@ -91,19 +91,19 @@ public sealed class ProfilingBackend(Backend inner) : Backend
     protected override void ResidualBackwardCore(Buf<float> dOutput, int n, Buf<float> dA, Buf<float> dB)
         => Time("ResidualBackward", () => Inner.ResidualBackward(dOutput, n, dA, dB));
 
-    public override void CrossEntropyForwardBackward(Buf<float> logits, Buf<int> targets, Buf<float> weights, int N, int V, Buf<float> losses, Buf<float> dLogits)
+    protected override void CrossEntropyForwardBackwardCore(Buf<float> logits, Buf<int> targets, Buf<float> weights, int N, int V, Buf<float> losses, Buf<float> dLogits)
         => Time("CrossEntropyForwardBackward", () => Inner.CrossEntropyForwardBackward(logits, targets, weights, N, V, losses, dLogits));
-    public override void TokenLogProbEntropy(Buf<float> logits, Buf<int> tokens, int N, int V, float temperature, Buf<float> logProbs, Buf<float> entropies)
+    protected override void TokenLogProbEntropyCore(Buf<float> logits, Buf<int> tokens, int N, int V, float temperature, Buf<float> logProbs, Buf<float> entropies)
         => Time("TokenLogProbEntropy", () => Inner.TokenLogProbEntropy(logits, tokens, N, V, temperature, logProbs, entropies));
-    public override void TokenLogProbBackward(Buf<float> logits, Buf<int> tokens, Buf<float> dLogProbs, int N, int V, float temperature, Buf<float> dLogits)
+    protected override void TokenLogProbBackwardCore(Buf<float> logits, Buf<int> tokens, Buf<float> dLogProbs, int N, int V, float temperature, Buf<float> dLogits)
         => Time("TokenLogProbBackward", () => Inner.TokenLogProbBackward(logits, tokens, dLogProbs, N, V, temperature, dLogits));
 
-    public override void SumOfSquares(Buf<float> grads, Buf<float> normSquared)
+    protected override void SumOfSquaresCore(Buf<float> grads, Buf<float> normSquared)
         => Time("SumOfSquares", () => Inner.SumOfSquares(grads, normSquared));
-    public override void AdamW(Buf<float> parameters, Buf<float> grads, Buf<float> m, Buf<float> v, Buf<float> normSquared, float maxNorm, float lr, float beta1, float beta2, float eps, float weightDecay, int step)
+    protected override void AdamWCore(Buf<float> parameters, Buf<float> grads, Buf<float> m, Buf<float> v, Buf<float> normSquared, float maxNorm, float lr, float beta1, float beta2, float eps, float weightDecay, int step)
         => Time("AdamW", () => Inner.AdamW(parameters, grads, m, v, normSquared, maxNorm, lr, beta1, beta2, eps, weightDecay, step));
 
-    public override void Sample(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V, float temperature, int topK, float topP, ulong seed, Buf<int> tokens, Buf<float> logProbs)
+    protected override void SampleCore(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V, float temperature, int topK, float topP, ulong seed, Buf<int> tokens, Buf<float> logProbs)
         => Time("Sample", () => Inner.Sample(logits, rows, positions, N, V, temperature, topK, topP, seed, tokens, logProbs));
     protected internal override void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
         Buf<int> status, Buf<int> counts, Buf<int> lengths, Buf<int> outTokens, Buf<float> outLogProbs, Buf<int> nextTokens, Buf<int> nextPositions, Buf<int> samplePositions)

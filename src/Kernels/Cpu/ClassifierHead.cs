@@ -16,7 +16,7 @@ public sealed partial class CpuBackend
     /// <summary>Rows per parallel task: rows of a large vocabulary are work enough on their own.</summary>
     static int HeadGrain(int V) => Math.Max(1, 16384 / Math.Max(V, 1));
 
-    public override void CrossEntropyForwardBackward(Buf<float> logits, Buf<int> targets, Buf<float> weights,
+    protected override void CrossEntropyForwardBackwardCore(Buf<float> logits, Buf<int> targets, Buf<float> weights,
         int N, int V, Buf<float> losses, Buf<float> dLogits)
     {
         var z = logits.Buffer.Host!; long zOff = logits.Offset;
@@ -78,14 +78,14 @@ public sealed partial class CpuBackend
         return sum;
     }
 
-    public override void TokenLogProbEntropy(Buf<float> logits, Buf<int> tokens, int N, int V, float temperature,
+    protected override void TokenLogProbEntropyCore(Buf<float> logits, Buf<int> tokens, int N, int V, float temperature,
         Buf<float> logProbs, Buf<float> entropies)
     {
         var z = logits.Buffer.Host!; long zOff = logits.Offset;
         var tok = tokens.Buffer.Host!; long tOff = tokens.Offset;
         var lp = logProbs.Buffer.Host!; long lpOff = logProbs.Offset;
         var ent = entropies.Buffer.Host!; long eOff = entropies.Offset;
-        float invT = HeadInverseTemperature(temperature);
+        float invT = InverseTemperature(temperature);
         ParallelRange(N, HeadGrain(V), (start, end) =>
         {
             for (int n = start; n < end; n++)
@@ -101,12 +101,7 @@ public sealed partial class CpuBackend
     /// exactly as <see cref="Backend.Sample"/> reports its log-probs, so a trainer can pass the sampling
     /// temperature straight through.
     /// </summary>
-    internal static float HeadInverseTemperature(float temperature)
-    {
-        if (float.IsNaN(temperature) || temperature < 0f)
-            throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "temperature must be >= 0");
-        return temperature == 0f ? 1f : 1f / temperature;
-    }
+    internal static float InverseTemperature(float temperature) => temperature == 0f ? 1f : 1f / temperature;
 
     /// <summary>
     /// With x = (z − max)·invT, e = exp(x), S = Σe: log p[token] = x[token] − log S and
@@ -135,14 +130,14 @@ public sealed partial class CpuBackend
         return (logProb, logSum - weighted / sum);
     }
 
-    public override void TokenLogProbBackward(Buf<float> logits, Buf<int> tokens, Buf<float> dLogProbs,
+    protected override void TokenLogProbBackwardCore(Buf<float> logits, Buf<int> tokens, Buf<float> dLogProbs,
         int N, int V, float temperature, Buf<float> dLogits)
     {
         var z = logits.Buffer.Host!; long zOff = logits.Offset;
         var tok = tokens.Buffer.Host!; long tOff = tokens.Offset;
         var g = dLogProbs.Buffer.Host!; long gOff = dLogProbs.Offset;
         var d = dLogits.Buffer.Host!; long dOff = dLogits.Offset;
-        float invT = HeadInverseTemperature(temperature);
+        float invT = InverseTemperature(temperature);
         ParallelRange(N, HeadGrain(V), (start, end) =>
         {
             for (int n = start; n < end; n++)

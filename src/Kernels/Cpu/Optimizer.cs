@@ -1,7 +1,5 @@
 using System.Runtime.Intrinsics;
 
-using static ArcherIlgpu.Kernels.BufChecks;
-
 namespace ArcherIlgpu.Kernels;
 
 public sealed partial class CpuBackend
@@ -15,9 +13,8 @@ public sealed partial class CpuBackend
 
     double[] squaresPartials = [];
 
-    public override void SumOfSquares(Buf<float> grads, Buf<float> normSquared)
+    protected override void SumOfSquaresCore(Buf<float> grads, Buf<float> normSquared)
     {
-        RequireElements(normSquared, 1); RequireElements(grads, 0);
         var g = grads.Buffer.Host!; int go = (int)grads.Offset; int n = (int)grads.Length;
         int blocks = (n + SquaresBlock - 1) / SquaresBlock;
         if (squaresPartials.Length < blocks) squaresPartials = new double[blocks];
@@ -51,13 +48,11 @@ public sealed partial class CpuBackend
         return s;
     }
 
-    public override void AdamW(Buf<float> parameters, Buf<float> grads, Buf<float> m, Buf<float> v,
+    protected override void AdamWCore(Buf<float> parameters, Buf<float> grads, Buf<float> m, Buf<float> v,
         Buf<float> normSquared, float maxNorm, float lr, float beta1, float beta2, float eps,
         float weightDecay, int step)
     {
         long n = parameters.Length;
-        RequireElements(grads, n); RequireElements(m, n); RequireElements(v, n); RequireElements(normSquared, 1);
-        if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), $"step is 1-based, got {step}");
         float norm2 = normSquared.Buffer.Host![normSquared.Offset];
         if (!float.IsFinite(norm2)) return;   // a non-finite gradient never reaches the weights
         var h = AdamWScalars.Create(norm2, maxNorm, lr, beta1, beta2, eps, weightDecay, step);

@@ -13,10 +13,10 @@ public sealed partial class CpuBackend
     /// <summary>Per-thread fixed-point masses of one row, grown to the largest vocabulary seen (allocated once).</summary>
     [ThreadStatic] static long[]? sampleMassScratch;
 
-    public override void Sample(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V,
+    protected override void SampleCore(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V,
         float temperature, int topK, float topP, ulong seed, Buf<int> tokens, Buf<float> logProbs)
     {
-        float invT = SampleInverseTemperature(temperature);
+        float invT = InverseTemperature(temperature);
         bool greedy = temperature == 0f;
         var z = logits.Buffer.Host!; long zOff = logits.Offset;
         var r = rows.Buffer.Host!; long rOff = rows.Offset;
@@ -55,14 +55,6 @@ public sealed partial class CpuBackend
             nextPos[b] = GenerationMath.DecodePosition(len[b], maxT);
             samplePos[b] = GenerationMath.SamplePosition(len[b], maxT);
         }
-    }
-
-    /// <summary>1/temperature for the draw and the reported log-prob; greedy (0) reports at temperature 1.</summary>
-    internal static float SampleInverseTemperature(float temperature)
-    {
-        if (float.IsNaN(temperature) || temperature < 0f)
-            throw new ArgumentOutOfRangeException(nameof(temperature), temperature, "temperature must be >= 0 (0 is greedy)");
-        return temperature == 0f ? 1f : 1f / temperature;
     }
 
     /// <summary>The maximum and the lowest index holding it (−1 if every logit is NaN).</summary>

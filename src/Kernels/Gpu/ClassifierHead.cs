@@ -20,7 +20,7 @@ public sealed partial class IlgpuBackend
     /// <summary>"Empty" for a running max: finite, so that rescaling by exp(empty − m) gives 0 instead of 0·∞.</summary>
     const float EmptyMax = -float.MaxValue;
 
-    public override void CrossEntropyForwardBackward(Buf<float> logits, Buf<int> targets, Buf<float> weights,
+    protected override void CrossEntropyForwardBackwardCore(Buf<float> logits, Buf<int> targets, Buf<float> weights,
         int N, int V, Buf<float> losses, Buf<float> dLogits)
     {
         if (N == 0) return;
@@ -70,10 +70,10 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    public override void TokenLogProbEntropy(Buf<float> logits, Buf<int> tokens, int N, int V, float temperature,
+    protected override void TokenLogProbEntropyCore(Buf<float> logits, Buf<int> tokens, int N, int V, float temperature,
         Buf<float> logProbs, Buf<float> entropies)
     {
-        float invT = CpuBackend.HeadInverseTemperature(temperature);
+        float invT = CpuBackend.InverseTemperature(temperature);
         if (N == 0) return;
         logProbEntropyKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<int>, int, float,
             ArrayView<float>, ArrayView<float>>(LogProbEntropyKernel);
@@ -124,10 +124,10 @@ public sealed partial class IlgpuBackend
         }
     }
 
-    public override void TokenLogProbBackward(Buf<float> logits, Buf<int> tokens, Buf<float> dLogProbs,
+    protected override void TokenLogProbBackwardCore(Buf<float> logits, Buf<int> tokens, Buf<float> dLogProbs,
         int N, int V, float temperature, Buf<float> dLogits)
     {
-        float invT = CpuBackend.HeadInverseTemperature(temperature);
+        float invT = CpuBackend.InverseTemperature(temperature);
         if (N == 0) return;
         logProbBackwardKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<float>, int,
             float, ArrayView<float>>(LogProbBackwardKernel);

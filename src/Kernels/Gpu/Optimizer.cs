@@ -1,7 +1,6 @@
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
-using static ArcherIlgpu.Kernels.BufChecks;
 
 namespace ArcherIlgpu.Kernels;
 
@@ -24,10 +23,8 @@ public sealed partial class IlgpuBackend
     /// then a single group adds the partials. Float atomics would be faster to write but their order,
     /// and so the norm's last bits, would change from run to run.
     /// </summary>
-    public override void SumOfSquares(Buf<float> grads, Buf<float> normSquared)
+    protected override void SumOfSquaresCore(Buf<float> grads, Buf<float> normSquared)
     {
-        RequireElements(normSquared, 1); RequireElements(grads, 0);
-        if (grads.Length > int.MaxValue) throw new ArgumentException($"SumOfSquares supports up to {int.MaxValue} elements, got {grads.Length}");
         int n = (int)grads.Length;
         squaresPartialKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, int, ArrayView<double>>(SquaresPartialKernel);
         squaresFinalKernel ??= Accelerator.LoadStreamKernel<ArrayView<double>, int, ArrayView<float>>(SquaresFinalKernel);
@@ -43,14 +40,11 @@ public sealed partial class IlgpuBackend
     /// The norm is read on the device by every thread, so clipping and the non-finite skip need no
     /// host round trip; the bias corrections are host scalars (they depend only on step).
     /// </summary>
-    public override void AdamW(Buf<float> parameters, Buf<float> grads, Buf<float> m, Buf<float> v,
+    protected override void AdamWCore(Buf<float> parameters, Buf<float> grads, Buf<float> m, Buf<float> v,
         Buf<float> normSquared, float maxNorm, float lr, float beta1, float beta2, float eps,
         float weightDecay, int step)
     {
         long n = parameters.Length;
-        RequireElements(grads, n); RequireElements(m, n); RequireElements(v, n); RequireElements(normSquared, 1);
-        if (step < 1) throw new ArgumentOutOfRangeException(nameof(step), $"step is 1-based, got {step}");
-        if (n > int.MaxValue) throw new ArgumentException($"AdamW supports up to {int.MaxValue} elements, got {n}");
         if (n == 0) return;
         adamWKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>,
             ArrayView<float>, int, float, float, float, float, float, float, float, float>(AdamWKernel);

@@ -14,10 +14,10 @@ public sealed partial class IlgpuBackend
     Action<KernelConfig, ArrayView<float>, ArrayView<int>, ArrayView<int>, int, float, int, int, float, ulong,
         ArrayView<int>, ArrayView<float>>? sampleKernel;
 
-    public override void Sample(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V,
+    protected override void SampleCore(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V,
         float temperature, int topK, float topP, ulong seed, Buf<int> tokens, Buf<float> logProbs)
     {
-        float invT = CpuBackend.SampleInverseTemperature(temperature);
+        float invT = CpuBackend.InverseTemperature(temperature);
         if (N == 0) return;
         sampleKernel ??= Accelerator.LoadStreamKernel<ArrayView<float>, ArrayView<int>, ArrayView<int>, int, float, int,
             int, float, ulong, ArrayView<int>, ArrayView<float>>(SampleKernel);
