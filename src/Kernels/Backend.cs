@@ -11,6 +11,10 @@ namespace ArcherIlgpu.Kernels;
 /// - Backward ops ADD into parameter gradients (dWeight, dBias, dWte, ...) so that gradients of
 ///   shared weights and of accumulated micro-batches sum; they OVERWRITE activation gradients,
 ///   except where an argument says it accumulates (the residual stream).
+/// - Each compute op is a public method that checks its arguments once (sizes, buffer lengths, shape
+///   rules; BufChecks, AttentionShape, RopeShape) and then calls the backend's protected <c>OpCore</c>,
+///   which may take them as valid. A backend adds only what its device cannot do (a head size its
+///   kernels do not support, a token id the cpu reads out of range).
 /// - Ops are asynchronous on GPU backends: nothing waits for the device until
 ///   <see cref="Synchronize"/> or <see cref="Download{T}"/>. No op allocates after its first call
 ///   at a given size, and none synchronises with the host.

@@ -33,7 +33,7 @@ public abstract partial class Backend
     }
 
     /// <summary>The backend's <see cref="RecordSamples"/>, arguments already checked.</summary>
-    protected internal abstract void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
+    protected abstract void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
         Buf<int> status, Buf<int> counts, Buf<int> lengths, Buf<int> outTokens, Buf<float> outLogProbs,
         Buf<int> nextTokens, Buf<int> nextPositions, Buf<int> samplePositions);
 }

@@ -135,6 +135,6 @@ public abstract partial class Backend
     }
 
     /// <summary>The backend's <see cref="GroupAdvantages"/>, arguments already checked.</summary>
-    protected internal abstract void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
+    protected abstract void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
         PolicyAdvantageEstimator estimator, double epsilon, Buf<float> advantages);
 }

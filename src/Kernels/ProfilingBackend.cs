@@ -105,10 +105,10 @@ public sealed class ProfilingBackend(Backend inner) : Backend
 
     protected override void SampleCore(Buf<float> logits, Buf<int> rows, Buf<int> positions, int N, int V, float temperature, int topK, float topP, ulong seed, Buf<int> tokens, Buf<float> logProbs)
         => Time("Sample", () => Inner.Sample(logits, rows, positions, N, V, temperature, topK, topP, seed, tokens, logProbs));
-    protected internal override void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
+    protected override void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
         Buf<int> status, Buf<int> counts, Buf<int> lengths, Buf<int> outTokens, Buf<float> outLogProbs, Buf<int> nextTokens, Buf<int> nextPositions, Buf<int> samplePositions)
         => Time("RecordSamples", () => Inner.RecordSamples(sampled, sampledLogProbs, B, maxNew, maxT, endToken, status, counts, lengths, outTokens, outLogProbs, nextTokens, nextPositions, samplePositions));
-    protected internal override void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
+    protected override void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
         PolicyAdvantageEstimator estimator, double epsilon, Buf<float> advantages)
         => Time("GroupAdvantages", () => Inner.GroupAdvantages(rewards, mask, R, T, groupSize, estimator, epsilon, advantages));
     protected override void ClassifyTokensPerResponseCore(Buf<float> entropies, Buf<float> mask, int R, int T, double rho,

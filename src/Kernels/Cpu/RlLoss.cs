@@ -148,7 +148,7 @@ public sealed partial class CpuBackend
         stats[PolicyLossStats.Loss] = stats[PolicyLossStats.PolicyTerm] + stats[PolicyLossStats.KlTerm];
     }
 
-    protected internal override void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
+    protected override void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
         PolicyAdvantageEstimator estimator, double epsilon, Buf<float> advantages)
     {
         var r = rewards.Span; var m = mask.Span; var a = advantages.Span;

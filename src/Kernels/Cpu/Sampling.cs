@@ -38,7 +38,7 @@ public sealed partial class CpuBackend
         });
     }
 
-    protected internal override void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
+    protected override void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
         Buf<int> status, Buf<int> counts, Buf<int> lengths, Buf<int> outTokens, Buf<float> outLogProbs,
         Buf<int> nextTokens, Buf<int> nextPositions, Buf<int> samplePositions)
     {

@@ -202,7 +202,7 @@ public sealed partial class IlgpuBackend
             (int)n, T, hasKl ? 1 : 0, hasClasses ? 1 : 0, parameters, rows, dLogProbs.View);
     }
 
-    protected internal override void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
+    protected override void GroupAdvantagesCore(Buf<float> rewards, Buf<float> mask, int R, int T, int groupSize,
         PolicyAdvantageEstimator estimator, double epsilon, Buf<float> advantages)
     {
         long n = (long)R * T;

@@ -67,7 +67,7 @@ public sealed partial class IlgpuBackend
     Action<KernelConfig, ArrayView<int>, ArrayView<float>, int, int, int, int, ArrayView<int>, ArrayView<int>, ArrayView<int>,
         ArrayView<int>, ArrayView<float>, ArrayView<int>, ArrayView<int>, ArrayView<int>>? recordSamplesKernel;
 
-    protected internal override void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
+    protected override void RecordSamplesCore(Buf<int> sampled, Buf<float> sampledLogProbs, int B, int maxNew, int maxT, int endToken,
         Buf<int> status, Buf<int> counts, Buf<int> lengths, Buf<int> outTokens, Buf<float> outLogProbs,
         Buf<int> nextTokens, Buf<int> nextPositions, Buf<int> samplePositions)
     {
