@@ -2,9 +2,9 @@ namespace ArcherIlgpu.Kernels;
 
 // ------------------------------------------------------- RL: token classes and the policy loss (RlLoss.cs)
 //
-// The device half of ArcherIlgpu.Rl's TokenClassifier and PolicyLoss, with the same semantics (their doc
-// comments are the contract; the scalar math is shared through PolicyMath), so that an RL update can go
-// from log-probs and entropies to dLogProbs without a host round trip. Classes are ints with the values
+// Token classification and the policy loss of an RL update, on the device, so that it goes from log-probs
+// and entropies to dLogProbs without a host round trip (the scalar math is PolicyMath's; the float64 host
+// references they are tested against live in tests/ArcherIlgpu.Rl.Tests/Reference). Classes are ints with the values
 // of PolicyMath.ClassNone/ClassLow/ClassHigh (0, 1, 2). A token is valid iff mask > 0.
 public abstract partial class Backend
 {

@@ -145,12 +145,12 @@ public static class PolicyLossStats
 
 /// <summary>
 /// The scalar math of token classification and of the policy loss, written once and called by the
-/// managed backend, the ILGPU kernels and ArcherIlgpu.Rl's float32 host implementation, so every path
+/// managed backend, the ILGPU kernels and the tests' host references, so every path
 /// takes the same branches and the same gradient at every kink. Kernel-safe: no Math.Clamp, no throw.
 /// </summary>
 public static class PolicyMath
 {
-    /// <summary>Token classes (same values as ArcherIlgpu.Rl's TokenClass).</summary>
+    /// <summary>Token classes, one int per token on every backend: what the classify ops write and the loss reads.</summary>
     public const int ClassNone = 0, ClassLow = 1, ClassHigh = 2;
 
     /// <summary>Added to every token-count denominator, as verl does.</summary>
